@@ -1,0 +1,182 @@
+"""Max and average pooling over NHWC windows, and their global forms.
+
+Padded cells never win a max and are not counted in an average (TensorFlow's rule for
+'same' average pooling: the mean is over the real cells under the window).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from . import PJIT
+
+
+@njit(**PJIT)
+def _maxpool_fwd(x, fh, fw, sh, sw, pt, pl, y, arg):
+    n_img, h, w, c = x.shape
+    _, oh, ow, _ = y.shape
+    for n in prange(n_img):
+        for i in range(oh):
+            for j in range(ow):
+                for ci in range(c):
+                    best = -np.inf
+                    where = -1
+                    for kh in range(fh):
+                        ih = i * sh - pt + kh
+                        if ih < 0 or ih >= h:
+                            continue
+                        for kw in range(fw):
+                            iw = j * sw - pl + kw
+                            if iw < 0 or iw >= w:
+                                continue
+                            v = x[n, ih, iw, ci]
+                            if v > best or where < 0:  # NaN in the window still yields a window cell
+                                best = v
+                                where = ih * w + iw
+                    y[n, i, j, ci] = best if where >= 0 else 0
+                    arg[n, i, j, ci] = where
+
+
+@njit(**PJIT)
+def _maxpool_bwd(dy, arg, dx):
+    n_img, h, w, c = dx.shape
+    _, oh, ow, _ = dy.shape
+    for n in prange(n_img):
+        dx[n] = 0
+        for i in range(oh):
+            for j in range(ow):
+                for ci in range(c):
+                    where = arg[n, i, j, ci]
+                    if where >= 0:
+                        dx[n, where // w, where % w, ci] += dy[n, i, j, ci]
+
+
+@njit(**PJIT)
+def _avgpool_fwd(x, fh, fw, sh, sw, pt, pl, y):
+    n_img, h, w, c = x.shape
+    _, oh, ow, _ = y.shape
+    for n in prange(n_img):
+        for i in range(oh):
+            h0 = max(i * sh - pt, 0)
+            h1 = min(i * sh - pt + fh, h)
+            for j in range(ow):
+                w0 = max(j * sw - pl, 0)
+                w1 = min(j * sw - pl + fw, w)
+                count = (h1 - h0) * (w1 - w0)
+                for ci in range(c):
+                    y[n, i, j, ci] = 0
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        for ci in range(c):
+                            y[n, i, j, ci] += x[n, ih, iw, ci]
+                if count > 0:
+                    inv = y.dtype.type(1.0 / count)
+                    for ci in range(c):
+                        y[n, i, j, ci] *= inv
+
+
+@njit(**PJIT)
+def _avgpool_bwd(dy, fh, fw, sh, sw, pt, pl, dx):
+    n_img, h, w, c = dx.shape
+    _, oh, ow, _ = dy.shape
+    for n in prange(n_img):
+        dx[n] = 0
+        for i in range(oh):
+            h0 = max(i * sh - pt, 0)
+            h1 = min(i * sh - pt + fh, h)
+            for j in range(ow):
+                w0 = max(j * sw - pl, 0)
+                w1 = min(j * sw - pl + fw, w)
+                count = (h1 - h0) * (w1 - w0)
+                if count == 0:
+                    continue
+                inv = dx.dtype.type(1.0 / count)
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        for ci in range(c):
+                            dx[n, ih, iw, ci] += dy[n, i, j, ci] * inv
+
+
+@njit(**PJIT)
+def _global_max_fwd(x, y, arg):
+    n_img, h, w, c = x.shape
+    for n in prange(n_img):
+        for ci in range(c):
+            y[n, ci] = x[n, 0, 0, ci]
+            arg[n, ci] = 0
+        for ih in range(h):
+            for iw in range(w):
+                for ci in range(c):
+                    v = x[n, ih, iw, ci]
+                    if v > y[n, ci]:
+                        y[n, ci] = v
+                        arg[n, ci] = ih * w + iw
+
+
+@njit(**PJIT)
+def _global_max_bwd(dy, arg, dx):
+    n_img, h, w, c = dx.shape
+    for n in prange(n_img):
+        dx[n] = 0
+        for ci in range(c):
+            where = arg[n, ci]
+            dx[n, where // w, where % w, ci] = dy[n, ci]
+
+
+def _check(x):
+    assert x.ndim == 4 and x.flags.c_contiguous, "pooling wants a C-contiguous NHWC array"
+
+
+def maxpool_forward(x, size, stride, pads, out_hw):
+    """y[n,i,j,c] = max over the window of x; returns (y, argmax as flat ih*W+iw, -1 if empty)."""
+    _check(x)
+    y = np.empty((x.shape[0], out_hw[0], out_hw[1], x.shape[3]), dtype=x.dtype)
+    arg = np.empty(y.shape, dtype=np.int32)
+    _maxpool_fwd(x, size[0], size[1], stride[0], stride[1], pads[0], pads[2], y, arg)
+    return y, arg
+
+
+def maxpool_backward(dy, arg, x_shape):
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _maxpool_bwd(np.ascontiguousarray(dy), arg, dx)
+    return dx
+
+
+def avgpool_forward(x, size, stride, pads, out_hw):
+    """y[n,i,j,c] = mean of x over the real (unpadded) cells of the window."""
+    _check(x)
+    y = np.empty((x.shape[0], out_hw[0], out_hw[1], x.shape[3]), dtype=x.dtype)
+    _avgpool_fwd(x, size[0], size[1], stride[0], stride[1], pads[0], pads[2], y)
+    return y
+
+
+def avgpool_backward(dy, x_shape, size, stride, pads):
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _avgpool_bwd(np.ascontiguousarray(dy), size[0], size[1], stride[0], stride[1], pads[0], pads[2], dx)
+    return dx
+
+
+def global_maxpool_forward(x):
+    """(N, H, W, C) -> (N, C): the max over all positions; also returns the argmax."""
+    _check(x)
+    y = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
+    arg = np.empty(y.shape, dtype=np.int32)
+    _global_max_fwd(x, y, arg)
+    return y, arg
+
+
+def global_maxpool_backward(dy, arg, x_shape):
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _global_max_bwd(np.ascontiguousarray(dy), arg, dx)
+    return dx
+
+
+def global_avgpool_forward(x):
+    """(N, H, W, C) -> (N, C): the mean over all positions."""
+    _check(x)
+    return x.mean(axis=(1, 2), dtype=x.dtype)
+
+
+def global_avgpool_backward(dy, x_shape):
+    n, h, w, c = x_shape
+    scale = dy.dtype.type(1.0 / (h * w))
+    return np.ascontiguousarray(np.broadcast_to((dy * scale)[:, None, None, :], x_shape))

@@ -1,0 +1,193 @@
+"""The Layer contract, and the argument checks and padding rule that layers share.
+
+A layer's config is its constructor's keyword arguments. Shape inference (`output_shape`) never
+touches a kernel, so `inspect` walks a network without importing numba.
+Shapes here are per image: (H, W, C) for feature maps, (D,) for vectors.
+"""
+
+import math
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
+RELU_FAMILY = ("relu", "leaky_relu")
+
+
+class LayerError(ValueError):
+    """A bad layer argument or an impossible shape; `key` names the argument when there is one."""
+
+    def __init__(self, message, key=None):
+        super().__init__(message)
+        self.key = key
+
+
+# --- argument checks: every layer argument passes through one of these ---------------------
+
+def positive_int(value, key):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LayerError(f"'{key}' must be a positive integer, got {value!r}", key)
+    return value
+
+
+def pair(value, key, minimum=1):
+    """An int or a [h, w] list -> (h, w) of ints >= minimum."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        items = tuple(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = (value, value)
+    else:
+        raise LayerError(f"'{key}' must be an integer or a list [height, width], got {value!r}", key)
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise LayerError(f"'{key}' values must be integers >= {minimum}, got {value!r}", key)
+    return items
+
+
+def rate(value, key, low=0.0, high=1.0, include_low=True):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise LayerError(f"'{key}' must be a number, got {value!r}", key)
+    ok = (value >= low if include_low else value > low) and value < high
+    if not ok:
+        lo = "[" if include_low else "("
+        raise LayerError(f"'{key}' must be in {lo}{low}, {high}), got {value!r}", key)
+    return float(value)
+
+
+def boolean(value, key):
+    if not isinstance(value, bool):
+        raise LayerError(f"'{key}' must be true or false, got {value!r}", key)
+    return value
+
+
+def activation_name(value, key="activation"):
+    if value is None:
+        return "linear"
+    if value not in ACTIVATIONS:
+        raise LayerError(f"'{key}' must be one of {', '.join(ACTIVATIONS)}; got {value!r}", key)
+    return value
+
+
+def padding_arg(value, key="padding"):
+    """'valid' | 'same' | int | [ph, pw] -> 'valid' | 'same' | (ph, pw)."""
+    if value in ("valid", "same"):
+        return value
+    if isinstance(value, str):
+        raise LayerError(f"'{key}' must be 'valid', 'same', an integer or [ph, pw]; got {value!r}", key)
+    return pair(value, key, minimum=0)
+
+
+# --- the padding rule shared by convolution and pooling -----------------------------------
+
+def resolve_padding(padding, in_hw, size, stride):
+    """-> ((top, bottom, left, right), (out_h, out_w)).
+
+    valid:  no padding, out = floor((h - f) / s) + 1
+    (p, q): p rows top and bottom, q columns left and right, out = floor((h + 2p - f) / s) + 1
+    same:   TensorFlow's rule: out = ceil(h / s); total = max((out - 1) * s + f - h, 0),
+            top = total // 2, bottom = total - top (an odd extra row goes to the bottom / right).
+    """
+    pads, out = [], []
+    for dim in range(2):
+        h, f, s = in_hw[dim], size[dim], stride[dim]
+        if padding == "same":
+            o = -(-h // s)
+            total = max((o - 1) * s + f - h, 0)
+            lo, hi = total // 2, total - total // 2
+        else:
+            p = 0 if padding == "valid" else padding[dim]
+            lo = hi = p
+            o = (h + 2 * p - f) // s + 1 if h + 2 * p >= f else 0
+        pads += [lo, hi]
+        out.append(o)
+    return tuple(pads), tuple(out)
+
+
+class Layer:
+    """One step of a Sequential network: shapes, parameters, forward and backward."""
+
+    kind = "layer"          # the name used in YAML and in the registry
+    activation = "linear"   # layers with a fused activation override this
+    has_params = False
+
+    def __init__(self):
+        self.params = {}    # name -> array, internal layout
+        self.grads = {}     # name -> array, same shapes as params
+        self.buffers = {}   # non-trainable state saved in checkpoints (batchnorm running stats)
+        self.in_shape = self.out_shape = None
+
+    # --- description (no kernels) ---
+    def config(self):
+        """The constructor's arguments, normalised: cls(**layer.config()) rebuilds the layer."""
+        return {}
+
+    def output_shape(self, in_shape):
+        return tuple(in_shape)
+
+    def build(self, in_shape):
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(self.output_shape(self.in_shape))
+        if any(d < 1 for d in self.out_shape):
+            raise LayerError(f"output shape {fmt_shape(self.out_shape)} is empty: the input "
+                             f"{fmt_shape(self.in_shape)} is too small for this layer")
+        return self.out_shape
+
+    def param_shapes(self):
+        """Trainable parameter shapes in the boundary (PyTorch / ONNX) layout."""
+        return {}
+
+    def buffer_shapes(self):
+        return {}
+
+    def n_params(self):
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+    def n_buffers(self):
+        return sum(math.prod(s) for s in self.buffer_shapes().values())
+
+    def macs(self):
+        """Multiply-accumulates per image (convolution and dense layers; 0 elsewhere)."""
+        return 0
+
+    def describe(self):
+        """Short text for the layer table: filter size, stride, padding, units..."""
+        return ""
+
+    def receptive(self):
+        """(kernel, stride) per axis for the receptive-field walk; (1, 1) for point-wise layers."""
+        return (1, 1), (1, 1)
+
+    # --- computation ---
+    def init_params(self, rng, dtype, init_activation):
+        """Create parameters; init_activation picks He (relu family) or Glorot."""
+
+    def forward(self, x, training):
+        raise NotImplementedError
+
+    def backward(self, dy, need_dx=True):
+        raise NotImplementedError
+
+    # --- the boundary layout (checkpoints) ---
+    def export(self):
+        """Parameters and buffers in the boundary layout, as new arrays."""
+        out = {k: v.copy() for k, v in self.params.items()}
+        out.update({k: v.copy() for k, v in self.buffers.items()})
+        return out
+
+    def load(self, arrays):
+        """Inverse of export: take boundary-layout arrays into the internal layout."""
+        for k in self.params:
+            self.params[k][...] = arrays[k]
+        for k in self.buffers:
+            self.buffers[k][...] = arrays[k]
+
+
+def fmt_shape(shape):
+    return "x".join(str(d) for d in shape)
+
+
+def he_or_glorot(rng, shape, fan_in, fan_out, activation, dtype):
+    """He normal, std = sqrt(2 / fan_in), for the relu family; Glorot uniform otherwise."""
+    if activation in RELU_FAMILY:
+        w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
+    else:
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-limit, limit, size=shape)
+    return w.astype(dtype)

@@ -1,0 +1,116 @@
+"""maxpool / avgpool over size x size windows, and the global pools that end a fully
+convolutional network (h x w x c -> c)."""
+
+from .base import Layer, LayerError, fmt_shape, padding_arg, pair, resolve_padding
+
+
+class _Pool(Layer):
+    def __init__(self, size=2, stride=None, padding="valid"):
+        super().__init__()
+        self.size = pair(size, "size")
+        self.stride = self.size if stride is None else pair(stride, "stride")
+        self.padding = padding_arg(padding)
+        if isinstance(self.padding, tuple) and any(p >= s for p, s in zip(self.padding, self.size)):
+            raise LayerError(f"'padding' {list(self.padding)} must be smaller than the window "
+                             f"{list(self.size)}, or a window would see only padding", "padding")
+
+    def config(self):
+        pad = self.padding if isinstance(self.padding, str) else list(self.padding)
+        return {"size": list(self.size), "stride": list(self.stride), "padding": pad}
+
+    def output_shape(self, in_shape):
+        if len(in_shape) != 3:
+            raise LayerError(f"{self.kind} needs an h x w x channels input, got {fmt_shape(in_shape)}")
+        h, w, c = in_shape
+        self.pads, self.out_hw = resolve_padding(self.padding, (h, w), self.size, self.stride)
+        ph, pw = h + self.pads[0] + self.pads[1], w + self.pads[2] + self.pads[3]
+        if self.size[0] > ph or self.size[1] > pw:
+            raise LayerError(f"the {self.size[0]}x{self.size[1]} window is larger than its input "
+                             f"{ph}x{pw}: use a smaller 'size', or padding: same", "size")
+        return (self.out_hw[0], self.out_hw[1], c)
+
+    def describe(self):
+        pad = self.padding if isinstance(self.padding, str) else f"{self.padding[0]},{self.padding[1]}"
+        return f"{self.size[0]}×{self.size[1]} /{self.stride[0]},{self.stride[1]} pad {pad}"
+
+    def receptive(self):
+        return self.size, self.stride
+
+
+class MaxPool(_Pool):
+    kind = "maxpool"
+
+    def forward(self, x, training):
+        from ..kernels.pool import maxpool_forward
+
+        y, arg = maxpool_forward(x, self.size, self.stride, self.pads, self.out_hw)
+        self._cache = (arg, x.shape)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        from ..kernels.pool import maxpool_backward
+
+        arg, x_shape = self._cache
+        self._cache = None
+        return maxpool_backward(dy, arg, x_shape)
+
+
+class AvgPool(_Pool):
+    kind = "avgpool"
+
+    def forward(self, x, training):
+        from ..kernels.pool import avgpool_forward
+
+        self._x_shape = x.shape
+        return avgpool_forward(x, self.size, self.stride, self.pads, self.out_hw)
+
+    def backward(self, dy, need_dx=True):
+        from ..kernels.pool import avgpool_backward
+
+        return avgpool_backward(dy, self._x_shape, self.size, self.stride, self.pads)
+
+
+class _GlobalPool(Layer):
+    def output_shape(self, in_shape):
+        if len(in_shape) != 3:
+            raise LayerError(f"{self.kind} needs an h x w x channels input, got {fmt_shape(in_shape)}")
+        return (in_shape[2],)
+
+    def describe(self):
+        return f"{self.in_shape[0]}×{self.in_shape[1]} → 1×1"
+
+    def receptive(self):
+        return self.in_shape[:2], (1, 1)
+
+
+class GlobalAvgPool(_GlobalPool):
+    kind = "globalavgpool"
+
+    def forward(self, x, training):
+        from ..kernels.pool import global_avgpool_forward
+
+        self._x_shape = x.shape
+        return global_avgpool_forward(x)
+
+    def backward(self, dy, need_dx=True):
+        from ..kernels.pool import global_avgpool_backward
+
+        return global_avgpool_backward(dy, self._x_shape)
+
+
+class GlobalMaxPool(_GlobalPool):
+    kind = "globalmaxpool"
+
+    def forward(self, x, training):
+        from ..kernels.pool import global_maxpool_forward
+
+        y, arg = global_maxpool_forward(x)
+        self._cache = (arg, x.shape)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        from ..kernels.pool import global_maxpool_backward
+
+        arg, x_shape = self._cache
+        self._cache = None
+        return global_maxpool_backward(dy, arg, x_shape)

@@ -1,0 +1,62 @@
+"""flatten and dropout: layers that move or mask values without parameters."""
+
+import numpy as np
+
+from .base import Layer, fmt_shape, rate as check_rate
+
+
+class Flatten(Layer):
+    """h x w x c -> (c*h*w,) in (C, H, W) order, so dense weights match PyTorch / ONNX."""
+
+    kind = "flatten"
+
+    def output_shape(self, in_shape):
+        n = 1
+        for d in in_shape:
+            n *= d
+        return (n,)
+
+    def describe(self):
+        return f"{fmt_shape(self.in_shape)} → {self.out_shape[0]} (c,h,w order)"
+
+    def forward(self, x, training):
+        self._x_shape = x.shape
+        if x.ndim == 4:  # (N, H, W, C) -> (N, C, H, W) -> (N, C*H*W)
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x).reshape(x.shape[0], -1)
+
+    def backward(self, dy, need_dx=True):
+        if len(self._x_shape) == 4:
+            n, h, w, c = self._x_shape
+            return np.ascontiguousarray(dy.reshape(n, c, h, w).transpose(0, 2, 3, 1))
+        return dy.reshape(self._x_shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training each value is zeroed with probability `rate` and the rest
+    scaled by 1 / (1 - rate); at inference it is the identity."""
+
+    kind = "dropout"
+
+    def __init__(self, rate=0.5):
+        super().__init__()
+        self.rate = check_rate(rate, "rate")
+        self.rng = np.random.default_rng(0)  # replaced by the model's seeded generator
+
+    def config(self):
+        return {"rate": self.rate}
+
+    def describe(self):
+        return f"rate {self.rate:g}"
+
+    def forward(self, x, training):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        keep = 1.0 - self.rate
+        self._mask = (self.rng.random(x.shape, dtype=np.float32) < keep).astype(x.dtype)
+        self._mask *= x.dtype.type(1.0 / keep)
+        return x * self._mask
+
+    def backward(self, dy, need_dx=True):
+        return dy if self._mask is None else dy * self._mask
