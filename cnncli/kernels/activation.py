@@ -25,10 +25,10 @@ def _bias_act(z, b, act, alpha):
             v = z[r, f]
             if has_bias:
                 v += b[f]
-            if act == RELU:
-                v = v if v > zero else zero
+            if act == RELU:  # written so that NaN passes through (NaN < 0 is false)
+                v = zero if v < zero else v
             elif act == LEAKY_RELU:
-                v = v if v > zero else v * alpha
+                v = v * alpha if v < zero else v
             elif act == SIGMOID:
                 if v >= zero:
                     v = one / (one + np.exp(-v))

@@ -1,0 +1,155 @@
+"""Slow, obviously-correct twins of every kernel, in NCHW with explicit loops.
+
+These read like the textbook: pad with zeros, slide the window, multiply and add.
+They take the boundary (PyTorch / ONNX) layout, so they also check the layout conversion.
+"""
+
+import numpy as np
+
+
+def pad_nchw(x, pads, value=0.0):
+    t, b, l, r = pads
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+
+
+def out_size(h, f, s, lo, hi):
+    return (h + lo + hi - f) // s + 1
+
+
+def conv2d(x, w, b, stride, pads):
+    """x (N, C, H, W), w (F, C, FH, FW) -> (N, F, OH, OW); cross-correlation, no flip."""
+    n, c, h, wd = x.shape
+    f, _, fh, fw = w.shape
+    sh, sw = stride
+    xp = pad_nchw(x, pads)
+    oh, ow = out_size(h, fh, sh, pads[0], pads[1]), out_size(wd, fw, sw, pads[2], pads[3])
+    y = np.zeros((n, f, oh, ow), dtype=np.float64)
+    for i in range(n):
+        for k in range(f):
+            for r in range(oh):
+                for q in range(ow):
+                    window = xp[i, :, r * sh:r * sh + fh, q * sw:q * sw + fw]
+                    y[i, k, r, q] = np.sum(window * w[k]) + (b[k] if b is not None else 0.0)
+    return y
+
+
+def conv2d_backward(x, w, dy, stride, pads):
+    """-> (dx, dw, db) for conv2d, by the same loops run backwards."""
+    n, c, h, wd = x.shape
+    f, _, fh, fw = w.shape
+    sh, sw = stride
+    xp = pad_nchw(x, pads)
+    dxp = np.zeros_like(xp, dtype=np.float64)
+    dw = np.zeros(w.shape, dtype=np.float64)
+    _, _, oh, ow = dy.shape
+    for i in range(n):
+        for k in range(f):
+            for r in range(oh):
+                for q in range(ow):
+                    g = dy[i, k, r, q]
+                    dw[k] += g * xp[i, :, r * sh:r * sh + fh, q * sw:q * sw + fw]
+                    dxp[i, :, r * sh:r * sh + fh, q * sw:q * sw + fw] += g * w[k]
+    t, b, l, r_ = pads
+    dx = dxp[:, :, t:t + h, l:l + wd]
+    return dx, dw, dy.sum(axis=(0, 2, 3))
+
+
+def _windows(h, wd, size, stride, pads, oh, ow):
+    """Yield (r, q, rows, cols) of real (unpadded) cells under each window."""
+    for r in range(oh):
+        for q in range(ow):
+            r0, q0 = r * stride[0] - pads[0], q * stride[1] - pads[2]
+            rows = [a for a in range(r0, r0 + size[0]) if 0 <= a < h]
+            cols = [a for a in range(q0, q0 + size[1]) if 0 <= a < wd]
+            yield r, q, rows, cols
+
+
+def pool2d(x, size, stride, pads, mode):
+    """x (N, C, H, W) -> (N, C, OH, OW); padded cells never win a max, never count in a mean."""
+    n, c, h, wd = x.shape
+    oh, ow = out_size(h, size[0], stride[0], pads[0], pads[1]), out_size(wd, size[1], stride[1], pads[2], pads[3])
+    y = np.zeros((n, c, oh, ow))
+    for r, q, rows, cols in _windows(h, wd, size, stride, pads, oh, ow):
+        block = x[:, :, rows][:, :, :, cols]
+        y[:, :, r, q] = block.max(axis=(2, 3)) if mode == "max" else block.mean(axis=(2, 3))
+    return y
+
+
+def pool2d_backward(x, dy, size, stride, pads, mode):
+    n, c, h, wd = x.shape
+    _, _, oh, ow = dy.shape
+    dx = np.zeros(x.shape)
+    for r, q, rows, cols in _windows(h, wd, size, stride, pads, oh, ow):
+        for i in range(n):
+            for k in range(c):
+                block = x[i, k][np.ix_(rows, cols)]
+                if mode == "max":
+                    a, b = np.unravel_index(np.argmax(block), block.shape)
+                    dx[i, k, rows[a], cols[b]] += dy[i, k, r, q]
+                else:
+                    dx[i, k][np.ix_(rows, cols)] += dy[i, k, r, q] / block.size
+    return dx
+
+
+def activation(z, fn, alpha=0.01):
+    if fn == "linear":
+        return z
+    if fn == "relu":
+        return np.maximum(z, 0)
+    if fn == "leaky_relu":
+        return np.where(z > 0, z, alpha * z)
+    if fn == "sigmoid":
+        return 1 / (1 + np.exp(-z))
+    if fn == "tanh":
+        return np.tanh(z)
+    if fn == "softmax":
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    raise ValueError(fn)
+
+
+def batchnorm(x, weight, bias, mean, var, eps, axis):
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    r = lambda v: np.asarray(v).reshape(shape)  # noqa: E731
+    return (x - r(mean)) / np.sqrt(r(var) + eps) * r(weight) + r(bias)
+
+
+def network_forward(model, state, x_nchw):
+    """Inference of a cnncli Model from its boundary state dict, all in NCHW, float64."""
+    from cnncli.layers.base import resolve_padding
+
+    x = x_nchw.astype(np.float64)
+    for i, layer in enumerate(model.layers):
+        p = {k[len(f"layers.{i}."):]: v.astype(np.float64) for k, v in state.items() if k.startswith(f"layers.{i}.")}
+        kind = layer.kind
+        if kind == "conv":
+            pads, _ = resolve_padding(layer.padding, x.shape[2:], layer.size, layer.stride)
+            x = activation_nchw(conv2d(x, p["weight"], p.get("bias"), layer.stride, pads), layer.activation)
+        elif kind in ("maxpool", "avgpool"):
+            pads, _ = resolve_padding(layer.padding, x.shape[2:], layer.size, layer.stride)
+            x = pool2d(x, layer.size, layer.stride, pads, kind[:3])
+        elif kind == "globalavgpool":
+            x = x.mean(axis=(2, 3))
+        elif kind == "globalmaxpool":
+            x = x.max(axis=(2, 3))
+        elif kind == "flatten":
+            x = x.reshape(x.shape[0], -1)
+        elif kind == "dense":
+            x = x @ p["weight"].T + (p["bias"] if "bias" in p else 0.0)
+            x = activation(x, layer.activation)
+        elif kind == "batchnorm":
+            x = batchnorm(x, p["weight"], p["bias"], p["running_mean"], p["running_var"], layer.eps, 1)
+        elif kind == "dropout":
+            pass
+        elif kind == "activation":
+            x = activation_nchw(x, layer.activation)
+        else:
+            raise ValueError(kind)
+    return x
+
+
+def activation_nchw(x, fn):
+    if fn == "softmax" and x.ndim == 4:  # over channels
+        return np.moveaxis(activation(np.moveaxis(x, 1, -1), fn), -1, 1)
+    return activation(x, fn)

@@ -1,0 +1,136 @@
+"""Finite-difference checks (float64) of every layer's backward, the losses, and a whole network."""
+
+import numpy as np
+import pytest
+
+from cnncli.losses import sigmoid_binary_cross_entropy, softmax_cross_entropy
+from cnncli.model import Model, build_layer
+
+from .gradcheck import assert_grad_close
+
+F64 = np.float64
+
+LAYER_CASES = [
+    ("conv", {"filters": 3, "size": 3, "padding": "same", "stride": 2, "activation": "relu"}, (7, 6, 2)),
+    ("conv", {"filters": 4, "size": [2, 3], "activation": "tanh"}, (5, 6, 3)),
+    ("conv", {"filters": 2, "size": 4, "padding": "same", "activation": "leaky_relu", "alpha": 0.2}, (6, 6, 1)),
+    ("conv", {"filters": 2, "size": 3, "padding": [1, 2], "stride": [3, 2], "activation": "sigmoid"}, (8, 7, 2)),
+    ("conv", {"filters": 3, "size": 1, "bias": False}, (4, 4, 5)),
+    ("conv", {"filters": 4, "size": 3, "activation": "softmax"}, (5, 5, 2)),
+    ("maxpool", {"size": 2}, (6, 6, 3)),
+    ("maxpool", {"size": 3, "stride": 2, "padding": "same"}, (7, 5, 2)),
+    ("avgpool", {"size": 2, "padding": "same"}, (5, 5, 3)),
+    ("avgpool", {"size": [3, 2], "stride": 1, "padding": [1, 1]}, (4, 5, 2)),
+    ("globalavgpool", {}, (4, 3, 5)),
+    ("globalmaxpool", {}, (4, 3, 5)),
+    ("flatten", {}, (3, 4, 2)),
+    ("dense", {"units": 5, "activation": "relu"}, (7,)),
+    ("dense", {"units": 4, "activation": "softmax"}, (6,)),
+    ("dense", {"units": 3, "activation": "tanh", "bias": False}, (6,)),
+    ("batchnorm", {}, (4, 4, 3)),
+    ("batchnorm", {}, (6,)),
+    ("dropout", {"rate": 0.3}, (5, 4, 2)),
+    ("activation", {"fn": "sigmoid"}, (3, 3, 2)),
+    ("activation", {"fn": "softmax"}, (5,)),
+]
+
+
+@pytest.mark.parametrize("kind,args,in_shape", LAYER_CASES, ids=lambda v: str(v))
+def test_layer_backward_matches_finite_differences(rng, kind, args, in_shape):
+    layer = build_layer(kind, args)
+    layer.build(in_shape)
+    layer.init_params(rng, F64, layer.activation)
+    for p in layer.params.values():  # non-trivial batchnorm scale / shift, non-zero biases
+        p += rng.standard_normal(p.shape) * 0.3
+    x = rng.standard_normal((3,) + in_shape)
+    r = rng.standard_normal((3,) + layer.out_shape)
+
+    def f():
+        if kind == "dropout":
+            layer.rng = np.random.default_rng(99)
+        return float(np.sum(layer.forward(x, training=True) * r))
+
+    f()
+    dx = layer.backward(r.copy())
+    assert_grad_close(f, x, dx, rng)
+    for name, p in layer.params.items():
+        f()
+        layer.backward(r.copy())
+        assert_grad_close(f, p, layer.grads[name].copy(), rng)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_softmax_cross_entropy_gradient(rng, smoothing):
+    z = rng.standard_normal((4, 5)) * 3
+    labels = np.array([0, 4, 2, 2])
+    _, grad, probs = softmax_cross_entropy(z, labels, smoothing)
+    assert_grad_close(lambda: softmax_cross_entropy(z, labels, smoothing)[0], z, grad, rng, k=20)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_sigmoid_binary_cross_entropy_gradient(rng, smoothing):
+    z = rng.standard_normal((6, 1)) * 4
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    _, grad, probs = sigmoid_binary_cross_entropy(z, labels, smoothing)
+    assert_grad_close(lambda: sigmoid_binary_cross_entropy(z, labels, smoothing)[0], z, grad, rng)
+    assert probs.shape == (6, 2)
+
+
+def test_losses_by_hand():
+    # uniform logits over 4 classes: loss = log 4
+    loss, _, _ = softmax_cross_entropy(np.zeros((2, 4)), np.array([1, 3]))
+    assert loss == pytest.approx(np.log(4))
+    # logit 0 -> p = 0.5 -> BCE = log 2 whatever the label
+    loss, _, _ = sigmoid_binary_cross_entropy(np.zeros((3, 1)), np.array([0, 1, 1]))
+    assert loss == pytest.approx(np.log(2))
+    # huge logits stay finite
+    loss, grad, _ = softmax_cross_entropy(np.array([[1000.0, -1000.0]]), np.array([1]))
+    assert loss == pytest.approx(2000.0) and np.all(np.isfinite(grad))
+    loss, grad, _ = sigmoid_binary_cross_entropy(np.array([[-1000.0]]), np.array([1]))
+    assert loss == pytest.approx(1000.0) and np.all(np.isfinite(grad))
+
+
+NET = [
+    ("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}),
+    ("batchnorm", {}),
+    ("maxpool", {"size": 2}),
+    ("conv", {"filters": 6, "size": [3, 2], "stride": [1, 2], "bias": False}),
+    ("relu", {}),
+    ("avgpool", {"size": 2, "padding": "same"}),
+    ("dropout", {"rate": 0.25}),
+    ("flatten", {}),
+    ("dense", {"units": 7, "activation": "tanh"}),
+    ("batchnorm", {}),
+    ("dense", {"units": 3, "activation": "softmax"}),
+]
+
+
+@pytest.mark.parametrize("specs,n_out", [
+    (NET, 3),
+    (NET[:-1] + [("dense", {"units": 1, "activation": "sigmoid"})], 2),
+    ([("conv", {"filters": 5, "size": 3, "activation": "leaky_relu"}),
+      ("conv", {"filters": 3, "size": 1}), ("globalavgpool", {}), ("softmax", {})], 3),
+    ([("conv", {"filters": 4, "size": 3, "stride": 2, "activation": "relu"}),
+      ("globalmaxpool", {}), ("dense", {"units": 3, "activation": "softmax"})], 3),
+], ids=["vgg-like", "sigmoid-head", "all-conv-gap", "gmp"])
+def test_whole_network_gradient(rng, specs, n_out):
+    model = Model((8, 8, 2), specs, seed=3, dtype=F64)
+    x = rng.standard_normal((4, 8, 8, 2))
+    labels = np.array([0, 1, 1, 0]) if n_out == 2 else np.array([0, 2, 1, 2])
+    loss_fn = sigmoid_binary_cross_entropy if model.head == "sigmoid" else softmax_cross_entropy
+
+    def reseed():
+        for layer in model.layers:
+            if layer.kind == "dropout":
+                layer.rng = np.random.default_rng(5)
+
+    def f():
+        reseed()
+        return loss_fn(model.forward(x, training=True), labels, 0.05)[0]
+
+    reseed()
+    model.loss(x, labels, smoothing=0.05)
+    grads = {k: g.copy() for k, _, g in model.named_params()}
+    for key, p, _ in model.named_params():
+        assert_grad_close(f, p, grads[key], rng, k=10)

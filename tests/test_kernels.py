@@ -1,0 +1,161 @@
+"""Each fast kernel against its slow twin in tests/naive.py, on awkward shapes."""
+
+import numpy as np
+import pytest
+
+from cnncli.kernels import activation as act_k
+from cnncli.kernels import conv as conv_k
+from cnncli.kernels import pool as pool_k
+from cnncli.layers.base import resolve_padding
+
+from . import naive
+from .conftest import nchw, nhwc
+
+# (N, H, W, C, F, size, stride, padding): stride 1/2/3, filters that do not fit evenly,
+# 'same' with even filters, 1x1 and non-square kernels, batch of 1, one channel and many.
+CONV_CASES = [
+    (2, 7, 7, 3, 4, (3, 3), (1, 1), "valid"),
+    (2, 7, 7, 3, 4, (3, 3), (1, 1), "same"),
+    (1, 8, 9, 1, 2, (4, 4), (1, 1), "same"),        # even filter, 'same': extra pad bottom/right
+    (3, 9, 8, 2, 5, (2, 3), (2, 2), "valid"),       # non-square, does not fit evenly
+    (2, 10, 11, 4, 3, (3, 3), (3, 3), "same"),      # stride 3
+    (2, 10, 11, 4, 3, (5, 2), (3, 2), (1, 2)),      # explicit zero padding, non-square
+    (2, 6, 6, 16, 8, (1, 1), (1, 1), "valid"),      # 1x1: the im2col shortcut
+    (2, 6, 7, 5, 8, (1, 1), (2, 2), "valid"),       # 1x1 with stride
+    (1, 5, 5, 1, 1, (5, 5), (1, 1), "valid"),       # filter covers the whole image -> 1x1
+    (4, 12, 12, 32, 16, (3, 3), (2, 1), 1),
+]
+
+
+def _conv_setup(rng, case, dtype):
+    n, h, w, c, f, size, stride, padding = case
+    pad_arg = padding if isinstance(padding, str) else ((padding, padding) if isinstance(padding, int) else padding)
+    pads, out_hw = resolve_padding(pad_arg, (h, w), size, stride)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    wt = rng.standard_normal((f, c) + size).astype(dtype)   # boundary layout
+    return x, wt, pads, out_hw, stride
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_matches_naive(rng, case, dtype):
+    x, wt, pads, out_hw, stride = _conv_setup(rng, case, dtype)
+    w_int = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    y, cols = conv_k.conv2d_forward(x, w_int, stride, pads, out_hw)
+    ref = naive.conv2d(nchw(x).astype(np.float64), wt.astype(np.float64), None, stride, pads)
+    assert y.dtype == dtype
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol)
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dw, db = conv_k.conv2d_backward(dy, cols, x.shape, w_int, stride, pads, out_hw)
+    rdx, rdw, rdb = naive.conv2d_backward(nchw(x).astype(np.float64), wt.astype(np.float64),
+                                          nchw(dy).astype(np.float64), stride, pads)
+    assert dx.dtype == dw.dtype == dtype
+    np.testing.assert_allclose(nchw(dx), rdx, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dw.transpose(3, 2, 0, 1), rdw, rtol=tol, atol=tol)
+    np.testing.assert_allclose(db, rdb, rtol=tol, atol=tol)
+
+
+def test_conv_is_cross_correlation_not_convolution():
+    # One window over a 3x3 image: cross-correlation sums x * k = 0*0 + 1*1 + ... + 8*8 = 204;
+    # a flipped kernel (true convolution) would give sum i * (8 - i) = 84.
+    x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+    w = np.arange(9, dtype=np.float32).reshape(3, 3, 1, 1)
+    y, _ = conv_k.conv2d_forward(x, w, (1, 1), (0, 0, 0, 0), (1, 1))
+    assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == 204.0
+
+
+POOL_CASES = [
+    (2, 8, 8, 3, (2, 2), (2, 2), "valid"),
+    (2, 7, 7, 3, (2, 2), (2, 2), "valid"),     # odd input: the last row / column is dropped
+    (2, 7, 7, 3, (2, 2), (2, 2), "same"),      # odd input: padded cells must not count
+    (1, 9, 6, 1, (3, 3), (2, 2), "same"),
+    (3, 6, 9, 4, (3, 2), (1, 2), "valid"),     # overlapping, non-square
+    (2, 5, 5, 2, (3, 3), (1, 1), (1, 1)),      # explicit padding, stride 1
+    (1, 4, 4, 8, (4, 4), (4, 4), "valid"),     # one window = whole image
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_matches_naive(rng, case, mode, dtype):
+    n, h, w, c, size, stride, padding = case
+    pads, out_hw = resolve_padding(padding, (h, w), size, stride)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    if mode == "max":
+        y, arg = pool_k.maxpool_forward(x, size, stride, pads, out_hw)
+    else:
+        y = pool_k.avgpool_forward(x, size, stride, pads, out_hw)
+    ref = naive.pool2d(nchw(x).astype(np.float64), size, stride, pads, mode)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert y.dtype == dtype
+    np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol)
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    if mode == "max":
+        dx = pool_k.maxpool_backward(dy, arg, x.shape)
+    else:
+        dx = pool_k.avgpool_backward(dy, x.shape, size, stride, pads)
+    rdx = naive.pool2d_backward(nchw(x).astype(np.float64), nchw(dy).astype(np.float64), size, stride, pads, mode)
+    np.testing.assert_allclose(nchw(dx), rdx, rtol=tol, atol=tol)
+
+
+def test_avgpool_same_excludes_padding_by_hand():
+    # 3x3 input of ones, 2x2 window stride 2 'same' -> 2x2 output; the bottom-right window
+    # holds one real cell. Counting padding would give 0.25 there; the rule gives 1.0.
+    x = np.ones((1, 3, 3, 1), np.float32)
+    pads, out_hw = resolve_padding("same", (3, 3), (2, 2), (2, 2))
+    assert pads == (0, 1, 0, 1) and out_hw == (2, 2)
+    y = pool_k.avgpool_forward(x, (2, 2), (2, 2), pads, out_hw)
+    np.testing.assert_array_equal(y[0, :, :, 0], np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_global_pool_matches_naive(rng, dtype, mode):
+    x = rng.standard_normal((3, 5, 4, 6)).astype(dtype)
+    if mode == "max":
+        y, arg = pool_k.global_maxpool_forward(x)
+        ref = x.max(axis=(1, 2))
+    else:
+        y = pool_k.global_avgpool_forward(x)
+        ref = x.mean(axis=(1, 2), dtype=np.float64)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, ref, rtol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = pool_k.global_maxpool_backward(dy, arg, x.shape) if mode == "max" else pool_k.global_avgpool_backward(dy, x.shape)
+    rdx = naive.pool2d_backward(nchw(x).astype(np.float64), dy[:, :, None, None].astype(np.float64),
+                                (5, 4), (5, 4), (0, 0, 0, 0), mode)
+    np.testing.assert_allclose(nchw(dx), rdx, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("fn", ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activation_matches_naive(rng, fn, dtype):
+    z = (rng.standard_normal((5, 7)) * 3).astype(dtype)
+    b = rng.standard_normal(7).astype(dtype)
+    y = act_k.activate(z.copy(), fn, 0.1, b)
+    ref = naive.activation(z.astype(np.float64) + b, fn, 0.1)
+    assert y.dtype == dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+
+
+def test_sigmoid_is_stable_for_large_inputs():
+    z = np.array([[-1000.0, -50.0, 0.0, 50.0, 1000.0]], np.float32)
+    y = act_k.activate(z, "sigmoid")
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y[0], [0, 1.9287e-22, 0.5, 1, 1], rtol=1e-3, atol=1e-30)
+
+
+def test_nan_propagates_through_relu_and_maxpool():
+    # NaN detection in the runner depends on NaNs surviving the kernels.
+    for fn in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax"):
+        z = np.array([[np.nan, 1.0]], np.float32)
+        assert np.isnan(act_k.activate(z, fn)[0, 0]), fn
+    x = np.full((1, 2, 2, 1), np.nan, np.float32)
+    pads, out_hw = resolve_padding("valid", (2, 2), (2, 2), (2, 2))
+    y, _ = pool_k.maxpool_forward(x, (2, 2), (2, 2), pads, out_hw)
+    assert np.isnan(y).all()

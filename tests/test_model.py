@@ -1,0 +1,143 @@
+"""The Sequential model: boundary layout, seeding, and learning for real."""
+
+import numpy as np
+import pytest
+
+from cnncli.model import Model, SpecError
+from cnncli.optim import Adam
+
+from . import naive
+from .conftest import nchw
+
+VGG_LIKE = [
+    ("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}),
+    ("batchnorm", {}),
+    ("conv", {"filters": 5, "size": [2, 3], "stride": [2, 1], "padding": "same", "activation": "leaky_relu"}),
+    ("maxpool", {"size": 2, "padding": "same"}),
+    ("avgpool", {"size": 2, "stride": 1}),
+    ("flatten", {}),
+    ("dropout", {"rate": 0.5}),
+    ("dense", {"units": 6, "activation": "tanh"}),
+    ("batchnorm", {}),
+    ("dense", {"units": 3, "activation": "softmax"}),
+]
+ALL_CONV = [
+    ("conv", {"filters": 6, "size": 3, "padding": 1, "activation": "relu"}),
+    ("conv", {"filters": 4, "size": 1}),
+    ("globalavgpool", {}),
+    ("softmax", {}),
+]
+SIGMOID = [
+    ("conv", {"filters": 3, "size": 3, "stride": 2, "activation": "sigmoid"}),
+    ("globalmaxpool", {}),
+    ("dense", {"units": 1, "activation": "sigmoid"}),
+]
+
+
+def _randomise(model, rng):
+    """Random values everywhere, batchnorm running stats included, through the boundary."""
+    state = model.state_dict()
+    for k, v in state.items():
+        state[k] = (np.abs(rng.standard_normal(v.shape)) + 0.5 if k.endswith("running_var")
+                    else rng.standard_normal(v.shape) * 0.5).astype(v.dtype)
+    model.load_state_dict(state)
+    return state
+
+
+@pytest.mark.parametrize("specs", [VGG_LIKE, ALL_CONV, SIGMOID], ids=["vgg", "allconv", "sigmoid"])
+def test_boundary_layout_matches_nchw_reference(rng, specs):
+    model = Model((9, 8, 3), specs, seed=0)
+    state = _randomise(model, rng)
+    x = rng.standard_normal((4, 9, 8, 3)).astype(np.float32)
+    probs = model.predict_proba(x)
+    ref = naive.network_forward(model, state, nchw(x))
+    if model.head == "sigmoid":
+        ref = np.concatenate([1 - ref, ref], axis=1)
+    np.testing.assert_allclose(probs, ref, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_boundary_round_trip(rng):
+    a = Model((9, 8, 3), VGG_LIKE, seed=0)
+    state = _randomise(a, rng)
+    b = Model((9, 8, 3), VGG_LIKE, seed=1)
+    b.load_state_dict(state)
+    back = b.state_dict()
+    assert back.keys() == state.keys()
+    for k in state:
+        np.testing.assert_array_equal(back[k], state[k])
+    x = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(a.predict_proba(x), b.predict_proba(x))
+
+
+def test_boundary_shapes_are_pytorch_layout():
+    m = Model((28, 28, 1), [("conv", {"filters": 6, "size": 5}), ("batchnorm", {}), ("flatten", {}),
+                            ("dense", {"units": 10, "activation": "softmax"})])
+    shapes = {k: v.shape for k, v in m.state_dict().items()}
+    assert shapes == {"layers.0.weight": (6, 1, 5, 5), "layers.0.bias": (6,),
+                      "layers.1.weight": (6,), "layers.1.bias": (6,),
+                      "layers.1.running_mean": (6,), "layers.1.running_var": (6,),
+                      "layers.3.weight": (10, 6 * 24 * 24), "layers.3.bias": (10,)}
+
+
+def test_flatten_feeds_dense_in_chw_order():
+    # A dense unit whose weight is one-hot on boundary feature c*H*W + h*W + w reads x[h, w, c].
+    m = Model((2, 3, 4), [("flatten", {}), ("dense", {"units": 2, "activation": "softmax", "bias": False})])
+    x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    w = np.zeros((2, 24), np.float32)
+    c, h, wd = 3, 1, 2
+    w[0, c * 6 + h * 3 + wd] = 1.0
+    m.load_state_dict({"layers.1.weight": w})
+    logits = m.forward(x)
+    assert logits[0, 0] == x[0, h, wd, c]
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    a, b, c = (Model((8, 8, 3), VGG_LIKE, seed=s) for s in (7, 7, 8))
+    for (ka, pa, _), (_, pb, _), (_, pc, _) in zip(a.named_params(), b.named_params(), c.named_params()):
+        np.testing.assert_array_equal(pa, pb)
+        if pa.ndim > 1:
+            assert not np.array_equal(pa, pc), ka
+
+
+def test_he_for_relu_glorot_otherwise():
+    m = Model((32, 32, 16), [("conv", {"filters": 256, "size": 3}), ("relu", {}),
+                             ("conv", {"filters": 256, "size": 3, "activation": "tanh"}),
+                             ("globalavgpool", {}), ("softmax", {})], seed=0)
+    w_he, w_gl = m.layers[0].params["weight"], m.layers[2].params["weight"]
+    assert w_he.std() == pytest.approx(np.sqrt(2 / (9 * 16)), rel=0.05)                # He normal
+    limit = np.sqrt(6 / (9 * 256 + 9 * 256))                                               # Glorot uniform
+    assert abs(w_gl).max() <= limit and w_gl.std() == pytest.approx(limit / np.sqrt(3), rel=0.05)
+
+
+def test_overfits_32_images():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 12, 12, 3)).astype(np.float32)
+    labels = rng.integers(0, 4, 32)
+    model = Model((12, 12, 3), [
+        ("conv", {"filters": 8, "size": 3, "padding": "same", "activation": "relu"}),
+        ("maxpool", {"size": 2}),
+        ("conv", {"filters": 16, "size": 3, "activation": "relu"}),
+        ("flatten", {}),
+        ("dense", {"units": 4, "activation": "softmax"}),
+    ], seed=0)
+    opt = Adam(model.named_params(), lr=0.005)
+    for _ in range(150):
+        loss, probs = model.loss(x, labels)
+        opt.step()
+    acc = (model.predict_proba(x).argmax(axis=1) == labels).mean()
+    assert acc == 1.0, f"training accuracy {acc:.3f}, loss {loss:.4f}"
+
+
+@pytest.mark.parametrize("specs,message", [
+    ([("conv", {"filters": 4, "size": 3})], "ends in a 3-D feature map"),
+    ([("flatten", {}), ("dense", {"units": 3})], "must end in softmax"),
+    ([("flatten", {}), ("dense", {"units": 3, "activation": "sigmoid"})], "1 unit"),
+    ([("dense", {"units": 3, "activation": "softmax"})], "add '- flatten'"),
+    ([("conv", {"filters": 4, "size": 9})], "larger than its input"),
+    ([("nope", {})], "unknown layer type"),
+])
+def test_bad_specs_raise_with_layer_index(specs, message):
+    with pytest.raises(SpecError, match=message) as info:
+        Model((8, 8, 3), specs)
+    assert info.value.index is not None

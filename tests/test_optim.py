@@ -1,0 +1,89 @@
+"""Optimizer steps and schedules against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cnncli.optim import SGD, Adam, AdamW, learning_rate
+
+
+def _one(value=1.0, grad=0.5, ndim=2):
+    p = np.full((1,) * ndim, value, np.float64)
+    g = np.full((1,) * ndim, grad, np.float64)
+    return p, g, [("w", p, g)]
+
+
+def test_sgd_plain_and_momentum():
+    p, g, params = _one()
+    opt = SGD(params, lr=0.1)
+    opt.step()
+    assert p.item() == pytest.approx(1.0 - 0.1 * 0.5)
+    p, g, params = _one()
+    opt = SGD(params, lr=0.1, momentum=0.9)
+    opt.step()            # v = 0.5,            p = 1 - 0.05
+    opt.step()            # v = 0.45 + 0.5,     p = 0.95 - 0.095
+    assert p.item() == pytest.approx(0.855)
+
+
+def test_sgd_nesterov():
+    p, g, params = _one()
+    opt = SGD(params, lr=0.1, momentum=0.9, nesterov=True)
+    opt.step()            # v = 0.5; step = g + 0.9 v = 0.95; p = 1 - 0.095
+    assert p.item() == pytest.approx(0.905)
+
+
+def test_weight_decay_on_weights_only():
+    w, gw, _ = _one(2.0, 0.0, ndim=2)
+    b, gb, _ = _one(2.0, 0.0, ndim=1)
+    opt = SGD([("w", w, gw), ("b", b, gb)], lr=0.1, weight_decay=0.5)
+    opt.step()
+    assert w.item() == pytest.approx(2.0 - 0.1 * 0.5 * 2.0)
+    assert b.item() == 2.0
+
+
+def test_adam_first_steps_move_by_lr():
+    # bias-corrected Adam moves by ~lr * sign(g) while the gradient is constant
+    p, g, params = _one()
+    opt = Adam(params, lr=0.01)
+    opt.step()
+    assert p.item() == pytest.approx(1.0 - 0.01, abs=1e-7)
+    opt.step()
+    assert p.item() == pytest.approx(1.0 - 0.02, abs=1e-7)
+
+
+def test_adamw_decouples_decay():
+    p, g, params = _one(2.0, 0.0)
+    AdamW(params, lr=0.1, weight_decay=0.5).step()
+    assert p.item() == pytest.approx(2.0 * (1 - 0.1 * 0.5))   # zero gradient: decay alone
+    p, g, params = _one(2.0, 0.0)
+    Adam(params, lr=0.1, weight_decay=0.5).step()               # L2: g = 1.0 -> Adam step of lr
+    assert p.item() == pytest.approx(2.0 - 0.1, abs=1e-6)
+
+
+def test_optimizer_state_round_trip():
+    p, g, params = _one()
+    a = Adam(params, lr=0.01)
+    a.step()
+    state = {k: v.copy() for k, v in a.state().items()}
+    p2 = p.copy()
+    b = Adam([("w", p2, g)], lr=0.01)
+    b.load_state(state)
+    a.step()
+    b.step()
+    assert p2.item() == p.item() and b.step_count == 2
+
+
+def test_schedules_by_hand():
+    kw = dict(steps_per_epoch=10, epochs=5, lr=1.0)
+    assert learning_rate(37, schedule="constant", **kw) == 1.0
+    assert learning_rate(19, schedule="step", step_size=2, gamma=0.1, **kw) == 1.0
+    assert learning_rate(20, schedule="step", step_size=2, gamma=0.1, **kw) == pytest.approx(0.1)
+    assert learning_rate(0, schedule="cosine", **kw) == 1.0
+    assert learning_rate(25, schedule="cosine", **kw) == pytest.approx(0.5)
+    assert learning_rate(50, schedule="cosine", **kw) == pytest.approx(0.0, abs=1e-12)
+    # warmup over 1 epoch = 10 steps: 0.1, 0.2, ... 1.0, then cosine over the 40 steps left
+    assert [learning_rate(s, schedule="cosine", warmup_epochs=1, **kw) for s in (0, 4, 9)] == \
+        pytest.approx([0.1, 0.5, 1.0])
+    assert learning_rate(10, schedule="cosine", warmup_epochs=1, **kw) == 1.0
+    assert learning_rate(30, schedule="cosine", warmup_epochs=1, **kw) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
