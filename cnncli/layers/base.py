@@ -179,6 +179,16 @@ class Layer:
             self.buffers[k][...] = arrays[k]
 
 
+def stride_pad(layer):
+    """'s2, same' / 's1,2, pad 1,0' for the layer table."""
+    sh, sw = layer.stride
+    s = f"s{sh}" if sh == sw else f"s{sh},{sw}"
+    p = layer.padding
+    if isinstance(p, tuple):
+        p = f"pad {p[0]}" if p[0] == p[1] else f"pad {p[0]},{p[1]}"
+    return f"{s}, {p}"
+
+
 def fmt_shape(shape):
     return "x".join(str(d) for d in shape)
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from .base import (Layer, LayerError, activation_name, boolean, fmt_shape, he_or_glorot,
-                   padding_arg, pair, positive_int, resolve_padding)
+                   padding_arg, pair, positive_int, resolve_padding, stride_pad)
 
 
 class Conv(Layer):
@@ -50,9 +50,7 @@ class Conv(Layer):
         return oh * ow * f * self.size[0] * self.size[1] * self.in_shape[2]
 
     def describe(self):
-        pad = self.padding if isinstance(self.padding, str) else f"{self.padding[0]},{self.padding[1]}"
-        return (f"{self.filters} × {self.size[0]}×{self.size[1]}×{self.in_shape[2]}"
-                f" /{self.stride[0]},{self.stride[1]} pad {pad}")
+        return f"{self.filters}× {self.size[0]}×{self.size[1]}×{self.in_shape[2]}, " + stride_pad(self)
 
     def receptive(self):
         return self.size, self.stride

@@ -35,7 +35,7 @@ class Dense(Layer):
         return self.units * self.in_shape[0]
 
     def describe(self):
-        return f"{self.in_shape[0]} → {self.units}"
+        return f"{self.in_shape[0]:,} → {self.units:,} ({self.in_shape[0] * self.units:,} weights)"
 
     def init_params(self, rng, dtype, init_activation):
         d, u = self.in_shape[0], self.units

@@ -1,7 +1,7 @@
 """maxpool / avgpool over size x size windows, and the global pools that end a fully
 convolutional network (h x w x c -> c)."""
 
-from .base import Layer, LayerError, fmt_shape, padding_arg, pair, resolve_padding
+from .base import Layer, LayerError, fmt_shape, padding_arg, pair, resolve_padding, stride_pad
 
 
 class _Pool(Layer):
@@ -30,8 +30,7 @@ class _Pool(Layer):
         return (self.out_hw[0], self.out_hw[1], c)
 
     def describe(self):
-        pad = self.padding if isinstance(self.padding, str) else f"{self.padding[0]},{self.padding[1]}"
-        return f"{self.size[0]}×{self.size[1]} /{self.stride[0]},{self.stride[1]} pad {pad}"
+        return f"{self.size[0]}×{self.size[1]}, " + stride_pad(self)
 
     def receptive(self):
         return self.size, self.stride

@@ -17,7 +17,7 @@ class Flatten(Layer):
         return (n,)
 
     def describe(self):
-        return f"{fmt_shape(self.in_shape)} → {self.out_shape[0]} (c,h,w order)"
+        return f"{fmt_shape(self.in_shape)} → {self.out_shape[0]:,} (c,h,w order)"
 
     def forward(self, x, training):
         self._x_shape = x.shape

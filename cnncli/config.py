@@ -1,0 +1,391 @@
+"""YAML -> validated, typed config objects. The only module that reads raw dicts.
+
+Two kinds of file:
+  architecture:  {input: [h, w, c], layers: [...]}
+  training:      {model: PATH-or-architecture, data: {...}, train: {...}, output: PATH}
+Every mistake raises ConfigError: one line naming the file, the key (and layer index), and the fix.
+"""
+
+import dataclasses
+import difflib
+import inspect as pyinspect
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import CnnError
+from .layers import ALIASES, LAYERS
+
+
+class ConfigError(CnnError):
+    pass
+
+
+# --- YAML -------------------------------------------------------------------------------
+
+def read_yaml(path):
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give a YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read it ({e.__class__.__name__}): is it a YAML text file?") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: YAML syntax error: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: YAML error: {str(e).splitlines()[0]}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; see `cnncli init` for a starter config")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys (input:, layers:, or model:, data:, train:), "
+                          f"got a {type(data).__name__}")
+    return data
+
+
+def apply_overrides(raw, overrides, where="--set"):
+    """['train.lr=0.001', 'model.layers.0.conv.filters=8'] -> raw updated in place (YAML-typed values)."""
+    for item in overrides or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{where} {item!r}: expected KEY=VALUE, e.g. --set train.lr=0.001")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        parts = key.strip().split(".")
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            node = _child(node, part, ".".join(parts[:i + 1]), where, item, create=True)
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_index(node, last, key, where, item)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"{where} {item!r}: '{'.'.join(parts[:-1])}' is not a mapping")
+    return raw
+
+
+def _index(node, part, path, where, item):
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"{where} {item!r}: '{path}' needs a list index below {len(node)}")
+    return int(part)
+
+
+def _child(node, part, path, where, item, create):
+    if isinstance(node, list):
+        return node[_index(node, part, path, where, item)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where} {item!r}: '{path}' is not a mapping")
+    if part not in node or node[part] is None:
+        node[part] = {}
+    return node[part]
+
+
+# --- checks -------------------------------------------------------------------------------
+
+def did_you_mean(word, choices):
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def check_keys(mapping, allowed, where):
+    for key in mapping:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key '{key}'{did_you_mean(key, allowed)}; "
+                              f"allowed: {', '.join(allowed)}")
+
+
+def _type_error(where, key, want, value):
+    return ConfigError(f"{where}: '{key}' must be {want}, got {value!r}")
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# --- the architecture ---------------------------------------------------------------------
+
+@dataclass
+class Architecture:
+    input: tuple            # (h, w, c)
+    layers: list            # [(type, args)] with aliases resolved and args validated
+    source: str = "<inline>"
+
+    def to_dict(self):
+        return {"input": list(self.input), "layers": [{k: dict(a)} for k, a in self.layers]}
+
+    def build(self, seed=0, build_params=True):
+        """-> Model; raises ConfigError naming the layer."""
+        from .model import Model, SpecError
+        try:
+            return Model(self.input, self.layers, seed=seed, build_params=build_params)
+        except SpecError as e:
+            raise ConfigError(self._where(e.index, e.key) + f": {e}") from None
+
+    def _where(self, index, key=None):
+        if index is None:
+            return self.source
+        kind = self.layers[index][0]
+        return f"{self.source}: layers[{index}] ({kind}" + (f", '{key}')" if key else ")")
+
+
+def parse_architecture(raw, source):
+    check_keys(raw, ("input", "layers"), source)
+    if "input" not in raw:
+        raise ConfigError(f"{source}: missing 'input': give the image size as [height, width, channels], e.g. [28, 28, 1]")
+    if "layers" not in raw:
+        raise ConfigError(f"{source}: missing 'layers': list the layers, e.g. - conv: {{filters: 8, size: 3}}")
+    inp = raw["input"]
+    if not (isinstance(inp, list) and len(inp) == 3 and all(is_int(v) and v > 0 for v in inp)):
+        raise ConfigError(f"{source}: 'input' must be [height, width, channels] of positive integers, got {inp!r}")
+    layers = raw["layers"]
+    if not isinstance(layers, list) or not layers:
+        raise ConfigError(f"{source}: 'layers' must be a non-empty list, got {layers!r}")
+    specs = [_parse_layer(item, i, source) for i, item in enumerate(layers)]
+    arch = Architecture(tuple(inp), specs, source)
+    arch.build(build_params=False)  # shapes: a filter larger than its input, a map shrunk to zero...
+    return arch
+
+
+def _parse_layer(item, index, source):
+    where = f"{source}: layers[{index}]"
+    if isinstance(item, str):
+        kind, args = item, {}
+    elif isinstance(item, dict) and len(item) == 1:
+        (kind, args), = item.items()
+        if args is None:
+            args = {}
+    else:
+        raise ConfigError(f"{where}: write a layer as '- flatten' or '- conv: {{filters: 8, size: 3}}' "
+                          f"(one type per list item), got {item!r}")
+    if not isinstance(kind, str):
+        raise ConfigError(f"{where}: the layer type must be a name, got {kind!r}")
+    names = list(LAYERS) + list(ALIASES)
+    if kind not in names:
+        raise ConfigError(f"{where}: unknown layer type '{kind}'{did_you_mean(kind, names)}; "
+                          f"known: {', '.join(LAYERS)} (and {', '.join(ALIASES)} as short for activation)")
+    if kind in ALIASES:
+        real, preset = ALIASES[kind]
+        if args != {}:
+            raise ConfigError(f"{where} ({kind}): '{kind}' takes no arguments; "
+                              f"use '- activation: {{fn: {kind}, ...}}'")
+        return real, dict(preset)
+    cls = LAYERS[kind]
+    params = [p for p in pyinspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+    if not isinstance(args, dict):
+        if not params:
+            raise ConfigError(f"{where} ({kind}): takes no arguments, got {args!r}")
+        args = {params[0].name: args}   # '- activation: relu', '- dropout: 0.5', '- dense: 10'
+    allowed = [p.name for p in params]
+    check_keys(args, allowed, f"{where} ({kind})")
+    required = [p.name for p in params if p.default is pyinspect.Parameter.empty]
+    for name in required:
+        if name not in args:
+            raise ConfigError(f"{where} ({kind}): missing '{name}'")
+    try:
+        cls(**args)  # argument checks
+    except Exception as e:  # LayerError carries the key
+        key = getattr(e, "key", None)
+        raise ConfigError(f"{where} ({kind}" + (f", '{key}')" if key else ")") + f": {e}") from None
+    return kind, dict(args)
+
+
+def load_architecture(path):
+    path = Path(path)
+    return parse_architecture(read_yaml(path), str(path))
+
+
+# --- the training config ------------------------------------------------------------------
+
+def _check(where, key, value, kind, **opt):
+    """One typed value. kind: int | number | bool | str | choice | path | list3."""
+    if kind == "int":
+        lo = opt.get("min", 1)
+        if not is_int(value) or value < lo:
+            raise _type_error(where, key, f"an integer >= {lo}", value)
+    elif kind == "number":
+        lo, hi = opt.get("min", 0.0), opt.get("max")
+        ok = is_number(value) and (value > lo if opt.get("open") else value >= lo) and (hi is None or value < hi)
+        if not ok:
+            rng = f"> {lo}" if opt.get("open") else f">= {lo}"
+            raise _type_error(where, key, f"a number {rng}" + (f" and < {hi}" if hi is not None else ""), value)
+        value = float(value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise _type_error(where, key, "true or false", value)
+    elif kind in ("str", "path"):
+        if not isinstance(value, str) or not value:
+            raise _type_error(where, key, "a text value" if kind == "str" else "a path", value)
+    elif kind == "choice":
+        if value not in opt["choices"]:
+            raise ConfigError(f"{where}: '{key}' must be one of {', '.join(opt['choices'])}, got {value!r}"
+                              f"{did_you_mean(value, opt['choices'])}")
+    elif kind == "floats":
+        n = opt["n"]
+        if not (isinstance(value, list) and len(value) in n and all(is_number(v) for v in value)):
+            raise _type_error(where, key, f"a list of {' or '.join(map(str, n))} numbers", value)
+        value = [float(v) for v in value]
+    return value
+
+
+@dataclass
+class Augment:
+    flip: bool = False
+    crop_padding: int = 0
+    brightness: float = 0.0
+
+    SPEC = {"flip": ("bool",), "crop_padding": ("int", {"min": 0}), "brightness": ("number", {"max": 1.0})}
+
+
+@dataclass
+class Data:
+    train: str = None
+    val: str = None
+    val_split: float = 0.1
+    resize: str = "stretch"
+    mean: list = None
+    std: list = None
+    augment: Augment = field(default_factory=Augment)
+    cache_dir: str = None
+    workers: int = None
+
+    SPEC = {"train": ("path",), "val": ("path",), "val_split": ("number", {"max": 1.0}),
+            "resize": ("choice", {"choices": ("stretch", "crop")}),
+            "mean": ("floats", {"n": (1, 3)}), "std": ("floats", {"n": (1, 3)}),
+            "augment": ("section", Augment), "cache_dir": ("path",), "workers": ("int",)}
+
+
+@dataclass
+class Train:
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr: float = 0.0
+    label_smoothing: float = 0.0
+    shuffle: bool = True
+    seed: int = 0
+    patience: int = None
+    monitor: str = "val_loss"
+    init: str = None
+
+    SPEC = {"epochs": ("int",), "batch_size": ("int",),
+            "optimizer": ("choice", {"choices": ("sgd", "adam", "adamw")}),
+            "lr": ("number", {"open": True}), "momentum": ("number", {"max": 1.0}),
+            "nesterov": ("bool",), "betas": ("floats", {"n": (2,)}),
+            "weight_decay": ("number",), "schedule": ("choice", {"choices": ("constant", "step", "cosine")}),
+            "warmup_epochs": ("number",), "step_size": ("int",), "gamma": ("number", {"open": True}),
+            "min_lr": ("number",), "label_smoothing": ("number", {"max": 1.0}), "shuffle": ("bool",),
+            "seed": ("int", {"min": 0}), "patience": ("int",),
+            "monitor": ("choice", {"choices": ("val_loss", "val_acc")}), "init": ("path",)}
+
+
+def parse_section(cls, raw, where):
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a mapping of keys, got {raw!r}")
+    check_keys(raw, list(cls.SPEC), where)
+    values = {}
+    for key, value in raw.items():
+        kind, *opt = cls.SPEC[key]
+        if kind == "section":
+            values[key] = parse_section(opt[0], value, f"{where}.{key}")
+        elif value is not None:
+            values[key] = _check(where, key, value, kind, **(opt[0] if opt else {}))
+    return cls(**values)
+
+
+def section_dict(obj):
+    return {f.name: (section_dict(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v)
+            for f in dataclasses.fields(obj)}
+
+
+@dataclass
+class RunConfig:
+    model: Architecture
+    data: Data
+    train: Train
+    output: str
+    source: str
+
+    def to_dict(self):
+        return {"model": self.model.to_dict(), "data": section_dict(self.data),
+                "train": section_dict(self.train), "output": self.output}
+
+
+def parse_run(raw, source, base_dir):
+    """A training config (raw dict) -> RunConfig.
+
+    A model path is relative to the config file (base_dir); data, init and output paths are
+    relative to the working directory, as in the shell the user types them in."""
+    check_keys(raw, ("model", "data", "train", "output"), source)
+    model = raw.get("model")
+    if model is None:
+        raise ConfigError(f"{source}: missing 'model': a path to an architecture file, "
+                          "or the architecture inline (input:, layers:)")
+    if isinstance(model, str):
+        model_path = _resolve(model, base_dir)
+        if not model_path.exists():
+            raise ConfigError(f"{source}: 'model': no such file {model_path}")
+        arch = load_architecture(model_path)
+    elif isinstance(model, dict):
+        arch = parse_architecture(model, f"{source}: model")
+    else:
+        raise ConfigError(f"{source}: 'model' must be a path or a mapping with input: and layers:, got {model!r}")
+    data = parse_section(Data, raw.get("data"), f"{source}: data")
+    train = parse_section(Train, raw.get("train"), f"{source}: train")
+    output = raw.get("output")
+    if output is None:
+        output = f"runs/{Path(source).stem}"
+    elif not isinstance(output, str) or not output:
+        raise ConfigError(f"{source}: 'output' must be a folder path, got {output!r}")
+    return RunConfig(arch, data, train, output, source)
+
+
+def _resolve(p, base_dir):
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else Path(base_dir) / p
+
+
+def is_architecture(raw):
+    return "layers" in raw or "input" in raw
+
+
+def load(path, overrides=()):
+    """Read an architecture or training file -> Architecture or RunConfig (overrides applied)."""
+    path = Path(path)
+    raw = apply_overrides(read_yaml(path), overrides)
+    if is_architecture(raw):
+        return parse_architecture(raw, str(path))
+    return parse_run(raw, str(path), path.parent)
+
+
+def load_run(path, overrides=()):
+    cfg = load(path, overrides)
+    if isinstance(cfg, Architecture):
+        raise ConfigError(f"{path}: this is an architecture file; training needs a training config "
+                          "with model:, data: and train: (see `cnncli init`)")
+    return cfg

@@ -1,0 +1,47 @@
+"""Bad configs and the one line each must produce. Used by the tests and by
+scripts/config_errors.py, which writes the table in docs/config-errors.md."""
+
+ARCH = "input: [28, 28, 1]\nlayers:\n"
+
+# (what is wrong, file text, a fragment the message must contain)
+CASES = [
+    ("unknown layer type", ARCH + "  - conv2: {filters: 4}\n  - flatten\n", "layers[0]: unknown layer type 'conv2' (did you mean 'conv'?)"),
+    ("unknown layer key", ARCH + "  - conv: {filters: 4, kernel: 3}\n", "layers[0] (conv): unknown key 'kernel'"),
+    ("misspelt key", ARCH + "  - conv: {filtres: 4}\n", "(did you mean 'filters'?)"),
+    ("missing required key", ARCH + "  - dense: {activation: relu}\n", "layers[0] (dense): missing 'units'"),
+    ("wrong type", ARCH + "  - conv: {filters: four}\n", "layers[0] (conv, 'filters'): 'filters' must be a positive integer"),
+    ("non-positive size", ARCH + "  - conv: {filters: 4, size: 0}\n", "layers[0] (conv, 'size'): 'size' values must be integers >= 1"),
+    ("bad padding word", ARCH + "  - conv: {filters: 4, padding: full}\n", "'padding' must be 'valid', 'same'"),
+    ("bad activation", ARCH + "  - conv: {filters: 4, activation: relu6}\n", "'activation' must be one of"),
+    ("filter larger than input", "input: [4, 4, 1]\nlayers:\n  - conv: {filters: 2, size: 5}\n  - globalavgpool\n  - softmax\n",
+     "layers[0] (conv, 'size'): the 5x5 filter is larger than its input 4x4"),
+    ("pool larger than padded input", "input: [6, 6, 1]\nlayers:\n  - conv: {filters: 2, size: 3}\n  - maxpool: {size: 5}\n  - flatten\n  - dense: {units: 2, activation: softmax}\n",
+     "layers[1] (maxpool, 'size'): the 5x5 window is larger than its input 4x4"),
+    ("shape shrinks to zero", "input: [8, 8, 1]\nlayers:\n" + "  - maxpool: {size: 2}\n" * 4 + "  - flatten\n  - dense: {units: 2, activation: softmax}\n",
+     "layers[3] (maxpool, 'size')"),
+    ("dense after conv without flatten", ARCH + "  - conv: {filters: 4}\n  - dense: {units: 10, activation: softmax}\n",
+     "layers[1] (dense): dense needs a flat input, got 26x26x4: add '- flatten'"),
+    ("no output activation", ARCH + "  - flatten\n  - dense: {units: 10}\n", "the last layer must end in softmax"),
+    ("sigmoid with many units", ARCH + "  - flatten\n  - dense: {units: 3, activation: sigmoid}\n", "a sigmoid output must have 1 unit"),
+    ("network ends in a feature map", ARCH + "  - conv: {filters: 4, activation: softmax}\n", "ends in a 3-D feature map"),
+    ("bad input shape", "input: [28, 28]\nlayers:\n  - flatten\n", "'input' must be [height, width, channels]"),
+    ("missing layers", "input: [28, 28, 1]\n", "missing 'layers'"),
+    ("layer item with two types", ARCH + "  - {conv: {filters: 4}, flatten: null}\n", "one type per list item"),
+    ("dropout rate out of range", ARCH + "  - flatten\n  - dropout: 1.5\n  - dense: {units: 2, activation: softmax}\n", "'rate' must be in [0.0, 1.0)"),
+    ("YAML syntax error", "input: [28, 28, 1\nlayers:\n  - flatten\n", "line 2, column 7: YAML syntax error"),
+    ("tab indentation", "input: [28, 28, 1]\nlayers:\n\t- flatten\n", "YAML syntax error"),
+    ("empty file", "", "the file is empty"),
+    ("not a mapping", "- conv\n- flatten\n", "expected a mapping of keys"),
+    ("unknown top-level key", "model: {input: [8, 8, 1], layers: [flatten, {dense: {units: 2, activation: softmax}}]}\ntrian: {epochs: 2}\n",
+     "unknown key 'trian' (did you mean 'train'?)"),
+    ("missing model file", "model: nowhere.yaml\n", "'model': no such file"),
+    ("wrong optimizer", "model: {input: [8, 8, 1], layers: [flatten, {dense: {units: 2, activation: softmax}}]}\ntrain: {optimizer: adma}\n",
+     "train: 'optimizer' must be one of sgd, adam, adamw, got 'adma' (did you mean 'adam'?)"),
+    ("negative learning rate", "model: {input: [8, 8, 1], layers: [flatten, {dense: {units: 2, activation: softmax}}]}\ntrain: {lr: -0.1}\n",
+     "train: 'lr' must be a number > 0"),
+    ("epochs as text", "model: {input: [8, 8, 1], layers: [flatten, {dense: {units: 2, activation: softmax}}]}\ntrain: {epochs: ten}\n",
+     "train: 'epochs' must be an integer >= 1, got 'ten'"),
+    ("val_split of 1", "model: {input: [8, 8, 1], layers: [flatten, {dense: {units: 2, activation: softmax}}]}\ndata: {val_split: 1.0}\n",
+     "data: 'val_split' must be a number >= 0.0 and < 1.0"),
+    ("inline model error", "model: {input: [8, 8, 1], layers: [{conv: {filters: 0}}]}\n", "model: layers[0] (conv, 'filters')"),
+]

@@ -1,0 +1,180 @@
+"""Configs: hand-computed shapes and parameter counts, overrides, and one clear line per mistake."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnncli import config
+from cnncli.cli.app import app
+from cnncli.config import ConfigError
+from cnncli.summary import summarize
+
+from .config_cases import CASES
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "configs" / "models"
+
+
+def _summary(name):
+    return summarize(config.load_architecture(MODELS / name))
+
+
+def _shapes_params(s):
+    return [(tuple(r["output_shape"]), r["params"]) for r in s["layers"]]
+
+
+def test_lenet5_by_hand():
+    s = _summary("lenet5.yaml")
+    assert _shapes_params(s) == [
+        ((28, 28, 6), 6 * 1 * 5 * 5 + 6), ((14, 14, 6), 0),
+        ((10, 10, 16), 16 * 6 * 5 * 5 + 16), ((5, 5, 16), 0), ((400,), 0),
+        ((120,), 400 * 120 + 120), ((84,), 120 * 84 + 84), ((10,), 84 * 10 + 10)]
+    assert s["total_params"] == 61706
+    assert s["total_macs"] == 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10
+
+
+def test_vgg_cifar_by_hand():
+    s = _summary("vgg_cifar.yaml")
+    conv = lambda c, f: f * c * 9 + f  # noqa: E731
+    assert _shapes_params(s) == [
+        ((32, 32, 32), conv(3, 32)), ((32, 32, 32), conv(32, 32)), ((16, 16, 32), 0),
+        ((16, 16, 64), conv(32, 64)), ((16, 16, 64), conv(64, 64)), ((8, 8, 64), 0),
+        ((8, 8, 128), conv(64, 128)), ((8, 8, 128), conv(128, 128)), ((4, 4, 128), 0),
+        ((2048,), 0), ((256,), 2048 * 256 + 256), ((256,), 0), ((10,), 256 * 10 + 10)]
+    assert s["total_params"] == 814122
+
+
+def test_all_convolutional_with_global_pooling_by_hand():
+    s = _summary("allconv.yaml")
+    conv = lambda c, f, k=3: f * c * k * k + f  # noqa: E731
+    assert _shapes_params(s) == [
+        ((32, 32, 32), conv(3, 32)), ((16, 16, 32), conv(32, 32)), ((16, 16, 64), conv(32, 64)),
+        ((8, 8, 64), conv(64, 64)), ((8, 8, 10), conv(64, 10, 1)), ((10,), 0), ((10,), 0)]
+    assert s["output"] == "softmax" and s["classes"] == 10
+
+
+def test_explainer_arithmetic():
+    s = _summary("explainer.yaml")
+    dense = s["layers"][1]
+    assert s["layers"][0]["output_shape"] == [256 * 256 * 3]
+    assert dense["params"] == 196_608_000 + 1_000 == 196_609_000
+    assert dense["macs"] == 196_608_000
+
+
+@pytest.mark.parametrize("inp,layer,out,pads", [
+    ((7, 7, 1), {"filters": 2, "size": 4, "stride": 3}, (2, 2, 2), (0, 0, 0, 0)),          # floor((7-4)/3)+1
+    ((7, 7, 1), {"filters": 2, "size": 4, "stride": 2, "padding": "same"}, (4, 4, 2), (1, 2, 1, 2)),
+    ((9, 9, 3), {"filters": 5, "size": 5, "stride": 2, "padding": 2}, (5, 5, 5), (2, 2, 2, 2)),
+    ((10, 6, 3), {"filters": 1, "size": [3, 1], "stride": [2, 1], "padding": [1, 0]}, (5, 6, 1), (1, 1, 0, 0)),
+    ((6, 6, 3), {"filters": 4, "size": 2, "padding": "same"}, (6, 6, 4), (0, 1, 0, 1)),   # even filter
+    ((5, 5, 2), {"filters": 3, "size": 1, "stride": 2}, (3, 3, 3), (0, 0, 0, 0)),
+])
+def test_odd_stride_and_padding_by_hand(inp, layer, out, pads):
+    arch = config.parse_architecture(
+        {"input": list(inp), "layers": [{"conv": layer}, "globalavgpool", "softmax"]}, "t")
+    model = arch.build(build_params=False)
+    assert model.layers[0].out_shape == out and model.layers[0].pads == pads
+    fh, fw = model.layers[0].size
+    assert model.layers[0].n_params() == out[2] * inp[2] * fh * fw + out[2]
+
+
+def test_receptive_field_grows_by_hand():
+    s = _summary("vgg_cifar.yaml")
+    rf = [r["receptive_field"] for r in s["layers"][:4]]
+    assert rf == [[3, 3], [5, 5], [6, 6], [10, 10]]
+
+
+@pytest.mark.parametrize("what,text,fragment", CASES, ids=[c[0] for c in CASES])
+def test_every_mistake_is_one_clear_line(tmp_path, what, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert fragment in message
+    assert str(path) in message and "\n" not in message
+    result = CliRunner().invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 2 and fragment in result.output
+
+
+def test_cli_error_is_one_line_exit_2_no_traceback(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(CASES[0][1])
+    proc = subprocess.run([sys.executable, "-m", "cnncli", "inspect", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and "did you mean 'conv'" in proc.stderr
+
+
+def test_missing_file_is_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cnncli", "inspect", str(tmp_path / "nope.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    cfg = config.load(ROOT / "configs" / "mnist.yaml",
+                      ["train.lr=0.002", "train.nesterov=true", "data.augment.flip=yes"])
+    assert cfg.train.lr == 0.002 and cfg.train.nesterov is True and cfg.data.augment.flip is True
+    with pytest.raises(ConfigError, match="unknown key 'lrr'"):
+        config.load(ROOT / "configs" / "mnist.yaml", ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        config.load(ROOT / "configs" / "mnist.yaml", ["train.lr"])
+
+
+def test_override_inside_inline_layers(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  input: [8, 8, 1]\n  layers:\n    - conv: {filters: 4, size: 3}\n"
+                    "    - globalavgpool\n    - softmax\n")
+    cfg = config.load(path, ["model.layers.0.conv.filters=7"])
+    assert cfg.model.layers[0] == ("conv", {"filters": 7, "size": 3})
+
+
+def test_defaults_and_resolved_config_round_trip(tmp_path):
+    cfg = config.load(ROOT / "configs" / "mnist.yaml")
+    assert cfg.train.epochs == 10 and cfg.train.optimizer == "sgd" and cfg.train.seed == 0
+    assert cfg.data.val_split == 0.1 and cfg.data.resize == "stretch"
+    # the resolved config is itself a valid training config (inline model) giving the same values
+    import yaml
+    path = tmp_path / "resolved.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    again = config.load(path)
+    assert again.to_dict() == cfg.to_dict()
+
+
+def test_inspect_json_fields():
+    result = CliRunner().invoke(app, ["inspect", "--json", str(MODELS / "lenet5.yaml")])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["total_params"] == 61706 and data["total_macs"] == 416520
+    first = data["layers"][0]
+    assert {"index", "type", "output_shape", "params", "macs"} <= set(first)
+    assert first == {**first, "index": 0, "type": "conv", "output_shape": [28, 28, 6], "params": 156}
+
+
+def test_inspect_table_and_memory_estimate():
+    result = CliRunner().invoke(app, ["inspect", "-b", "64", str(MODELS / "explainer.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "196,609,000" in result.output and "196,608,000 weights" in result.output
+    assert "training memory" in result.output
+
+
+def test_init_writes_configs_that_inspect_accepts(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", str(tmp_path / "new")]).exit_code == 0
+    cfg = config.load(tmp_path / "new" / "train.yaml")
+    assert cfg.model.input == (32, 32, 3)
+    again = runner.invoke(app, ["init", str(tmp_path / "new")])
+    assert again.exit_code == 2 and "already exist" in again.output
+
+
+def test_help_and_inspect_do_not_import_numba():
+    code = ("import sys; from cnncli import config, summary; from cnncli.cli import app; "
+            "summary.summarize(config.load_architecture(%r)); print('numba' in sys.modules)"
+            % str(MODELS / "vgg_cifar.yaml"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
