@@ -288,7 +288,7 @@ class Train:
     shuffle: bool = True
     seed: int = 0
     patience: int = None
-    monitor: str = "val_loss"
+    monitor: str = "val_acc"
     init: str = None
 
     SPEC = {"epochs": ("int",), "batch_size": ("int",),
@@ -299,7 +299,7 @@ class Train:
             "warmup_epochs": ("number",), "step_size": ("int",), "gamma": ("number", {"open": True}),
             "min_lr": ("number",), "label_smoothing": ("number", {"max": 1.0}), "shuffle": ("bool",),
             "seed": ("int", {"min": 0}), "patience": ("int",),
-            "monitor": ("choice", {"choices": ("val_loss", "val_acc")}), "init": ("path",)}
+            "monitor": ("choice", {"choices": ("val_acc", "val_loss")}), "init": ("path",)}
 
 
 def parse_section(cls, raw, where):
@@ -357,6 +357,11 @@ def parse_run(raw, source, base_dir):
         raise ConfigError(f"{source}: 'model' must be a path or a mapping with input: and layers:, got {model!r}")
     data = parse_section(Data, raw.get("data"), f"{source}: data")
     train = parse_section(Train, raw.get("train"), f"{source}: train")
+    for key in ("train", "val", "cache_dir"):
+        if getattr(data, key):
+            setattr(data, key, str(_resolve(getattr(data, key), Path.cwd())))
+    if train.init:
+        train.init = str(_resolve(train.init, Path.cwd()))
     output = raw.get("output")
     if output is None:
         output = f"runs/{Path(source).stem}"

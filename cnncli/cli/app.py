@@ -61,6 +61,47 @@ def inspect(
 
 
 @command
+def train(
+    config_file: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="A training config (YAML)."),
+    overrides: List[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder exactly where it stopped."),
+    force: bool = typer.Option(False, "--force", help="Start over in an output folder that already holds a run."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (same architecture)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
+):
+    """Train a network on a folder of images (one sub-folder per class)."""
+    from ..progress import make_reporter
+    from ..runner import Interrupted
+    from ..train import train as run_training
+
+    reporter = make_reporter(quiet)
+    try:
+        run_training(config_file, overrides, force=force, resume=resume, init=init, reporter=reporter)
+    except Interrupted as e:
+        reporter.close()
+        epoch, batch = e.args
+        typer.echo(f"interrupted at epoch {epoch + 1}, batch {batch}; saved last.npz. "
+                   f"Continue with: cnncli train --resume {config_file and '<output>' or resume}", err=True)
+        raise typer.Exit(130) from None
+
+
+@command
+def synth(
+    directory: Path = typer.Argument(..., help="Folder to write train/<class>/*.png and val/<class>/*.png into."),
+    per_class: int = typer.Option(600, "--per-class", min=1, help="Training images per class."),
+    val_per_class: int = typer.Option(100, "--val-per-class", min=0, help="Validation images per class."),
+    size: int = typer.Option(32, "--size", min=8, help="Image side in pixels."),
+    classes: int = typer.Option(4, "--classes", min=2, max=6, help="Number of shape classes (2-6)."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed writes the same images."),
+):
+    """Write a synthetic data set of coloured shapes (circle, square, triangle, cross, ...)."""
+    from ..data.synthetic import write_shapes
+
+    counts = write_shapes(directory, per_class, size, classes, seed, val_per_class)
+    typer.echo(f"wrote {', '.join(f'{n} {k}' for k, n in counts.items())} images to {directory}")
+
+
+@command
 def init(
     directory: Path = typer.Argument(..., help="Folder to write model.yaml and train.yaml into."),
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist."),

@@ -17,10 +17,10 @@ PJIT = dict(JIT, parallel=True)
 
 def dispatchers():
     """Every numba kernel in this package (imports them all)."""
-    from . import activation, conv, pool
+    from . import activation, augment, conv, pool
 
     found = []
-    for module in (activation, conv, pool):
+    for module in (activation, augment, conv, pool):
         found += [f for f in vars(module).values() if isinstance(f, numba.core.dispatcher.Dispatcher)]
     return found
 

@@ -1,0 +1,161 @@
+"""Checkpoints: one .npz that numpy.load(path, allow_pickle=False) opens; loading never runs code.
+
+Arrays:  layers.<i>.weight / .bias / .running_mean / .running_var   (PyTorch / ONNX layout;
+         i = the layer's index in the architecture's layer list)
+         optim.step, optim.<slot>.layers.<i>.<name>                  (last.npz only: for --resume)
+meta:    a 0-d string array holding JSON: format, format_version, cnncli_version, architecture,
+         classes, preprocessing, epoch, metrics, and (last.npz) the training state.
+Writes go to a temporary file in the same folder, are fsynced, then renamed over the old file:
+a kill at any instant leaves either the old checkpoint or the new one, never half of one.
+"""
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import CnnError
+
+FORMAT = "cnncli-checkpoint"
+FORMAT_VERSION = 1
+MAX_ARRAY_BYTES = 4 << 30  # refuse a declared shape that would need more than 4 GiB
+
+
+class CheckpointError(CnnError):
+    pass
+
+
+def save(path, arrays, meta):
+    """Write arrays + meta atomically to path."""
+    path = Path(path)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "cnncli_version": __version__, **meta}
+    payload = dict(arrays)
+    payload["meta"] = np.array(json.dumps(meta))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise CnnError(f"cannot write checkpoint {path} ({e.strerror or e}): free disk space or pick a "
+                       "writable output folder; the previous checkpoint is intact") from None
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path):
+    """-> (arrays dict, meta dict). Every way a file can be wrong is one CheckpointError line."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    if path.is_dir():
+        found = [p.name for p in (path / "best.npz", path / "last.npz") if p.exists()]
+        hint = f": use {path / found[0]}" if found else ""
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file{hint}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files)
+            if "meta" not in names:
+                raise CheckpointError(f"{path}: not a cnncli checkpoint (no 'meta' entry)")
+            _check_sizes(path, z)
+            arrays = {k: z[k] for k in names}
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise CheckpointError(f"{path}: holds object arrays that would need pickle to load; "
+                                  "refused (a cnncli checkpoint never does)") from None
+        raise CheckpointError(f"{path}: corrupt or not a checkpoint ({e})") from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        raise CheckpointError(f"{path}: truncated, corrupt or not an .npz checkpoint "
+                              f"({e.__class__.__name__}: {str(e)[:80]})") from None
+    meta = _parse_meta(path, arrays.pop("meta"))
+    return arrays, meta
+
+
+def _check_sizes(path, z):
+    """Read every array's header first: refuse object arrays (pickle) and absurd declared shapes
+    before numpy allocates anything."""
+    from numpy.lib import format as npformat
+
+    for name in z.zip.namelist():
+        with z.zip.open(name) as f:
+            version = npformat.read_magic(f)
+            read_header = {(1, 0): npformat.read_array_header_1_0,
+                           (2, 0): npformat.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise CheckpointError(f"{path}: entry '{name}' has an unknown .npy version {version}")
+            shape, _, dtype = read_header(f)
+        if dtype.hasobject:
+            raise CheckpointError(f"{path}: entry '{name}' is an object array that would need pickle "
+                                  "to load; refused (a cnncli checkpoint never holds one)")
+        size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if size > MAX_ARRAY_BYTES:
+            raise CheckpointError(f"{path}: entry '{name}' declares shape {shape} ({size:,} bytes); refused")
+
+
+def _parse_meta(path, raw):
+    if raw.dtype.kind != "U" or raw.ndim != 0:
+        raise CheckpointError(f"{path}: 'meta' is not a JSON string")
+    try:
+        meta = json.loads(str(raw))
+    except ValueError:
+        raise CheckpointError(f"{path}: 'meta' is not valid JSON (the file is damaged)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a cnncli checkpoint (meta.format is not '{FORMAT}')")
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: meta.format_version is missing")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version} is newer than this cnncli "
+                              f"({__version__}, format {FORMAT_VERSION}): upgrade cnncli")
+    for key in ("architecture", "classes", "preprocessing"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: meta has no '{key}'")
+    return meta
+
+
+def load_model(path):
+    """-> (Model with the checkpoint's weights, meta). Shapes are checked against the architecture."""
+    from .config import ConfigError, parse_architecture
+
+    arrays, meta = load(path)
+    try:
+        arch = parse_architecture(meta["architecture"], f"{path} (architecture)")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    model = arch.build()
+    expected = {f"layers.{i}.{k}": s for i, layer in enumerate(model.layers)
+                for k, s in {**layer.param_shapes(), **layer.buffer_shapes()}.items()}
+    for key, shape in expected.items():
+        if key not in arrays:
+            raise CheckpointError(f"{path}: array '{key}' is missing")
+        a = arrays[key]
+        if a.shape != tuple(shape) or a.dtype.kind != "f":
+            raise CheckpointError(f"{path}: array '{key}' has shape {a.shape} ({a.dtype}), "
+                                  f"the architecture needs {tuple(shape)} (float)")
+        if not np.all(np.isfinite(a)):
+            raise CheckpointError(f"{path}: array '{key}' holds NaN or infinite values")
+    model.load_state_dict(arrays)
+    return model, meta, arrays

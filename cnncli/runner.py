@@ -1,0 +1,281 @@
+"""The epoch loop in Python: batches, optimizer steps, metrics, checkpoints, resume, Ctrl-C.
+
+Randomness is a pure function of (seed, epoch): the data order and augmentation of epoch e come
+from default_rng([seed, e, 0]) and dropout's masks from default_rng([seed, e, 1, layer]). A
+mid-epoch checkpoint (Ctrl-C) also stores the batch position and dropout's generator states, so
+`--resume` replays exactly the batches, masks and updates the uninterrupted run would have made.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import checkpoint
+from .errors import CnnError
+
+RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt")
+COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training: last.npz was saved; the CLI exits with status 130."""
+
+    exit_code = 130
+
+
+@dataclass
+class State:
+    """Where a run stands; saved in last.npz's meta so a resume continues exactly."""
+    epoch: int = 0                 # epochs completed
+    batch: int = 0                 # batches completed in the epoch under way (0 at a boundary)
+    partial: dict = field(default_factory=lambda: {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0})
+    history: list = field(default_factory=list)
+    best: dict = None              # {"epoch", "score", "val_loss"}
+    bad_epochs: int = 0
+    finished: str = None           # None | "epochs" | "early_stop"
+    dropout_rng: list = None       # bit_generator states, mid-epoch only
+
+
+@dataclass
+class Result:
+    output: Path
+    state: State
+    classes: list
+    skipped: list
+
+
+def write_atomic(path, text):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise CnnError(f"cannot write {path} ({e.strerror}): free disk space or pick a writable output") from None
+
+
+def metrics_csv(history):
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for row in history:
+        w.writerow(["" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
+                    for k in COLUMNS])
+    return buf.getvalue()
+
+
+def prepare_output(output, force, resume):
+    output = Path(output)
+    existing = [name for name in RUN_FILES if (output / name).exists()]
+    if resume:
+        return output
+    if existing and not force:
+        raise CnnError(f"{output} already holds a run ({', '.join(existing)}): continue it with "
+                       f"`cnncli train --resume {output}`, start over with --force, or set another output")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise CnnError(f"cannot write to output folder {output} ({e.strerror}): pick a writable folder "
+                       "with --set output=PATH") from None
+    if force:
+        for name in existing:
+            (output / name).unlink()
+    return output
+
+
+class Trainer:
+    def __init__(self, cfg, data, reporter, output, model=None, optimizer=None, state=None):
+        from .model import Model
+        from .optim import OPTIMIZERS
+
+        self.cfg, self.data, self.report, self.output = cfg, data, reporter, Path(output)
+        t = cfg.train
+        self.model = model or Model(cfg.model.input, cfg.model.layers, seed=t.seed)
+        if optimizer is None:
+            params = self.model.named_params()
+            if t.optimizer == "sgd":
+                optimizer = OPTIMIZERS["sgd"](params, t.lr, t.momentum, t.nesterov, t.weight_decay)
+            else:
+                optimizer = OPTIMIZERS[t.optimizer](params, t.lr, tuple(t.betas), weight_decay=t.weight_decay)
+        self.opt = optimizer
+        self.state = state or State()
+        self.stop_requested = 0
+
+    # --- checkpoints ---
+    def meta(self, kind):
+        d = self.data
+        return {"kind": kind, "architecture": self.cfg.model.to_dict(), "classes": d.classes,
+                "preprocessing": d.preprocessing(self.cfg.model.input, self.cfg.data.resize),
+                "epoch": self.state.epoch, "metrics": self.state.history[-1] if self.state.history else {},
+                "config": self.cfg.to_dict()}
+
+    def save_last(self):
+        arrays = dict(self.model.state_dict())
+        arrays.update({f"optim.{k}": v for k, v in self.opt.state().items()})
+        meta = self.meta("last")
+        meta["state"] = self.state.__dict__
+        checkpoint.save(self.output / "last.npz", arrays, meta)
+
+    def save_best(self):
+        checkpoint.save(self.output / "best.npz", self.model.state_dict(), self.meta("best"))
+
+    # --- the loop ---
+    def lr_at(self, step):
+        from .optim import learning_rate
+
+        t = self.cfg.train
+        return learning_rate(step, len(self.data.train), t.epochs, t.lr, t.schedule, t.warmup_epochs,
+                             t.step_size, t.gamma, t.min_lr)
+
+    def _dropouts(self):
+        return [(i, layer) for i, layer in enumerate(self.model.layers) if layer.kind == "dropout"]
+
+    def _seed_epoch(self, epoch):
+        seed = self.cfg.train.seed
+        for i, layer in self._dropouts():
+            layer.rng = np.random.default_rng([seed, epoch, 1, i])
+        if self.state.dropout_rng:  # resuming mid-epoch: the generators as they were
+            for (_, layer), st in zip(self._dropouts(), self.state.dropout_rng):
+                layer.rng.bit_generator.state = st
+            self.state.dropout_rng = None
+        return np.random.default_rng([seed, epoch, 0]) if self.cfg.train.shuffle else None
+
+    def run(self):
+        t, st = self.cfg.train, self.state
+        n_batches = len(self.data.train)
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            while st.epoch < t.epochs and not st.finished:
+                self.train_epoch(st.epoch, n_batches)
+                if self.stop_requested:
+                    self.save_last()
+                    raise Interrupted(st.epoch, st.batch)
+                self.end_epoch()
+            if not st.finished:
+                st.finished = "epochs"
+                self.save_last()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return st
+
+    def _on_sigint(self, signum, frame):
+        self.stop_requested += 1
+        if self.stop_requested > 1:  # second Ctrl-C: leave now; writes are atomic, nothing is torn
+            raise KeyboardInterrupt
+        self.report.message("stopping after this batch and saving last.npz (Ctrl-C again to quit at once)")
+
+    def train_epoch(self, epoch, n_batches):
+        from .losses import LOSSES
+
+        st, t = self.state, self.cfg.train
+        rng = self._seed_epoch(epoch)
+        p = st.partial
+        self.report.epoch_start(epoch, t.epochs, n_batches, st.batch)
+        start = time.perf_counter()
+        head = LOSSES[self.model.head]
+        for b, (x, y) in enumerate(self.data.train.epoch(rng, start=st.batch), start=st.batch):
+            step = epoch * n_batches + b
+            self.opt.lr = self.lr_at(step)
+            logits = self.model.forward(x, training=True)
+            loss, dlogits, probs = head(logits, y, t.label_smoothing)
+            if not math.isfinite(loss):
+                self._diverged(loss, epoch, b)
+            self.model.backward(dlogits)
+            self.opt.step()
+            p["loss"] += loss * len(y)
+            p["correct"] += int((probs.argmax(axis=1) == y).sum())
+            p["seen"] += len(y)
+            st.batch = b + 1
+            elapsed = p["seconds"] + time.perf_counter() - start
+            self.report.batch(b + 1, p["loss"] / p["seen"], p["correct"] / p["seen"], p["seen"] / max(elapsed, 1e-9))
+            if self.stop_requested:
+                p["seconds"] = elapsed
+                st.dropout_rng = [layer.rng.bit_generator.state for _, layer in self._dropouts()]
+                return
+        p["seconds"] += time.perf_counter() - start
+
+    def _diverged(self, loss, epoch, b):
+        last = self.output / "last.npz"
+        kept = f"{last} (epoch {self.state.epoch - (1 if self.state.batch == 0 else 0)}) is intact" \
+            if last.exists() else "no checkpoint was written yet"
+        raise CnnError(f"training diverged: loss is {loss} at epoch {epoch + 1}, batch {b + 1}: lower "
+                       f"train.lr (now {self.opt.lr:g}) or add batchnorm; {kept}")
+
+    def end_epoch(self):
+        st = self.state
+        p = st.partial
+        row = {"epoch": st.epoch + 1, "train_loss": p["loss"] / p["seen"], "train_acc": p["correct"] / p["seen"],
+               "val_loss": None, "val_acc": None, "lr": self.opt.lr, "seconds": p["seconds"],
+               "images_per_s": p["seen"] / max(p["seconds"], 1e-9)}
+        if self.data.val is not None:
+            row["val_loss"], row["val_acc"] = evaluate_batches(self.model, self.data.val)
+        st.history.append(row)
+        st.epoch += 1
+        st.batch = 0
+        st.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        improved = self._track_best(row)
+        if improved:
+            self.save_best()
+        patience = self.cfg.train.patience
+        if patience and st.bad_epochs >= patience:
+            st.finished = "early_stop"
+        write_atomic(self.output / "metrics.csv", metrics_csv(st.history))
+        self.save_last()
+        self.report.epoch_end(row, improved, st.finished)
+
+    def _track_best(self, row):
+        st, monitor = self.state, self.cfg.train.monitor
+        use_val = row["val_loss"] is not None
+        acc, loss = (row["val_acc"], row["val_loss"]) if use_val else (row["train_acc"], row["train_loss"])
+        score = (acc, -loss) if monitor == "val_acc" else (-loss, acc)
+        if st.best is None or score > tuple(st.best["score"]):
+            st.best = {"epoch": row["epoch"], "score": list(score), "monitor": monitor if use_val else
+                       monitor.replace("val_", "train_")}
+            st.bad_epochs = 0
+            return True
+        st.bad_epochs += 1
+        return False
+
+
+def evaluate_batches(model, batches):
+    """Mean loss and accuracy over a Batches (inference mode, no augmentation)."""
+    from .losses import LOSSES
+
+    head = LOSSES[model.head]
+    total, correct, seen = 0.0, 0, 0
+    for x, y in batches.epoch(None):
+        loss, _, probs = head(model.forward(x, training=False), y)
+        total += loss * len(y)
+        correct += int((probs.argmax(axis=1) == y).sum())
+        seen += len(y)
+    return total / max(seen, 1), correct / max(seen, 1)
+
+
+def warm_up(cfg):
+    """Run one tiny batch through a throwaway copy of the network so the kernels are compiled
+    (or loaded from the cache) before the clock starts. -> (seconds, compiled anything?)."""
+    from .kernels import cache_counts
+    from .model import Model
+
+    start = time.perf_counter()
+    model = Model(cfg.model.input, cfg.model.layers, seed=0)
+    x = np.zeros((2,) + tuple(cfg.model.input), np.float32)
+    model.loss(x, np.zeros(2, np.int64))
+    model.predict_proba(x)
+    from .kernels.augment import prepare_batch
+    c = cfg.model.input[2]
+    prepare_batch(np.zeros((1,) + tuple(cfg.model.input), np.uint8), [0.0] * c, [1.0] * c)
+    return time.perf_counter() - start, cache_counts()[1] > 0

@@ -1,0 +1,118 @@
+"""`cnncli train`: config -> data -> model -> the runner, and the resume that rebuilds all three."""
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import checkpoint, config
+from .errors import CnnError
+from .runner import Result, State, Trainer, prepare_output, warm_up, write_atomic
+
+
+def train(config_path=None, overrides=(), force=False, resume=None, init=None, reporter=None):
+    """Train from a config file, or continue the run in folder `resume`. -> Result."""
+    from .progress import PlainReporter
+
+    report = reporter or PlainReporter()
+    if resume is not None:
+        return _resume(Path(resume), overrides, report)
+    if config_path is None:
+        raise CnnError("give a training config (cnncli train CONFIG) or --resume RUN_DIR")
+    cfg = config.load_run(config_path, overrides)
+    if init:
+        cfg.train.init = str(init)
+    output = prepare_output(cfg.output, force, resume=False)
+    data = _prepare_data(cfg, report)
+    write_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    _write_skipped(output, data.skipped)
+    trainer = Trainer(cfg, data, report, output)
+    if cfg.train.init:
+        _warm_start(trainer.model, cfg.train.init)
+    return _run(trainer, cfg, report)
+
+
+def _prepare_data(cfg, report):
+    from .data.dataset import prepare
+
+    data = prepare(cfg, progress=report.decoding)
+    for w in data.warnings:
+        report.message(f"warning: {w}")
+    n_val = len(data.val.indices) if data.val else 0
+    report.message(f"data: {len(data.train.indices)} training, {n_val} validation images, "
+                   f"{len(data.classes)} classes ({', '.join(data.classes[:8])}"
+                   f"{', ...' if len(data.classes) > 8 else ''})"
+                   + (" [decoded images from cache]" if data.decoded_from_cache else ""))
+    if data.skipped:
+        report.message(f"skipped {len(data.skipped)} unreadable file(s), listed in {cfg.output}/skipped.txt "
+                       f"(first: {data.skipped[0][0]}: {data.skipped[0][1]})")
+    return data
+
+
+def _write_skipped(output, skipped):
+    write_atomic(output / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped))
+
+
+def _run(trainer, cfg, report):
+    report.phase("compiling kernels (first run only; cached for later runs)...")
+    seconds, compiled = warm_up(cfg)
+    report.message(f"kernels {'compiled' if compiled else 'loaded from cache'} in {seconds:.1f}s")
+    try:
+        state = trainer.run()
+    finally:
+        report.close()
+    best = state.best
+    if best:
+        report.message(f"done: best epoch {best['epoch']} ({best['monitor']}), "
+                       f"checkpoints in {trainer.output}/best.npz and last.npz")
+    return Result(trainer.output, state, trainer.data.classes, trainer.data.skipped)
+
+
+def _warm_start(model, path):
+    arrays, meta = checkpoint.load(path)
+    for i, layer in enumerate(model.layers):
+        for name, shape in {**layer.param_shapes(), **layer.buffer_shapes()}.items():
+            key = f"layers.{i}.{name}"
+            if key not in arrays or arrays[key].shape != tuple(shape):
+                got = arrays[key].shape if key in arrays else "nothing"
+                raise CnnError(f"train.init {path}: '{key}' is {got}, this architecture needs "
+                               f"{tuple(shape)}: warm start needs the same architecture")
+    model.load_state_dict(arrays)
+
+
+def _resume(run_dir, overrides, report):
+    from .model import Model
+
+    last = run_dir / "last.npz"
+    if not last.exists():
+        raise CnnError(f"{run_dir} has no last.npz to resume from: no epoch finished yet? "
+                       "Start the run again with --force")
+    arrays, meta = checkpoint.load(last)
+    if "state" not in meta or "config" not in meta:
+        raise CnnError(f"{last} holds no training state: it cannot be resumed")
+    raw = config.apply_overrides(meta["config"], overrides)
+    cfg = config.parse_run(raw, str(run_dir / "config.yaml"), run_dir)
+    cfg.output = str(run_dir)
+    state = State(**meta["state"])
+    if state.finished == "epochs" and state.epoch < cfg.train.epochs:
+        state.finished = None  # more epochs asked for with --set train.epochs=N
+    if state.finished:
+        raise CnnError(f"{run_dir} already finished ({state.finished.replace('_', ' ')} after epoch "
+                       f"{state.epoch}): to train longer, add --set train.epochs={state.epoch + 10}")
+    data = _prepare_data(cfg, report)
+    pre = meta["preprocessing"]
+    if data.classes != meta["classes"]:
+        raise CnnError(f"the classes in {cfg.data.train} ({', '.join(data.classes)}) differ from the run's "
+                       f"({', '.join(meta['classes'])}): resume needs the same data")
+    data.mean, data.std = pre["mean"], pre["std"]
+    for b in (data.train, data.val):
+        if b is not None:
+            b.mean, b.std = np.array(pre["mean"]), np.array(pre["std"])
+    model = Model(cfg.model.input, cfg.model.layers, seed=cfg.train.seed)
+    model.load_state_dict(arrays)
+    trainer = Trainer(cfg, data, report, run_dir, model=model, state=state)
+    trainer.opt.load_state({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
+    _write_skipped(run_dir, data.skipped)
+    report.message(f"resuming {run_dir} at epoch {state.epoch + 1}" +
+                   (f", batch {state.batch + 1}" if state.batch else ""))
+    return _run(trainer, cfg, report)
