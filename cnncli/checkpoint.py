@@ -42,11 +42,13 @@ def save(path, arrays, meta):
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except OSError as e:
+    except BaseException as e:  # a full disk, or Ctrl-C mid-write: drop the partial file
         try:
             tmp.unlink()
         except OSError:
             pass
+        if not isinstance(e, OSError):
+            raise
         raise CnnError(f"cannot write checkpoint {path} ({e.strerror or e}): free disk space or pick a "
                        "writable output folder; the previous checkpoint is intact") from None
 

@@ -211,8 +211,22 @@ def load_architecture(path):
 
 # --- the training config ------------------------------------------------------------------
 
+def as_number(value):
+    """YAML 1.1 reads 1e-3 (no dot) as text; users mean a number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _check(where, key, value, kind, **opt):
-    """One typed value. kind: int | number | bool | str | choice | path | list3."""
+    """One typed value. kind: int | number | bool | str | path | choice | floats."""
+    if kind == "number":
+        value = as_number(value)
+    elif kind == "floats" and isinstance(value, list):
+        value = [as_number(v) for v in value]
     if kind == "int":
         lo = opt.get("min", 1)
         if not is_int(value) or value < lo:

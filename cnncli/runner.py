@@ -31,6 +31,10 @@ class Interrupted(Exception):
 
     exit_code = 130
 
+    def __init__(self, output, epoch, batch):
+        super().__init__(f"interrupted in epoch {epoch + 1} after batch {batch}; saved {output}/last.npz. "
+                         f"Continue exactly where it stopped with: cnncli train --resume {output}")
+
 
 @dataclass
 class State:
@@ -150,7 +154,7 @@ class Trainer:
             for (_, layer), st in zip(self._dropouts(), self.state.dropout_rng):
                 layer.rng.bit_generator.state = st
             self.state.dropout_rng = None
-        return np.random.default_rng([seed, epoch, 0]) if self.cfg.train.shuffle else None
+        return np.random.default_rng([seed, epoch, 0])
 
     def run(self):
         t, st = self.cfg.train, self.state
@@ -158,12 +162,13 @@ class Trainer:
         previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            while st.epoch < t.epochs and not st.finished:
-                self.train_epoch(st.epoch, n_batches)
-                if self.stop_requested:
-                    self.save_last()
-                    raise Interrupted(st.epoch, st.batch)
-                self.end_epoch()
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence shows as a NaN loss
+                while st.epoch < t.epochs and not st.finished:
+                    self.train_epoch(st.epoch, n_batches)
+                    if self.stop_requested:
+                        self.save_last()
+                        raise Interrupted(self.output, st.epoch, st.batch)
+                    self.end_epoch()
             if not st.finished:
                 st.finished = "epochs"
                 self.save_last()
@@ -186,7 +191,7 @@ class Trainer:
         self.report.epoch_start(epoch, t.epochs, n_batches, st.batch)
         start = time.perf_counter()
         head = LOSSES[self.model.head]
-        for b, (x, y) in enumerate(self.data.train.epoch(rng, start=st.batch), start=st.batch):
+        for b, (x, y) in enumerate(self.data.train.epoch(rng, start=st.batch, shuffle=t.shuffle), start=st.batch):
             step = epoch * n_batches + b
             self.opt.lr = self.lr_at(step)
             logits = self.model.forward(x, training=True)

@@ -120,6 +120,8 @@ def test_overrides_are_typed_and_nested(tmp_path):
     cfg = config.load(ROOT / "configs" / "mnist.yaml",
                       ["train.lr=0.002", "train.nesterov=true", "data.augment.flip=yes"])
     assert cfg.train.lr == 0.002 and cfg.train.nesterov is True and cfg.data.augment.flip is True
+    # YAML 1.1 reads 1e-3 as text; a number is meant
+    assert config.load(ROOT / "configs" / "mnist.yaml", ["train.lr=1e-3"]).train.lr == 0.001
     with pytest.raises(ConfigError, match="unknown key 'lrr'"):
         config.load(ROOT / "configs" / "mnist.yaml", ["train.lrr=1"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):

@@ -79,9 +79,11 @@ def train(
         run_training(config_file, overrides, force=force, resume=resume, init=init, reporter=reporter)
     except Interrupted as e:
         reporter.close()
-        epoch, batch = e.args
-        typer.echo(f"interrupted at epoch {epoch + 1}, batch {batch}; saved last.npz. "
-                   f"Continue with: cnncli train --resume {config_file and '<output>' or resume}", err=True)
+        typer.echo(str(e), err=True)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the epoch loop
+        reporter.close()
+        typer.echo("interrupted; checkpoints already written are intact", err=True)
         raise typer.Exit(130) from None
 
 

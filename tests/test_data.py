@@ -1,0 +1,191 @@
+"""Folders, decoding rules, the cache, and batches."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnncli.data.batches import Batches, channel_stats
+from cnncli.data.cache import decode_folder
+from cnncli.data.dataset import stratified_split
+from cnncli.data.decode import BadImage, load_image
+from cnncli.data.folder import natural_key, scan
+from cnncli.errors import CnnError
+
+from .imagegen import blob_image, make_folder, png_bytes
+
+
+def test_classes_in_natural_order_hidden_ignored(tmp_path):
+    for name in ("10", "2", "1", "B", "a"):
+        make_folder(tmp_path, classes=(name,), per_class=2)
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "a" / ".secret.png").write_bytes(png_bytes(Image.new("RGB", (4, 4))))
+    (tmp_path / "a" / "notes.txt").write_text("x")
+    (tmp_path / "a" / "sub").mkdir()
+    (tmp_path / "a" / "sub" / "deep.png").write_bytes(png_bytes(Image.new("RGB", (4, 4))))
+    listing = scan(tmp_path)
+    assert listing.classes == ["1", "2", "10", "a", "B"]
+    files_a = [p.name for p, l in zip(listing.files, listing.labels) if l == 3]
+    assert files_a == ["img0.png", "img1.png", "deep.png"]
+    assert sorted(["img10", "img9", "img1"], key=natural_key) == ["img1", "img9", "img10"]
+
+
+def test_folder_mistakes(tmp_path):
+    with pytest.raises(CnnError, match="does not exist"):
+        scan(tmp_path / "nope")
+    make_folder(tmp_path / "one", classes=("only",))
+    with pytest.raises(CnnError, match="at least two class sub-folders"):
+        scan(tmp_path / "one")
+    make_folder(tmp_path / "empty", classes=("a",))
+    (tmp_path / "empty" / "b").mkdir()
+    with pytest.raises(CnnError, match="empty/b has no images"):
+        scan(tmp_path / "empty")
+    make_folder(tmp_path / "loose")
+    blob_image(np.random.default_rng(0), 0).save(tmp_path / "loose" / "stray.png")
+    assert "lie directly in" in scan(tmp_path / "loose").warnings[0]
+    make_folder(tmp_path / "val", classes=("a", "zebra"))
+    with pytest.raises(CnnError, match="'zebra' is not one of the model's classes"):
+        scan(tmp_path / "val", classes=["a", "b", "c"], role="val")
+
+
+def _save(img, path, **kw):
+    img.save(path, **kw)
+    return path
+
+
+def test_decode_rules(tmp_path):
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[:, :3] = (255, 0, 0)       # left half red
+    base = Image.fromarray(rgb)
+    # grayscale from RGB: ITU-R 601 luma, red -> 76
+    g = load_image(_save(base, tmp_path / "a.png"), 4, 6, 1)
+    assert g.shape == (4, 6, 1) and g[0, 0, 0] == 76 and g[0, 5, 0] == 0
+    # grayscale into an RGB model: three equal channels
+    gray = Image.fromarray(np.full((4, 6), 90, np.uint8), "L")
+    assert (load_image(_save(gray, tmp_path / "g.png"), 4, 6, 3) == 90).all()
+    # 16-bit: scaled by 255/65535
+    a16 = Image.fromarray(np.full((4, 6), 65535, np.uint16))
+    assert (load_image(_save(a16, tmp_path / "w.png"), 4, 6, 1) == 255).all()
+    a16 = Image.fromarray(np.full((4, 6), 32896, np.uint16))
+    assert (load_image(_save(a16, tmp_path / "w2.png"), 4, 6, 1) == 128).all()
+    # transparency composited over white
+    rgba = Image.new("RGBA", (6, 4), (0, 0, 0, 0))
+    assert (load_image(_save(rgba, tmp_path / "t.png"), 4, 6, 3) == 255).all()
+    # palette with a transparent index
+    p = Image.new("P", (6, 4), 0)
+    p.putpalette([10, 20, 30] * 256)
+    p.info["transparency"] = 0
+    assert (load_image(_save(p, tmp_path / "p.png", transparency=0), 4, 6, 3) == 255).all()
+    # CMYK JPEG -> RGB
+    cmyk = Image.new("CMYK", (6, 4), (0, 255, 255, 0))   # red in CMYK
+    out = load_image(_save(cmyk, tmp_path / "c.jpg"), 4, 6, 3)
+    assert out[..., 0].mean() > 200 and out[..., 1].mean() < 60
+    # EXIF orientation 6 (rotate 90 CW to display): a 6x4 stored image shows as 4x6
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tall = Image.fromarray(np.pad(np.full((4, 6, 3), 0, np.uint8), 0))
+    tall.putpixel((0, 0), (255, 255, 255))
+    tall.save(tmp_path / "e.jpg", exif=exif, quality=100)
+    shown = load_image(tmp_path / "e.jpg", 6, 4, 1)
+    assert shown.shape == (6, 4, 1) and shown[0, 3, 0] > 100   # top-left moved to top-right
+
+
+def test_resize_stretch_and_crop(tmp_path):
+    wide = np.zeros((10, 30, 3), np.uint8)
+    wide[:, 10:20] = 255          # a white centre third
+    path = _save(Image.fromarray(wide), tmp_path / "wide.png")
+    crop = load_image(path, 10, 10, 1, "crop")       # centre 10x10 = all white
+    assert crop.min() > 240
+    stretch = load_image(path, 10, 10, 1, "stretch")  # squeezed: black, white, black
+    assert stretch[:, 0].max() < 30 and stretch[:, 5].min() > 220
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "empty file"),
+    (b"hello, I am text", "not an image"),
+    ("truncated", "cannot decode"),
+])
+def test_bad_files_raise_bad_image(tmp_path, content, reason):
+    path = tmp_path / "bad.png"
+    if content == "truncated":
+        content = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)))[:300]
+    path.write_bytes(content)
+    with pytest.raises(BadImage, match=reason):
+        load_image(path, 8, 8, 3)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    path = _save(Image.new("L", (200, 200)), tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(BadImage, match="decompression-bomb"):
+        load_image(path, 8, 8, 1)
+
+
+def test_cache_reuses_and_notices_a_replaced_file(tmp_path):
+    root = make_folder(tmp_path / "data", per_class=4)
+    (root / "a" / "broken.png").write_bytes(b"nope")
+    listing = scan(root)
+    first = decode_folder(listing, (12, 12, 3), cache_dir=tmp_path / "cache")
+    assert not first.from_cache and len(first.labels) == 12 and len(first.skipped) == 1
+    assert "broken.png" in first.skipped[0][0]
+    second = decode_folder(scan(root), (12, 12, 3), cache_dir=tmp_path / "cache")
+    assert second.from_cache
+    np.testing.assert_array_equal(second.images, first.images)
+    # replace an image by another of the same name: decoded again, new pixels
+    target = root / "a" / "img0.png"
+    Image.new("RGB", (12, 12), (255, 255, 255)).save(target)
+    os.utime(target, ns=(1, 1))
+    third = decode_folder(scan(root), (12, 12, 3), cache_dir=tmp_path / "cache")
+    assert not third.from_cache and third.images[0].min() == 255
+
+
+def test_parallel_decode_matches_serial(tmp_path):
+    root = make_folder(tmp_path / "data", per_class=100, size=16)   # 300 files: the worker pool
+    listing = scan(root)
+    par = decode_folder(listing, (8, 8, 3), cache_dir=tmp_path / "c1", workers=2)
+    ser = decode_folder(listing, (8, 8, 3), cache_dir=tmp_path / "c2", workers=1)
+    np.testing.assert_array_equal(par.images, ser.images)
+    np.testing.assert_array_equal(par.labels, ser.labels)
+
+
+def test_stratified_split_is_seeded_and_stratified():
+    labels = np.repeat([0, 1, 2], [10, 20, 3])
+    tr, va = stratified_split(labels, 0.2, seed=0)
+    assert sorted(np.bincount(labels[va]).tolist()) == [1, 2, 4]
+    assert len(set(tr) & set(va)) == 0 and len(tr) + len(va) == 33
+    tr2, va2 = stratified_split(labels, 0.2, seed=0)
+    assert (va == va2).all()
+    assert not (va == stratified_split(labels, 0.2, seed=1)[1]).all()
+
+
+def test_batches_normalise_flip_and_keep_last_small_batch():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (10, 4, 5, 3)).astype(np.uint8)
+    labels = np.arange(10)
+    mean, std = channel_stats(images, np.arange(10))
+    ref = images.reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(mean, ref.mean(0))
+    np.testing.assert_allclose(std, ref.std(0))
+    b = Batches(images, labels, np.arange(10), mean, std, batch_size=4)
+    out = list(b.epoch(None))
+    assert [len(y) for _, y in out] == [4, 4, 2]
+    x = np.concatenate([x for x, _ in out])
+    np.testing.assert_allclose(x, (images / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
+
+    class Aug:
+        flip, crop_padding, brightness = True, 1, 0.0
+    b = Batches(images, labels, np.arange(10), mean, std, batch_size=4, augment=Aug)
+    order, p = b.plan(np.random.default_rng(3))
+    got = np.concatenate([x for x, _ in b.epoch(np.random.default_rng(3))])
+    for k in range(10):
+        # the documented rule: out[i, j] = src[i + dy, j' + dx], j' = 4 - j when flipped
+        src = (images[order[k]] / 255.0 - mean) / std
+        dy, dx = p["dy"][k], p["dx"][k]
+        want = np.zeros_like(src)
+        for i in range(4):
+            for j in range(5):
+                jj = (4 - j if p["flip"][k] else j) + dx
+                if 0 <= i + dy < 4 and 0 <= jj < 5:
+                    want[i, j] = src[i + dy, jj]
+        np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,206 @@
+"""`cnncli train`: outputs, the checkpoint contract, reproducibility, exact resume, failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from cnncli import checkpoint
+from cnncli.errors import CnnError
+from cnncli.progress import QuietReporter
+from cnncli.runner import Interrupted
+from cnncli.train import train
+
+from .imagegen import make_folder
+
+MODEL = {"input": [12, 12, 3], "layers": [
+    {"conv": {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}},
+    {"maxpool": {"size": 2}},
+    {"dropout": {"rate": 0.3}},
+    "flatten",
+    {"dense": {"units": 3, "activation": "softmax"}},
+]}
+
+
+def write_config(tmp_path, name="run", **train_kw):
+    data = tmp_path / "data"
+    if not data.exists():
+        make_folder(data, per_class=12)
+    cfg = {"model": MODEL,
+           "data": {"train": str(data), "val_split": 0.25, "cache_dir": str(tmp_path / "cache"),
+                    "augment": {"flip": True, "crop_padding": 1, "brightness": 0.1}},
+           "train": {"epochs": 3, "batch_size": 5, "optimizer": "adam", "lr": 0.01, "schedule": "cosine",
+                     "warmup_epochs": 1, "seed": 3, **train_kw},
+           "output": str(tmp_path / name)}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def weights(run_dir, name="last.npz"):
+    with np.load(run_dir / name, allow_pickle=False) as z:
+        return {k: z[k].copy() for k in z.files if k != "meta"}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_outputs_and_checkpoint_contract(tmp_path):
+    res = train(write_config(tmp_path), reporter=QuietReporter())
+    out = res.output
+    for name in ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt"):
+        assert (out / name).exists(), name
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s"
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    with np.load(out / "best.npz", allow_pickle=False) as z:
+        assert z["layers.0.weight"].shape == (4, 3, 3, 3) and z["layers.4.weight"].shape == (3, 4 * 6 * 6)
+        meta = json.loads(str(z["meta"]))
+    assert meta["format"] == "cnncli-checkpoint" and meta["format_version"] == 1
+    assert meta["classes"] == ["a", "b", "c"]
+    pre = meta["preprocessing"]
+    assert pre["input"] == [12, 12, 3] and len(pre["mean"]) == 3 and pre["resize"] == "stretch"
+    assert meta["architecture"]["layers"][0] == {"conv": MODEL["layers"][0]["conv"]}
+    last = weights(out)
+    assert "optim.step" in last and int(last["optim.step"]) == 3 * 6   # 27 images / 5 -> 6 batches
+    model, meta, _ = checkpoint.load_model(out / "best.npz")
+    assert model.n_classes == 3
+    # resolved config is a valid training config
+    again = yaml.safe_load((out / "config.yaml").read_text())
+    assert again["train"]["seed"] == 3 and again["model"]["input"] == [12, 12, 3]
+
+
+def test_same_config_same_seed_bit_identical(tmp_path):
+    a = train(write_config(tmp_path, "a"), reporter=QuietReporter())
+    b = train(write_config(tmp_path, "b"), reporter=QuietReporter())
+    assert_same_weights(weights(a.output), weights(b.output))
+    c = train(write_config(tmp_path, "c", seed=4), reporter=QuietReporter())
+    assert not np.array_equal(weights(a.output)["layers.0.weight"], weights(c.output)["layers.0.weight"])
+
+
+class InterruptAt(QuietReporter):
+    """Sends this process a real SIGINT at the given (epoch, batch)."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def epoch_start(self, epoch, epochs, n_batches, start_batch):
+        super().epoch_start(epoch, epochs, n_batches, start_batch)
+        self.epoch = epoch
+
+    def batch(self, done, loss, acc, images_per_s):
+        if (self.epoch, done) == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("epoch,batch", [(1, 2), (0, 6), (2, 1)])
+def test_interrupt_then_resume_equals_uninterrupted(tmp_path, epoch, batch):
+    whole = train(write_config(tmp_path, "whole"), reporter=QuietReporter())
+    cfg = write_config(tmp_path, "cut")
+    with pytest.raises(Interrupted):
+        train(cfg, reporter=InterruptAt(epoch, batch))
+    meta = checkpoint.load(tmp_path / "cut" / "last.npz")[1]
+    assert meta["state"]["finished"] is None
+    res = train(resume=tmp_path / "cut", reporter=QuietReporter())
+    assert res.state.epoch == 3
+    assert_same_weights(weights(whole.output), weights(res.output))
+    assert_same_weights(weights(whole.output, "best.npz"), weights(res.output, "best.npz"))
+    a = (whole.output / "metrics.csv").read_text().splitlines()
+    b = (res.output / "metrics.csv").read_text().splitlines()
+    strip = lambda rows: [r.rsplit(",", 2)[0] for r in rows]  # noqa: E731  (timings differ)
+    assert strip(a) == strip(b)
+
+
+def test_resume_with_more_epochs_equals_longer_run(tmp_path):
+    longer = train(write_config(tmp_path, "long", epochs=4, schedule="constant", warmup_epochs=0),
+                   reporter=QuietReporter())
+    train(write_config(tmp_path, "short", epochs=2, schedule="constant", warmup_epochs=0), reporter=QuietReporter())
+    with pytest.raises(CnnError, match="already finished"):
+        train(resume=tmp_path / "short", reporter=QuietReporter())
+    res = train(resume=tmp_path / "short", overrides=["train.epochs=4"], reporter=QuietReporter())
+    assert_same_weights(weights(longer.output), weights(res.output))
+
+
+def test_refuses_to_overwrite_a_run_unless_forced(tmp_path):
+    cfg = write_config(tmp_path, epochs=1)
+    train(cfg, reporter=QuietReporter())
+    before = weights(tmp_path / "run")
+    with pytest.raises(CnnError, match="already holds a run"):
+        train(cfg, reporter=QuietReporter())
+    assert_same_weights(before, weights(tmp_path / "run"))
+    train(cfg, force=True, reporter=QuietReporter())
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_last_good(tmp_path):
+    cfg = write_config(tmp_path, epochs=1, optimizer="sgd", schedule="constant", warmup_epochs=0, lr=0.01)
+    train(cfg, reporter=QuietReporter())
+    good = weights(tmp_path / "run")
+    with pytest.raises(CnnError, match=r"diverged: loss is (nan|inf) at epoch 2, batch \d+: lower train.lr"):
+        train(resume=tmp_path / "run", overrides=["train.epochs=3", "train.lr=1e30"], reporter=QuietReporter())
+    assert_same_weights(good, weights(tmp_path / "run"))
+
+
+def test_early_stopping_keeps_the_best(tmp_path):
+    res = train(write_config(tmp_path, epochs=6, lr=1e-12, schedule="constant", warmup_epochs=0, patience=2),
+                reporter=QuietReporter())
+    assert res.state.finished == "early_stop"
+    assert res.state.epoch == 3 and res.state.best["epoch"] == 1
+
+
+def test_bad_files_are_skipped_and_listed(tmp_path):
+    cfg = write_config(tmp_path, epochs=1)
+    (tmp_path / "data" / "a" / "zero.png").write_bytes(b"")
+    (tmp_path / "data" / "b" / "text.jpg").write_text("not a jpeg")
+    res = train(cfg, reporter=QuietReporter())
+    listed = (res.output / "skipped.txt").read_text().splitlines()
+    assert len(listed) == 2 and len(res.skipped) == 2
+    assert any("zero.png\tempty file" in line for line in listed)
+    assert any("text.jpg\tnot an image" in line for line in listed)
+
+
+def test_warm_start_from_a_checkpoint(tmp_path):
+    first = train(write_config(tmp_path, "first", epochs=1), reporter=QuietReporter())
+    from cnncli.train import _warm_start
+    from cnncli.model import Model
+    m = Model((12, 12, 3), [(k, v) for layer in MODEL["layers"]
+                            for k, v in ((layer, {}) if isinstance(layer, str) else next(iter(layer.items())),)])
+    _warm_start(m, first.output / "best.npz")
+    np.testing.assert_array_equal(m.state_dict()["layers.0.weight"], weights(first.output, "best.npz")["layers.0.weight"])
+    other = Model((12, 12, 3), [("conv", {"filters": 5, "size": 3}), ("globalavgpool", {}), ("softmax", {})])
+    with pytest.raises(CnnError, match="warm start needs the same architecture"):
+        _warm_start(other, first.output / "best.npz")
+
+
+def test_interrupted_checkpoint_write_leaves_the_old_one(tmp_path, monkeypatch):
+    train(write_config(tmp_path, epochs=1), reporter=QuietReporter())
+    before = weights(tmp_path / "run")
+
+    def torn(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt   # a kill in the middle of the write
+    monkeypatch.setattr(np, "savez", torn)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path / "run" / "last.npz", {"x": np.zeros(3)}, {})
+    assert_same_weights(before, weights(tmp_path / "run"))
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cli_train_plain_output_and_errors(tmp_path):
+    cfg = write_config(tmp_path, epochs=2)
+    env = dict(os.environ, CNNCLI_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-m", "cnncli", "train", str(cfg)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sum(line.startswith("epoch ") for line in lines) == 2
+    assert "val_acc" in lines[-2] and "\x1b[" not in proc.stdout   # no terminal escapes in logs
+    again = subprocess.run([sys.executable, "-m", "cnncli", "train", str(cfg)], capture_output=True, text=True, env=env)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--force" in again.stderr
