@@ -42,6 +42,9 @@ def inspect(
     from .. import config
     from ..summary import summarize
 
+    if file.suffix == ".npz":
+        from .render import print_checkpoint
+        return print_checkpoint(file, as_json, batch_size)
     cfg = config.load(file, overrides)
     arch = cfg if isinstance(cfg, config.Architecture) else cfg.model
     if resolved:
@@ -85,6 +88,46 @@ def train(
         reporter.close()
         typer.echo("interrupted; checkpoints already written are intact", err=True)
         raise typer.Exit(130) from None
+
+
+@command
+def predict(
+    checkpoint_file: Path = typer.Argument(..., metavar="CHECKPOINT", help="A best.npz or last.npz."),
+    paths: List[str] = typer.Argument(..., metavar="IMAGES...", help="Image files, folders (recursive) or globs."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to show per image."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line per image."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV: path, class_1, prob_1, ..., error."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),
+):
+    """Classify images with a trained checkpoint (its classes and preprocessing travel with it)."""
+    from ..predict import predict as run_predict
+    from .render import print_predictions
+
+    results = run_predict(checkpoint_file, paths, top_k, batch_size)
+    print_predictions(results, "json" if as_json else "csv" if as_csv else "table")
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        typer.echo(f"error: {r['path']}: {r['error']}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@command
+def evaluate(
+    checkpoint_file: Path = typer.Argument(..., metavar="CHECKPOINT", help="A best.npz or last.npz."),
+    data_dir: Path = typer.Argument(..., metavar="DATA_DIR", help="A labelled folder: DATA_DIR/<class>/<image>."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="k for top-k accuracy."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Score a checkpoint on a labelled folder: accuracy, per-class scores, confusion matrix."""
+    from ..predict import evaluate as run_evaluate
+    from .render import print_evaluation
+
+    report = run_evaluate(checkpoint_file, data_dir, top_k)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        print_evaluation(report)
 
 
 @command

@@ -53,3 +53,88 @@ def print_summary(summary, title, console=None):
                      "(weights, gradients, optimizer state, activations; an estimate)")
     for line in lines:
         console.print(line, highlight=False)
+
+
+def print_predictions(results, fmt):
+    import csv
+    import json
+    import sys
+
+    if fmt == "json":
+        for r in results:
+            print(json.dumps(r))
+        return
+    k = max((len(r["top"]) for r in results if "top" in r), default=0)
+    if fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["path"] + [f"{c}_{i}" for i in range(1, k + 1) for c in ("class", "prob")] + ["error"])
+        for r in results:
+            cells = [x for t in r.get("top", []) for x in (t["class"], f"{t['prob']:.6f}")]
+            w.writerow([r["path"]] + cells + [""] * (2 * k - len(cells)) + [r.get("error", "")])
+        return
+    table = Table(header_style="bold")
+    table.add_column("image", overflow="fold")
+    for i in range(1, k + 1):
+        table.add_column(f"#{i}")
+    for r in results:
+        if "error" in r:
+            table.add_row(r["path"], f"[red]error: {r['error']}[/red]", *[""] * (k - 1))
+        else:
+            table.add_row(r["path"], *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
+    make_console().print(table)
+
+
+def print_evaluation(rep):
+    console = make_console()
+    console.print(f"{rep['images']} images in {rep['data']}: accuracy {rep['accuracy']:.2%}, "
+                  f"top-{rep['top_k']} {rep['top_k_accuracy']:.2%}, loss {rep['loss']:.4f}", highlight=False)
+    table = Table(title="per class", title_justify="left", header_style="bold")
+    for name in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for c in rep["per_class"]:
+        table.add_row(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+    console.print(table)
+    conf = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left",
+                 header_style="bold")
+    conf.add_column("true \\ predicted")
+    for name in rep["classes"]:
+        conf.add_column(name, justify="right")
+    for name, row in zip(rep["classes"], rep["confusion"]):
+        conf.add_row(name, *[str(v) for v in row])
+    console.print(conf)
+    if rep["skipped"]:
+        console.print(f"skipped {len(rep['skipped'])} unreadable file(s), first: "
+                      f"{rep['skipped'][0]['path']}: {rep['skipped'][0]['reason']}", highlight=False)
+
+
+def print_checkpoint(path, as_json=False, batch_size=None):
+    import json
+
+    from ..checkpoint import CheckpointError, load
+    from ..config import ConfigError, parse_architecture
+    from ..summary import summarize
+
+    _, meta = load(path)
+    try:
+        arch = parse_architecture(meta["architecture"], f"{path} (architecture)")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    summary = summarize(arch, batch_size)
+    info = {"classes": meta["classes"], "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),
+            "preprocessing": meta["preprocessing"], "cnncli_version": meta.get("cnncli_version"),
+            "format_version": meta.get("format_version")}
+    if as_json:
+        print(json.dumps({**summary, "checkpoint": info}, indent=2))
+        return
+    console = make_console()
+    print_summary(summary, str(path), console)
+    pre = meta["preprocessing"]
+    console.print(f"classes         {len(meta['classes'])}: {', '.join(meta['classes'])}", highlight=False)
+    console.print(f"epoch           {meta.get('epoch')}  (saved by cnncli {meta.get('cnncli_version')}, "
+                  f"format {meta.get('format_version')})", highlight=False)
+    m = meta.get("metrics") or {}
+    if m:
+        console.print("metrics         " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                   for k, v in m.items() if v is not None), highlight=False)
+    console.print(f"preprocessing   {pre.get('resize_rule', pre.get('resize'))}; mean "
+                  f"{[round(v, 4) for v in pre['mean']]}, std {[round(v, 4) for v in pre['std']]}", highlight=False)

@@ -1,0 +1,129 @@
+"""`cnncli predict` and `cnncli evaluate`: a checkpoint alone (weights, classes, preprocessing)
+applied to new images, exactly as in training."""
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from .data.cache import _decode_all
+from .data.folder import EXTENSIONS, is_image_name, natural_key
+from .errors import CnnError
+
+
+@dataclass
+class Loaded:
+    model: object
+    meta: dict
+    classes: list
+    shape: tuple
+    resize: str
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def load(path):
+    model, meta, _ = checkpoint.load_model(path)
+    pre = meta["preprocessing"]
+    try:
+        shape = tuple(pre["input"])
+        mean, std = np.array(pre["mean"], np.float64), np.array(pre["std"], np.float64)
+        resize = pre.get("resize", "stretch")
+    except (KeyError, TypeError, ValueError):
+        raise checkpoint.CheckpointError(f"{path}: meta.preprocessing is incomplete") from None
+    classes = list(meta["classes"])
+    if len(classes) != model.n_classes or len(mean) != shape[2] or len(std) != shape[2]:
+        raise checkpoint.CheckpointError(f"{path}: {len(classes)} class names for a {model.n_classes}-class "
+                                         "model, or mean/std that do not match its channels")
+    return Loaded(model, meta, classes, shape, resize, mean, std)
+
+
+def collect(paths):
+    """Files, folders (recursively) and globs -> (image paths in order, [(path, reason)] not found)."""
+    found, missing = [], []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found += sorted((f for f in p.rglob("*") if f.is_file() and is_image_name(f)),
+                            key=lambda f: natural_key(f.as_posix()))
+        elif p.is_file():
+            found.append(p)
+        elif any(ch in str(raw) for ch in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(str(raw), recursive=True), key=natural_key)]
+            matches = [m for m in matches if m.is_file() and m.suffix.lower() in EXTENSIONS]
+            if not matches:
+                missing.append((str(raw), "no image matches this pattern"))
+            found += matches
+        else:
+            missing.append((str(raw), "no such file or folder"))
+    return found, missing
+
+
+def _probabilities(loaded, images, batch_size=256):
+    from .kernels.augment import prepare_batch
+
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = prepare_batch(np.asarray(images[start:start + batch_size]), loaded.mean, loaded.std)
+        out.append(loaded.model.predict_proba(x))
+    k = len(loaded.classes)
+    return np.concatenate(out) if out else np.zeros((0, k), np.float32)
+
+
+def predict(ckpt_path, paths, top_k=3, batch_size=256, workers=None):
+    """-> list of {"path", "top": [{"class", "prob"}...]} or {"path", "error"}, in input order."""
+    loaded = load(ckpt_path)
+    files, missing = collect(paths)
+    k = min(top_k, len(loaded.classes))
+    results = [{"path": p, "error": r} for p, r in missing]
+    images, ok = [], []
+    for i, item in _decode_all(files, loaded.shape, loaded.resize, workers, None):
+        if isinstance(item, str):
+            results.append({"path": str(files[i]), "error": item})
+        else:
+            images.append(item)
+            ok.append(i)
+    probs = _probabilities(loaded, images, batch_size)
+    for i, p in zip(ok, probs):
+        top = np.argsort(-p, kind="stable")[:k]
+        results.append({"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top]})
+    order = {str(f): n for n, f in enumerate(files)}
+    results.sort(key=lambda r: order.get(r["path"], -1))
+    return results
+
+
+def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None):
+    """Score a labelled folder (train layout) -> dict of metrics (see docs/predict.md)."""
+    from .data.cache import decode_folder
+    from .data.folder import scan
+
+    loaded = load(ckpt_path)
+    listing = scan(data_dir, classes=loaded.classes, role="evaluate")
+    dec = decode_folder(listing, loaded.shape, loaded.resize, cache_dir, workers)
+    if len(dec.labels) == 0:
+        raise CnnError(f"{data_dir}: no readable images to evaluate")
+    probs = _probabilities(loaded, dec.images)
+    labels = dec.labels
+    k = len(loaded.classes)
+    eps = np.finfo(np.float64).tiny
+    loss = float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels].astype(np.float64), eps))))
+    pred = probs.argmax(axis=1)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    kk = min(top_k, k)
+    topk = np.argsort(-probs, axis=1, kind="stable")[:, :kk]
+    per_class = []
+    for c, name in enumerate(loaded.classes):
+        tp = int(confusion[c, c])
+        support, predicted = int(confusion[c].sum()), int(confusion[:, c].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    return {"checkpoint": str(ckpt_path), "data": str(data_dir), "images": int(len(labels)),
+            "loss": loss, "accuracy": float((pred == labels).mean()),
+            "top_k": kk, "top_k_accuracy": float((topk == labels[:, None]).any(axis=1).mean()),
+            "classes": loaded.classes, "per_class": per_class, "confusion": confusion.tolist(),
+            "skipped": [{"path": p, "reason": r} for p, r in dec.skipped]}
