@@ -1,0 +1,1 @@
+"""Image folders -> decoded uint8 cache -> float32 batches."""

@@ -1,0 +1,104 @@
+"""Float32 batches from the uint8 cache: shuffling, augmentation, normalisation, prefetching.
+
+All randomness of an epoch (order, flips, crop offsets, brightness) is drawn up front from the
+epoch's generator, so a batch depends only on (seed, epoch, batch index): a resumed run sees
+exactly the batches the uninterrupted run would have. The last, smaller batch is kept.
+"""
+
+import queue
+import threading
+
+import numpy as np
+
+
+def channel_stats(images, indices, chunk=1024):
+    """Per-channel mean and std of pixel / 255 over the given images (float64 sums)."""
+    c = images.shape[-1]
+    total, total_sq, count = np.zeros(c), np.zeros(c), 0
+    for start in range(0, len(indices), chunk):
+        block = images[np.sort(indices[start:start + chunk])].reshape(-1, c).astype(np.float64) / 255.0
+        total += block.sum(axis=0)
+        total_sq += (block * block).sum(axis=0)
+        count += block.shape[0]
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean * mean, 0.0))
+    return mean, np.maximum(std, 1e-3)
+
+
+class Batches:
+    def __init__(self, images, labels, indices, mean, std, batch_size, augment=None):
+        self.images, self.labels = images, labels
+        self.indices = np.asarray(indices, np.int64)
+        self.mean, self.std = mean, std
+        self.batch_size = batch_size
+        self.augment = augment  # config.Augment or None
+
+    def __len__(self):
+        return -(-len(self.indices) // self.batch_size)
+
+    def plan(self, rng=None, shuffle=True):
+        """The epoch's order and augmentation, drawn from rng (None: in order, no augmentation)."""
+        n = len(self.indices)
+        order = self.indices[rng.permutation(n)] if rng is not None and shuffle else self.indices
+        aug = self.augment
+        p = {"flip": None, "dy": None, "dx": None, "gain": None}
+        if rng is not None and aug is not None:
+            if aug.flip:
+                p["flip"] = rng.random(n) < 0.5
+            if aug.crop_padding:
+                p["dy"] = rng.integers(-aug.crop_padding, aug.crop_padding + 1, n)
+                p["dx"] = rng.integers(-aug.crop_padding, aug.crop_padding + 1, n)
+            if aug.brightness:
+                p["gain"] = rng.uniform(1 - aug.brightness, 1 + aug.brightness, n)
+        return order, p
+
+    def make(self, order, p, b):
+        from ..kernels.augment import prepare_batch
+
+        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        idx = order[sl]
+        sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
+        src = np.empty((len(idx),) + self.images.shape[1:], np.uint8)
+        src[sorted_idx] = self.images[idx[sorted_idx]]
+        x = prepare_batch(src, self.mean, self.std,
+                          *(None if p[k] is None else p[k][sl] for k in ("flip", "dy", "dx", "gain")))
+        return x, self.labels[idx]
+
+    def epoch(self, rng=None, start=0, prefetch=2, shuffle=True):
+        """Yield (x float32 (B, h, w, c), y int64 (B,)) from batch `start` on, one batch ahead."""
+        order, p = self.plan(rng, shuffle)
+        n_batches = len(self)
+        if prefetch <= 0:
+            for b in range(start, n_batches):
+                yield self.make(order, p, b)
+            return
+        q = queue.Queue(maxsize=prefetch)
+        stop = threading.Event()
+
+        def work():
+            try:
+                for b in range(start, n_batches):
+                    if stop.is_set():
+                        return
+                    q.put(self.make(order, p, b))
+            except BaseException as e:  # handed to the consumer
+                q.put(e)
+            q.put(None)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    thread.join(0.01)

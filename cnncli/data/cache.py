@@ -1,0 +1,135 @@
+"""Decode a folder once into a memory-mapped uint8 array (N, h, w, c), reused by later epochs and
+later runs. The key covers the file list, each file's size and mtime, the preprocessing and the
+cache version, so a changed, added or removed image means a fresh decode, never a stale one.
+Files are written under temporary names and renamed, so a killed decode or two runs at once
+never leave a half-written cache behind.
+"""
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from .decode import BadImage, load_image
+
+CACHE_VERSION = 1
+PARALLEL_FROM = 256   # fewer files than this decode in-process: a worker pool costs more
+
+
+def default_cache_dir():
+    return Path(os.environ.get("CNNCLI_CACHE") or Path.home() / ".cache" / "cnncli")
+
+
+@dataclass
+class Decoded:
+    images: np.ndarray    # (N, h, w, c) uint8, memory-mapped when cached
+    labels: np.ndarray    # (N,) int64
+    files: list           # str paths of the N images
+    skipped: list         # [(path, reason)]
+    from_cache: bool
+
+
+def cache_key(listing, shape, resize):
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": CACHE_VERSION, "shape": list(shape), "resize": resize,
+                         "classes": listing.classes}).encode())
+    for path, label in zip(listing.files, listing.labels):
+        st = path.stat()
+        h.update(f"\n{path.resolve()}\t{label}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:32]
+
+
+def _decode_chunk(args):
+    paths, shape, resize = args
+    out = []
+    for p in paths:
+        try:
+            out.append(load_image(Path(p), *shape, resize))
+        except BadImage as e:
+            out.append(str(e))
+        except Exception as e:  # a decoder bug must not kill a run: skip the file, say why
+            out.append(f"cannot decode: {e.__class__.__name__}: {e}")
+    return out
+
+
+def _decode_all(files, shape, resize, workers, progress):
+    """Yield (index, array-or-reason) for every file, in order."""
+    chunk = 64
+    jobs = [([str(p) for p in files[i:i + chunk]], shape, resize) for i in range(0, len(files), chunk)]
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and len(files) >= PARALLEL_FROM:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            results = pool.map(_decode_chunk, jobs)
+            yield from _numbered(results, progress)
+    else:
+        yield from _numbered(map(_decode_chunk, jobs), progress)
+
+
+def _numbered(results, progress):
+    i = 0
+    for batch in results:
+        for item in batch:
+            yield i, item
+            i += 1
+        if progress:
+            progress(i)
+
+
+def decode_folder(listing, shape, resize="stretch", cache_dir=None, workers=None, progress=None):
+    """Listing -> Decoded, from the cache when it matches, else decoding (all cores) and caching."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = cache_key(listing, shape, resize)
+    npy, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    hit = _read_cache(npy, meta_path, shape)
+    if hit is not None:
+        return hit
+    n = len(listing.files)
+    tmp = None
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f"{key}.{os.getpid()}.tmp.npy"
+        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n,) + tuple(shape))
+    except OSError:
+        tmp = None  # cache folder not writable: decode into memory
+        images = np.empty((n,) + tuple(shape), np.uint8)
+    keep, skipped = [], []
+    for i, item in _decode_all(listing.files, shape, resize, workers, progress):
+        if isinstance(item, str):
+            skipped.append((str(listing.files[i]), item))
+        else:
+            images[len(keep)] = item
+            keep.append(i)
+    labels = np.array([listing.labels[i] for i in keep], np.int64)
+    files = [str(listing.files[i]) for i in keep]
+    result = Decoded(images[:len(keep)], labels, files, skipped, False)
+    if tmp is not None:  # publish: array first, then the meta file that marks it complete
+        images.flush()
+        meta = {"count": len(keep), "shape": list(shape), "labels": labels.tolist(), "files": files,
+                "skipped": skipped}
+        try:
+            os.replace(tmp, npy)
+            tmp_meta = meta_path.with_name(f"{key}.{os.getpid()}.tmp.json")
+            tmp_meta.write_text(json.dumps(meta))
+            os.replace(tmp_meta, meta_path)
+        except OSError:
+            pass  # the run goes on from memory; the next run decodes again
+    return result
+
+
+def _read_cache(npy, meta_path, shape):
+    try:
+        meta = json.loads(meta_path.read_text())
+        images = np.load(npy, mmap_mode="r")
+        count = int(meta["count"])
+        labels = np.array(meta["labels"], np.int64)
+        files, skipped = list(meta["files"]), [tuple(s) for s in meta["skipped"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if images.shape[1:] != tuple(shape) or images.shape[0] < count or len(labels) != count:
+        return None
+    return Decoded(images[:count], labels, files, skipped, True)

@@ -1,0 +1,105 @@
+"""A training config's data: folders scanned, decoded through the cache, split, normalised."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CnnError
+from .batches import Batches, channel_stats
+from .cache import decode_folder
+from .decode import COLOR_RULE, RESIZE_RULE
+from .folder import scan
+
+
+@dataclass
+class Prepared:
+    classes: list
+    train: Batches
+    val: Batches = None
+    mean: list = None
+    std: list = None
+    skipped: list = field(default_factory=list)    # [(path, reason)]
+    warnings: list = field(default_factory=list)
+    decoded_from_cache: bool = False
+
+    def preprocessing(self, input_shape, resize):
+        h, w, c = input_shape
+        return {"input": [h, w, c], "channels": c, "mean": list(self.mean), "std": list(self.std),
+                "resize": resize, "resize_rule": RESIZE_RULE[resize], "color_rule": COLOR_RULE,
+                "scale": "x = (pixel / 255 - mean) / std"}
+
+
+def stratified_split(labels, fraction, seed):
+    """-> (train indices, val indices): each class gives round(fraction * n) images (at least one
+    when it has two or more) to validation, chosen by a generator seeded from `seed`."""
+    rng = np.random.default_rng([seed, 7])
+    train, val = [], []
+    for k in np.unique(labels):
+        idx = np.flatnonzero(labels == k)
+        idx = idx[rng.permutation(len(idx))]
+        n_val = int(round(fraction * len(idx)))
+        if fraction > 0 and len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        val += list(idx[:n_val])
+        train += list(idx[n_val:])
+    return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))
+
+
+def prepare(cfg, progress=None):
+    """RunConfig -> Prepared. `progress(role, done, total)` is called while decoding."""
+    d, t = cfg.data, cfg.train
+    shape = cfg.model.input
+    if shape[2] not in (1, 3):
+        raise CnnError(f"{cfg.source}: the model's input has {shape[2]} channels; images load as 1 "
+                       "(grayscale) or 3 (RGB): set input: [h, w, 1] or [h, w, 3]")
+    if not d.train:
+        raise CnnError(f"{cfg.source}: data.train is not set: give a folder with one sub-folder per class")
+    listing = scan(d.train, role="train")
+    warnings = list(listing.warnings)
+
+    def tick(role, total):
+        return (lambda done: progress(role, done, total)) if progress else None
+
+    dec = decode_folder(listing, shape, d.resize, d.cache_dir, d.workers, tick("train", len(listing.files)))
+    skipped = list(dec.skipped)
+    from_cache = dec.from_cache
+    present = set(dec.labels.tolist())
+    lost = [listing.classes[k] for k in range(len(listing.classes)) if k not in present]
+    if lost:
+        raise CnnError(f"class '{lost[0]}' in {d.train} has no readable images (all skipped; see the "
+                       "skipped list): fix or remove them")
+    if d.val:
+        vlist = scan(d.val, classes=listing.classes, role="val")
+        warnings += vlist.warnings
+        vdec = decode_folder(vlist, shape, d.resize, d.cache_dir, d.workers, tick("val", len(vlist.files)))
+        skipped += vdec.skipped
+        from_cache = from_cache and vdec.from_cache
+        train_idx = np.arange(len(dec.labels))
+        val_images, val_labels, val_idx = vdec.images, vdec.labels, np.arange(len(vdec.labels))
+        if len(val_idx) == 0:
+            warnings.append(f"the validation folder {d.val} has no readable images: training without validation")
+    else:
+        train_idx, val_idx = stratified_split(dec.labels, d.val_split, t.seed)
+        val_images, val_labels = dec.images, dec.labels
+    if len(train_idx) == 0:
+        raise CnnError(f"{d.train}: no readable training images")
+    if d.mean is not None and d.std is not None:
+        mean, std = _per_channel(d.mean, shape[2], "mean", cfg), _per_channel(d.std, shape[2], "std", cfg)
+        if min(std) <= 0:
+            raise CnnError(f"{cfg.source}: data.std must be positive, got {d.std}")
+    else:
+        mean, std = channel_stats(dec.images, train_idx)
+    train = Batches(dec.images, dec.labels, train_idx, mean, std, t.batch_size, d.augment)
+    val = None
+    if len(val_idx):
+        val = Batches(val_images, val_labels, val_idx, mean, std, max(t.batch_size, 256))
+    return Prepared(listing.classes, train, val, [float(m) for m in mean], [float(s) for s in std],
+                    skipped, warnings, from_cache)
+
+
+def _per_channel(values, channels, key, cfg):
+    if len(values) == channels:
+        return np.array(values, np.float64)
+    if len(values) == 1:
+        return np.array(values * channels, np.float64)
+    raise CnnError(f"{cfg.source}: data.{key} has {len(values)} values; the model has {channels} channel(s)")

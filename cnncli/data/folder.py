@@ -1,0 +1,76 @@
+"""Find the images of a labelled folder: root/<class>/**/<image>.
+
+Classes are the sub-folders of root in natural order ("2" before "10", case-insensitive);
+files inside a class are in natural order of their path. Hidden files and folders (a leading
+dot) are ignored, and so are files with other extensions.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CnnError
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def natural_key(text):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(text))]
+
+
+def is_image_name(path):
+    return path.suffix.lower() in EXTENSIONS and not path.name.startswith(".")
+
+
+def _visible(path, root):
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+@dataclass
+class Listing:
+    root: Path
+    classes: list        # class names in order
+    files: list          # Paths
+    labels: list         # class index per file
+    warnings: list       # things the user should hear about
+
+
+def scan(root, classes=None, role="train"):
+    """List root/<class>/**/<image>. With `classes` (a checkpoint's or train's list), folder names
+    are matched against it by name: an unknown class is an error, a missing one is fine."""
+    root = Path(root)
+    if not root.exists():
+        raise CnnError(f"data folder {root} does not exist: check data.{role} in the config")
+    if not root.is_dir():
+        raise CnnError(f"data.{role}: {root} is a file, not a folder of class sub-folders")
+    try:
+        entries = sorted(root.iterdir(), key=lambda p: natural_key(p.name))
+    except OSError as e:
+        raise CnnError(f"cannot read {root} ({e.strerror}): check its permissions") from None
+    folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    loose = [p for p in entries if p.is_file() and is_image_name(p)]
+    warnings = []
+    if loose:
+        warnings.append(f"{len(loose)} image(s) lie directly in {root} (e.g. {loose[0].name}) and are "
+                        "ignored: put each image in a sub-folder named after its class")
+    names = [p.name for p in folders]
+    if classes is None:
+        if len(folders) < 2:
+            found = f"only '{names[0]}'" if names else "none"
+            raise CnnError(f"{root} needs at least two class sub-folders (root/<class>/<image>), found {found}")
+        classes = names
+    else:
+        unknown = [n for n in names if n not in classes]
+        if unknown:
+            raise CnnError(f"{root}: class folder '{unknown[0]}' is not one of the model's classes "
+                           f"({', '.join(classes)}): rename or remove it")
+    files, labels = [], []
+    for folder in folders:
+        found = sorted((p for p in folder.rglob("*") if p.is_file() and is_image_name(p) and _visible(p, root)),
+                       key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+        if not found and role == "train":
+            raise CnnError(f"class folder {folder} has no images ({', '.join(sorted(EXTENSIONS))}): "
+                           "add images or remove the folder")
+        files += found
+        labels += [classes.index(folder.name)] * len(found)
+    return Listing(root, list(classes), files, labels, warnings)
