@@ -12,7 +12,8 @@ def fmt_row(row, epochs):
     parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}", f"acc {row['train_acc']:.1%}"]
     if row.get("val_loss") is not None:
         parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.1%}"]
-    parts += [f"lr {row['lr']:.3g}", f"{row['images_per_s']:,.0f} img/s", f"{row['seconds']:.1f}s"]
+    parts += [f"lr {row['lr']:.3g}", f"{row['images_per_s']:,.0f} img/s", f"{row['seconds']:.1f}s",
+              f"data wait {row.get('data_wait', 0):.0%}"]
     return "  ".join(parts)
 
 

@@ -23,7 +23,8 @@ from . import checkpoint
 from .errors import CnnError
 
 RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt")
-COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
+           "data_wait")  # data_wait: fraction of the epoch spent waiting for the next batch
 
 
 class Interrupted(Exception):
@@ -36,12 +37,28 @@ class Interrupted(Exception):
                          f"Continue exactly where it stopped with: cnncli train --resume {output}")
 
 
+EMPTY_PARTIAL = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "wait": 0.0}
+
+
+def timed(iterable, totals, key="wait"):
+    """Yield from iterable, adding the seconds spent waiting for each item to totals[key]."""
+    it = iter(iterable)
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        totals[key] += time.perf_counter() - start
+        yield item
+
+
 @dataclass
 class State:
     """Where a run stands; saved in last.npz's meta so a resume continues exactly."""
     epoch: int = 0                 # epochs completed
     batch: int = 0                 # batches completed in the epoch under way (0 at a boundary)
-    partial: dict = field(default_factory=lambda: {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0})
+    partial: dict = field(default_factory=lambda: dict(EMPTY_PARTIAL))
     history: list = field(default_factory=list)
     best: dict = None              # {"epoch", "score", "val_loss"}
     bad_epochs: int = 0
@@ -191,7 +208,8 @@ class Trainer:
         self.report.epoch_start(epoch, t.epochs, n_batches, st.batch)
         start = time.perf_counter()
         head = LOSSES[self.model.head]
-        for b, (x, y) in enumerate(self.data.train.epoch(rng, start=st.batch, shuffle=t.shuffle), start=st.batch):
+        batches = timed(self.data.train.epoch(rng, start=st.batch, shuffle=t.shuffle), p)
+        for b, (x, y) in enumerate(batches, start=st.batch):
             step = epoch * n_batches + b
             self.opt.lr = self.lr_at(step)
             logits = self.model.forward(x, training=True)
@@ -224,13 +242,13 @@ class Trainer:
         p = st.partial
         row = {"epoch": st.epoch + 1, "train_loss": p["loss"] / p["seen"], "train_acc": p["correct"] / p["seen"],
                "val_loss": None, "val_acc": None, "lr": self.opt.lr, "seconds": p["seconds"],
-               "images_per_s": p["seen"] / max(p["seconds"], 1e-9)}
+               "images_per_s": p["seen"] / max(p["seconds"], 1e-9), "data_wait": p["wait"] / max(p["seconds"], 1e-9)}
         if self.data.val is not None:
             row["val_loss"], row["val_acc"] = evaluate_batches(self.model, self.data.val)
         st.history.append(row)
         st.epoch += 1
         st.batch = 0
-        st.partial = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        st.partial = dict(EMPTY_PARTIAL)
         improved = self._track_best(row)
         if improved:
             self.save_best()
