@@ -1,29 +1,23 @@
 """Numba kernels: pure functions over arrays. Nothing here knows about layers or configs.
 
 The numba flags are defined once, here, and named at every decorator:
-  JIT  = serial kernel, cached on disk so a second process does not compile again
-  PJIT = a kernel whose outer loop over the batch is a prange, so it can run in parallel
+  JIT = compiled once and cached on disk (a second process loads it, no compile), and releasing
+        the GIL (nogil) so that parallel.run_chunks can run it on several threads at once.
 No fastmath: it lets LLVM drop NaN/inf handling, and NaN detection must keep working.
 
-PJIT is serial for now, on purpose. The GEMMs of conv and dense run in numpy's OpenBLAS, which has
-its own threads; numba's pool beside it fights for the same cores (both spin while waiting).
-Measured on 2 cores, batch 64, training images/s, LeNet-5 / VGG-CIFAR:
-  numba parallel + BLAS threads        790 / 173
-  numba parallel, OMP_WAIT_POLICY=passive  3,430 / 305
-  numba serial   + BLAS threads      3,950 / 314   <- this setting
-Set PARALLEL = True to try the prange loops again once the GEMMs move inside the kernels.
+Parallelism lives in parallel.py, not in numba's prange: the batch is split over Python threads,
+each running these kernels and a single-threaded BLAS GEMM on its own images. Measured on 2 cores,
+batch 64, training images/s, LeNet-5 / VGG-CIFAR:
+  numba prange (OpenMP) beside OpenBLAS's own threads    790 / 173  (two spinning pools fight)
+  serial numba, multi-threaded OpenBLAS                3,950 / 314
+  one set of threads, per-image im2col + 1-thread GEMM  see BENCHMARKS.md
 Numba's cache is keyed on each kernel file's timestamp, not on these flags: after changing them,
-delete the cached *.nbi / *.nbc files (or touch the kernel files) or the old builds are loaded.
+delete the cached *.nbi / *.nbc files (or touch the kernel files), or the old builds are loaded.
 """
 
 import numba
 
-PARALLEL = False
-# Prefer OpenMP (~2 us per parallel region) over numba's own workqueue (~180 us).
-numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
-
 JIT = dict(cache=True, nogil=True)
-PJIT = dict(JIT, parallel=PARALLEL)
 
 
 def dispatchers():

@@ -5,22 +5,22 @@ Backward passes are written in terms of the output y, so the pre-activation is n
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import PJIT
+from . import JIT
 
 LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4, 5
 CODES = {"linear": LINEAR, "relu": RELU, "leaky_relu": LEAKY_RELU,
          "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _bias_act(z, b, act, alpha):
     rows, feats = z.shape
     has_bias = b.shape[0] == feats
     one = z.dtype.type(1)
     zero = z.dtype.type(0)
-    for r in prange(rows):
+    for r in range(rows):
         for f in range(feats):
             v = z[r, f]
             if has_bias:
@@ -40,12 +40,12 @@ def _bias_act(z, b, act, alpha):
             z[r, f] = v
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _act_grad(dy, y, act, alpha, dz):
     rows, feats = y.shape
     one = y.dtype.type(1)
     zero = y.dtype.type(0)
-    for r in prange(rows):
+    for r in range(rows):
         for f in range(feats):
             g = dy[r, f]
             v = y[r, f]
@@ -60,10 +60,10 @@ def _act_grad(dy, y, act, alpha, dz):
             dz[r, f] = g
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _softmax_rows(z, y):
     rows, feats = z.shape
-    for r in prange(rows):
+    for r in range(rows):
         m = z[r, 0]
         for f in range(1, feats):
             if z[r, f] > m:
@@ -77,10 +77,10 @@ def _softmax_rows(z, y):
             y[r, f] /= s
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _softmax_grad(dy, y, dz):
     rows, feats = y.shape
-    for r in prange(rows):
+    for r in range(rows):
         dot = y.dtype.type(0)
         for f in range(feats):
             dot += dy[r, f] * y[r, f]

@@ -6,15 +6,15 @@ scale = 1 / (255 std), shift = -mean / std, so 0 in the output is the training-s
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import PJIT
+from . import JIT
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _prepare(src, scale, shift, flip, dy, dx, gain, out):
     n, h, w, c = src.shape
-    for b in prange(n):
+    for b in range(n):
         for i in range(h):
             si = i + dy[b]
             for j in range(w):

@@ -1,22 +1,25 @@
 """Convolution as cross-correlation (no kernel flip), NHWC, via im2col / col2im.
 
-Forward:  cols = im2col(x)            (N*OH*OW, FH*FW*C), column order (kh, kw, c)
+Forward:  cols = im2col(x)            (rows, FH*FW*C), column order (kh, kw, c)
           y    = cols @ W             W: (FH*FW*C, F)      -> (N, OH, OW, F)
 Backward: dW   = cols.T @ dy,  dcols = dy @ W.T,  dx = col2im(dcols)
+The njit kernels work on any run of images; the wrappers feed them a few images at a time.
 Padding is implicit: cells outside the input read as zero, so no padded copy is made.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import JIT, PJIT  # noqa: F401  (JIT kept for symmetry with other kernel modules)
+from . import JIT
+from .activation import activate, activation_grad
+from .parallel import run_chunks
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _im2col(x, fh, fw, sh, sw, pt, pl, oh, ow, cols):
     n_img, h, w, c = x.shape
     zero = x.dtype.type(0)
-    for n in prange(n_img):
+    for n in range(n_img):
         for i in range(oh):
             for j in range(ow):
                 row = (n * oh + i) * ow + j
@@ -33,10 +36,10 @@ def _im2col(x, fh, fw, sh, sw, pt, pl, oh, ow, cols):
                                 cols[row, base + ci] = zero
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _col2im(dcols, fh, fw, sh, sw, pt, pl, oh, ow, dx):
     n_img, h, w, c = dx.shape
-    for n in prange(n_img):
+    for n in range(n_img):
         dx[n] = 0
         for i in range(oh):
             for j in range(ow):
@@ -58,50 +61,97 @@ def _is_identity(fh, fw, sh, sw, pads):
     return fh == 1 and fw == 1 and sh == 1 and sw == 1 and not any(pads)
 
 
+ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB)
+
+
+class _Geometry:
+    """Shapes of one convolution, and the im2col of a run of images into a buffer."""
+
+    def __init__(self, x_shape, w_shape, stride, pads, out_hw):
+        self.n, self.h, self.w, self.c = x_shape
+        self.fh, self.fw, _, self.f = w_shape
+        self.sh, self.sw = stride
+        self.pads, (self.oh, self.ow) = pads, out_hw
+        self.p = self.oh * self.ow                 # output positions per image
+        self.k = self.fh * self.fw * self.c        # GEMM depth
+        self.identity = _is_identity(self.fh, self.fw, self.sh, self.sw, pads)
+        self.step = max(1, ROWS_PER_STEP // self.p)  # images per GEMM
+
+    def columns(self, x, a, b, buf):
+        """(b-a)*P x K matrix of images a..b: a view of x itself for 1x1 stride-1 convs."""
+        if self.identity:
+            return x[a:b].reshape(-1, self.c)
+        cols = buf[:(b - a) * self.p]
+        _im2col(x[a:b], self.fh, self.fw, self.sh, self.sw, self.pads[0], self.pads[2], self.oh, self.ow, cols)
+        return cols
+
+    def buffer(self, dtype):
+        return None if self.identity else np.empty((self.step * self.p, self.k), dtype)
+
+
 def im2col(x, fh, fw, stride, pads, out_hw):
-    """(N, H, W, C) -> (N*OH*OW, FH*FW*C). pads = (top, bottom, left, right)."""
-    assert x.ndim == 4 and x.flags.c_contiguous, "im2col wants a C-contiguous NHWC array"
-    sh, sw = stride
-    oh, ow = out_hw
-    n, _, _, c = x.shape
-    if _is_identity(fh, fw, sh, sw, pads):  # 1x1 stride-1 conv: the input already is the matrix
-        return x.reshape(n * oh * ow, c)
-    cols = np.empty((n * oh * ow, fh * fw * c), dtype=x.dtype)
-    _im2col(x, fh, fw, sh, sw, pads[0], pads[2], oh, ow, cols)
-    return cols
+    """(N, H, W, C) -> (N*OH*OW, FH*FW*C), all images at once (for tests and inspection)."""
+    g = _Geometry(x.shape, (fh, fw, x.shape[3], 1), stride, pads, out_hw)
+    return g.columns(np.ascontiguousarray(x), 0, g.n, np.empty((g.n * g.p, g.k), x.dtype))
 
 
-def col2im(dcols, x_shape, fh, fw, stride, pads, out_hw):
-    """(N*OH*OW, FH*FW*C) -> (N, H, W, C), summing the overlaps."""
-    sh, sw = stride
-    oh, ow = out_hw
-    if _is_identity(fh, fw, sh, sw, pads):
-        return dcols.reshape(x_shape)
-    dcols = np.ascontiguousarray(dcols)
-    dx = np.empty(x_shape, dtype=dcols.dtype)
-    _col2im(dcols, fh, fw, sh, sw, pads[0], pads[2], oh, ow, dx)
-    return dx
+def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01):
+    """y = act(conv(x, w) + bias);  y[n,i,j,f] = sum_{kh,kw,c} x[n, i*sh-pt+kh, j*sw-pl+kw, c] w[kh,kw,c,f].
 
-
-def conv2d_forward(x, w, stride, pads, out_hw):
-    """y[n,i,j,f] = sum_{kh,kw,c} x[n, i*sh-pt+kh, j*sw-pl+kw, c] * w[kh,kw,c,f]  (bias added by the caller).
-
-    x: (N, H, W, C); w: (FH, FW, C, F). Returns (y (N, OH, OW, F), cols).
+    x: (N, H, W, C) C-contiguous; w: (FH, FW, C, F); bias: (F,) or None -> y (N, OH, OW, F).
+    Images are split over threads; each thread im2cols a few images at a time into its own
+    cache-sized buffer and multiplies it by w in a single-threaded GEMM.
     """
-    fh, fw, c, f = w.shape
-    cols = im2col(x, fh, fw, stride, pads, out_hw)
-    y = cols @ w.reshape(fh * fw * c, f)
-    return y.reshape(x.shape[0], out_hw[0], out_hw[1], f), cols
+    g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
+    w2 = w.reshape(g.k, g.f)
+    y = np.empty((g.n, g.oh, g.ow, g.f), x.dtype)
+    y2 = y.reshape(g.n * g.p, g.f)
+
+    def part(lo, hi):
+        buf = g.buffer(x.dtype)
+        for a in range(lo, hi, g.step):
+            b = min(a + g.step, hi)
+            np.matmul(g.columns(x, a, b, buf), w2, out=y2[a * g.p:b * g.p])
+        activate(y[lo:hi], act, alpha, bias)
+
+    run_chunks(g.n, part)
+    return y
 
 
-def conv2d_backward(dy, cols, x_shape, w, stride, pads, out_hw, need_dx=True):
-    """Returns (dx, dw, db) for conv2d_forward; dx is None when need_dx is False."""
-    fh, fw, c, f = w.shape
-    dy2 = dy.reshape(-1, f)
-    dw = (cols.T @ dy2).reshape(w.shape)
-    db = dy2.sum(axis=0)
-    dx = None
-    if need_dx:
-        dcols = dy2 @ w.reshape(fh * fw * c, f).T
-        dx = col2im(dcols, x_shape, fh, fw, stride, pads, out_hw)
-    return dx, dw, db
+def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=0.01):
+    """-> (dx or None, dw like w, db (F,)) for conv2d_forward, given its input x and output y.
+
+    dz = dy * act'(y);  dw = cols^T dz;  db = sum dz;  dx = col2im(dz w^T).
+    The columns are recomputed per chunk instead of kept from the forward pass: cheaper in memory,
+    and the recompute hits the cache.
+    """
+    g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
+    w2 = w.reshape(g.k, g.f)
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty(x.shape, x.dtype) if need_dx else None
+
+    def part(lo, hi):
+        buf = g.buffer(x.dtype)
+        dw, db = np.zeros((g.k, g.f), x.dtype), np.zeros(g.f, x.dtype)
+        tmp = np.empty((g.k, g.f), x.dtype)
+        for a in range(lo, hi, g.step):
+            b = min(a + g.step, hi)
+            dz = activation_grad(dy[a:b], y[a:b], act, alpha).reshape(-1, g.f)
+            cols = g.columns(x, a, b, buf)
+            np.matmul(cols.T, dz, out=tmp)
+            dw += tmp
+            db += dz.sum(axis=0)
+            if need_dx:
+                dcols = dz @ w2.T
+                if g.identity:
+                    dx[a:b] = dcols.reshape(dx[a:b].shape)
+                else:
+                    _col2im(dcols, g.fh, g.fw, g.sh, g.sw, g.pads[0], g.pads[2], g.oh, g.ow, dx[a:b])
+        return dw, db
+
+    parts = run_chunks(g.n, part)
+    dw, db = parts[0]
+    for pdw, pdb in parts[1:]:
+        dw += pdw
+        db += pdb
+    return dx, dw.reshape(w.shape), db

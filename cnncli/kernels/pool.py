@@ -5,42 +5,52 @@ Padded cells never win a max and are not counted in an average (TensorFlow's rul
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import PJIT
+from . import JIT
+from .parallel import run_chunks
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _maxpool_fwd(x, fh, fw, sh, sw, pt, pl, y, arg):
+    # channels innermost: each window cell updates a contiguous run of C values (SIMD-friendly)
     n_img, h, w, c = x.shape
     _, oh, ow, _ = y.shape
-    for n in prange(n_img):
+    for n in range(n_img):
         for i in range(oh):
             for j in range(ow):
-                for ci in range(c):
-                    best = -np.inf
-                    where = -1
-                    for kh in range(fh):
-                        ih = i * sh - pt + kh
-                        if ih < 0 or ih >= h:
+                first = True
+                for kh in range(fh):
+                    ih = i * sh - pt + kh
+                    if ih < 0 or ih >= h:
+                        continue
+                    for kw in range(fw):
+                        iw = j * sw - pl + kw
+                        if iw < 0 or iw >= w:
                             continue
-                        for kw in range(fw):
-                            iw = j * sw - pl + kw
-                            if iw < 0 or iw >= w:
-                                continue
-                            v = x[n, ih, iw, ci]
-                            if v > best or where < 0:  # NaN in the window still yields a window cell
-                                best = v
-                                where = ih * w + iw
-                    y[n, i, j, ci] = best if where >= 0 else 0
-                    arg[n, i, j, ci] = where
+                        where = ih * w + iw
+                        if first:
+                            for ci in range(c):
+                                y[n, i, j, ci] = x[n, ih, iw, ci]
+                                arg[n, i, j, ci] = where
+                            first = False
+                        else:
+                            for ci in range(c):
+                                v = x[n, ih, iw, ci]
+                                if v > y[n, i, j, ci]:
+                                    y[n, i, j, ci] = v
+                                    arg[n, i, j, ci] = where
+                if first:  # a window of padding only (not reachable with validated shapes)
+                    for ci in range(c):
+                        y[n, i, j, ci] = 0
+                        arg[n, i, j, ci] = -1
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _maxpool_bwd(dy, arg, dx):
     n_img, h, w, c = dx.shape
     _, oh, ow, _ = dy.shape
-    for n in prange(n_img):
+    for n in range(n_img):
         dx[n] = 0
         for i in range(oh):
             for j in range(ow):
@@ -50,11 +60,11 @@ def _maxpool_bwd(dy, arg, dx):
                         dx[n, where // w, where % w, ci] += dy[n, i, j, ci]
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _avgpool_fwd(x, fh, fw, sh, sw, pt, pl, y):
     n_img, h, w, c = x.shape
     _, oh, ow, _ = y.shape
-    for n in prange(n_img):
+    for n in range(n_img):
         for i in range(oh):
             h0 = max(i * sh - pt, 0)
             h1 = min(i * sh - pt + fh, h)
@@ -74,11 +84,11 @@ def _avgpool_fwd(x, fh, fw, sh, sw, pt, pl, y):
                         y[n, i, j, ci] *= inv
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _avgpool_bwd(dy, fh, fw, sh, sw, pt, pl, dx):
     n_img, h, w, c = dx.shape
     _, oh, ow, _ = dy.shape
-    for n in prange(n_img):
+    for n in range(n_img):
         dx[n] = 0
         for i in range(oh):
             h0 = max(i * sh - pt, 0)
@@ -96,10 +106,10 @@ def _avgpool_bwd(dy, fh, fw, sh, sw, pt, pl, dx):
                             dx[n, ih, iw, ci] += dy[n, i, j, ci] * inv
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _global_max_fwd(x, y, arg):
     n_img, h, w, c = x.shape
-    for n in prange(n_img):
+    for n in range(n_img):
         for ci in range(c):
             y[n, ci] = x[n, 0, 0, ci]
             arg[n, ci] = 0
@@ -112,10 +122,10 @@ def _global_max_fwd(x, y, arg):
                         arg[n, ci] = ih * w + iw
 
 
-@njit(**PJIT)
+@njit(**JIT)
 def _global_max_bwd(dy, arg, dx):
     n_img, h, w, c = dx.shape
-    for n in prange(n_img):
+    for n in range(n_img):
         dx[n] = 0
         for ci in range(c):
             where = arg[n, ci]
@@ -126,18 +136,25 @@ def _check(x):
     assert x.ndim == 4 and x.flags.c_contiguous, "pooling wants a C-contiguous NHWC array"
 
 
+def _split(n, fn):
+    """fn(lo, hi) over the images, split over threads."""
+    run_chunks(n, fn)
+
+
 def maxpool_forward(x, size, stride, pads, out_hw):
     """y[n,i,j,c] = max over the window of x; returns (y, argmax as flat ih*W+iw, -1 if empty)."""
     _check(x)
     y = np.empty((x.shape[0], out_hw[0], out_hw[1], x.shape[3]), dtype=x.dtype)
     arg = np.empty(y.shape, dtype=np.int32)
-    _maxpool_fwd(x, size[0], size[1], stride[0], stride[1], pads[0], pads[2], y, arg)
+    _split(x.shape[0], lambda lo, hi: _maxpool_fwd(x[lo:hi], size[0], size[1], stride[0], stride[1],
+                                                   pads[0], pads[2], y[lo:hi], arg[lo:hi]))
     return y, arg
 
 
 def maxpool_backward(dy, arg, x_shape):
     dx = np.empty(x_shape, dtype=dy.dtype)
-    _maxpool_bwd(np.ascontiguousarray(dy), arg, dx)
+    dy = np.ascontiguousarray(dy)
+    _split(dy.shape[0], lambda lo, hi: _maxpool_bwd(dy[lo:hi], arg[lo:hi], dx[lo:hi]))
     return dx
 
 
@@ -145,13 +162,16 @@ def avgpool_forward(x, size, stride, pads, out_hw):
     """y[n,i,j,c] = mean of x over the real (unpadded) cells of the window."""
     _check(x)
     y = np.empty((x.shape[0], out_hw[0], out_hw[1], x.shape[3]), dtype=x.dtype)
-    _avgpool_fwd(x, size[0], size[1], stride[0], stride[1], pads[0], pads[2], y)
+    _split(x.shape[0], lambda lo, hi: _avgpool_fwd(x[lo:hi], size[0], size[1], stride[0], stride[1],
+                                                   pads[0], pads[2], y[lo:hi]))
     return y
 
 
 def avgpool_backward(dy, x_shape, size, stride, pads):
     dx = np.empty(x_shape, dtype=dy.dtype)
-    _avgpool_bwd(np.ascontiguousarray(dy), size[0], size[1], stride[0], stride[1], pads[0], pads[2], dx)
+    dy = np.ascontiguousarray(dy)
+    _split(dy.shape[0], lambda lo, hi: _avgpool_bwd(dy[lo:hi], size[0], size[1], stride[0], stride[1],
+                                                    pads[0], pads[2], dx[lo:hi]))
     return dx
 
 

@@ -66,23 +66,20 @@ class Conv(Layer):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def forward(self, x, training):
-        from ..kernels.activation import activate
         from ..kernels.conv import conv2d_forward
 
         # (N, H, W, C) -> (N, OH, OW, F)
-        y, cols = conv2d_forward(x, self.params["weight"], self.stride, self.pads, self.out_hw)
-        activate(y, self.activation, self.alpha, self.params.get("bias"))
-        self._cache = (cols, x.shape, y)
+        y = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.activation,
+                           self.stride, self.pads, self.out_hw, self.alpha)
+        self._cache = (x, y)
         return y
 
     def backward(self, dy, need_dx=True):
-        from ..kernels.activation import activation_grad
         from ..kernels.conv import conv2d_backward
 
-        cols, x_shape, y = self._cache
-        dz = activation_grad(dy, y, self.activation, self.alpha)
-        dx, dw, db = conv2d_backward(dz, cols, x_shape, self.params["weight"], self.stride,
-                                     self.pads, self.out_hw, need_dx)
+        x, y = self._cache
+        dx, dw, db = conv2d_backward(dy, x, y, self.params["weight"], self.activation, self.stride,
+                                     self.pads, self.out_hw, need_dx, self.alpha)
         self.grads["weight"][...] = dw
         if self.bias:
             self.grads["bias"][...] = db

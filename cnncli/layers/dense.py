@@ -46,21 +46,20 @@ class Dense(Layer):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def forward(self, x, training):
-        from ..kernels.activation import activate
+        from ..kernels.dense import dense_forward
 
         # (N, D) @ (D, U) -> (N, U)
-        y = x @ self.params["weight"].T
-        activate(y, self.activation, self.alpha, self.params.get("bias"))
+        y = dense_forward(x, self.params["weight"], self.params.get("bias"), self.activation, self.alpha)
         self._cache = (x, y)
         return y
 
     def backward(self, dy, need_dx=True):
-        from ..kernels.activation import activation_grad
+        from ..kernels.dense import dense_backward
 
         x, y = self._cache
-        dz = activation_grad(dy, y, self.activation, self.alpha)
-        np.matmul(dz.T, x, out=self.grads["weight"])
+        dx, dw, db = dense_backward(dy, x, y, self.params["weight"], self.activation, need_dx, self.alpha)
+        self.grads["weight"][...] = dw
         if self.bias:
-            dz.sum(axis=0, out=self.grads["bias"])
+            self.grads["bias"][...] = db
         self._cache = None
-        return dz @ self.params["weight"] if need_dx else None
+        return dx
