@@ -43,6 +43,8 @@ def read_yaml(path):
         raise ConfigError(f"{path}:{where}: YAML syntax error: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: YAML error: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config (thousands of [ or {{ levels)") from None
     if data is None:
         raise ConfigError(f"{path}: the file is empty; see `cnncli init` for a starter config")
     if not isinstance(data, dict):
@@ -135,6 +137,11 @@ class Architecture:
             return Model(self.input, self.layers, seed=seed, build_params=build_params)
         except SpecError as e:
             raise ConfigError(self._where(e.index, e.key) + f": {e}") from None
+        except MemoryError:
+            model = Model(self.input, self.layers, build_params=False)
+            raise ConfigError(f"{self.source}: the network's {model.n_params():,} parameters "
+                              f"({model.n_params() * 4 / 1e9:.1f} GB) do not fit in memory: "
+                              "shrink the input or the dense layers") from None
 
     def _where(self, index, key=None):
         if index is None:
