@@ -136,9 +136,12 @@ def _check(x):
     assert x.ndim == 4 and x.flags.c_contiguous, "pooling wants a C-contiguous NHWC array"
 
 
-def _split(n, fn):
-    """fn(lo, hi) over the images, split over threads."""
-    run_chunks(n, fn)
+MIN_VALUES_PER_THREAD = 1 << 16  # below this, handing work to another thread costs more than it saves
+
+
+def _split(n, fn, values_per_image):
+    """fn(lo, hi) over the images, split over threads when there is enough work."""
+    run_chunks(n, fn, max(1, MIN_VALUES_PER_THREAD // max(values_per_image, 1)))
 
 
 def maxpool_forward(x, size, stride, pads, out_hw):
@@ -147,14 +150,14 @@ def maxpool_forward(x, size, stride, pads, out_hw):
     y = np.empty((x.shape[0], out_hw[0], out_hw[1], x.shape[3]), dtype=x.dtype)
     arg = np.empty(y.shape, dtype=np.int32)
     _split(x.shape[0], lambda lo, hi: _maxpool_fwd(x[lo:hi], size[0], size[1], stride[0], stride[1],
-                                                   pads[0], pads[2], y[lo:hi], arg[lo:hi]))
+                                                   pads[0], pads[2], y[lo:hi], arg[lo:hi]), x[0].size)
     return y, arg
 
 
 def maxpool_backward(dy, arg, x_shape):
     dx = np.empty(x_shape, dtype=dy.dtype)
     dy = np.ascontiguousarray(dy)
-    _split(dy.shape[0], lambda lo, hi: _maxpool_bwd(dy[lo:hi], arg[lo:hi], dx[lo:hi]))
+    _split(dy.shape[0], lambda lo, hi: _maxpool_bwd(dy[lo:hi], arg[lo:hi], dx[lo:hi]), dx[0].size)
     return dx
 
 
@@ -163,7 +166,7 @@ def avgpool_forward(x, size, stride, pads, out_hw):
     _check(x)
     y = np.empty((x.shape[0], out_hw[0], out_hw[1], x.shape[3]), dtype=x.dtype)
     _split(x.shape[0], lambda lo, hi: _avgpool_fwd(x[lo:hi], size[0], size[1], stride[0], stride[1],
-                                                   pads[0], pads[2], y[lo:hi]))
+                                                   pads[0], pads[2], y[lo:hi]), x[0].size)
     return y
 
 
@@ -171,7 +174,7 @@ def avgpool_backward(dy, x_shape, size, stride, pads):
     dx = np.empty(x_shape, dtype=dy.dtype)
     dy = np.ascontiguousarray(dy)
     _split(dy.shape[0], lambda lo, hi: _avgpool_bwd(dy[lo:hi], size[0], size[1], stride[0], stride[1],
-                                                    pads[0], pads[2], dx[lo:hi]))
+                                                    pads[0], pads[2], dx[lo:hi]), dx[0].size)
     return dx
 
 
