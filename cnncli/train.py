@@ -24,6 +24,7 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
         cfg.train.init = str(init)
     output = prepare_output(cfg.output, force, resume=False)
     data = _prepare_data(cfg, report)
+    _check_classes(cfg, data.classes)
     write_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     _write_skipped(output, data.skipped)
     trainer = Trainer(cfg, data, report, output)
@@ -47,6 +48,18 @@ def _prepare_data(cfg, report):
         report.message(f"skipped {len(data.skipped)} unreadable file(s), listed in {cfg.output}/skipped.txt "
                        f"(first: {data.skipped[0][0]}: {data.skipped[0][1]})")
     return data
+
+
+def _check_classes(cfg, classes):
+    """The output layer must have one unit per class (or 1 sigmoid unit for two classes)."""
+    model = cfg.model.build(build_params=False)
+    if model.n_classes != len(classes):
+        last = len(cfg.model.layers) - 1
+        want = "1 unit with sigmoid, or 2 with softmax" if len(classes) == 2 else f"{len(classes)} units"
+        raise CnnError(f"{cfg.source}: the model ends in {model.output_shape[0]} output(s) "
+                       f"({model.n_classes} classes) but {cfg.data.train} has {len(classes)} classes "
+                       f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}): give "
+                       f"layers[{last}] {want}")
 
 
 def _write_skipped(output, skipped):

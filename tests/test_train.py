@@ -204,3 +204,11 @@ def test_cli_train_plain_output_and_errors(tmp_path):
     assert "val_acc" in lines[-2] and "\x1b[" not in proc.stdout   # no terminal escapes in logs
     again = subprocess.run([sys.executable, "-m", "cnncli", "train", str(cfg)], capture_output=True, text=True, env=env)
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--force" in again.stderr
+
+
+def test_output_units_must_match_the_classes(tmp_path):
+    cfg = write_config(tmp_path, epochs=1)
+    with pytest.raises(CnnError, match=r"ends in 5 output\(s\) \(5 classes\) but .* has 3 classes \(a, b, c\): "
+                                       r"give layers\[4\] 3 units"):
+        train(cfg, overrides=["model.layers.4.dense.units=5"], reporter=QuietReporter())
+    assert not (tmp_path / "run" / "last.npz").exists()
