@@ -34,16 +34,21 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
 
 
 def _prepare_data(cfg, report):
+    import time
+
     from .data.dataset import prepare
 
+    start = time.perf_counter()
     data = prepare(cfg, progress=report.decoding)
+    seconds = time.perf_counter() - start
     for w in data.warnings:
         report.message(f"warning: {w}")
     n_val = len(data.val.indices) if data.val else 0
     report.message(f"data: {len(data.train.indices)} training, {n_val} validation images, "
                    f"{len(data.classes)} classes ({', '.join(data.classes[:8])}"
                    f"{', ...' if len(data.classes) > 8 else ''})"
-                   + (" [decoded images from cache]" if data.decoded_from_cache else ""))
+                   + (f"; read from the decode cache in {seconds:.1f}s" if data.decoded_from_cache
+                      else f"; decoded in {seconds:.1f}s"))
     if data.skipped:
         report.message(f"skipped {len(data.skipped)} unreadable file(s), listed in {cfg.output}/skipped.txt "
                        f"(first: {data.skipped[0][0]}: {data.skipped[0][1]})")
@@ -67,7 +72,7 @@ def _write_skipped(output, skipped):
 
 
 def _run(trainer, cfg, report):
-    report.phase("compiling kernels (first run only; cached for later runs)...")
+    report.phase("preparing kernels (compiled on the first run, then loaded from the cache)...")
     seconds, compiled = warm_up(cfg)
     report.message(f"kernels {'compiled' if compiled else 'loaded from cache'} in {seconds:.1f}s")
     try:
