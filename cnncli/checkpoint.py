@@ -10,13 +10,13 @@ a kill at any instant leaves either the old checkpoint or the new one, never hal
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from .errors import CnnError
+from .files import write_atomic
 
 FORMAT = "cnncli-checkpoint"
 FORMAT_VERSION = 1
@@ -29,40 +29,10 @@ class CheckpointError(CnnError):
 
 def save(path, arrays, meta):
     """Write arrays + meta atomically to path."""
-    path = Path(path)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "cnncli_version": __version__, **meta}
     payload = dict(arrays)
     payload["meta"] = np.array(json.dumps(meta))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException as e:  # a full disk, or Ctrl-C mid-write: drop the partial file
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        if not isinstance(e, OSError):
-            raise
-        raise CnnError(f"cannot write checkpoint {path} ({e.strerror or e}): free disk space or pick a "
-                       "writable output folder; the previous checkpoint is intact") from None
-
-
-def _fsync_dir(folder):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomic(path, lambda f: np.savez(f, **payload), "checkpoint")
 
 
 def load(path):
@@ -131,14 +101,41 @@ def _parse_meta(path, raw):
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {version} is newer than this cnncli "
                               f"({__version__}, format {FORMAT_VERSION}): upgrade cnncli")
-    for key in ("architecture", "classes", "preprocessing"):
-        if key not in meta:
-            raise CheckpointError(f"{path}: meta has no '{key}'")
+    for key, kind in (("architecture", dict), ("classes", list), ("preprocessing", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"{path}: meta.{key} is missing or not a {kind.__name__}")
+    if not all(isinstance(c, str) for c in meta["classes"]):
+        raise CheckpointError(f"{path}: meta.classes must be names (strings)")
+    pre = meta["preprocessing"]
+    inp = pre.get("input")
+    if not (isinstance(inp, list) and len(inp) == 3 and all(isinstance(v, int) and v > 0 for v in inp)):
+        raise CheckpointError(f"{path}: meta.preprocessing.input must be [height, width, channels]")
+    for key in ("mean", "std"):
+        v = pre.get(key)
+        if not (isinstance(v, list) and len(v) == inp[2] and all(isinstance(x, (int, float)) for x in v)):
+            raise CheckpointError(f"{path}: meta.preprocessing.{key} must list {inp[2]} number(s)")
+    if min(pre["std"]) <= 0:
+        raise CheckpointError(f"{path}: meta.preprocessing.std must be positive")
     return meta
 
 
+def check_arrays(model, arrays, where):
+    """Every parameter and buffer the model needs, present, of its shape, float and finite."""
+    for i, layer in enumerate(model.layers):
+        for name, shape in {**layer.param_shapes(), **layer.buffer_shapes()}.items():
+            key = f"layers.{i}.{name}"
+            if key not in arrays:
+                raise CheckpointError(f"{where}: array '{key}' is missing")
+            a = arrays[key]
+            if a.shape != tuple(shape) or a.dtype.kind != "f":
+                raise CheckpointError(f"{where}: array '{key}' has shape {a.shape} ({a.dtype}), "
+                                      f"the architecture needs {tuple(shape)} (float)")
+            if not np.all(np.isfinite(a)):
+                raise CheckpointError(f"{where}: array '{key}' holds NaN or infinite values")
+
+
 def load_model(path):
-    """-> (Model with the checkpoint's weights, meta). Shapes are checked against the architecture."""
+    """-> (Model with the checkpoint's weights, meta, arrays). Shapes are checked first."""
     from .config import ConfigError, parse_architecture
 
     arrays, meta = load(path)
@@ -146,17 +143,7 @@ def load_model(path):
         arch = parse_architecture(meta["architecture"], f"{path} (architecture)")
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
-    model = arch.build()
-    expected = {f"layers.{i}.{k}": s for i, layer in enumerate(model.layers)
-                for k, s in {**layer.param_shapes(), **layer.buffer_shapes()}.items()}
-    for key, shape in expected.items():
-        if key not in arrays:
-            raise CheckpointError(f"{path}: array '{key}' is missing")
-        a = arrays[key]
-        if a.shape != tuple(shape) or a.dtype.kind != "f":
-            raise CheckpointError(f"{path}: array '{key}' has shape {a.shape} ({a.dtype}), "
-                                  f"the architecture needs {tuple(shape)} (float)")
-        if not np.all(np.isfinite(a)):
-            raise CheckpointError(f"{path}: array '{key}' holds NaN or infinite values")
+    model = arch.build(init=False)
+    check_arrays(model, arrays, path)
     model.load_state_dict(arrays)
     return model, meta, arrays

@@ -17,6 +17,7 @@ import yaml
 
 from .errors import CnnError
 from .layers import ALIASES, LAYERS
+from .optim import SCHEDULES
 
 
 class ConfigError(CnnError):
@@ -63,10 +64,12 @@ def apply_overrides(raw, overrides, where="--set"):
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
+        except RecursionError:
+            raise ConfigError(f"{where} {item!r}: the value is nested too deeply") from None
         parts = key.strip().split(".")
         node = raw
         for i, part in enumerate(parts[:-1]):
-            node = _child(node, part, ".".join(parts[:i + 1]), where, item, create=True)
+            node = _child(node, part, ".".join(parts[:i + 1]), where, item)
         last = parts[-1]
         if isinstance(node, list):
             node[_index(node, last, key, where, item)] = value
@@ -83,7 +86,7 @@ def _index(node, part, path, where, item):
     return int(part)
 
 
-def _child(node, part, path, where, item, create):
+def _child(node, part, path, where, item):
     if isinstance(node, list):
         return node[_index(node, part, path, where, item)]
     if not isinstance(node, dict):
@@ -130,11 +133,12 @@ class Architecture:
     def to_dict(self):
         return {"input": list(self.input), "layers": [{k: dict(a)} for k, a in self.layers]}
 
-    def build(self, seed=0, build_params=True):
-        """-> Model; raises ConfigError naming the layer."""
+    def build(self, seed=0, build_params=True, init=True):
+        """-> Model; raises ConfigError naming the layer (or saying it does not fit in memory).
+        init=False allocates zeros, for weights about to be loaded from a checkpoint."""
         from .model import Model, SpecError
         try:
-            return Model(self.input, self.layers, seed=seed, build_params=build_params)
+            return Model(self.input, self.layers, seed=seed, build_params=build_params, init=init)
         except SpecError as e:
             raise ConfigError(self._where(e.index, e.key) + f": {e}") from None
         except MemoryError:
@@ -256,9 +260,13 @@ def _check(where, key, value, kind, **opt):
             raise ConfigError(f"{where}: '{key}' must be one of {', '.join(opt['choices'])}, got {value!r}"
                               f"{did_you_mean(value, opt['choices'])}")
     elif kind == "floats":
-        n = opt["n"]
-        if not (isinstance(value, list) and len(value) in n and all(is_number(v) for v in value)):
-            raise _type_error(where, key, f"a list of {' or '.join(map(str, n))} numbers", value)
+        n, lo, hi = opt["n"], opt.get("min"), opt.get("max")
+        ok = isinstance(value, list) and len(value) in n and all(is_number(v) for v in value)
+        if ok and lo is not None:
+            ok = all(lo <= v < hi for v in value)
+        if not ok:
+            bounds = f" in [{lo}, {hi})" if lo is not None else ""
+            raise _type_error(where, key, f"a list of {' or '.join(map(str, n))} numbers{bounds}", value)
         value = [float(v) for v in value]
     return value
 
@@ -315,8 +323,8 @@ class Train:
     SPEC = {"epochs": ("int",), "batch_size": ("int",),
             "optimizer": ("choice", {"choices": ("sgd", "adam", "adamw")}),
             "lr": ("number", {"open": True}), "momentum": ("number", {"max": 1.0}),
-            "nesterov": ("bool",), "betas": ("floats", {"n": (2,)}),
-            "weight_decay": ("number",), "schedule": ("choice", {"choices": ("constant", "step", "cosine")}),
+            "nesterov": ("bool",), "betas": ("floats", {"n": (2,), "min": 0.0, "max": 1.0}),
+            "weight_decay": ("number",), "schedule": ("choice", {"choices": SCHEDULES}),
             "warmup_epochs": ("number",), "step_size": ("int",), "gamma": ("number", {"open": True}),
             "min_lr": ("number",), "label_smoothing": ("number", {"max": 1.0}), "shuffle": ("bool",),
             "seed": ("int", {"min": 0}), "patience": ("int",),

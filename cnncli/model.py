@@ -8,7 +8,6 @@ dense after flatten sees (C, H, W) order, batchnorm weight / bias / running_mean
 import numpy as np
 
 from .layers import ALIASES, LAYERS, LayerError
-from .layers.base import RELU_FAMILY
 from .losses import LOSSES
 
 
@@ -37,7 +36,7 @@ def build_layer(kind, args, index=None):
 class Model:
     """layers: list of (type, args) specs; input_shape: (H, W, C)."""
 
-    def __init__(self, input_shape, specs, seed=0, dtype=np.float32, build_params=True):
+    def __init__(self, input_shape, specs, seed=0, dtype=np.float32, build_params=True, init=True):
         self.input_shape = tuple(input_shape)
         self.specs = [(kind, dict(args)) for kind, args in specs]
         self.layers = [build_layer(kind, args, i) for i, (kind, args) in enumerate(self.specs)]
@@ -51,7 +50,7 @@ class Model:
         self.head = self._find_head()
         self.dtype = np.dtype(dtype)
         if build_params:
-            self.init_params(seed)
+            self.init_params(seed if init else None)
 
     # --- structure ---
     def _find_head(self):
@@ -91,13 +90,14 @@ class Model:
         return acts
 
     def init_params(self, seed):
-        """Every random number comes from this one seed: a child stream per layer."""
-        children = np.random.SeedSequence(seed).spawn(len(self.layers))
+        """Every random number comes from this one seed: a child stream per layer.
+        seed None: zeros, for weights about to be loaded."""
+        children = np.random.SeedSequence(seed if seed is not None else 0).spawn(len(self.layers))
         for layer, child, act in zip(self.layers, children, self._init_activations()):
-            rng = np.random.default_rng(child)
+            rng = np.random.default_rng(child) if seed is not None else None
             layer.init_params(rng, self.dtype, act)
             if layer.kind == "dropout":
-                layer.rng = rng
+                layer.rng = rng or np.random.default_rng(0)
 
     def named_params(self):
         """[(key, param, grad)] with keys 'layers.<i>.<name>' as in checkpoints."""
@@ -169,4 +169,4 @@ class Model:
             layer.load({k: arrays[f"layers.{i}.{k}"] for k in names})
 
 
-__all__ = ["Model", "SpecError", "build_layer", "RELU_FAMILY"]
+__all__ = ["Model", "SpecError", "build_layer"]

@@ -95,7 +95,8 @@ def predict(ckpt_path, paths, top_k=3, batch_size=256, workers=None):
 
 
 def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None):
-    """Score a labelled folder (train layout) -> dict of metrics (see docs/predict.md)."""
+    """Score a labelled folder (train layout) -> loss, accuracy, top-k accuracy, per-class
+    precision / recall / F1 / support, and the confusion matrix (rows: true class)."""
     from .data.cache import decode_folder
     from .data.folder import scan
 

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from . import checkpoint
+from .files import write_text_atomic
 from .errors import CnnError
 
 RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt")
@@ -74,16 +75,6 @@ class Result:
     skipped: list
 
 
-def write_atomic(path, text):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise CnnError(f"cannot write {path} ({e.strerror}): free disk space or pick a writable output") from None
-
-
 def metrics_csv(history):
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -118,12 +109,11 @@ def prepare_output(output, force, resume):
 
 class Trainer:
     def __init__(self, cfg, data, reporter, output, model=None, optimizer=None, state=None):
-        from .model import Model
         from .optim import OPTIMIZERS
 
         self.cfg, self.data, self.report, self.output = cfg, data, reporter, Path(output)
         t = cfg.train
-        self.model = model or Model(cfg.model.input, cfg.model.layers, seed=t.seed)
+        self.model = model or cfg.model.build(seed=t.seed)
         if optimizer is None:
             params = self.model.named_params()
             if t.optimizer == "sgd":
@@ -133,6 +123,7 @@ class Trainer:
         self.opt = optimizer
         self.state = state or State()
         self.stop_requested = 0
+        self.saved = None  # what last.npz holds, for messages
 
     # --- checkpoints ---
     def meta(self, kind):
@@ -148,6 +139,8 @@ class Trainer:
         meta = self.meta("last")
         meta["state"] = self.state.__dict__
         checkpoint.save(self.output / "last.npz", arrays, meta)
+        st = self.state
+        self.saved = f"epoch {st.epoch}" + (f" and {st.batch} batches of epoch {st.epoch + 1}" if st.batch else "")
 
     def save_best(self):
         checkpoint.save(self.output / "best.npz", self.model.state_dict(), self.meta("best"))
@@ -189,6 +182,9 @@ class Trainer:
             if not st.finished:
                 st.finished = "epochs"
                 self.save_last()
+        except MemoryError:
+            raise CnnError(f"out of memory in epoch {st.epoch + 1}: lower train.batch_size (now "
+                           f"{t.batch_size}) or the input size; {self._kept()}") from None
         finally:
             signal.signal(signal.SIGINT, previous)
         return st
@@ -230,18 +226,23 @@ class Trainer:
                 return
         p["seconds"] += time.perf_counter() - start
 
-    def _diverged(self, loss, epoch, b):
+    def _kept(self):
         last = self.output / "last.npz"
-        kept = f"{last} (epoch {self.state.epoch - (1 if self.state.batch == 0 else 0)}) is intact" \
-            if last.exists() else "no checkpoint was written yet"
+        if self.saved:
+            return f"{last} (after {self.saved}) is intact"
+        return f"{last} from before this session is intact" if last.exists() else "no checkpoint was written yet"
+
+    def _diverged(self, loss, epoch, b):
+        kept = self._kept()
         raise CnnError(f"training diverged: loss is {loss} at epoch {epoch + 1}, batch {b + 1}: lower "
                        f"train.lr (now {self.opt.lr:g}) or add batchnorm; {kept}")
 
     def end_epoch(self):
         st = self.state
         p = st.partial
+        n = len(self.data.train)
         row = {"epoch": st.epoch + 1, "train_loss": p["loss"] / p["seen"], "train_acc": p["correct"] / p["seen"],
-               "val_loss": None, "val_acc": None, "lr": self.opt.lr, "seconds": p["seconds"],
+               "val_loss": None, "val_acc": None, "lr": self.lr_at((st.epoch + 1) * n - 1), "seconds": p["seconds"],
                "images_per_s": p["seen"] / max(p["seconds"], 1e-9), "data_wait": p["wait"] / max(p["seconds"], 1e-9)}
         if self.data.val is not None:
             row["val_loss"], row["val_acc"] = evaluate_batches(self.model, self.data.val)
@@ -255,7 +256,7 @@ class Trainer:
         patience = self.cfg.train.patience
         if patience and st.bad_epochs >= patience:
             st.finished = "early_stop"
-        write_atomic(self.output / "metrics.csv", metrics_csv(st.history))
+        write_text_atomic(self.output / "metrics.csv", metrics_csv(st.history))
         self.save_last()
         self.report.epoch_end(row, improved, st.finished)
 
@@ -287,18 +288,24 @@ def evaluate_batches(model, batches):
     return total / max(seen, 1), correct / max(seen, 1)
 
 
+# A tiny network that touches every kernel once: its first run compiles them (float32), later runs
+# load them from numba's cache. It stands in for the user's network, which may be huge.
+WARM_UP = [("conv", {"filters": 2, "size": 3, "padding": "same", "activation": "relu"}),
+           ("conv", {"filters": 2, "size": 1}), ("maxpool", {"size": 2}), ("avgpool", {"size": 2}),
+           ("softmax", {}), ("globalmaxpool", {}), ("dense", {"units": 2, "activation": "softmax"})]
+
+
 def warm_up(cfg):
-    """Run one tiny batch through a throwaway copy of the network so the kernels are compiled
-    (or loaded from the cache) before the clock starts. -> (seconds, compiled anything?)."""
+    """Compile (or load) the kernels before the clock starts. -> (seconds, compiled anything?)."""
     from .kernels import cache_counts
+    from .kernels.augment import prepare_batch
     from .model import Model
 
     start = time.perf_counter()
-    model = Model(cfg.model.input, cfg.model.layers, seed=0)
-    x = np.zeros((2,) + tuple(cfg.model.input), np.float32)
+    c = cfg.model.input[2]
+    model = Model((4, 4, c), WARM_UP, seed=0)
+    x = np.zeros((2, 4, 4, c), np.float32)
     model.loss(x, np.zeros(2, np.int64))
     model.predict_proba(x)
-    from .kernels.augment import prepare_batch
-    c = cfg.model.input[2]
-    prepare_batch(np.zeros((1,) + tuple(cfg.model.input), np.uint8), [0.0] * c, [1.0] * c)
+    prepare_batch(np.zeros((1, 4, 4, c), np.uint8), [0.0] * c, [1.0] * c)
     return time.perf_counter() - start, cache_counts()[1] > 0

@@ -7,7 +7,9 @@ BYTES = 4  # float32
 
 
 def summarize(arch, batch_size=None, optimizer="adam", momentum=0.9):
-    """Architecture -> dict with a 'layers' list and totals (see docs/inspect.md)."""
+    """Architecture -> {"layers": [{index, type, config, activation, output_shape, params, buffers,
+    macs, activation_size, receptive_field}], total_params, non_trainable_params, total_macs,
+    model_mb, classes, output, and with batch_size: train_memory_mb}."""
     model = arch.build(build_params=False)
     rows = []
     rf, jump = (1, 1), (1, 1)  # receptive field and the input-pixel distance between outputs

@@ -7,7 +7,8 @@ import yaml
 
 from . import checkpoint, config
 from .errors import CnnError
-from .runner import Result, State, Trainer, prepare_output, warm_up, write_atomic
+from .files import write_text_atomic
+from .runner import Result, State, Trainer, prepare_output, warm_up
 
 
 def train(config_path=None, overrides=(), force=False, resume=None, init=None, reporter=None):
@@ -22,14 +23,15 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
     cfg = config.load_run(config_path, overrides)
     if init:
         cfg.train.init = str(init)
+    model = cfg.model.build(seed=cfg.train.seed)  # before decoding: too big for memory fails fast
+    if cfg.train.init:
+        _warm_start(model, cfg.train.init)
     output = prepare_output(cfg.output, force, resume=False)
     data = _prepare_data(cfg, report)
     _check_classes(cfg, data.classes)
-    write_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     _write_skipped(output, data.skipped)
-    trainer = Trainer(cfg, data, report, output)
-    if cfg.train.init:
-        _warm_start(trainer.model, cfg.train.init)
+    trainer = Trainer(cfg, data, report, output, model=model)
     return _run(trainer, cfg, report)
 
 
@@ -68,7 +70,7 @@ def _check_classes(cfg, classes):
 
 
 def _write_skipped(output, skipped):
-    write_atomic(output / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped))
+    write_text_atomic(output / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped))
 
 
 def _run(trainer, cfg, report):
@@ -87,36 +89,43 @@ def _run(trainer, cfg, report):
 
 
 def _warm_start(model, path):
-    arrays, meta = checkpoint.load(path)
-    for i, layer in enumerate(model.layers):
-        for name, shape in {**layer.param_shapes(), **layer.buffer_shapes()}.items():
-            key = f"layers.{i}.{name}"
-            if key not in arrays or arrays[key].shape != tuple(shape):
-                got = arrays[key].shape if key in arrays else "nothing"
-                raise CnnError(f"train.init {path}: '{key}' is {got}, this architecture needs "
-                               f"{tuple(shape)}: warm start needs the same architecture")
+    arrays, _ = checkpoint.load(path)
+    try:
+        checkpoint.check_arrays(model, arrays, f"train.init {path}")
+    except checkpoint.CheckpointError as e:
+        raise CnnError(f"{e}: warm start needs the same architecture") from None
     model.load_state_dict(arrays)
 
 
-def _resume(run_dir, overrides, report):
-    from .model import Model
+# On --resume only these may change: anything else would make the result differ from the run
+# that never stopped (another batch size re-cuts the saved batch position, and so on).
+RESUMABLE = ("train.epochs", "train.patience")
 
+
+def _resume(run_dir, overrides, report):
     last = run_dir / "last.npz"
     if not last.exists():
         raise CnnError(f"{run_dir} has no last.npz to resume from: no epoch finished yet? "
                        "Start the run again with --force")
+    for item in overrides or ():
+        key = item.partition("=")[0].strip()
+        if key not in RESUMABLE:
+            raise CnnError(f"--resume continues the run exactly as configured; only "
+                           f"{' and '.join(RESUMABLE)} can change (got --set {item})")
     arrays, meta = checkpoint.load(last)
-    if "state" not in meta or "config" not in meta:
+    if not isinstance(meta.get("state"), dict) or not isinstance(meta.get("config"), dict):
         raise CnnError(f"{last} holds no training state: it cannot be resumed")
     raw = config.apply_overrides(meta["config"], overrides)
     cfg = config.parse_run(raw, str(run_dir / "config.yaml"), run_dir)
     cfg.output = str(run_dir)
-    state = State(**meta["state"])
-    if state.finished == "epochs" and state.epoch < cfg.train.epochs:
-        state.finished = None  # more epochs asked for with --set train.epochs=N
-    if state.finished:
-        raise CnnError(f"{run_dir} already finished ({state.finished.replace('_', ' ')} after epoch "
-                       f"{state.epoch}): to train longer, add --set train.epochs={state.epoch + 10}")
+    try:
+        state = State(**meta["state"])
+    except TypeError:
+        raise CnnError(f"{last}: its training state is not one this cnncli understands") from None
+    _reopen(state, cfg, run_dir)
+    model = cfg.model.build(seed=cfg.train.seed, init=False)
+    checkpoint.check_arrays(model, arrays, last)
+    model.load_state_dict(arrays)
     data = _prepare_data(cfg, report)
     pre = meta["preprocessing"]
     if data.classes != meta["classes"]:
@@ -126,11 +135,29 @@ def _resume(run_dir, overrides, report):
     for b in (data.train, data.val):
         if b is not None:
             b.mean, b.std = np.array(pre["mean"]), np.array(pre["std"])
-    model = Model(cfg.model.input, cfg.model.layers, seed=cfg.train.seed)
-    model.load_state_dict(arrays)
     trainer = Trainer(cfg, data, report, run_dir, model=model, state=state)
-    trainer.opt.load_state({k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
+    optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
+    try:
+        trainer.opt.load_state(optim)
+    except (KeyError, ValueError):
+        raise CnnError(f"{last}: its optimizer state does not match train.optimizer") from None
     _write_skipped(run_dir, data.skipped)
     report.message(f"resuming {run_dir} at epoch {state.epoch + 1}" +
                    (f", batch {state.batch + 1}" if state.batch else ""))
     return _run(trainer, cfg, report)
+
+
+def _reopen(state, cfg, run_dir):
+    """A finished run continues when --set raised train.epochs (or train.patience after an early stop)."""
+    t = cfg.train
+    if state.finished == "epochs" and state.epoch < t.epochs:
+        state.finished = None
+    if state.finished == "early_stop" and state.epoch < t.epochs and (not t.patience or state.bad_epochs < t.patience):
+        state.finished = None
+    if state.finished == "epochs":
+        raise CnnError(f"{run_dir} already finished its {state.epoch} epochs: to train longer, add "
+                       f"--set train.epochs={state.epoch + 10}")
+    if state.finished == "early_stop":
+        raise CnnError(f"{run_dir} stopped early after epoch {state.epoch} ({state.bad_epochs} epochs "
+                       f"without improvement): to go on, add --set train.patience={state.bad_epochs + 5}"
+                       + (f" --set train.epochs={state.epoch + 10}" if state.epoch >= t.epochs else ""))

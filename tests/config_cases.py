@@ -43,5 +43,7 @@ CASES = [
      "train: 'epochs' must be an integer >= 1, got 'ten'"),
     ("val_split of 1", "model: {input: [8, 8, 1], layers: [flatten, {dense: {units: 2, activation: softmax}}]}\ndata: {val_split: 1.0}\n",
      "data: 'val_split' must be a number >= 0.0 and < 1.0"),
+    ("Adam beta of 1", "model: {input: [8, 8, 1], layers: [flatten, {dense: {units: 2, activation: softmax}}]}\ntrain: {betas: [1.0, 0.999]}\n",
+     "train: 'betas' must be a list of 2 numbers in [0.0, 1.0)"),
     ("inline model error", "model: {input: [8, 8, 1], layers: [{conv: {filters: 0}}]}\n", "model: layers[0] (conv, 'filters')"),
 ]

@@ -180,3 +180,8 @@ def test_help_and_inspect_do_not_import_numba():
             % str(MODELS / "vgg_cifar.yaml"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_deeply_nested_override_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        config.load(ROOT / "configs" / "mnist.yaml", ["train.lr=" + "[" * 3000 + "]" * 3000])

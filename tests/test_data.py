@@ -189,3 +189,32 @@ def test_batches_normalise_flip_and_keep_last_small_batch():
                 if 0 <= i + dy < 4 and 0 <= jj < 5:
                     want[i, j] = src[i + dy, jj]
         np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-5)
+
+
+def test_odd_names_sort_without_crashing(tmp_path):
+    for name in ("²", "x10", "x9", "１"):   # superscript two, full-width one
+        make_folder(tmp_path, classes=(name,), per_class=1)
+    assert scan(tmp_path).classes == ["１", "x9", "x10", "²"]
+
+
+def test_interrupted_decode_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import cnncli.data.cache as cache
+    root = make_folder(tmp_path / "data", per_class=3)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cache, "_decode_chunk", boom)
+    with pytest.raises(KeyboardInterrupt):
+        decode_folder(scan(root), (12, 12, 3), cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_synth_errors_are_one_line(tmp_path):
+    from typer.testing import CliRunner
+    from cnncli.cli.app import app
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = CliRunner().invoke(app, ["synth", str(blocker / "sub"), "--per-class", "1"])
+    assert res.exit_code == 2 and "cannot write the data set" in res.output
+    res = CliRunner().invoke(app, ["synth", str(tmp_path / "s"), "--seed", "-1"])
+    assert res.exit_code == 2

@@ -122,7 +122,7 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch)
         real(f, **arrays)
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(np, "savez", full)
-    with pytest.raises(CnnError, match="cannot write checkpoint .*No space left on device.*previous checkpoint is intact"):
+    with pytest.raises(CnnError, match="cannot write checkpoint .*No space left on device.*previous last.npz is intact"):
         train(resume=tmp_path / "run", overrides=["train.epochs=2"], reporter=QuietReporter())
     monkeypatch.undo()
     assert_same_weights(before, weights(tmp_path / "run"))
@@ -192,6 +192,7 @@ def test_a_folder_of_every_kind_of_file_trains(tmp_path, monkeypatch, channels):
     cfg = write_config(tmp_path, epochs=1)
     raw = yaml.safe_load(cfg.read_text())
     raw["model"]["input"] = [12, 12, channels]
+    raw["model"]["layers"][-1]["dense"]["units"] = 2           # two classes: a, b
     cfg.write_text(yaml.safe_dump(raw))
     res = train(cfg, reporter=QuietReporter())
     skipped = {p.rsplit("/", 1)[-1]: reason for p, reason in res.skipped}

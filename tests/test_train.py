@@ -141,12 +141,13 @@ def test_refuses_to_overwrite_a_run_unless_forced(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_last_good(tmp_path):
-    cfg = write_config(tmp_path, epochs=1, optimizer="sgd", schedule="constant", warmup_epochs=0, lr=0.01)
-    train(cfg, reporter=QuietReporter())
-    good = weights(tmp_path / "run")
-    with pytest.raises(CnnError, match=r"diverged: loss is (nan|inf) at epoch 2, batch \d+: lower train.lr"):
-        train(resume=tmp_path / "run", overrides=["train.epochs=3", "train.lr=1e30"], reporter=QuietReporter())
-    assert_same_weights(good, weights(tmp_path / "run"))
+    # lr * 1e30 from epoch 2 on: epoch 1 trains normally, epoch 2 diverges
+    kw = dict(optimizer="sgd", schedule="step", step_size=1, gamma=1e30, lr=0.01, warmup_epochs=0)
+    with pytest.raises(CnnError, match=r"diverged: loss is (nan|inf) at epoch 2, batch \d+: lower train.lr "
+                                       r"\(now 1e\+28\).*last.npz \(after epoch 1\) is intact"):
+        train(write_config(tmp_path, "diverged", epochs=3, **kw), reporter=QuietReporter())
+    one = train(write_config(tmp_path, "one", epochs=1, **kw), reporter=QuietReporter())
+    assert_same_weights(weights(one.output), weights(tmp_path / "diverged"))
 
 
 def test_early_stopping_keeps_the_best(tmp_path):
@@ -212,3 +213,26 @@ def test_output_units_must_match_the_classes(tmp_path):
                                        r"give layers\[4\] 3 units"):
         train(cfg, overrides=["model.layers.4.dense.units=5"], reporter=QuietReporter())
     assert not (tmp_path / "run" / "last.npz").exists()
+
+
+def test_resume_refuses_changes_that_would_break_exactness(tmp_path):
+    train(write_config(tmp_path, epochs=1), reporter=QuietReporter())
+    for item in ("train.batch_size=7", "train.optimizer=sgd", "model.layers.0.conv.filters=8", "train.lr=1"):
+        with pytest.raises(CnnError, match="only train.epochs and train.patience can change"):
+            train(resume=tmp_path / "run", overrides=[item], reporter=QuietReporter())
+
+
+def test_early_stopped_run_goes_on_when_patience_is_raised(tmp_path):
+    cfg = write_config(tmp_path, epochs=8, lr=1e-12, schedule="constant", warmup_epochs=0, patience=1)
+    res = train(cfg, reporter=QuietReporter())
+    assert res.state.finished == "early_stop" and res.state.epoch == 2
+    with pytest.raises(CnnError, match=r"stopped early after epoch 2 .*--set train.patience=6"):
+        train(resume=tmp_path / "run", reporter=QuietReporter())
+    more = train(resume=tmp_path / "run", overrides=["train.patience=3"], reporter=QuietReporter())
+    assert more.state.finished == "early_stop" and more.state.epoch == 4
+
+
+def test_given_mean_is_used_and_missing_std_computed(tmp_path):
+    res = train(write_config(tmp_path, epochs=1), overrides=["data.mean=[0.1]"], reporter=QuietReporter())
+    pre = checkpoint.load(res.output / "best.npz")[1]["preprocessing"]
+    assert pre["mean"] == [0.1, 0.1, 0.1] and all(0.05 < s < 0.5 for s in pre["std"])

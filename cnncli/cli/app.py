@@ -137,7 +137,7 @@ def synth(
     val_per_class: int = typer.Option(100, "--val-per-class", min=0, help="Validation images per class."),
     size: int = typer.Option(32, "--size", min=8, help="Image side in pixels."),
     classes: int = typer.Option(4, "--classes", min=2, max=6, help="Number of shape classes (2-6)."),
-    seed: int = typer.Option(0, "--seed", help="Seed: the same seed writes the same images."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed: the same seed writes the same images."),
 ):
     """Write a synthetic data set of coloured shapes (circle, square, triangle, cross, ...)."""
     from ..data.synthetic import write_shapes

@@ -98,12 +98,18 @@ def decode_folder(listing, shape, resize="stretch", cache_dir=None, workers=None
         tmp = None  # cache folder not writable: decode into memory
         images = np.empty((n,) + tuple(shape), np.uint8)
     keep, skipped = [], []
-    for i, item in _decode_all(listing.files, shape, resize, workers, progress):
-        if isinstance(item, str):
-            skipped.append((str(listing.files[i]), item))
-        else:
-            images[len(keep)] = item
-            keep.append(i)
+    try:
+        for i, item in _decode_all(listing.files, shape, resize, workers, progress):
+            if isinstance(item, str):
+                skipped.append((str(listing.files[i]), item))
+            else:
+                images[len(keep)] = item
+                keep.append(i)
+    except BaseException:  # Ctrl-C or a failure mid-decode: leave no full-size temporary behind
+        if tmp is not None:
+            del images
+            tmp.unlink(missing_ok=True)
+        raise
     labels = np.array([listing.labels[i] for i in keep], np.int64)
     files = [str(listing.files[i]) for i in keep]
     result = Decoded(images[:len(keep)], labels, files, skipped, False)

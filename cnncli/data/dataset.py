@@ -83,12 +83,14 @@ def prepare(cfg, progress=None):
         val_images, val_labels = dec.images, dec.labels
     if len(train_idx) == 0:
         raise CnnError(f"{d.train}: no readable training images")
-    if d.mean is not None and d.std is not None:
-        mean, std = _per_channel(d.mean, shape[2], "mean", cfg), _per_channel(d.std, shape[2], "std", cfg)
-        if min(std) <= 0:
-            raise CnnError(f"{cfg.source}: data.std must be positive, got {d.std}")
-    else:
-        mean, std = channel_stats(dec.images, train_idx)
+    mean = _per_channel(d.mean, shape[2], "mean", cfg) if d.mean is not None else None
+    std = _per_channel(d.std, shape[2], "std", cfg) if d.std is not None else None
+    if std is not None and min(std) <= 0:
+        raise CnnError(f"{cfg.source}: data.std must be positive, got {d.std}")
+    if mean is None or std is None:  # what is not given comes from the training images
+        m, s = channel_stats(dec.images, train_idx)
+        mean = m if mean is None else mean
+        std = s if std is None else std
     train = Batches(dec.images, dec.labels, train_idx, mean, std, t.batch_size, d.augment)
     val = None
     if len(val_idx):

@@ -1,7 +1,8 @@
 """One image file -> uint8 array (h, w, c) the model's input size, by documented rules.
 
 1. Open with Pillow; the first frame of an animated image; EXIF orientation applied.
-2. Colour: 16-bit and 32-bit grey scaled to 8 bits (value * 255 / 65535); CMYK, palette and
+2. Colour: 16-bit grey scaled to 8 bits (value * 255 / 65535), and 32-bit integer grey too when
+   its values exceed 255 (else taken as 8-bit); float grey in [0, 1] times 255; CMYK, palette and
    YCbCr converted by Pillow; transparency (RGBA, LA, palette with a transparent colour)
    composited over white. Then RGB for 3 channels, or luma L = 0.299 R + 0.587 G + 0.114 B for 1.
 3. Size: `stretch` resizes to h x w (bilinear, antialiased); `crop` first cuts the largest centred

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..errors import CnnError
+
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "bar")
 
 
@@ -57,11 +59,17 @@ def draw(shape, size, rng):
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def write_shapes(root, per_class=300, size=32, n_classes=4, seed=0, val_per_class=0):
+def write_shapes(root, per_class=600, size=32, n_classes=4, seed=0, val_per_class=0):
     """Write root/train/<shape>/<i>.png (and root/val/... when val_per_class) -> counts."""
-    root = Path(root)
+    try:
+        return _write_shapes(Path(root), per_class, size, n_classes, seed, val_per_class)
+    except OSError as e:
+        raise CnnError(f"cannot write the data set to {root} ({e.strerror or e}): pick a writable folder") from None
+
+
+def _write_shapes(root, per_class, size, n_classes, seed, val_per_class):
     if not 2 <= n_classes <= len(SHAPES):
-        raise ValueError(f"n_classes must be 2..{len(SHAPES)}")
+        raise CnnError(f"the number of classes must be 2..{len(SHAPES)}, got {n_classes}")
     counts = {}
     for split, n, offset in (("train", per_class, 0), ("val", val_per_class, 1)):
         if n == 0:

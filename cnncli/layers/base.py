@@ -7,6 +7,8 @@ Shapes here are per image: (H, W, C) for feature maps, (D,) for vectors.
 
 import math
 
+import numpy as np
+
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
 RELU_FAMILY = ("relu", "leaky_relu")
 
@@ -105,7 +107,6 @@ class Layer:
 
     kind = "layer"          # the name used in YAML and in the registry
     activation = "linear"   # layers with a fused activation override this
-    has_params = False
 
     def __init__(self):
         self.params = {}    # name -> array, internal layout
@@ -194,7 +195,10 @@ def fmt_shape(shape):
 
 
 def he_or_glorot(rng, shape, fan_in, fan_out, activation, dtype):
-    """He normal, std = sqrt(2 / fan_in), for the relu family; Glorot uniform otherwise."""
+    """He normal, std = sqrt(2 / fan_in), for the relu family; Glorot uniform otherwise.
+    rng None: zeros (the weights are about to be loaded)."""
+    if rng is None:
+        return np.zeros(shape, dtype)
     if activation in RELU_FAMILY:
         w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
     else:

@@ -12,7 +12,6 @@ from .base import Layer, LayerError, rate
 
 class BatchNorm(Layer):
     kind = "batchnorm"
-    has_params = True
 
     def __init__(self, momentum=0.1, eps=1e-5):
         super().__init__()

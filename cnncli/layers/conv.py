@@ -8,7 +8,6 @@ from .base import (Layer, LayerError, activation_name, boolean, fmt_shape, he_or
 
 class Conv(Layer):
     kind = "conv"
-    has_params = True
 
     def __init__(self, filters, size=3, stride=1, padding="valid", bias=True, activation=None, alpha=0.01):
         super().__init__()

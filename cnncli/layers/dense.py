@@ -7,7 +7,6 @@ from .base import Layer, LayerError, activation_name, boolean, fmt_shape, he_or_
 
 class Dense(Layer):
     kind = "dense"
-    has_params = True
 
     def __init__(self, units, bias=True, activation=None, alpha=0.01):
         super().__init__()
