@@ -42,20 +42,21 @@ def _conv_setup(rng, case, dtype):
 def test_conv_matches_naive(rng, case, dtype):
     x, wt, pads, out_hw, stride = _conv_setup(rng, case, dtype)
     w_int = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
-    y = conv_k.conv2d_forward(x, w_int, None, "linear", stride, pads, out_hw)
+    y, kept = conv_k.conv2d_forward(x, w_int, None, "linear", stride, pads, out_hw)
     ref = naive.conv2d(nchw(x).astype(np.float64), wt.astype(np.float64), None, stride, pads)
     assert y.dtype == dtype
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol)
 
     dy = rng.standard_normal(y.shape).astype(dtype)
-    dx, dw, db = conv_k.conv2d_backward(dy, x, y, w_int, "linear", stride, pads, out_hw)
     rdx, rdw, rdb = naive.conv2d_backward(nchw(x).astype(np.float64), wt.astype(np.float64),
                                           nchw(dy).astype(np.float64), stride, pads)
-    assert dx.dtype == dw.dtype == dtype
-    np.testing.assert_allclose(nchw(dx), rdx, rtol=tol, atol=tol)
-    np.testing.assert_allclose(dw.transpose(3, 2, 0, 1), rdw, rtol=tol, atol=tol)
-    np.testing.assert_allclose(db, rdb, rtol=tol, atol=tol)
+    for cols in (kept, None):   # with the forward's kept columns, and recomputing them
+        dx, dw, db = conv_k.conv2d_backward(dy, x, y, w_int, "linear", stride, pads, out_hw, kept=cols)
+        assert dx.dtype == dw.dtype == dtype
+        np.testing.assert_allclose(nchw(dx), rdx, rtol=tol, atol=tol)
+        np.testing.assert_allclose(dw.transpose(3, 2, 0, 1), rdw, rtol=tol, atol=tol)
+        np.testing.assert_allclose(db, rdb, rtol=tol, atol=tol)
 
 
 def test_conv_is_cross_correlation_not_convolution():
@@ -63,7 +64,7 @@ def test_conv_is_cross_correlation_not_convolution():
     # a flipped kernel (true convolution) would give sum i * (8 - i) = 84.
     x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
     w = np.arange(9, dtype=np.float32).reshape(3, 3, 1, 1)
-    y = conv_k.conv2d_forward(x, w, None, "linear", (1, 1), (0, 0, 0, 0), (1, 1))
+    y, _ = conv_k.conv2d_forward(x, w, None, "linear", (1, 1), (0, 0, 0, 0), (1, 1))
     assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == 204.0
 
 

@@ -62,6 +62,7 @@ def _is_identity(fh, fw, sh, sw, pads):
 
 
 ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB)
+KEEP_COLUMNS_BYTES = 32 << 20  # forward keeps the whole batch's columns for backward up to this size
 
 
 class _Geometry:
@@ -77,16 +78,21 @@ class _Geometry:
         self.identity = _is_identity(self.fh, self.fw, self.sh, self.sw, pads)
         self.step = max(1, ROWS_PER_STEP // self.p)  # images per GEMM
 
-    def columns(self, x, a, b, buf):
-        """(b-a)*P x K matrix of images a..b: a view of x itself for 1x1 stride-1 convs."""
+    def columns(self, x, a, b, buf, offset=0):
+        """(b-a)*P x K matrix of images a..b, written into buf from row `offset`
+        (a view of x itself for 1x1 stride-1 convs)."""
         if self.identity:
             return x[a:b].reshape(-1, self.c)
-        cols = buf[:(b - a) * self.p]
+        cols = buf[offset:offset + (b - a) * self.p]
         _im2col(x[a:b], self.fh, self.fw, self.sh, self.sw, self.pads[0], self.pads[2], self.oh, self.ow, cols)
         return cols
 
     def buffer(self, dtype):
         return None if self.identity else np.empty((self.step * self.p, self.k), dtype)
+
+    def keeps_columns(self, dtype):
+        """Small layers keep all columns from forward to backward; big ones recompute them."""
+        return not self.identity and self.n * self.p * self.k * np.dtype(dtype).itemsize <= KEEP_COLUMNS_BYTES
 
 
 def im2col(x, fh, fw, stride, pads, out_hw):
@@ -95,35 +101,43 @@ def im2col(x, fh, fw, stride, pads, out_hw):
     return g.columns(np.ascontiguousarray(x), 0, g.n, np.empty((g.n * g.p, g.k), x.dtype))
 
 
-def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01):
+def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=None):
     """y = act(conv(x, w) + bias);  y[n,i,j,f] = sum_{kh,kw,c} x[n, i*sh-pt+kh, j*sw-pl+kw, c] w[kh,kw,c,f].
 
-    x: (N, H, W, C) C-contiguous; w: (FH, FW, C, F); bias: (F,) or None -> y (N, OH, OW, F).
+    x: (N, H, W, C) C-contiguous; w: (FH, FW, C, F); bias: (F,) or None
+    -> (y (N, OH, OW, F), the batch's columns if small enough to keep for backward, else None).
     Images are split over threads; each thread im2cols a few images at a time into its own
-    cache-sized buffer and multiplies it by w in a single-threaded GEMM.
+    cache-sized buffer and multiplies it by w in a single-threaded GEMM. `workspace`, the columns
+    array this returned last time, is reused when it fits (a fresh one costs page faults).
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
     w2 = w.reshape(g.k, g.f)
     y = np.empty((g.n, g.oh, g.ow, g.f), x.dtype)
     y2 = y.reshape(g.n * g.p, g.f)
+    kept = None
+    if g.keeps_columns(x.dtype):
+        shape = (g.n * g.p, g.k)
+        fits = workspace is not None and workspace.shape == shape and workspace.dtype == x.dtype
+        kept = workspace if fits else np.empty(shape, x.dtype)
 
     def part(lo, hi):
-        buf = g.buffer(x.dtype)
+        buf = g.buffer(x.dtype) if kept is None else kept
         for a in range(lo, hi, g.step):
             b = min(a + g.step, hi)
-            np.matmul(g.columns(x, a, b, buf), w2, out=y2[a * g.p:b * g.p])
+            cols = g.columns(x, a, b, buf, 0 if kept is None else a * g.p)
+            np.matmul(cols, w2, out=y2[a * g.p:b * g.p])
         activate(y[lo:hi], act, alpha, bias)
 
     run_chunks(g.n, part)
-    return y
+    return y, kept
 
 
-def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=0.01):
+def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=0.01, kept=None):
     """-> (dx or None, dw like w, db (F,)) for conv2d_forward, given its input x and output y.
 
     dz = dy * act'(y);  dw = cols^T dz;  db = sum dz;  dx = col2im(dz w^T).
-    The columns are recomputed per chunk instead of kept from the forward pass: cheaper in memory,
-    and the recompute hits the cache.
+    `kept` are the forward pass's columns when it kept them; otherwise they are recomputed per
+    chunk (cheaper in memory than keeping a big layer's columns, and the recompute hits the cache).
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
     w2 = w.reshape(g.k, g.f)
@@ -131,13 +145,13 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
     dx = np.empty(x.shape, x.dtype) if need_dx else None
 
     def part(lo, hi):
-        buf = g.buffer(x.dtype)
+        buf = g.buffer(x.dtype) if kept is None else None
         dw, db = np.zeros((g.k, g.f), x.dtype), np.zeros(g.f, x.dtype)
         tmp = np.empty((g.k, g.f), x.dtype)
         for a in range(lo, hi, g.step):
             b = min(a + g.step, hi)
             dz = activation_grad(dy[a:b], y[a:b], act, alpha).reshape(-1, g.f)
-            cols = g.columns(x, a, b, buf)
+            cols = kept[a * g.p:b * g.p] if kept is not None else g.columns(x, a, b, buf)
             np.matmul(cols.T, dz, out=tmp)
             dw += tmp
             db += dz.sum(axis=0)

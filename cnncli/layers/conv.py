@@ -68,17 +68,18 @@ class Conv(Layer):
         from ..kernels.conv import conv2d_forward
 
         # (N, H, W, C) -> (N, OH, OW, F)
-        y = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.activation,
-                           self.stride, self.pads, self.out_hw, self.alpha)
-        self._cache = (x, y)
+        y, cols = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.activation,
+                                 self.stride, self.pads, self.out_hw, self.alpha, getattr(self, "_workspace", None))
+        self._workspace = cols
+        self._cache = (x, y, cols if training else None)
         return y
 
     def backward(self, dy, need_dx=True):
         from ..kernels.conv import conv2d_backward
 
-        x, y = self._cache
+        x, y, cols = self._cache
         dx, dw, db = conv2d_backward(dy, x, y, self.params["weight"], self.activation, self.stride,
-                                     self.pads, self.out_hw, need_dx, self.alpha)
+                                     self.pads, self.out_hw, need_dx, self.alpha, cols)
         self.grads["weight"][...] = dw
         if self.bias:
             self.grads["bias"][...] = db
