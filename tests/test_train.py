@@ -236,3 +236,19 @@ def test_given_mean_is_used_and_missing_std_computed(tmp_path):
     res = train(write_config(tmp_path, epochs=1), overrides=["data.mean=[0.1]"], reporter=QuietReporter())
     pre = checkpoint.load(res.output / "best.npz")[1]["preprocessing"]
     assert pre["mean"] == [0.1, 0.1, 0.1] and all(0.05 < s < 0.5 for s in pre["std"])
+
+
+def test_rich_progress_on_a_terminal(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from cnncli.progress import RichReporter
+
+    rep = RichReporter()
+    buf = io.StringIO()
+    rep.console = Console(file=buf, force_terminal=True, width=140)
+    train(write_config(tmp_path, epochs=2), reporter=rep)
+    out = buf.getvalue()
+    assert "epoch 1/2" in out and "epoch 2/2" in out and "img/s" in out and "val_acc" in out
+    assert "preparing kernels" in out and "done: best epoch" in out
