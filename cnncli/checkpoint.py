@@ -45,6 +45,14 @@ def load(path):
         hint = f": use {path / found[0]}" if found else ""
         raise CheckpointError(f"{path} is a folder, not a checkpoint file{hint}")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror})") from None
+    if magic != b"PK\x03\x04":
+        raise CheckpointError(f"{path}: not a checkpoint (a cnncli checkpoint is an .npz file such as "
+                              "best.npz or last.npz)" + (", and this one is empty" if not magic else ""))
+    try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
             if "meta" not in names:

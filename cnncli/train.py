@@ -104,6 +104,8 @@ RESUMABLE = ("train.epochs", "train.patience")
 
 def _resume(run_dir, overrides, report):
     last = run_dir / "last.npz"
+    if not run_dir.is_dir():
+        raise CnnError(f"--resume {run_dir}: no such run folder (give the output folder of a run)")
     if not last.exists():
         raise CnnError(f"{run_dir} has no last.npz to resume from: no epoch finished yet? "
                        "Start the run again with --force")

@@ -180,7 +180,7 @@ def _npy(a):
 BAD = ["truncated", "bit_flipped", "not_npz", "empty", "missing_array", "wrong_shape", "nan_weights",
        "newer_format", "object_array", "meta_not_json", "huge_shape", "classes_not_list",
        "architecture_not_dict", "input_2d"]
-MESSAGES = {"missing_array": "'layers.1.bias' is missing", "wrong_shape": "has shape (3, 4)",
+MESSAGES = {"not_npz": "not a checkpoint", "empty": "this one is empty", "missing_array": "'layers.1.bias' is missing", "wrong_shape": "has shape (3, 4)",
             "newer_format": "newer than this cnncli", "object_array": "pickle", "meta_not_json": "not valid JSON",
             "huge_shape": "refused", "nan_weights": "NaN"}
 

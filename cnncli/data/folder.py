@@ -40,10 +40,11 @@ def scan(root, classes=None, role="train"):
     """List root/<class>/**/<image>. With `classes` (a checkpoint's or train's list), folder names
     are matched against it by name: an unknown class is an error, a missing one is fine."""
     root = Path(root)
+    hint = f": check data.{role} in the config" if role in ("train", "val") else ""
     if not root.exists():
-        raise CnnError(f"data folder {root} does not exist: check data.{role} in the config")
+        raise CnnError(f"data folder {root} does not exist{hint}")
     if not root.is_dir():
-        raise CnnError(f"data.{role}: {root} is a file, not a folder of class sub-folders")
+        raise CnnError(f"{root} is a file, not a folder of class sub-folders{hint}")
     try:
         entries = sorted(root.iterdir(), key=lambda p: natural_key(p.name))
     except OSError as e:
