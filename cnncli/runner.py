@@ -8,7 +8,6 @@ mid-epoch checkpoint (Ctrl-C) also stores the batch position and dropout's gener
 
 import csv
 import io
-import json
 import math
 import os
 import signal
@@ -17,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from . import checkpoint
 from .files import write_text_atomic

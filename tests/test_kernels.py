@@ -9,7 +9,7 @@ from cnncli.kernels import pool as pool_k
 from cnncli.layers.base import resolve_padding
 
 from . import naive
-from .conftest import nchw, nhwc
+from .conftest import nchw
 
 # (N, H, W, C, F, size, stride, padding): stride 1/2/3, filters that do not fit evenly,
 # 'same' with even filters, 1x1 and non-square kernels, batch of 1, one channel and many.

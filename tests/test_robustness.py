@@ -214,7 +214,7 @@ def test_checkpoint_bit_flips_never_load_silently_wrong(tmp_path):
         path = tmp_path / f"flip{trial}.npz"
         path.write_bytes(bytes(b))
         try:
-            arrays, meta = checkpoint.load_model(path)[2], None
+            arrays = checkpoint.load_model(path)[2]
         except CheckpointError as e:
             assert "\n" not in str(e)
             outcomes["refused"] += 1
