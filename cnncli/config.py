@@ -76,13 +76,13 @@ def apply_overrides(raw, overrides, where="--set"):
         elif isinstance(node, dict):
             node[last] = value
         else:
-            raise ConfigError(f"{where} {item!r}: '{'.'.join(parts[:-1])}' is not a mapping")
+            raise ConfigError(f"{where} {item!r}: {'.'.join(parts[:-1])!r} is not a mapping")
     return raw
 
 
 def _index(node, part, path, where, item):
     if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"{where} {item!r}: '{path}' needs a list index below {len(node)}")
+        raise ConfigError(f"{where} {item!r}: {path!r} needs a list index below {len(node)}")
     return int(part)
 
 
@@ -90,7 +90,7 @@ def _child(node, part, path, where, item):
     if isinstance(node, list):
         return node[_index(node, part, path, where, item)]
     if not isinstance(node, dict):
-        raise ConfigError(f"{where} {item!r}: '{path}' is not a mapping")
+        raise ConfigError(f"{where} {item!r}: {path!r} is not a mapping")
     if part not in node or node[part] is None:
         node[part] = {}
     return node[part]
@@ -106,7 +106,7 @@ def did_you_mean(word, choices):
 def check_keys(mapping, allowed, where):
     for key in mapping:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown key '{key}'{did_you_mean(key, allowed)}; "
+            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; "
                               f"allowed: {', '.join(allowed)}")
 
 
@@ -187,7 +187,7 @@ def _parse_layer(item, index, source):
         raise ConfigError(f"{where}: the layer type must be a name, got {kind!r}")
     names = list(LAYERS) + list(ALIASES)
     if kind not in names:
-        raise ConfigError(f"{where}: unknown layer type '{kind}'{did_you_mean(kind, names)}; "
+        raise ConfigError(f"{where}: unknown layer type {kind!r}{did_you_mean(kind, names)}; "
                           f"known: {', '.join(LAYERS)} (and {', '.join(ALIASES)} as short for activation)")
     if kind in ALIASES:
         real, preset = ALIASES[kind]

@@ -20,8 +20,8 @@ def command(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except CnnError as e:
-            typer.echo(f"error: {e}", err=True)
+        except CnnError as e:  # one line, whatever a file or folder name holds
+            typer.echo("error: " + str(e).replace("\r", "\\r").replace("\n", "\\n"), err=True)
             raise typer.Exit(e.exit_code) from None
     return app.command()(wrapper)
 

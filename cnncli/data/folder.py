@@ -58,13 +58,13 @@ def scan(root, classes=None, role="train"):
     names = [p.name for p in folders]
     if classes is None:
         if len(folders) < 2:
-            found = f"only '{names[0]}'" if names else "none"
+            found = f"only {names[0]!r}" if names else "none"
             raise CnnError(f"{root} needs at least two class sub-folders (root/<class>/<image>), found {found}")
         classes = names
     else:
         unknown = [n for n in names if n not in classes]
         if unknown:
-            raise CnnError(f"{root}: class folder '{unknown[0]}' is not one of the model's classes "
+            raise CnnError(f"{root}: class folder {unknown[0]!r} is not one of the model's classes "
                            f"({', '.join(classes)}): rename or remove it")
     files, labels = [], []
     for folder in folders:
