@@ -185,3 +185,14 @@ def test_help_and_inspect_do_not_import_numba():
 def test_deeply_nested_override_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="nested too deeply"):
         config.load(ROOT / "configs" / "mnist.yaml", ["train.lr=" + "[" * 3000 + "]" * 3000])
+
+
+def test_an_unexpected_exception_is_one_line_with_a_way_to_the_traceback(monkeypatch):
+    import cnncli.summary as summary
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("boom")
+    monkeypatch.setattr(summary, "summarize", broken)
+    res = CliRunner().invoke(app, ["inspect", str(MODELS / "lenet5.yaml")])
+    assert res.exit_code == 1 and "internal error: ZeroDivisionError: boom" in res.output
+    assert "CNNCLI_DEBUG=1" in res.output and "Traceback" not in res.output

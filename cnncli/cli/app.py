@@ -3,6 +3,7 @@ inside the command so `cnncli --help` and `cnncli inspect` never load numba."""
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,6 +15,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   rich_markup_mode=None,
                   help="Train convolutional image classifiers on Numba-compiled kernels.")
 
+
+def one_line(e):
+    return str(e).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def command(fn):
     """Register a command whose CnnError becomes one line on stderr and exit status 2."""
     @functools.wraps(fn)
@@ -21,8 +27,16 @@ def command(fn):
         try:
             return fn(*args, **kwargs)
         except CnnError as e:  # one line, whatever a file or folder name holds
-            typer.echo("error: " + str(e).replace("\r", "\\r").replace("\n", "\\n"), err=True)
+            typer.echo("error: " + one_line(e), err=True)
             raise typer.Exit(e.exit_code) from None
+        except (typer.Exit, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # a bug of ours: say so in one line; CNNCLI_DEBUG=1 shows the traceback
+            if os.environ.get("CNNCLI_DEBUG"):
+                raise
+            typer.echo(f"internal error: {e.__class__.__name__}: {one_line(e)} (a bug in cnncli: please "
+                       "report it; set CNNCLI_DEBUG=1 to see the traceback)", err=True)
+            raise typer.Exit(1) from None
     return app.command()(wrapper)
 
 
