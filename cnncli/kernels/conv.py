@@ -12,7 +12,7 @@ from numba import njit
 
 from . import JIT
 from .activation import activate, activation_grad
-from .parallel import run_chunks
+from .parallel import column_sums, run_chunks
 
 
 @njit(**JIT)
@@ -182,7 +182,7 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
             cols = kept[a * g.p:b * g.p] if kept is not None else g.columns(x, a, b, buf)
             np.matmul(cols.T, dz, out=tmp)
             dw += tmp
-            db += dz.sum(axis=0)
+            db += column_sums(dz)
             if need_dx:
                 dcols = dz @ w2.T
                 if g.identity:

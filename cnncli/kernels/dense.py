@@ -7,7 +7,7 @@ enough to pay for the hand-off; small layers run on the calling thread.
 import numpy as np
 
 from .activation import activate, activation_grad
-from .parallel import run_chunks
+from .parallel import column_sums, run_chunks
 
 MIN_MACS_PER_THREAD = 1 << 20
 
@@ -37,7 +37,7 @@ def dense_backward(dy, x, y, w, act, need_dx=True, alpha=0.01):
         dz = activation_grad(dy[lo:hi], y[lo:hi], act, alpha)
         if need_dx:
             np.matmul(dz, w, out=dx[lo:hi])
-        return dz.T @ x[lo:hi], dz.sum(axis=0)
+        return dz.T @ x[lo:hi], column_sums(dz)
 
     parts = run_chunks(x.shape[0], part, _rows_per_chunk(x, w))
     dw, db = parts[0]

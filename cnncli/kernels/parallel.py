@@ -14,6 +14,8 @@ thread count (CNNCLI_THREADS, default: the CPUs this process may use).
 
 import ctypes
 import os
+
+import numpy as np
 from concurrent.futures import ThreadPoolExecutor
 
 _pool = None
@@ -94,3 +96,9 @@ def run_chunks(n, fn, min_per_chunk=1):
     futures = [_pool.submit(fn, lo, hi) for lo, hi in pieces[1:]]
     first = fn(*pieces[0])
     return [first] + [f.result() for f in futures]
+
+
+def column_sums(a):
+    """a (M, F) -> (F,): sum over rows as a BLAS matrix-vector product. numpy's a.sum(axis=0)
+    walks a narrow array slowly: 0.36 ms against 0.05 ms for (25088, 6) float32."""
+    return np.ones(a.shape[0], a.dtype) @ a
