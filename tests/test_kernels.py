@@ -25,6 +25,8 @@ CONV_CASES = [
     (1, 5, 5, 1, 1, (5, 5), (1, 1), "valid"),       # filter covers the whole image -> 1x1
     (4, 12, 12, 32, 16, (3, 3), (2, 1), 1),
     (9, 24, 24, 2, 3, (3, 3), (1, 1), "same"),      # several GEMM steps per thread chunk
+    (5, 10, 9, 1, 4, (3, 3), (2, 1), "same"),       # one channel: columns built transposed
+    (3, 40, 40, 1, 2, (5, 5), (1, 1), 2),           # one channel, several steps per chunk
 ]
 
 
@@ -161,3 +163,11 @@ def test_nan_propagates_through_relu_and_maxpool():
     pads, out_hw = resolve_padding("valid", (2, 2), (2, 2), (2, 2))
     y, _ = pool_k.maxpool_forward(x, (2, 2), (2, 2), pads, out_hw)
     assert np.isnan(y).all()
+
+
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[0] > 1], ids=str)
+def test_conv_matches_naive_without_kept_columns(rng, case, monkeypatch):
+    # big layers recompute their columns in backward, a few images per GEMM
+    monkeypatch.setattr(conv_k, "KEEP_COLUMNS_BYTES", 0)
+    monkeypatch.setattr(conv_k, "ROWS_PER_STEP", 64)
+    test_conv_matches_naive(rng, case, np.float32)

@@ -37,26 +37,35 @@ def _im2col(x, fh, fw, sh, sw, pt, pl, oh, ow, cols):
 
 
 @njit(**JIT)
-def _im2col_gray(x, fh, fw, sh, sw, pt, pl, oh, ow, cols):
-    # _im2col for one input channel (grayscale first layers): without the channel loop it runs
-    # 1.6x faster (LeNet-5's first layer, batch 64: 1.46 ms against 2.30 ms).
-    n_img, h, w, _ = x.shape
-    zero = x.dtype.type(0)
-    for n in range(n_img):
-        for i in range(oh):
-            for j in range(ow):
-                row = (n * oh + i) * ow + j
-                iw0 = j * sw - pl
-                for kh in range(fh):
-                    ih = i * sh - pt + kh
-                    base = kh * fw
-                    if ih < 0 or ih >= h:
-                        for kw in range(fw):
-                            cols[row, base + kw] = zero
-                    else:
-                        for kw in range(fw):
-                            iw = iw0 + kw
-                            cols[row, base + kw] = x[n, ih, iw, 0] if 0 <= iw < w else zero
+def _im2col_planar_t(xp, fh, fw, sh, sw, pt, pl, oh, ow, cols_t, col0):
+    # For few input channels, build the columns transposed, (FH*FW*C, rows), from planar
+    # images xp (N, C, H, W): each row of cols_t is one channel plane shifted by one kernel cell,
+    # copied as contiguous runs (slice copies: 2x faster than an index loop). The GEMM reads it
+    # as cols_t.T at no cost. LeNet-5's first layer, 32 images, one thread: 2.1 ms with the
+    # general kernel, 0.4 ms this way.
+    n_img, c, h, w = xp.shape
+    zero = xp.dtype.type(0)
+    for kh in range(fh):
+        for kw in range(fw):
+            j_lo = min(max(-((kw - pl) // sw), 0), ow)   # first j with j*sw - pl + kw >= 0
+            j_hi = min(max((w - 1 - kw + pl) // sw + 1, j_lo), ow)
+            off = kw - pl
+            for ci in range(c):
+                k = (kh * fw + kw) * c + ci
+                for n in range(n_img):
+                    for i in range(oh):
+                        m0 = col0 + (n * oh + i) * ow
+                        ih = i * sh - pt + kh
+                        if ih < 0 or ih >= h:
+                            cols_t[k, m0:m0 + ow] = zero
+                            continue
+                        cols_t[k, m0:m0 + j_lo] = zero
+                        if sw == 1:
+                            cols_t[k, m0 + j_lo:m0 + j_hi] = xp[n, ci, ih, j_lo + off:j_hi + off]
+                        else:
+                            for j in range(j_lo, j_hi):
+                                cols_t[k, m0 + j] = xp[n, ci, ih, j * sw + off]
+                        cols_t[k, m0 + j_hi:m0 + ow] = zero
 
 
 @njit(**JIT)
@@ -86,6 +95,10 @@ def _is_identity(fh, fw, sh, sw, pads):
 
 ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB)
 KEEP_COLUMNS_BYTES = 32 << 20  # forward keeps the whole batch's columns for backward up to this size
+# First layers (1 or 3 channels) build their columns transposed, from planar images. Measured,
+# 32 images, one thread, im2col ms planar / by rows: 28x28x1 5x5 0.41 / 1.19; 32x32x3 3x3
+# 0.57 / 0.81; but 14x14x6 5x5 0.61 / 0.26 and 16x16x8 3x3 0.56 / 0.17 (short rows lose).
+PLANAR_MAX_CHANNELS = 3
 
 
 class _Geometry:
@@ -99,20 +112,33 @@ class _Geometry:
         self.p = self.oh * self.ow                 # output positions per image
         self.k = self.fh * self.fw * self.c        # GEMM depth
         self.identity = _is_identity(self.fh, self.fw, self.sh, self.sw, pads)
+        self.planar = self.c <= PLANAR_MAX_CHANNELS and not self.identity  # see _im2col_planar_t
         self.step = max(1, ROWS_PER_STEP // self.p)  # images per GEMM
 
     def columns(self, x, a, b, buf, offset=0):
         """(b-a)*P x K matrix of images a..b, written into buf from row `offset`
-        (a view of x itself for 1x1 stride-1 convs)."""
+        (a view of x itself for 1x1 stride-1 convs; a transposed view for thin inputs)."""
         if self.identity:
             return x[a:b].reshape(-1, self.c)
-        cols = buf[offset:offset + (b - a) * self.p]
-        kernel = _im2col_gray if self.c == 1 else _im2col
-        kernel(x[a:b], self.fh, self.fw, self.sh, self.sw, self.pads[0], self.pads[2], self.oh, self.ow, cols)
+        args = (self.fh, self.fw, self.sh, self.sw, self.pads[0], self.pads[2], self.oh, self.ow)
+        if self.planar:  # (N, H, W, C) -> (N, C, H, W): a reshape for one channel, else a small copy
+            xp = np.ascontiguousarray(x[a:b].transpose(0, 3, 1, 2))
+            _im2col_planar_t(xp, *args, buf, offset)
+            return self.stored(buf, offset, b - a)
+        cols = self.stored(buf, offset, b - a)
+        _im2col(x[a:b], *args, cols)
         return cols
 
-    def buffer(self, dtype):
-        return None if self.identity else np.empty((self.step * self.p, self.k), dtype)
+    def stored(self, buf, offset, images):
+        """The (rows, K) columns of `images` images kept in buf from row `offset`."""
+        rows = images * self.p
+        return buf[:, offset:offset + rows].T if self.planar else buf[offset:offset + rows]
+
+    def buffer(self, dtype, images=None):
+        if self.identity:
+            return None
+        rows = (images or self.step) * self.p
+        return np.empty((self.k, rows) if self.planar else (rows, self.k), dtype)
 
     def keeps_columns(self, dtype):
         """Small layers keep all columns from forward to backward; big ones recompute them."""
@@ -140,9 +166,9 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     y2 = y.reshape(g.n * g.p, g.f)
     kept = None
     if g.keeps_columns(x.dtype):
-        shape = (g.n * g.p, g.k)
+        shape = (g.k, g.n * g.p) if g.planar else (g.n * g.p, g.k)
         fits = workspace is not None and workspace.shape == shape and workspace.dtype == x.dtype
-        kept = workspace if fits else np.empty(shape, x.dtype)
+        kept = workspace if fits else g.buffer(x.dtype, g.n)
 
     step = g.n if kept is not None else g.step  # kept columns: one GEMM per thread, fewer calls
 
@@ -179,7 +205,7 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
         for a in range(lo, hi, step):
             b = min(a + step, hi)
             dz = activation_grad(dy[a:b], y[a:b], act, alpha).reshape(-1, g.f)
-            cols = kept[a * g.p:b * g.p] if kept is not None else g.columns(x, a, b, buf)
+            cols = g.stored(kept, a * g.p, b - a) if kept is not None else g.columns(x, a, b, buf)
             np.matmul(cols.T, dz, out=tmp)
             dw += tmp
             db += column_sums(dz)
