@@ -10,6 +10,7 @@ a kill at any instant leaves either the old checkpoint or the new one, never hal
 """
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -120,8 +121,9 @@ def _parse_meta(path, raw):
         raise CheckpointError(f"{path}: meta.preprocessing.input must be [height, width, channels]")
     for key in ("mean", "std"):
         v = pre.get(key)
-        if not (isinstance(v, list) and len(v) == inp[2] and all(isinstance(x, (int, float)) for x in v)):
-            raise CheckpointError(f"{path}: meta.preprocessing.{key} must list {inp[2]} number(s)")
+        if not (isinstance(v, list) and len(v) == inp[2]
+                and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)):
+            raise CheckpointError(f"{path}: meta.preprocessing.{key} must list {inp[2]} finite number(s)")
     if min(pre["std"]) <= 0:
         raise CheckpointError(f"{path}: meta.preprocessing.std must be positive")
     return meta

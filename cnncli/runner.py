@@ -287,10 +287,14 @@ def evaluate_batches(model, batches):
 
 
 # A tiny network that touches every kernel once: its first run compiles them (float32), later runs
-# load them from numba's cache. It stands in for the user's network, which may be huge.
-WARM_UP = [("conv", {"filters": 2, "size": 3, "padding": "same", "activation": "relu"}),
-           ("conv", {"filters": 2, "size": 1}), ("maxpool", {"size": 2}), ("avgpool", {"size": 2}),
-           ("softmax", {}), ("globalmaxpool", {}), ("dense", {"units": 2, "activation": "softmax"})]
+# load them from numba's cache. It stands in for the user's network, which may be huge. The first
+# conv sees the model's 1 or 3 channels (planar im2col), the second 4 (row im2col, and col2im as
+# it is not the first layer); the pools take the 2x2 fast path and the general kernel.
+WARM_UP = [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}),
+           ("conv", {"filters": 4, "size": 3, "padding": "same"}), ("conv", {"filters": 2, "size": 1}),
+           ("maxpool", {"size": 2}), ("maxpool", {"size": 3, "stride": 1, "padding": "same"}),
+           ("avgpool", {"size": 2}), ("softmax", {}), ("globalmaxpool", {}),
+           ("dense", {"units": 2, "activation": "softmax"})]
 
 
 def warm_up(cfg):
@@ -301,9 +305,9 @@ def warm_up(cfg):
 
     start = time.perf_counter()
     c = cfg.model.input[2]
-    model = Model((4, 4, c), WARM_UP, seed=0)
-    x = np.zeros((2, 4, 4, c), np.float32)
+    model = Model((8, 8, c), WARM_UP, seed=0)
+    x = np.zeros((2, 8, 8, c), np.float32)
     model.loss(x, np.zeros(2, np.int64))
     model.predict_proba(x)
-    prepare_batch(np.zeros((1, 4, 4, c), np.uint8), [0.0] * c, [1.0] * c)
+    prepare_batch(np.zeros((1, 8, 8, c), np.uint8), [0.0] * c, [1.0] * c)
     return time.perf_counter() - start, cache_counts()[1] > 0

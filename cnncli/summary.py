@@ -3,6 +3,8 @@ alone, so no kernel is compiled and numba is never imported."""
 
 import math
 
+from .budgets import KEEP_COLUMNS_BYTES
+
 BYTES = 4  # float32
 
 
@@ -23,7 +25,7 @@ def summarize(arch, batch_size=None, optimizer="adam", momentum=0.9):
         elif spatial:  # flatten / global pooling: every output sees the whole image
             spatial = False
         out_elems = math.prod(layer.out_shape)
-        act_bytes += out_elems * BYTES + _scratch_bytes(layer)
+        act_bytes += out_elems * BYTES + _scratch_bytes(layer, batch_size or 1)
         rows.append({
             "index": i,
             "type": layer.kind,
@@ -58,14 +60,15 @@ def summarize(arch, batch_size=None, optimizer="adam", momentum=0.9):
     return out
 
 
-def _scratch_bytes(layer):
+def _scratch_bytes(layer, batch_size):
     """Per-image memory a layer keeps from forward to backward beyond its output."""
     if layer.kind == "conv":
         fh, fw = layer.size
         if (fh, fw, *layer.stride) == (1, 1, 1, 1) and not any(layer.pads):
             return 0
         oh, ow, _ = layer.out_shape
-        return oh * ow * fh * fw * layer.in_shape[2] * BYTES  # im2col columns
+        cols = oh * ow * fh * fw * layer.in_shape[2] * BYTES  # im2col columns, kept when small
+        return cols if cols * batch_size <= KEEP_COLUMNS_BYTES else 0
     if layer.kind in ("maxpool", "globalmaxpool"):
         return math.prod(layer.out_shape) * 4  # int32 argmax
     if layer.kind == "dropout":

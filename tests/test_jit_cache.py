@@ -35,3 +35,16 @@ def test_second_process_does_not_recompile(tmp_path):
     assert cold["misses"] > 0, "the first process on an empty cache must compile"
     assert warm["misses"] == 0 and warm["hits"] >= cold["misses"], warm
     print(f"cold {cold['seconds']:.2f}s, warm {warm['seconds']:.2f}s")
+
+
+def test_warm_up_compiles_every_kernel_the_float32_path_uses():
+    code = textwrap.dedent("""
+        from types import SimpleNamespace
+        from cnncli.runner import warm_up
+        from cnncli.kernels import dispatchers
+        for c in (1, 3):
+            warm_up(SimpleNamespace(model=SimpleNamespace(input=(8, 8, c))))
+        print(sorted(f.__name__ for f in dispatchers() if not f.signatures))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

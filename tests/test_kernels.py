@@ -171,3 +171,13 @@ def test_conv_matches_naive_without_kept_columns(rng, case, monkeypatch):
     monkeypatch.setattr(conv_k, "KEEP_COLUMNS_BYTES", 0)
     monkeypatch.setattr(conv_k, "ROWS_PER_STEP", 64)
     test_conv_matches_naive(rng, case, np.float32)
+
+
+@pytest.mark.parametrize("c", [1, 3, 5])
+def test_im2col_helper_matches_naive_windows(rng, c):
+    x = rng.standard_normal((2, 5, 6, c)).astype(np.float32)
+    pads, out_hw = resolve_padding("same", (5, 6), (3, 3), (1, 1))
+    cols = conv_k.im2col(x, 3, 3, (1, 1), pads, out_hw)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want = np.stack([xp[n, i:i + 3, j:j + 3, :].reshape(-1) for n in range(2) for i in range(5) for j in range(6)])
+    np.testing.assert_array_equal(cols, want)

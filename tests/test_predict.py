@@ -151,12 +151,14 @@ def _corrupt(tmp_path, fixture_ckpt, how):
             with open(bad, "wb") as f:
                 np.savez(f, meta=np.array("{not json"), **arrays)
             return bad
-        elif how in ("classes_not_list", "architecture_not_dict", "input_2d"):
+        elif how in ("classes_not_list", "architecture_not_dict", "input_2d", "nan_mean"):
             meta = dict(meta)
             if how == "classes_not_list":
                 meta["classes"] = 5
             elif how == "architecture_not_dict":
                 meta["architecture"] = 5
+            elif how == "nan_mean":
+                meta["preprocessing"] = {**meta["preprocessing"], "mean": [float("nan")]}
             else:
                 meta["preprocessing"] = {**meta["preprocessing"], "input": [28, 28]}
         elif how == "huge_shape":
@@ -179,8 +181,8 @@ def _npy(a):
 
 BAD = ["truncated", "bit_flipped", "not_npz", "empty", "missing_array", "wrong_shape", "nan_weights",
        "newer_format", "object_array", "meta_not_json", "huge_shape", "classes_not_list",
-       "architecture_not_dict", "input_2d"]
-MESSAGES = {"not_npz": "not a checkpoint", "empty": "this one is empty", "missing_array": "'layers.1.bias' is missing", "wrong_shape": "has shape (3, 4)",
+       "architecture_not_dict", "input_2d", "nan_mean"]
+MESSAGES = {"nan_mean": "finite number", "not_npz": "not a checkpoint", "empty": "this one is empty", "missing_array": "'layers.1.bias' is missing", "wrong_shape": "has shape (3, 4)",
             "newer_format": "newer than this cnncli", "object_array": "pickle", "meta_not_json": "not valid JSON",
             "huge_shape": "refused", "nan_weights": "NaN"}
 

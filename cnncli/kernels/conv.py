@@ -10,6 +10,7 @@ Padding is implicit: cells outside the input read as zero, so no padded copy is 
 import numpy as np
 from numba import njit
 
+from ..budgets import KEEP_COLUMNS_BYTES
 from . import JIT
 from .activation import activate, activation_grad
 from .parallel import column_sums, run_chunks
@@ -94,7 +95,6 @@ def _is_identity(fh, fw, sh, sw, pads):
 
 
 ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB)
-KEEP_COLUMNS_BYTES = 32 << 20  # forward keeps the whole batch's columns for backward up to this size
 # First layers (1 or 3 channels) build their columns transposed, from planar images. Measured,
 # 32 images, one thread, im2col ms planar / by rows: 28x28x1 5x5 0.41 / 1.19; 32x32x3 3x3
 # 0.57 / 0.81; but 14x14x6 5x5 0.61 / 0.26 and 16x16x8 3x3 0.56 / 0.17 (short rows lose).
@@ -148,7 +148,7 @@ class _Geometry:
 def im2col(x, fh, fw, stride, pads, out_hw):
     """(N, H, W, C) -> (N*OH*OW, FH*FW*C), all images at once (for tests and inspection)."""
     g = _Geometry(x.shape, (fh, fw, x.shape[3], 1), stride, pads, out_hw)
-    return g.columns(np.ascontiguousarray(x), 0, g.n, np.empty((g.n * g.p, g.k), x.dtype))
+    return np.ascontiguousarray(g.columns(np.ascontiguousarray(x), 0, g.n, g.buffer(x.dtype, g.n)))
 
 
 def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=None):
