@@ -61,7 +61,7 @@ def collect(paths):
     return found, missing
 
 
-def _probabilities(loaded, images, batch_size=256):
+def _probabilities(loaded, images, batch_size=64):
     from .kernels.augment import prepare_batch
 
     out = []
@@ -72,7 +72,7 @@ def _probabilities(loaded, images, batch_size=256):
     return np.concatenate(out) if out else np.zeros((0, k), np.float32)
 
 
-def predict(ckpt_path, paths, top_k=3, batch_size=256, workers=None):
+def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None):
     """-> list of {"path", "top": [{"class", "prob"}...]} or {"path", "error"}, in input order."""
     loaded = load(ckpt_path)
     files, missing = collect(paths)

@@ -111,7 +111,7 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to show per image."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line per image."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV: path, class_1, prob_1, ..., error."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
 ):
     """Classify images with a trained checkpoint (its classes and preprocessing travel with it)."""
     from ..predict import predict as run_predict

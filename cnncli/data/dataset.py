@@ -94,7 +94,7 @@ def prepare(cfg, progress=None):
     train = Batches(dec.images, dec.labels, train_idx, mean, std, t.batch_size, d.augment)
     val = None
     if len(val_idx):
-        val = Batches(val_images, val_labels, val_idx, mean, std, max(t.batch_size, 256))
+        val = Batches(val_images, val_labels, val_idx, mean, std, t.batch_size)  # same memory as training
     return Prepared(listing.classes, train, val, [float(m) for m in mean], [float(s) for s in std],
                     skipped, warnings, from_cache)
 

@@ -71,7 +71,7 @@ class Conv(Layer):
         y, cols = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.activation,
                                  self.stride, self.pads, self.out_hw, self.alpha, getattr(self, "_workspace", None))
         self._workspace = cols
-        self._cache = (x, y, cols if training else None)
+        self._cache = (x, y, cols) if training else None  # inference keeps nothing alive
         return y
 
     def backward(self, dy, need_dx=True):

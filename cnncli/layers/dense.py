@@ -49,7 +49,7 @@ class Dense(Layer):
 
         # (N, D) @ (D, U) -> (N, U)
         y = dense_forward(x, self.params["weight"], self.params.get("bias"), self.activation, self.alpha)
-        self._cache = (x, y)
+        self._cache = (x, y) if training else None
         return y
 
     def backward(self, dy, need_dx=True):
