@@ -154,6 +154,8 @@ def load_model(path):
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
     model = arch.build(init=False)
+    if len(meta["classes"]) != model.n_classes:
+        raise CheckpointError(f"{path}: {len(meta['classes'])} class names for a {model.n_classes}-class model")
     check_arrays(model, arrays, path)
     model.load_state_dict(arrays)
     return model, meta, arrays

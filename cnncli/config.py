@@ -377,8 +377,10 @@ def parse_run(raw, source, base_dir):
                           "or the architecture inline (input:, layers:)")
     if isinstance(model, str):
         model_path = _resolve(model, base_dir)
-        if not model_path.exists():
-            raise ConfigError(f"{source}: 'model': no such file {model_path}")
+        if not model.strip() or not model_path.exists():
+            raise ConfigError(f"{source}: 'model': no such file {model!r}: give an architecture file")
+        if model_path.is_dir():
+            raise ConfigError(f"{source}: 'model': {model_path} is a folder: give an architecture file")
         arch = load_architecture(model_path)
     elif isinstance(model, dict):
         arch = parse_architecture(model, f"{source}: model")

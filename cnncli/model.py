@@ -5,6 +5,8 @@ PyTorch / ONNX layout: conv weight (F, C, FH, FW), dense weight (units, in_featu
 dense after flatten sees (C, H, W) order, batchnorm weight / bias / running_mean / running_var.
 """
 
+import contextlib
+
 import numpy as np
 
 from .layers import ALIASES, LAYERS, LayerError
@@ -108,37 +110,30 @@ class Model:
         return sum(layer.n_params() for layer in self.layers)
 
     # --- computation ---
+    @contextlib.contextmanager
+    def _logits(self):
+        """The last layer's softmax / sigmoid is fused into the loss: it runs linear here."""
+        last = self.layers[-1]
+        act, last.activation = last.activation, "linear"
+        try:
+            yield
+        finally:
+            last.activation = act
+
     def forward(self, x, training=False):
         """(N, H, W, C) -> logits (N, K): the output activation is left to the loss."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            if i == last:
-                act = layer.activation
-                layer.activation = "linear"
-                try:
-                    x = layer.forward(x, training)
-                finally:
-                    layer.activation = act
-            else:
+        with self._logits():
+            for layer in self.layers:
                 x = layer.forward(x, training)
         return x
 
     def backward(self, dlogits):
         """Back-propagate dL/dlogits; fills each layer's grads."""
         dy = dlogits
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            layer = self.layers[i]
-            if i == last:
-                act = layer.activation
-                layer.activation = "linear"
-                try:
-                    dy = layer.backward(dy, need_dx=i > 0)
-                finally:
-                    layer.activation = act
-            else:
-                dy = layer.backward(dy, need_dx=i > 0)
+        with self._logits():
+            for i in range(len(self.layers) - 1, -1, -1):
+                dy = self.layers[i].backward(dy, need_dx=i > 0)
 
     def loss(self, x, labels, smoothing=0.0, training=True):
         """Forward + fused loss + backward: returns (loss, probabilities)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
-from .data.cache import _decode_all
+from .data.cache import decode_files
 from .data.folder import EXTENSIONS, is_image_name, natural_key
 from .errors import CnnError
 
@@ -25,19 +25,11 @@ class Loaded:
 
 
 def load(path):
+    """A checkpoint, validated by checkpoint.load_model, with its preprocessing unpacked."""
     model, meta, _ = checkpoint.load_model(path)
     pre = meta["preprocessing"]
-    try:
-        shape = tuple(pre["input"])
-        mean, std = np.array(pre["mean"], np.float64), np.array(pre["std"], np.float64)
-        resize = pre.get("resize", "stretch")
-    except (KeyError, TypeError, ValueError):
-        raise checkpoint.CheckpointError(f"{path}: meta.preprocessing is incomplete") from None
-    classes = list(meta["classes"])
-    if len(classes) != model.n_classes or len(mean) != shape[2] or len(std) != shape[2]:
-        raise checkpoint.CheckpointError(f"{path}: {len(classes)} class names for a {model.n_classes}-class "
-                                         "model, or mean/std that do not match its channels")
-    return Loaded(model, meta, classes, shape, resize, mean, std)
+    return Loaded(model, meta, list(meta["classes"]), tuple(pre["input"]), pre.get("resize", "stretch"),
+                  np.array(pre["mean"], np.float64), np.array(pre["std"], np.float64))
 
 
 def collect(paths):
@@ -46,8 +38,11 @@ def collect(paths):
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found += sorted((f for f in p.rglob("*") if f.is_file() and is_image_name(f)),
+            images = sorted((f for f in p.rglob("*") if f.is_file() and is_image_name(f)),
                             key=lambda f: natural_key(f.as_posix()))
+            if not images:
+                missing.append((str(raw), f"no images in this folder ({', '.join(sorted(EXTENSIONS))})"))
+            found += images
         elif p.is_file():
             found.append(p)
         elif any(ch in str(raw) for ch in "*?["):
@@ -73,13 +68,14 @@ def _probabilities(loaded, images, batch_size=64):
 
 
 def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None):
-    """-> list of {"path", "top": [{"class", "prob"}...]} or {"path", "error"}, in input order."""
+    """-> list of {"path", "top": [{"class", "prob"}...]} or {"path", "error"}: the paths that
+    matched nothing first, then every image in the order it was found."""
     loaded = load(ckpt_path)
     files, missing = collect(paths)
     k = min(top_k, len(loaded.classes))
     results = [{"path": p, "error": r} for p, r in missing]
     images, ok = [], []
-    for i, item in _decode_all(files, loaded.shape, loaded.resize, workers, None):
+    for i, item in decode_files(files, loaded.shape, loaded.resize, workers, None):
         if isinstance(item, str):
             results.append({"path": str(files[i]), "error": item})
         else:

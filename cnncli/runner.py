@@ -59,7 +59,7 @@ class State:
     batch: int = 0                 # batches completed in the epoch under way (0 at a boundary)
     partial: dict = field(default_factory=lambda: dict(EMPTY_PARTIAL))
     history: list = field(default_factory=list)
-    best: dict = None              # {"epoch", "score", "val_loss"}
+    best: dict = None              # {"epoch", "score" (compared as a tuple), "monitor"}
     bad_epochs: int = 0
     finished: str = None           # None | "epochs" | "early_stop"
     dropout_rng: list = None       # bit_generator states, mid-epoch only
@@ -83,11 +83,10 @@ def metrics_csv(history):
     return buf.getvalue()
 
 
-def prepare_output(output, force, resume):
+def prepare_output(output, force):
+    """A new run's folder: refused if it holds a run (unless force, which clears it), and writable."""
     output = Path(output)
     existing = [name for name in RUN_FILES if (output / name).exists()]
-    if resume:
-        return output
     if existing and not force:
         raise CnnError(f"{output} already holds a run ({', '.join(existing)}): continue it with "
                        f"`cnncli train --resume {output}`, start over with --force, or set another output")
@@ -106,19 +105,17 @@ def prepare_output(output, force, resume):
 
 
 class Trainer:
-    def __init__(self, cfg, data, reporter, output, model=None, optimizer=None, state=None):
+    def __init__(self, cfg, data, reporter, output, model, state=None):
         from .optim import OPTIMIZERS
 
         self.cfg, self.data, self.report, self.output = cfg, data, reporter, Path(output)
         t = cfg.train
-        self.model = model or cfg.model.build(seed=t.seed)
-        if optimizer is None:
-            params = self.model.named_params()
-            if t.optimizer == "sgd":
-                optimizer = OPTIMIZERS["sgd"](params, t.lr, t.momentum, t.nesterov, t.weight_decay)
-            else:
-                optimizer = OPTIMIZERS[t.optimizer](params, t.lr, tuple(t.betas), weight_decay=t.weight_decay)
-        self.opt = optimizer
+        self.model = model
+        params = model.named_params()
+        if t.optimizer == "sgd":
+            self.opt = OPTIMIZERS["sgd"](params, t.lr, t.momentum, t.nesterov, t.weight_decay)
+        else:
+            self.opt = OPTIMIZERS[t.optimizer](params, t.lr, tuple(t.betas), weight_decay=t.weight_decay)
         self.state = state or State()
         self.stop_requested = 0
         self.saved = None  # what last.npz holds, for messages

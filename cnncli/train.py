@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from . import checkpoint, config
@@ -26,9 +25,9 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
     model = cfg.model.build(seed=cfg.train.seed)  # before decoding: too big for memory fails fast
     if cfg.train.init:
         _warm_start(model, cfg.train.init)
-    output = prepare_output(cfg.output, force, resume=False)
+    output = prepare_output(cfg.output, force)
     data = _prepare_data(cfg, report)
-    _check_classes(cfg, data.classes)
+    _check_classes(cfg, model, data.classes)
     write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     _write_skipped(output, data.skipped)
     trainer = Trainer(cfg, data, report, output, model=model)
@@ -57,9 +56,8 @@ def _prepare_data(cfg, report):
     return data
 
 
-def _check_classes(cfg, classes):
+def _check_classes(cfg, model, classes):
     """The output layer must have one unit per class (or 1 sigmoid unit for two classes)."""
-    model = cfg.model.build(build_params=False)
     if model.n_classes != len(classes):
         last = len(cfg.model.layers) - 1
         want = "1 unit with sigmoid, or 2 with softmax" if len(classes) == 2 else f"{len(classes)} units"
@@ -128,15 +126,12 @@ def _resume(run_dir, overrides, report):
     model = cfg.model.build(seed=cfg.train.seed, init=False)
     checkpoint.check_arrays(model, arrays, last)
     model.load_state_dict(arrays)
+    # normalise exactly as the run did (and skip recomputing the statistics)
+    cfg.data.mean, cfg.data.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
     data = _prepare_data(cfg, report)
-    pre = meta["preprocessing"]
     if data.classes != meta["classes"]:
         raise CnnError(f"the classes in {cfg.data.train} ({', '.join(data.classes)}) differ from the run's "
                        f"({', '.join(meta['classes'])}): resume needs the same data")
-    data.mean, data.std = pre["mean"], pre["std"]
-    for b in (data.train, data.val):
-        if b is not None:
-            b.mean, b.std = np.array(pre["mean"]), np.array(pre["std"])
     trainer = Trainer(cfg, data, report, run_dir, model=model, state=state)
     optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
     try:

@@ -205,3 +205,11 @@ def test_inspect_checkpoint_shows_classes_and_epoch(fixture):
     assert "dark, bright" in res.output and "epoch" in res.output
     js = json.loads(CliRunner().invoke(app, ["inspect", "--json", str(fixture[0])]).stdout)
     assert js["total_params"] == 10 and js["checkpoint"]["classes"] == ["dark", "bright"]
+
+
+def test_predict_on_a_folder_without_images_says_so(fixture, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    out = predict(fixture[0], [str(empty)])
+    assert out == [{"path": str(empty), "error": out[0]["error"]}] and "no images in this folder" in out[0]["error"]

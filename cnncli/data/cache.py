@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CnnError
+from ..files import write_text_atomic
 from .decode import BadImage, load_image
 
 CACHE_VERSION = 1
@@ -57,7 +59,7 @@ def _decode_chunk(args):
     return out
 
 
-def _decode_all(files, shape, resize, workers, progress):
+def decode_files(files, shape, resize, workers, progress):
     """Yield (index, array-or-reason) for every file, in order."""
     chunk = 64
     jobs = [([str(p) for p in files[i:i + chunk]], shape, resize) for i in range(0, len(files), chunk)]
@@ -99,7 +101,7 @@ def decode_folder(listing, shape, resize="stretch", cache_dir=None, workers=None
         images = np.empty((n,) + tuple(shape), np.uint8)
     keep, skipped = [], []
     try:
-        for i, item in _decode_all(listing.files, shape, resize, workers, progress):
+        for i, item in decode_files(listing.files, shape, resize, workers, progress):
             if isinstance(item, str):
                 skipped.append((str(listing.files[i]), item))
             else:
@@ -119,10 +121,8 @@ def decode_folder(listing, shape, resize="stretch", cache_dir=None, workers=None
                 "skipped": skipped}
         try:
             os.replace(tmp, npy)
-            tmp_meta = meta_path.with_name(f"{key}.{os.getpid()}.tmp.json")
-            tmp_meta.write_text(json.dumps(meta))
-            os.replace(tmp_meta, meta_path)
-        except OSError:
+            write_text_atomic(meta_path, json.dumps(meta), "decode cache index")
+        except (OSError, CnnError):
             pass  # the run goes on from memory; the next run decodes again
     return result
 

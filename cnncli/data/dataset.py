@@ -66,7 +66,7 @@ def prepare(cfg, progress=None):
     present = set(dec.labels.tolist())
     lost = [listing.classes[k] for k in range(len(listing.classes)) if k not in present]
     if lost:
-        raise CnnError(f"class '{lost[0]}' in {d.train} has no readable images (all skipped; see the "
+        raise CnnError(f"class {lost[0]!r} in {d.train} has no readable images (all skipped; see the "
                        "skipped list): fix or remove them")
     if d.val:
         vlist = scan(d.val, classes=listing.classes, role="val")
