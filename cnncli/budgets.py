@@ -1,6 +1,16 @@
-"""Numbers shared by the kernels and by `inspect`'s memory estimate (this module imports nothing,
-so inspect can read them without loading numba)."""
+"""Rules shared by the kernels and by `inspect`'s memory estimate. This module imports nothing,
+so inspect can apply them without loading numba: one rule, one place."""
 
 # A conv layer keeps its whole batch's im2col columns from forward to backward when they take at
 # most this many bytes; bigger layers recompute them per chunk in backward.
 KEEP_COLUMNS_BYTES = 32 << 20
+
+
+def is_pointwise(size, stride, pads):
+    """A 1x1, stride-1, unpadded convolution: its im2col columns are the input itself."""
+    return tuple(size) == (1, 1) and tuple(stride) == (1, 1) and not any(pads)
+
+
+def keeps_columns(images, positions, depth, pointwise, itemsize=4):
+    """Does a conv layer keep its batch's columns (images x positions rows, depth wide)?"""
+    return not pointwise and images * positions * depth * itemsize <= KEEP_COLUMNS_BYTES

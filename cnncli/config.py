@@ -10,13 +10,14 @@ import dataclasses
 import difflib
 import inspect as pyinspect
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .errors import CnnError
-from .layers import ALIASES, LAYERS
+from .layers import ALIASES, LAYERS, WIRING
 from .optim import SCHEDULES
 
 
@@ -127,8 +128,9 @@ def is_number(v):
 @dataclass
 class Architecture:
     input: tuple            # (h, w, c)
-    layers: list            # [(type, args)] with aliases resolved and args validated
+    layers: list            # [(type, args)]: blocks expanded, aliases resolved, args validated
     source: str = "<inline>"
+    origins: list = None    # per layer: None, or the block use it came from (for error lines)
 
     def to_dict(self):
         return {"input": list(self.input), "layers": [{k: dict(a)} for k, a in self.layers]}
@@ -151,11 +153,13 @@ class Architecture:
         if index is None:
             return self.source
         kind = self.layers[index][0]
-        return f"{self.source}: layers[{index}] ({kind}" + (f", '{key}')" if key else ")")
+        origin = self.origins[index] if self.origins else None
+        return (f"{self.source}: layers[{index}] ({kind}" + (f", '{key}'" if key else "")
+                + (f", {origin}" if origin else "") + ")")
 
 
 def parse_architecture(raw, source):
-    check_keys(raw, ("input", "layers"), source)
+    check_keys(raw, ("input", "layers", "blocks"), source)
     if "input" not in raw:
         raise ConfigError(f"{source}: missing 'input': give the image size as [height, width, channels], e.g. [28, 28, 1]")
     if "layers" not in raw:
@@ -166,53 +170,166 @@ def parse_architecture(raw, source):
     layers = raw["layers"]
     if not isinstance(layers, list) or not layers:
         raise ConfigError(f"{source}: 'layers' must be a non-empty list, got {layers!r}")
-    specs = [_parse_layer(item, i, source) for i, item in enumerate(layers)]
-    arch = Architecture(tuple(inp), specs, source)
-    arch.build(build_params=False)  # shapes: a filter larger than its input, a map shrunk to zero...
+    items, origins = expand_blocks(layers, raw.get("blocks"), source)
+    specs = [_parse_layer(item, i, source, origin) for i, (item, origin) in enumerate(zip(items, origins))]
+    arch = Architecture(tuple(inp), specs, source, origins if any(origins) else None)
+    arch.build(build_params=False)  # wiring and shapes: a bad 'from', a filter larger than its input...
     return arch
 
 
-def _parse_layer(item, index, source):
-    where = f"{source}: layers[{index}]"
+def _split_item(item, where):
+    """A list item of 'layers' -> (type, args): '- flatten', '- conv: {...}', '- dropout: 0.5'."""
     if isinstance(item, str):
-        kind, args = item, {}
-    elif isinstance(item, dict) and len(item) == 1:
+        return item, {}
+    if isinstance(item, dict) and len(item) == 1:
         (kind, args), = item.items()
-        if args is None:
-            args = {}
-    else:
-        raise ConfigError(f"{where}: write a layer as '- flatten' or '- conv: {{filters: 8, size: 3}}' "
-                          f"(one type per list item), got {item!r}")
-    if not isinstance(kind, str):
-        raise ConfigError(f"{where}: the layer type must be a name, got {kind!r}")
+        if not isinstance(kind, str):
+            raise ConfigError(f"{where}: the layer type must be a name, got {kind!r}")
+        return kind, {} if args is None else args
+    raise ConfigError(f"{where}: write a layer as '- flatten' or '- conv: {{filters: 8, size: 3}}' "
+                      f"(one type per list item), got {item!r}")
+
+
+def _parse_layer(item, index, source, origin=None):
+    where = f"{source}: layers[{index}]"
+    kind, args = _split_item(item, where + (f" ({origin})" if origin else ""))
     names = list(LAYERS) + list(ALIASES)
     if kind not in names:
         raise ConfigError(f"{where}: unknown layer type {kind!r}{did_you_mean(kind, names)}; "
                           f"known: {', '.join(LAYERS)} (and {', '.join(ALIASES)} as short for activation)")
-    if kind in ALIASES:
-        real, preset = ALIASES[kind]
-        if args != {}:
-            raise ConfigError(f"{where} ({kind}): '{kind}' takes no arguments; "
-                              f"use '- activation: {{fn: {kind}, ...}}'")
-        return real, dict(preset)
-    cls = LAYERS[kind]
-    params = [p for p in pyinspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+    label = f"{where} ({kind}" + (f", {origin}" if origin else "")
+    real, preset = ALIASES.get(kind, (kind, {}))
+    cls = LAYERS[real]
+    params = [p for p in pyinspect.signature(cls.__init__).parameters.values()
+              if p.name != "self" and p.name not in preset]
     if not isinstance(args, dict):
         if not params:
-            raise ConfigError(f"{where} ({kind}): takes no arguments, got {args!r}")
+            raise ConfigError(f"{label}): takes no arguments, got {args!r}")
         args = {params[0].name: args}   # '- activation: relu', '- dropout: 0.5', '- dense: 10'
-    allowed = [p.name for p in params]
-    check_keys(args, allowed, f"{where} ({kind})")
+    allowed = [p.name for p in params] + list(WIRING)
+    check_keys(args, allowed, f"{label})")
+    args = {k: (v if k in WIRING else yaml11_numbers(v)) for k, v in args.items()}
     required = [p.name for p in params if p.default is pyinspect.Parameter.empty]
     for name in required:
         if name not in args:
-            raise ConfigError(f"{where} ({kind}): missing '{name}'")
+            raise ConfigError(f"{label}): missing '{name}'")
     try:
-        cls(**args)  # argument checks
+        cls(**{**preset, **{k: v for k, v in args.items() if k not in WIRING}})  # argument checks
     except Exception as e:  # LayerError carries the key
         key = getattr(e, "key", None)
-        raise ConfigError(f"{where} ({kind}" + (f", '{key}')" if key else ")") + f": {e}") from None
-    return kind, dict(args)
+        raise ConfigError(f"{label}" + (f", '{key}')" if key else ")") + f": {e}") from None
+    return real, {**preset, **args}
+
+
+YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def yaml11_numbers(value):
+    """YAML 1.1 (PyYAML) reads 1e-5 (no dot) as text; users mean a number: '1e-5' -> 1e-05."""
+    if isinstance(value, str) and YAML11_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [yaml11_numbers(v) for v in value]
+    return value
+
+
+# --- blocks: a list of layers defined once and used like a layer type --------------------
+
+def expand_blocks(layers, blocks, source):
+    """Replace each use of a block by its layers -> (items, origins).
+
+    blocks: {name: [layer, ...]}. Inside a block, a value written "$p" is a parameter, given
+    where the block is used: `- basic: {filters: 32, repeat: 3, name: stage1}` (repeat: how many
+    copies in a row, default 1; name: names the block's output, its last layer). Offsets in
+    `from` are relative, so -1 inside a block's first layer is the layer before the block; a
+    `name` inside a block is local to each copy and becomes '<block><copy>.<name>' (basic2.in).
+    """
+    if blocks is None:
+        return list(layers), [None] * len(layers)
+    if not isinstance(blocks, dict):
+        raise ConfigError(f"{source}: 'blocks' must map block names to lists of layers, got {blocks!r}")
+    for bname, body in blocks.items():
+        if not isinstance(body, list) or not body:
+            raise ConfigError(f"{source}: blocks.{bname} must be a non-empty list of layers, got {body!r}")
+        if bname in LAYERS or bname in ALIASES:
+            raise ConfigError(f"{source}: blocks.{bname}: '{bname}' is a layer type; give the block another name")
+    items, origins, copies = [], [], {}
+    for i, item in enumerate(layers):
+        kind, args = _split_item(item, f"{source}: layers[{i}]")
+        if kind not in blocks:
+            items.append(item)
+            origins.append(None)
+            continue
+        where = f"{source}: layers[{i}] (block {kind})"
+        if not isinstance(args, dict):
+            raise ConfigError(f"{where}: give the block's parameters as a mapping, e.g. "
+                              f"- {kind}: {{repeat: 2}}; got {args!r}")
+        args = dict(args)
+        repeat = args.pop("repeat", 1)
+        if not is_int(repeat) or repeat < 1:
+            raise _type_error(where, "repeat", "an integer >= 1", repeat)
+        out_name = args.pop("name", None)
+        wanted = sorted(_block_params(blocks[kind]))
+        for key in args:
+            if key not in wanted:
+                raise ConfigError(f"{where}: unknown parameter {key!r}{did_you_mean(key, wanted)}; "
+                                  f"the block's parameters: {', '.join(wanted) or 'none'}, and repeat, name")
+        for key in wanted:
+            if key not in args:
+                raise ConfigError(f"{where}: missing parameter '{key}' (written ${key} in blocks.{kind})")
+        for r in range(repeat):
+            copies[kind] = copies.get(kind, 0) + 1
+            body = _instantiate(blocks[kind], args, f"{kind}{copies[kind]}", f"{where} ")
+            if out_name is not None and r == repeat - 1:
+                body[-1] = _with_name(body[-1], out_name, where)
+            items += body
+            origins += [f"block {kind} at layers[{i}] of the file" + (f", copy {r + 1}" if repeat > 1 else "")] * len(body)
+    return items, origins
+
+
+def _block_params(value):
+    """The $names used anywhere in a block."""
+    if isinstance(value, str) and value.startswith("$"):
+        return {value[1:]}
+    if isinstance(value, list):
+        return set().union(*(_block_params(v) for v in value)) if value else set()
+    if isinstance(value, dict):
+        return set().union(*(_block_params(v) for v in value.values())) if value else set()
+    return set()
+
+
+def _fill(value, params, local):
+    """Substitute $parameters; rename local names (in 'name' and 'from')."""
+    if isinstance(value, str) and value.startswith("$"):
+        return params[value[1:]]
+    if isinstance(value, list):
+        return [_fill(v, params, local) for v in value]
+    if isinstance(value, dict):
+        out = {k: _fill(v, params, local) for k, v in value.items()}
+        for key in ("name", "from"):
+            if key in out:
+                ref = out[key]
+                out[key] = [local.get(r, r) if isinstance(r, str) else r for r in ref] if isinstance(ref, list) \
+                    else local.get(ref, ref) if isinstance(ref, str) else ref
+        return out
+    return value
+
+
+def _instantiate(body, params, copy, where):
+    local = {}
+    for item in body:
+        if isinstance(item, dict) and len(item) == 1:
+            args = next(iter(item.values()))
+            if isinstance(args, dict) and isinstance(args.get("name"), str):
+                local[args["name"]] = f"{copy}.{args['name']}"
+    return [_fill(item, params, local) for item in body]
+
+
+def _with_name(item, name, where):
+    kind, args = _split_item(item, where)
+    if not isinstance(args, dict):
+        raise ConfigError(f"{where}: the block's last layer must be written as a mapping to take 'name'")
+    return {kind: {**args, "name": name}}
 
 
 def load_architecture(path):
@@ -259,6 +376,12 @@ def _check(where, key, value, kind, **opt):
         if value not in opt["choices"]:
             raise ConfigError(f"{where}: '{key}' must be one of {', '.join(opt['choices'])}, got {value!r}"
                               f"{did_you_mean(value, opt['choices'])}")
+    elif kind == "weights":
+        value = [as_number(v) for v in value] if isinstance(value, list) else value
+        if value != "auto" and not (isinstance(value, list) and value and all(is_number(v) and v > 0 for v in value)):
+            raise _type_error(where, key, "'auto' or a list of positive numbers, one per class", value)
+        if isinstance(value, list):
+            value = [float(v) for v in value]
     elif kind == "floats":
         n, lo, hi = opt["n"], opt.get("min"), opt.get("max")
         ok = isinstance(value, list) and len(value) in n and all(is_number(v) for v in value)
@@ -319,6 +442,7 @@ class Train:
     patience: int = None
     monitor: str = "val_acc"
     init: str = None
+    class_weights: object = None   # None | "auto" | [one weight per class]
 
     SPEC = {"epochs": ("int",), "batch_size": ("int",),
             "optimizer": ("choice", {"choices": ("sgd", "adam", "adamw")}),
@@ -328,7 +452,8 @@ class Train:
             "warmup_epochs": ("number",), "step_size": ("int",), "gamma": ("number", {"open": True}),
             "min_lr": ("number",), "label_smoothing": ("number", {"max": 1.0}), "shuffle": ("bool",),
             "seed": ("int", {"min": 0}), "patience": ("int",),
-            "monitor": ("choice", {"choices": ("val_acc", "val_loss")}), "init": ("path",)}
+            "monitor": ("choice", {"choices": ("val_acc", "val_loss")}), "init": ("path",),
+            "class_weights": ("weights",)}
 
 
 def parse_section(cls, raw, where):

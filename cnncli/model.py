@@ -1,4 +1,10 @@
-"""A Sequential network: layers built from specs, forward, backward, parameters, checkpoints.
+"""The network: a graph of layers, built from specs; forward, backward, one training step, one
+evaluation, and the checkpoint (PyTorch / ONNX) layout.
+
+The graph is a list in which each layer reads earlier outputs (Ultralytics' `from`, Darknet's
+`[route]`): `sources[i]` holds the indices layer i reads, INPUT (-1) being the network's input.
+A list with back-references is already in topological order, so forward walks it front to back
+and backward back to front. The last layer is the output.
 
 Inside, feature maps are NHWC float32. At the boundary (export / load) arrays use the
 PyTorch / ONNX layout: conv weight (F, C, FH, FW), dense weight (units, in_features),
@@ -6,11 +12,15 @@ dense after flatten sees (C, H, W) order, batchnorm weight / bias / running_mean
 """
 
 import contextlib
+import difflib
+import math
 
 import numpy as np
 
-from .layers import ALIASES, LAYERS, LayerError
-from .losses import LOSSES
+from .layers import ALIASES, LAYERS, WIRING, LayerError
+from .losses import Loss
+
+INPUT = -1  # the source index of the network's input
 
 
 class SpecError(ValueError):
@@ -21,8 +31,16 @@ class SpecError(ValueError):
         self.index, self.key = index, key
 
 
+class Diverged(ArithmeticError):
+    """The loss of a training batch is NaN or infinite."""
+
+    def __init__(self, loss):
+        super().__init__(f"loss is {loss}")
+        self.loss = loss
+
+
 def build_layer(kind, args, index=None):
-    """('conv', {...}) -> a Layer. Raises SpecError naming the index and key."""
+    """('conv', {...}) -> a Layer (wiring keys left out). Raises SpecError naming the index and key."""
     if kind in ALIASES:
         kind, preset = ALIASES[kind]
         args = {**preset, **args}
@@ -30,25 +48,93 @@ def build_layer(kind, args, index=None):
     if cls is None:
         raise SpecError(index, f"unknown layer type {kind!r}")
     try:
-        return cls(**args)
+        return cls(**{k: v for k, v in args.items() if k not in WIRING})
     except LayerError as e:
         raise SpecError(index, str(e), e.key) from None
 
 
+def resolve_sources(specs):
+    """[(type, args)] -> [tuple of source indices] per layer, from each layer's `from` (default -1:
+    the previous layer). Every mistake is a SpecError naming the layer and the key."""
+    names, later = {}, {}
+    for i, (_, args) in enumerate(specs):
+        name = args.get("name")
+        if name is None:
+            continue
+        if not isinstance(name, str) or not name.strip() or name == "input":
+            raise SpecError(i, f"'name' must be a text other than 'input', got {name!r}", "name")
+        if name in later:
+            raise SpecError(i, f"name {name!r} is already used by layers[{later[name]}]: names must be unique", "name")
+        later[name] = i
+    sources = []
+    for i, (kind, args) in enumerate(specs):
+        ref = args.get("from", -1)
+        refs = list(ref) if isinstance(ref, (list, tuple)) else [ref]
+        many = LAYERS[ALIASES.get(kind, (kind,))[0]].n_inputs is None
+        if many and (not isinstance(ref, (list, tuple)) or len(refs) < 2):
+            raise SpecError(i, f"{kind} joins two or more inputs: give 'from' as a list, e.g. from: [-3, -1]; "
+                            f"got {ref!r}", "from")
+        if not many and len(refs) != 1:
+            raise SpecError(i, f"{kind} reads one input: give 'from' one layer, got {ref!r}", "from")
+        sources.append(tuple(_resolve_ref(r, i, names, later) for r in refs))
+        if args.get("name") is not None:
+            names[args["name"]] = i
+    return sources
+
+
+def _resolve_ref(ref, i, names, later):
+    """One entry of `from` for layer i -> an absolute index, or INPUT."""
+    if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+        raise SpecError(i, f"'from' entries are layer offsets (-1), indices (0, 1, ...), 'input' or a "
+                        f"layer's name; got {ref!r}", "from")
+    if isinstance(ref, str):
+        if ref == "input":
+            return INPUT
+        if ref in names:
+            return names[ref]
+        if ref in later:
+            where = "itself" if later[ref] == i else f"layers[{later[ref]}], which comes later"
+            raise SpecError(i, f"'from: {ref}' refers to {where}: a layer reads only earlier layers", "from")
+        close = difflib.get_close_matches(ref, list(names), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise SpecError(i, f"'from: {ref}' names no earlier layer{hint}; names so far: "
+                        f"{', '.join(names) or 'none'}", "from")
+    j = i + ref if ref < 0 else ref
+    if j >= i:
+        where = "itself" if j == i else f"layers[{j}], which comes later"
+        raise SpecError(i, f"'from: {ref}' refers to {where}: a layer reads only earlier layers "
+                        "(-1 is the previous one)", "from")
+    if j < INPUT:
+        raise SpecError(i, f"'from: {ref}' reaches before the input: layers[{i}] can go back at most "
+                        f"{i + 1} (-{i + 1} is the input)", "from")
+    return j
+
+
 class Model:
-    """layers: list of (type, args) specs; input_shape: (H, W, C)."""
+    """specs: list of (type, args); input_shape: (H, W, C)."""
 
     def __init__(self, input_shape, specs, seed=0, dtype=np.float32, build_params=True, init=True):
         self.input_shape = tuple(input_shape)
         self.specs = [(kind, dict(args)) for kind, args in specs]
         self.layers = [build_layer(kind, args, i) for i, (kind, args) in enumerate(self.specs)]
-        shape = self.input_shape
+        self.sources = resolve_sources(self.specs)
+        self.readers = [[] for _ in self.layers]   # readers[j]: the layers that read layer j
+        for i, src in enumerate(self.sources):
+            for j in src:
+                if j != INPUT:
+                    self.readers[j].append(i)
+        for j, rd in enumerate(self.readers[:-1]):
+            if not rd:
+                raise SpecError(j, "its output is never used (a dead branch): read it with 'from' in "
+                                "a later layer, or remove it")
+        shapes = {INPUT: self.input_shape}
         for i, layer in enumerate(self.layers):
+            ins = [shapes[j] for j in self.sources[i]]
             try:
-                shape = layer.build(shape)
+                shapes[i] = layer.build(ins if layer.n_inputs is None else ins[0])
             except LayerError as e:
                 raise SpecError(i, str(e), e.key) from None
-        self.output_shape = shape
+        self.output_shape = shapes[len(self.layers) - 1]
         self.head = self._find_head()
         self.dtype = np.dtype(dtype)
         if build_params:
@@ -76,18 +162,20 @@ class Model:
         return 2 if self.head == "sigmoid" else self.output_shape[0]
 
     def _init_activations(self):
-        """The activation that follows each layer, looking past batchnorm and dropout:
-        decides He or Glorot initialisation for conv -> batchnorm -> relu as for conv+relu."""
+        """The activation that follows each layer, looking through batchnorm and dropout to the
+        first reader: decides He or Glorot initialisation for conv -> batchnorm -> relu (or an add
+        with relu) as for conv+relu."""
         acts = []
         for i, layer in enumerate(self.layers):
-            act = layer.activation
-            if act == "linear":
-                for nxt in self.layers[i + 1:]:
-                    if nxt.kind == "activation":
-                        act = nxt.activation
-                        break
-                    if nxt.kind not in ("batchnorm", "dropout"):
-                        break
+            act, j = layer.activation, i
+            while act == "linear" and self.readers[j]:
+                j = self.readers[j][0]
+                nxt = self.layers[j]
+                if nxt.kind in ("activation", "add"):
+                    act = nxt.activation
+                    break
+                if nxt.kind not in ("batchnorm", "dropout"):
+                    break
             acts.append(act)
         return acts
 
@@ -121,36 +209,82 @@ class Model:
             last.activation = act
 
     def forward(self, x, training=False):
-        """(N, H, W, C) -> logits (N, K): the output activation is left to the loss."""
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        """(N, H, W, C) -> logits (N, K): the output activation is left to the loss.
+        An output is dropped as soon as the last layer that reads it has run."""
+        outs = {INPUT: np.ascontiguousarray(x, dtype=self.dtype)}
+        unread = {INPUT: sum(src.count(INPUT) for src in self.sources)}
         with self._logits():
-            for layer in self.layers:
-                x = layer.forward(x, training)
-        return x
+            for i, layer in enumerate(self.layers):
+                ins = [outs[j] for j in self.sources[i]]
+                for j in self.sources[i]:
+                    unread[j] -= 1
+                    if not unread[j]:
+                        del outs[j]
+                outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], training)
+                unread[i] = len(self.readers[i])
+                del ins
+        return outs[len(self.layers) - 1]
 
     def backward(self, dlogits):
-        """Back-propagate dL/dlogits; fills each layer's grads."""
-        dy = dlogits
+        """Back-propagate dL/dlogits; adds into each layer's grads. A layer read by several
+        others gets the sum of their gradients."""
+        pending = {len(self.layers) - 1: dlogits}
         with self._logits():
             for i in range(len(self.layers) - 1, -1, -1):
-                dy = self.layers[i].backward(dy, need_dx=i > 0)
+                layer, src = self.layers[i], self.sources[i]
+                need_dx = any(j != INPUT for j in src)
+                dx = layer.backward(pending.pop(i), need_dx=need_dx)
+                if not need_dx:
+                    continue
+                for j, d in zip(src, dx if layer.n_inputs is None else [dx]):
+                    if j != INPUT:
+                        pending[j] = d if j not in pending else pending[j] + d  # never in place: d may be shared
 
-    def loss(self, x, labels, smoothing=0.0, training=True):
-        """Forward + fused loss + backward: returns (loss, probabilities)."""
-        logits = self.forward(x, training=training)
-        loss, dlogits, probs = LOSSES[self.head](logits, labels, smoothing)
+    def zero_grad(self):
+        for layer in self.layers:
+            layer.zero_grad()
+
+    def gradients(self, x, labels, loss):
+        """Zero the gradients, forward, fused loss, finite check, backward -> (loss, probabilities).
+        Raises Diverged (before backward) when the loss is NaN or infinite."""
+        self.zero_grad()
+        value, dlogits, probs = loss(self.forward(x, training=True), labels)
+        if not math.isfinite(value):
+            raise Diverged(value)
         self.backward(dlogits)
-        return loss, probs
+        return value, probs
+
+    def train_step(self, x, labels, loss, optimizer, gradients_ready=None):
+        """The one training step -> (loss, probabilities). `gradients_ready(model)` is called at
+        the point where the batch's gradients are complete, before the optimizer reads them:
+        the place for an all-reduce across processes, clipping or accumulation."""
+        value, probs = self.gradients(x, labels, loss)
+        if gradients_ready is not None:
+            gradients_ready(self)
+        optimizer.step()
+        return value, probs
+
+    def evaluate(self, batches):
+        """The one evaluation, in inference mode: train's validation, `evaluate` and `predict` all
+        call it. batches: (x, labels or None) pairs -> (probabilities (N, K), mean loss or None).
+        The loss is the head's plain cross-entropy (no label smoothing, no class weights)."""
+        loss = Loss(self.head)
+        probs, total, seen = [], 0.0, 0
+        for x, labels in batches:
+            logits = self.forward(x, training=False)
+            if labels is None:
+                probs.append(loss.probabilities(logits))
+                continue
+            value, _, p = loss(logits, labels)
+            probs.append(p)
+            total += value * len(labels)
+            seen += len(labels)
+        out = np.concatenate(probs) if probs else np.zeros((0, self.n_classes), self.dtype)
+        return out, (total / seen if seen else None)
 
     def predict_proba(self, x):
         """(N, H, W, C) -> class probabilities (N, n_classes), inference mode."""
-        logits = self.forward(x, training=False)
-        if self.head == "sigmoid":
-            from .losses import sigmoid
-            p = sigmoid(logits[:, 0])
-            return np.stack([1 - p, p], axis=1)
-        from .losses import softmax
-        return softmax(logits)
+        return self.evaluate([(x, None)])[0]
 
     # --- the boundary layout ---
     def state_dict(self):
@@ -164,4 +298,4 @@ class Model:
             layer.load({k: arrays[f"layers.{i}.{k}"] for k in names})
 
 
-__all__ = ["Model", "SpecError", "build_layer"]
+__all__ = ["Model", "SpecError", "Diverged", "build_layer", "INPUT"]

@@ -8,7 +8,6 @@ mid-epoch checkpoint (Ctrl-C) also stores the batch position and dropout's gener
 
 import csv
 import io
-import math
 import os
 import signal
 import time
@@ -83,13 +82,29 @@ def metrics_csv(history):
     return buf.getvalue()
 
 
-def prepare_output(output, force):
-    """A new run's folder: refused if it holds a run (unless force, which clears it), and writable."""
+def check_output(output, force):
+    """Refuse a folder holding a run (unless force) or one that cannot be written; touch nothing.
+    -> the run files a forced start will replace."""
     output = Path(output)
     existing = [name for name in RUN_FILES if (output / name).exists()]
     if existing and not force:
         raise CnnError(f"{output} already holds a run ({', '.join(existing)}): continue it with "
                        f"`cnncli train --resume {output}`, start over with --force, or set another output")
+    nearest = output
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    reason = ("Not a directory" if not nearest.is_dir() else
+              "Permission denied" if not os.access(nearest, os.W_OK | os.X_OK) else None)
+    if reason:
+        raise CnnError(f"cannot write to output folder {output} ({reason}): pick a writable folder "
+                       "with --set output=PATH")
+    return existing
+
+
+def claim_output(output, replace=()):
+    """Make the run folder and clear the run files a forced start replaces: called only once
+    everything has been checked, right before the first file of the new run is written."""
+    output = Path(output)
     try:
         output.mkdir(parents=True, exist_ok=True)
         probe = output / f".write-test-{os.getpid()}"
@@ -98,19 +113,21 @@ def prepare_output(output, force):
     except OSError as e:
         raise CnnError(f"cannot write to output folder {output} ({e.strerror}): pick a writable folder "
                        "with --set output=PATH") from None
-    if force:
-        for name in existing:
-            (output / name).unlink()
+    for name in replace:
+        (output / name).unlink(missing_ok=True)
     return output
 
 
 class Trainer:
-    def __init__(self, cfg, data, reporter, output, model, state=None):
+    def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None):
+        from .losses import Loss
         from .optim import OPTIMIZERS
 
         self.cfg, self.data, self.report, self.output = cfg, data, reporter, Path(output)
         t = cfg.train
         self.model = model
+        self.class_weights = class_weights
+        self.loss = Loss(model.head, t.label_smoothing, class_weights)
         params = model.named_params()
         if t.optimizer == "sgd":
             self.opt = OPTIMIZERS["sgd"](params, t.lr, t.momentum, t.nesterov, t.weight_decay)
@@ -126,7 +143,7 @@ class Trainer:
         return {"kind": kind, "architecture": self.cfg.model.to_dict(), "classes": d.classes,
                 "preprocessing": d.preprocessing(self.cfg.model.input, self.cfg.data.resize),
                 "epoch": self.state.epoch, "metrics": self.state.history[-1] if self.state.history else {},
-                "config": self.cfg.to_dict()}
+                "class_weights": self.class_weights, "config": self.cfg.to_dict()}
 
     def save_last(self):
         arrays = dict(self.model.state_dict())
@@ -191,24 +208,21 @@ class Trainer:
         self.report.message("stopping after this batch and saving last.npz (Ctrl-C again to quit at once)")
 
     def train_epoch(self, epoch, n_batches):
-        from .losses import LOSSES
+        from .model import Diverged
 
         st, t = self.state, self.cfg.train
         rng = self._seed_epoch(epoch)
         p = st.partial
         self.report.epoch_start(epoch, t.epochs, n_batches, st.batch)
         start = time.perf_counter()
-        head = LOSSES[self.model.head]
         batches = timed(self.data.train.epoch(rng, start=st.batch, shuffle=t.shuffle), p)
         for b, (x, y) in enumerate(batches, start=st.batch):
             step = epoch * n_batches + b
             self.opt.lr = self.lr_at(step)
-            logits = self.model.forward(x, training=True)
-            loss, dlogits, probs = head(logits, y, t.label_smoothing)
-            if not math.isfinite(loss):
-                self._diverged(loss, epoch, b)
-            self.model.backward(dlogits)
-            self.opt.step()
+            try:
+                loss, probs = self.model.train_step(x, y, self.loss, self.opt)
+            except Diverged as e:
+                self._diverged(e.loss, epoch, b)
             p["loss"] += loss * len(y)
             p["correct"] += int((probs.argmax(axis=1) == y).sum())
             p["seen"] += len(y)
@@ -240,7 +254,7 @@ class Trainer:
                "val_loss": None, "val_acc": None, "lr": self.lr_at((st.epoch + 1) * n - 1), "seconds": p["seconds"],
                "images_per_s": p["seen"] / max(p["seconds"], 1e-9), "data_wait": p["wait"] / max(p["seconds"], 1e-9)}
         if self.data.val is not None:
-            row["val_loss"], row["val_acc"] = evaluate_batches(self.model, self.data.val)
+            row["val_loss"], row["val_acc"] = validate(self.model, self.data.val)
         st.history.append(row)
         st.epoch += 1
         st.batch = 0
@@ -269,18 +283,16 @@ class Trainer:
         return False
 
 
-def evaluate_batches(model, batches):
-    """Mean loss and accuracy over a Batches (inference mode, no augmentation)."""
-    from .losses import LOSSES
+def validate(model, batches):
+    """(loss, accuracy) of a Batches in inference mode, through the one evaluation, Model.evaluate."""
+    labels = []
 
-    head = LOSSES[model.head]
-    total, correct, seen = 0.0, 0, 0
-    for x, y in batches.epoch(None):
-        loss, _, probs = head(model.forward(x, training=False), y)
-        total += loss * len(y)
-        correct += int((probs.argmax(axis=1) == y).sum())
-        seen += len(y)
-    return total / max(seen, 1), correct / max(seen, 1)
+    def pairs():
+        for x, y in batches.epoch(None):
+            labels.append(y)
+            yield x, y
+    probs, loss = model.evaluate(pairs())
+    return loss, float((probs.argmax(axis=1) == np.concatenate(labels)).mean())
 
 
 # A tiny network that touches every kernel once: its first run compiles them (float32), later runs
@@ -298,13 +310,14 @@ def warm_up(cfg):
     """Compile (or load) the kernels before the clock starts. -> (seconds, compiled anything?)."""
     from .kernels import cache_counts
     from .kernels.augment import prepare_batch
+    from .losses import Loss
     from .model import Model
 
     start = time.perf_counter()
     c = cfg.model.input[2]
     model = Model((8, 8, c), WARM_UP, seed=0)
     x = np.zeros((2, 8, 8, c), np.float32)
-    model.loss(x, np.zeros(2, np.int64))
+    model.gradients(x, np.zeros(2, np.int64), Loss(model.head))
     model.predict_proba(x)
     prepare_batch(np.zeros((1, 8, 8, c), np.uint8), [0.0] * c, [1.0] * c)
     return time.perf_counter() - start, cache_counts()[1] > 0

@@ -1,13 +1,15 @@
 """`cnncli train`: config -> data -> model -> the runner, and the resume that rebuilds all three."""
 
+import math
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from . import checkpoint, config
 from .errors import CnnError
 from .files import write_text_atomic
-from .runner import Result, State, Trainer, prepare_output, warm_up
+from .runner import Result, State, Trainer, check_output, claim_output, warm_up
 
 
 def train(config_path=None, overrides=(), force=False, resume=None, init=None, reporter=None):
@@ -23,14 +25,18 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
     if init:
         cfg.train.init = str(init)
     model = cfg.model.build(seed=cfg.train.seed)  # before decoding: too big for memory fails fast
+    _check_batch_statistics(cfg, model)
     if cfg.train.init:
         _warm_start(model, cfg.train.init)
-    output = prepare_output(cfg.output, force)
+    replaced = check_output(cfg.output, force)
     data = _prepare_data(cfg, report)
     _check_classes(cfg, model, data.classes)
+    weights = _class_weights(cfg, data)
+    # everything is checked: only now is an earlier run's folder touched (--force)
+    output = claim_output(cfg.output, replaced)
     write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     _write_skipped(output, data.skipped)
-    trainer = Trainer(cfg, data, report, output, model=model)
+    trainer = Trainer(cfg, data, report, output, model=model, class_weights=weights)
     return _run(trainer, cfg, report)
 
 
@@ -65,6 +71,34 @@ def _check_classes(cfg, model, classes):
                        f"({model.n_classes} classes) but {cfg.data.train} has {len(classes)} classes "
                        f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}): give "
                        f"layers[{last}] {want}")
+
+
+def _check_batch_statistics(cfg, model):
+    """Batchnorm over one value per channel (batch size 1 after a dense layer or on a 1x1 map)
+    would normalise every value to its bias and shrink running_var: refuse it."""
+    if cfg.train.batch_size > 1:
+        return
+    for i, layer in enumerate(model.layers):
+        if layer.kind == "batchnorm" and math.prod(layer.in_shape[:-1]) == 1:
+            raise CnnError(f"{cfg.source}: train.batch_size 1 leaves layers[{i}] (batchnorm) one value per "
+                           "channel to normalise: use train.batch_size 2 or more")
+
+
+def _class_weights(cfg, data):
+    """train.class_weights -> one weight per class, or None. 'auto': inverse class frequency."""
+    from .losses import balanced_weights
+
+    want = cfg.train.class_weights
+    if want is None:
+        return None
+    if want == "auto":
+        counts = np.bincount(data.train.labels[data.train.indices], minlength=len(data.classes))
+        return balanced_weights(counts)
+    if len(want) != len(data.classes):
+        raise CnnError(f"{cfg.source}: train.class_weights lists {len(want)} weights but {cfg.data.train} has "
+                       f"{len(data.classes)} classes ({', '.join(data.classes[:6])}"
+                       f"{', ...' if len(data.classes) > 6 else ''}): give one per class, in that order, or 'auto'")
+    return list(want)
 
 
 def _write_skipped(output, skipped):
@@ -132,7 +166,8 @@ def _resume(run_dir, overrides, report):
     if data.classes != meta["classes"]:
         raise CnnError(f"the classes in {cfg.data.train} ({', '.join(data.classes)}) differ from the run's "
                        f"({', '.join(meta['classes'])}): resume needs the same data")
-    trainer = Trainer(cfg, data, report, run_dir, model=model, state=state)
+    trainer = Trainer(cfg, data, report, run_dir, model=model, state=state,
+                      class_weights=_class_weights(cfg, data))
     optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
     try:
         trainer.opt.load_state(optim)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnncli.losses import sigmoid_binary_cross_entropy, softmax_cross_entropy
+from cnncli.losses import Loss, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from cnncli.model import Model, build_layer
 
 from .gradcheck import assert_grad_close
@@ -55,8 +55,15 @@ def test_layer_backward_matches_finite_differences(rng, kind, args, in_shape):
     assert_grad_close(f, x, dx, rng)
     for name, p in layer.params.items():
         f()
+        layer.zero_grad()
         layer.backward(r.copy())
         assert_grad_close(f, p, layer.grads[name].copy(), rng)
+    if layer.params:  # gradients add up: a second backward without zero_grad doubles them
+        once = {k: g.copy() for k, g in layer.grads.items()}
+        f()
+        layer.backward(r.copy())
+        for k, g in layer.grads.items():
+            np.testing.assert_allclose(g, 2 * once[k], rtol=1e-12, err_msg=k)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -130,7 +137,7 @@ def test_whole_network_gradient(rng, specs, n_out):
         return loss_fn(model.forward(x, training=True), labels, 0.05)[0]
 
     reseed()
-    model.loss(x, labels, smoothing=0.05)
+    model.gradients(x, labels, Loss(model.head, 0.05))
     grads = {k: g.copy() for k, _, g in model.named_params()}
     for key, p, _ in model.named_params():
         assert_grad_close(f, p, grads[key], rng, k=10)

@@ -10,13 +10,14 @@ PROGRAM = textwrap.dedent("""
     import json, time
     t0 = time.perf_counter()
     import numpy as np
+    from cnncli.losses import Loss
     from cnncli.model import Model
     from cnncli.kernels import cache_counts
     m = Model((12, 12, 3), [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}),
                             ("maxpool", {"size": 2}), ("avgpool", {"size": 2}),
                             ("conv", {"filters": 4, "size": 3, "activation": "tanh"}),
                             ("globalmaxpool", {}), ("dense", {"units": 3, "activation": "softmax"})])
-    m.loss(np.ones((2, 12, 12, 3), np.float32), np.array([0, 1]))
+    m.gradients(np.ones((2, 12, 12, 3), np.float32), np.array([0, 1]), Loss(m.head))
     m.predict_proba(np.ones((1, 12, 12, 3), np.float32))
     hits, misses = cache_counts()
     print(json.dumps({"hits": hits, "misses": misses, "seconds": time.perf_counter() - t0}))

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from cnncli import budgets
 from cnncli.kernels import activation as act_k
 from cnncli.kernels import conv as conv_k
 from cnncli.kernels import pool as pool_k
@@ -168,7 +169,7 @@ def test_nan_propagates_through_relu_and_maxpool():
 @pytest.mark.parametrize("case", [c for c in CONV_CASES if c[0] > 1], ids=str)
 def test_conv_matches_naive_without_kept_columns(rng, case, monkeypatch):
     # big layers recompute their columns in backward, a few images per GEMM
-    monkeypatch.setattr(conv_k, "KEEP_COLUMNS_BYTES", 0)
+    monkeypatch.setattr(budgets, "KEEP_COLUMNS_BYTES", 0)
     monkeypatch.setattr(conv_k, "ROWS_PER_STEP", 64)
     test_conv_matches_naive(rng, case, np.float32)
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from cnncli.losses import Loss
 from cnncli.model import Model, SpecError
 from cnncli.optim import Adam
 
@@ -122,9 +123,9 @@ def test_overfits_32_images():
         ("dense", {"units": 4, "activation": "softmax"}),
     ], seed=0)
     opt = Adam(model.named_params(), lr=0.005)
+    loss_fn = Loss(model.head)
     for _ in range(150):
-        loss, probs = model.loss(x, labels)
-        opt.step()
+        loss, probs = model.train_step(x, labels, loss_fn, opt)
     acc = (model.predict_proba(x).argmax(axis=1) == labels).mean()
     assert acc == 1.0, f"training accuracy {acc:.3f}, loss {loss:.4f}"
 

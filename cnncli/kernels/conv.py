@@ -10,7 +10,7 @@ Padding is implicit: cells outside the input read as zero, so no padded copy is 
 import numpy as np
 from numba import njit
 
-from ..budgets import KEEP_COLUMNS_BYTES
+from ..budgets import is_pointwise, keeps_columns
 from . import JIT
 from .activation import activate, activation_grad
 from .parallel import column_sums, run_chunks
@@ -90,10 +90,6 @@ def _col2im(dcols, fh, fw, sh, sw, pt, pl, oh, ow, dx):
                             dx[n, ih, iw, ci] += dcols[row, base + ci]
 
 
-def _is_identity(fh, fw, sh, sw, pads):
-    return fh == 1 and fw == 1 and sh == 1 and sw == 1 and not any(pads)
-
-
 ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB)
 # First layers (1 or 3 channels) build their columns transposed, from planar images. Measured,
 # 32 images, one thread, im2col ms planar / by rows: 28x28x1 5x5 0.41 / 1.19; 32x32x3 3x3
@@ -111,7 +107,7 @@ class _Geometry:
         self.pads, (self.oh, self.ow) = pads, out_hw
         self.p = self.oh * self.ow                 # output positions per image
         self.k = self.fh * self.fw * self.c        # GEMM depth
-        self.identity = _is_identity(self.fh, self.fw, self.sh, self.sw, pads)
+        self.identity = is_pointwise((self.fh, self.fw), stride, pads)
         self.planar = self.c <= PLANAR_MAX_CHANNELS and not self.identity  # see _im2col_planar_t
         self.step = max(1, ROWS_PER_STEP // self.p)  # images per GEMM
 
@@ -142,7 +138,7 @@ class _Geometry:
 
     def keeps_columns(self, dtype):
         """Small layers keep all columns from forward to backward; big ones recompute them."""
-        return not self.identity and self.n * self.p * self.k * np.dtype(dtype).itemsize <= KEEP_COLUMNS_BYTES
+        return keeps_columns(self.n, self.p, self.k, self.identity, np.dtype(dtype).itemsize)
 
 
 def im2col(x, fh, fw, stride, pads, out_hw):

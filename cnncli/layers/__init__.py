@@ -5,13 +5,17 @@ from .base import ACTIVATIONS, Layer, LayerError
 from .batchnorm import BatchNorm
 from .conv import Conv
 from .dense import Dense
+from .merge import Add, Concat
 from .pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from .shape import Dropout, Flatten
 
 LAYERS = {cls.kind: cls for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool,
-                                     Flatten, Dense, Dropout, BatchNorm, Activation)}
+                                     Flatten, Dense, Dropout, BatchNorm, Activation, Add, Concat)}
+
+# keys every layer takes besides its own arguments: the graph's wiring (see model.py)
+WIRING = ("from", "name")
 
 # `- relu` is short for `- activation: relu`
 ALIASES = {name: ("activation", {"fn": name}) for name in ACTIVATIONS}
 
-__all__ = ["LAYERS", "ALIASES", "Layer", "LayerError", "ACTIVATIONS"]
+__all__ = ["LAYERS", "ALIASES", "WIRING", "Layer", "LayerError", "ACTIVATIONS"]

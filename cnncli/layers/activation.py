@@ -4,7 +4,7 @@ Conv and dense layers take `activation:` directly; this layer is for orders such
 conv -> batchnorm -> relu, and for the softmax that ends a fully convolutional network.
 """
 
-from .base import Layer, activation_name
+from .base import Layer, activation_name, alpha_arg
 
 
 class Activation(Layer):
@@ -13,7 +13,7 @@ class Activation(Layer):
     def __init__(self, fn="relu", alpha=0.01):
         super().__init__()
         self.activation = activation_name(fn, "fn")
-        self.alpha = float(alpha)
+        self.alpha = alpha_arg(alpha)
 
     def config(self):
         return {"fn": self.activation, "alpha": self.alpha}
@@ -25,7 +25,7 @@ class Activation(Layer):
         from ..kernels.activation import activate
 
         y = activate(x.copy(), self.activation, self.alpha)
-        self._y = y
+        self._y = y if training else None
         return y
 
     def backward(self, dy, need_dx=True):

@@ -1,8 +1,13 @@
 """The Layer contract, and the argument checks and padding rule that layers share.
 
-A layer's config is its constructor's keyword arguments. Shape inference (`output_shape`) never
-touches a kernel, so `inspect` walks a network without importing numba.
-Shapes here are per image: (H, W, C) for feature maps, (D,) for vectors.
+A layer's config is its constructor's keyword arguments. Shape inference (`output_shape`) is
+pure and never touches a kernel, so `inspect` walks a network without importing numba; `build`
+fixes the input shape and derives what forward needs (paddings, output size).
+Shapes here are per image: (H, W, C) for feature maps, (D,) for vectors. A merge layer
+(`n_inputs = None`: add, concat) takes a list of shapes and a list of arrays.
+
+Gradients add up: backward does `grads[name] += ...`, and the model zeroes them once per step,
+so a parameter's gradient is right however many paths reach it.
 """
 
 import math
@@ -59,8 +64,14 @@ def boolean(value, key):
     return value
 
 
+def alpha_arg(value, key="alpha"):
+    """leaky_relu's slope for negative inputs: in [0, 1), so that the sign of the output is the
+    sign of the input (backward reads the sign from the output)."""
+    return rate(value, key)
+
+
 def activation_name(value, key="activation"):
-    if value is None:
+    if value is None or value == "none":
         return "linear"
     if value not in ACTIVATIONS:
         raise LayerError(f"'{key}' must be one of {', '.join(ACTIVATIONS)}; got {value!r}", key)
@@ -103,10 +114,11 @@ def resolve_padding(padding, in_hw, size, stride):
 
 
 class Layer:
-    """One step of a Sequential network: shapes, parameters, forward and backward."""
+    """One node of the network graph: shapes, parameters, forward and backward."""
 
     kind = "layer"          # the name used in YAML and in the registry
     activation = "linear"   # layers with a fused activation override this
+    n_inputs = 1            # None: two or more inputs, passed as lists (merge layers)
 
     def __init__(self):
         self.params = {}    # name -> array, internal layout
@@ -120,15 +132,19 @@ class Layer:
         return {}
 
     def output_shape(self, in_shape):
+        """The output shape for this input shape; pure (changes nothing)."""
         return tuple(in_shape)
 
     def build(self, in_shape):
-        self.in_shape = tuple(in_shape)
-        self.out_shape = tuple(self.output_shape(self.in_shape))
-        if any(d < 1 for d in self.out_shape):
-            raise LayerError(f"output shape {fmt_shape(self.out_shape)} is empty: the input "
-                             f"{fmt_shape(self.in_shape)} is too small for this layer")
-        return self.out_shape
+        """Fix the input shape (a list of shapes for a merge layer) -> the output shape."""
+        in_shape = [tuple(s) for s in in_shape] if self.n_inputs is None else tuple(in_shape)
+        out_shape = tuple(self.output_shape(in_shape))
+        if any(d < 1 for d in out_shape):
+            shown = fmt_shape(in_shape) if self.n_inputs == 1 else ", ".join(map(fmt_shape, in_shape))
+            raise LayerError(f"output shape {fmt_shape(out_shape)} is empty: the input "
+                             f"{shown} is too small for this layer")
+        self.in_shape, self.out_shape = in_shape, out_shape
+        return out_shape
 
     def param_shapes(self):
         """Trainable parameter shapes in the boundary (PyTorch / ONNX) layout."""
@@ -147,6 +163,10 @@ class Layer:
         """Multiply-accumulates per image (convolution and dense layers; 0 elsewhere)."""
         return 0
 
+    def scratch_bytes(self, batch_size):
+        """Bytes per image a training forward keeps for backward beyond its output (for inspect)."""
+        return 0
+
     def describe(self):
         """Short text for the layer table: filter size, stride, padding, units..."""
         return ""
@@ -160,10 +180,16 @@ class Layer:
         """Create parameters; init_activation picks He (relu family) or Glorot."""
 
     def forward(self, x, training):
+        """x (N, ...) -> y. training=False keeps nothing alive after it returns."""
         raise NotImplementedError
 
     def backward(self, dy, need_dx=True):
+        """dL/dy -> dL/dx (a list for a merge layer; None where not needed); adds into grads."""
         raise NotImplementedError
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g[...] = 0
 
     # --- the boundary layout (checkpoints) ---
     def export(self):

@@ -73,8 +73,8 @@ class BatchNorm(Layer):
         m = dy2.shape[0]
         dbeta = dy2.sum(axis=0)
         dgamma = (dy2 * xhat).sum(axis=0)
-        self.grads["weight"][...] = dgamma
-        self.grads["bias"][...] = dbeta
+        self.grads["weight"] += dgamma
+        self.grads["bias"] += dbeta
         self._cache = None
         if not need_dx:
             return None

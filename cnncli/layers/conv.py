@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from .base import (Layer, LayerError, activation_name, boolean, fmt_shape, he_or_glorot,
+from ..budgets import is_pointwise, keeps_columns
+from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot,
                    padding_arg, pair, positive_int, resolve_padding, stride_pad)
 
 
@@ -17,25 +18,34 @@ class Conv(Layer):
         self.padding = padding_arg(padding)
         self.bias = boolean(bias, "bias")
         self.activation = activation_name(activation)
-        self.alpha = float(alpha)
+        self.alpha = alpha_arg(alpha)
 
     def config(self):
         pad = self.padding if isinstance(self.padding, str) else list(self.padding)
         return {"filters": self.filters, "size": list(self.size), "stride": list(self.stride),
                 "padding": pad, "bias": self.bias, "activation": self.activation, "alpha": self.alpha}
 
-    def output_shape(self, in_shape):
+    def geometry(self, in_shape):
+        """-> (pads (top, bottom, left, right), (out_h, out_w)) for an h x w x c input."""
         if len(in_shape) != 3:
             raise LayerError(f"conv needs an h x w x channels input, got {fmt_shape(in_shape)}")
         h, w, _ = in_shape
-        self.pads, out_hw = resolve_padding(self.padding, (h, w), self.size, self.stride)
-        ph, pw = h + self.pads[0] + self.pads[1], w + self.pads[2] + self.pads[3]
+        pads, out_hw = resolve_padding(self.padding, (h, w), self.size, self.stride)
+        ph, pw = h + pads[0] + pads[1], w + pads[2] + pads[3]
         if self.size[0] > ph or self.size[1] > pw:
             raise LayerError(f"the {self.size[0]}x{self.size[1]} filter is larger than its "
                              f"{'padded ' if ph > h or pw > w else ''}input {ph}x{pw}: use a smaller "
                              "'size', or padding: same", "size")
-        self.out_hw = out_hw
-        return (out_hw[0], out_hw[1], self.filters)
+        return pads, out_hw
+
+    def output_shape(self, in_shape):
+        _, (oh, ow) = self.geometry(in_shape)
+        return (oh, ow, self.filters)
+
+    def build(self, in_shape):
+        out = super().build(in_shape)
+        self.pads, self.out_hw = self.geometry(self.in_shape)
+        return out
 
     def param_shapes(self):
         c = self.in_shape[2]
@@ -47,6 +57,13 @@ class Conv(Layer):
     def macs(self):
         oh, ow, f = self.out_shape
         return oh * ow * f * self.size[0] * self.size[1] * self.in_shape[2]
+
+    def scratch_bytes(self, batch_size):
+        """The im2col columns, when the layer keeps them from forward to backward."""
+        fh, fw = self.size
+        positions, depth = self.out_hw[0] * self.out_hw[1], fh * fw * self.in_shape[2]
+        pointwise = is_pointwise(self.size, self.stride, self.pads)
+        return positions * depth * 4 if keeps_columns(batch_size, positions, depth, pointwise) else 0
 
     def describe(self):
         return f"{self.filters}× {self.size[0]}×{self.size[1]}×{self.in_shape[2]}, " + stride_pad(self)
@@ -68,10 +85,12 @@ class Conv(Layer):
         from ..kernels.conv import conv2d_forward
 
         # (N, H, W, C) -> (N, OH, OW, F)
+        workspace = getattr(self, "_workspace", None) if training else None
         y, cols = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.activation,
-                                 self.stride, self.pads, self.out_hw, self.alpha, getattr(self, "_workspace", None))
-        self._workspace = cols
-        self._cache = (x, y, cols) if training else None  # inference keeps nothing alive
+                                 self.stride, self.pads, self.out_hw, self.alpha, workspace)
+        # training reuses the columns array next step; inference keeps nothing alive
+        self._workspace = cols if training else None
+        self._cache = (x, y, cols) if training else None
         return y
 
     def backward(self, dy, need_dx=True):
@@ -80,9 +99,9 @@ class Conv(Layer):
         x, y, cols = self._cache
         dx, dw, db = conv2d_backward(dy, x, y, self.params["weight"], self.activation, self.stride,
                                      self.pads, self.out_hw, need_dx, self.alpha, cols)
-        self.grads["weight"][...] = dw
+        self.grads["weight"] += dw
         if self.bias:
-            self.grads["bias"][...] = db
+            self.grads["bias"] += db
         self._cache = None
         return dx
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .base import Layer, LayerError, activation_name, boolean, fmt_shape, he_or_glorot, positive_int
+from .base import Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot, positive_int
 
 
 class Dense(Layer):
@@ -13,7 +13,7 @@ class Dense(Layer):
         self.units = positive_int(units, "units")
         self.bias = boolean(bias, "bias")
         self.activation = activation_name(activation)
-        self.alpha = float(alpha)
+        self.alpha = alpha_arg(alpha)
 
     def config(self):
         return {"units": self.units, "bias": self.bias, "activation": self.activation, "alpha": self.alpha}
@@ -57,8 +57,8 @@ class Dense(Layer):
 
         x, y = self._cache
         dx, dw, db = dense_backward(dy, x, y, self.params["weight"], self.activation, need_dx, self.alpha)
-        self.grads["weight"][...] = dw
+        self.grads["weight"] += dw
         if self.bias:
-            self.grads["bias"][...] = db
+            self.grads["bias"] += db
         self._cache = None
         return dx

@@ -1,6 +1,8 @@
 """maxpool / avgpool over size x size windows, and the global pools that end a fully
 convolutional network (h x w x c -> c)."""
 
+import math
+
 from .base import Layer, LayerError, fmt_shape, padding_arg, pair, resolve_padding, stride_pad
 
 
@@ -18,16 +20,26 @@ class _Pool(Layer):
         pad = self.padding if isinstance(self.padding, str) else list(self.padding)
         return {"size": list(self.size), "stride": list(self.stride), "padding": pad}
 
-    def output_shape(self, in_shape):
+    def geometry(self, in_shape):
+        """-> (pads (top, bottom, left, right), (out_h, out_w)) for an h x w x c input."""
         if len(in_shape) != 3:
             raise LayerError(f"{self.kind} needs an h x w x channels input, got {fmt_shape(in_shape)}")
-        h, w, c = in_shape
-        self.pads, self.out_hw = resolve_padding(self.padding, (h, w), self.size, self.stride)
-        ph, pw = h + self.pads[0] + self.pads[1], w + self.pads[2] + self.pads[3]
+        h, w, _ = in_shape
+        pads, out_hw = resolve_padding(self.padding, (h, w), self.size, self.stride)
+        ph, pw = h + pads[0] + pads[1], w + pads[2] + pads[3]
         if self.size[0] > ph or self.size[1] > pw:
             raise LayerError(f"the {self.size[0]}x{self.size[1]} window is larger than its input "
                              f"{ph}x{pw}: use a smaller 'size', or padding: same", "size")
-        return (self.out_hw[0], self.out_hw[1], c)
+        return pads, out_hw
+
+    def output_shape(self, in_shape):
+        _, (oh, ow) = self.geometry(in_shape)
+        return (oh, ow, in_shape[2])
+
+    def build(self, in_shape):
+        out = super().build(in_shape)
+        self.pads, self.out_hw = self.geometry(self.in_shape)
+        return out
 
     def describe(self):
         return f"{self.size[0]}×{self.size[1]}, " + stride_pad(self)
@@ -43,8 +55,11 @@ class MaxPool(_Pool):
         from ..kernels.pool import maxpool_forward
 
         y, arg = maxpool_forward(x, self.size, self.stride, self.pads, self.out_hw)
-        self._cache = (arg, x.shape)
+        self._cache = (arg, x.shape) if training else None
         return y
+
+    def scratch_bytes(self, batch_size):
+        return math.prod(self.out_shape) * 4  # int32 argmax
 
     def backward(self, dy, need_dx=True):
         from ..kernels.pool import maxpool_backward
@@ -104,8 +119,11 @@ class GlobalMaxPool(_GlobalPool):
         from ..kernels.pool import global_maxpool_forward
 
         y, arg = global_maxpool_forward(x)
-        self._cache = (arg, x.shape)
+        self._cache = (arg, x.shape) if training else None
         return y
+
+    def scratch_bytes(self, batch_size):
+        return math.prod(self.out_shape) * 4  # int32 argmax
 
     def backward(self, dy, need_dx=True):
         from ..kernels.pool import global_maxpool_backward

@@ -1,5 +1,7 @@
 """flatten and dropout: layers that move or mask values without parameters."""
 
+import math
+
 import numpy as np
 
 from .base import Layer, fmt_shape, rate as check_rate
@@ -48,6 +50,9 @@ class Dropout(Layer):
 
     def describe(self):
         return f"rate {self.rate:g}"
+
+    def scratch_bytes(self, batch_size):
+        return math.prod(self.out_shape) * 4  # the mask
 
     def forward(self, x, training):
         if not training or self.rate == 0.0:
