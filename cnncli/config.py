@@ -197,27 +197,28 @@ def _parse_layer(item, index, source, origin=None):
     if kind not in names:
         raise ConfigError(f"{where}: unknown layer type {kind!r}{did_you_mean(kind, names)}; "
                           f"known: {', '.join(LAYERS)} (and {', '.join(ALIASES)} as short for activation)")
-    label = f"{where} ({kind}" + (f", {origin}" if origin else "")
+    def label(key=None):
+        return f"{where} ({kind}" + (f", '{key}'" if key else "") + (f", {origin}" if origin else "") + ")"
     real, preset = ALIASES.get(kind, (kind, {}))
     cls = LAYERS[real]
     params = [p for p in pyinspect.signature(cls.__init__).parameters.values()
               if p.name != "self" and p.name not in preset]
     if not isinstance(args, dict):
         if not params:
-            raise ConfigError(f"{label}): takes no arguments, got {args!r}")
+            raise ConfigError(f"{label()}: takes no arguments, got {args!r}")
         args = {params[0].name: args}   # '- activation: relu', '- dropout: 0.5', '- dense: 10'
     allowed = [p.name for p in params] + list(WIRING)
-    check_keys(args, allowed, f"{label})")
+    check_keys(args, allowed, label())
     args = {k: (v if k in WIRING else yaml11_numbers(v)) for k, v in args.items()}
     required = [p.name for p in params if p.default is pyinspect.Parameter.empty]
     for name in required:
         if name not in args:
-            raise ConfigError(f"{label}): missing '{name}'")
+            raise ConfigError(f"{label()}: missing '{name}'")
     try:
         cls(**{**preset, **{k: v for k, v in args.items() if k not in WIRING}})  # argument checks
     except Exception as e:  # LayerError carries the key
         key = getattr(e, "key", None)
-        raise ConfigError(f"{label}" + (f", '{key}')" if key else ")") + f": {e}") from None
+        raise ConfigError(f"{label(key)}: {e}") from None
     return real, {**preset, **args}
 
 
@@ -330,6 +331,26 @@ def _with_name(item, name, where):
     if not isinstance(args, dict):
         raise ConfigError(f"{where}: the block's last layer must be written as a mapping to take 'name'")
     return {kind: {**args, "name": name}}
+
+
+def resolved_yaml(d):
+    """YAML of a resolved config (architecture or training): blocks expanded, each layer on one
+    line followed by its final index, the index that 'from', checkpoints and errors use."""
+    arch = d["model"] if "model" in d else d
+    marker = "@@LAYERS@@"
+    text = yaml.safe_dump({**d, "model": {**arch, "layers": marker}} if "model" in d
+                          else {**d, "layers": marker}, sort_keys=False)
+    lines = []
+    for line in text.splitlines():
+        if line.strip().startswith("layers:") and marker in line:
+            indent = line[:len(line) - len(line.lstrip())]
+            lines.append(f"{indent}layers:")
+            for i, item in enumerate(arch["layers"]):
+                flow = yaml.safe_dump(item, default_flow_style=True, width=10 ** 6, sort_keys=False).strip()
+                lines.append(f"{indent}- {flow}  # {i}")
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def load_architecture(path):

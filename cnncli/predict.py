@@ -56,15 +56,16 @@ def collect(paths):
     return found, missing
 
 
-def _probabilities(loaded, images, batch_size=64):
+def _scores(loaded, images, labels=None, batch_size=64):
+    """uint8 images (N, H, W, C) -> (probabilities (N, K), mean loss or None), through the one
+    evaluation that training's validation uses too (Model.evaluate)."""
     from .kernels.augment import prepare_batch
 
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = prepare_batch(np.asarray(images[start:start + batch_size]), loaded.mean, loaded.std)
-        out.append(loaded.model.predict_proba(x))
-    k = len(loaded.classes)
-    return np.concatenate(out) if out else np.zeros((0, k), np.float32)
+    def batches():
+        for start in range(0, len(images), batch_size):
+            x = prepare_batch(np.asarray(images[start:start + batch_size]), loaded.mean, loaded.std)
+            yield x, None if labels is None else labels[start:start + batch_size]
+    return loaded.model.evaluate(batches())
 
 
 def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None):
@@ -81,7 +82,7 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None):
         else:
             images.append(item)
             ok.append(i)
-    probs = _probabilities(loaded, images, batch_size)
+    probs, _ = _scores(loaded, images, batch_size=batch_size)
     for i, p in zip(ok, probs):
         top = np.argsort(-p, kind="stable")[:k]
         results.append({"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top]})
@@ -90,9 +91,10 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None):
     return results
 
 
-def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None):
+def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None, batch_size=64):
     """Score a labelled folder (train layout) -> loss, accuracy, top-k accuracy, per-class
-    precision / recall / F1 / support, and the confusion matrix (rows: true class)."""
+    precision / recall / F1 / support, and the confusion matrix (rows: true class). The loss is
+    the one training records as val_loss (plain cross-entropy, no smoothing or class weights)."""
     from .data.cache import decode_folder
     from .data.folder import scan
 
@@ -101,11 +103,9 @@ def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None):
     dec = decode_folder(listing, loaded.shape, loaded.resize, cache_dir, workers)
     if len(dec.labels) == 0:
         raise CnnError(f"{data_dir}: no readable images to evaluate")
-    probs = _probabilities(loaded, dec.images)
     labels = dec.labels
+    probs, loss = _scores(loaded, dec.images, labels, batch_size)
     k = len(loaded.classes)
-    eps = np.finfo(np.float64).tiny
-    loss = float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels].astype(np.float64), eps))))
     pred = probs.argmax(axis=1)
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (labels, pred), 1)

@@ -3,32 +3,35 @@ alone, so no kernel is compiled and numba is never imported."""
 
 import math
 
-from .budgets import KEEP_COLUMNS_BYTES
-
 BYTES = 4  # float32
 
 
 def summarize(arch, batch_size=None, optimizer="adam", momentum=0.9):
-    """Architecture -> {"layers": [{index, type, config, activation, output_shape, params, buffers,
-    macs, activation_size, receptive_field}], total_params, non_trainable_params, total_macs,
-    model_mb, classes, output, and with batch_size: train_memory_mb}."""
+    """Architecture -> {"layers": [{index, type, from, config, activation, output_shape, params,
+    buffers, macs, activation_size, receptive_field}], total_params, non_trainable_params,
+    total_macs, model_mb, classes, output, and with batch_size: train_memory_mb}.
+
+    The receptive field follows the widest path into each layer: rf = the largest of its inputs'
+    fields, grown by (kernel - 1) x the input-pixel distance between neighbouring inputs (jump)."""
+    from .model import INPUT
+
     model = arch.build(build_params=False)
     rows = []
-    rf, jump = (1, 1), (1, 1)  # receptive field and the input-pixel distance between outputs
-    spatial = True
+    fields = {INPUT: ((1, 1), (1, 1))}  # index -> (receptive field, jump); None once flat
     act_bytes = math.prod(arch.input) * BYTES  # per image: the input batch itself
     for i, layer in enumerate(model.layers):
-        (kh, kw), (sh, sw) = layer.receptive()
-        if spatial and len(layer.out_shape) == 3:
-            rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
-            jump = (jump[0] * sh, jump[1] * sw)
-        elif spatial:  # flatten / global pooling: every output sees the whole image
-            spatial = False
+        ins = [fields[j] for j in model.sources[i]]
+        fields[i] = None
+        if len(layer.out_shape) == 3 and all(f is not None for f in ins):
+            rf, jump = max(ins)
+            (kh, kw), (sh, sw) = layer.receptive()
+            fields[i] = ((rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1]), (jump[0] * sh, jump[1] * sw))
         out_elems = math.prod(layer.out_shape)
-        act_bytes += out_elems * BYTES + _scratch_bytes(layer, batch_size or 1)
+        act_bytes += out_elems * BYTES + layer.scratch_bytes(batch_size or 1)
         rows.append({
             "index": i,
             "type": layer.kind,
+            "from": ["input" if j == INPUT else j for j in model.sources[i]],
             "config": layer.describe(),
             "activation": layer.activation if layer.kind != "activation" else "",
             "output_shape": list(layer.out_shape),
@@ -36,7 +39,7 @@ def summarize(arch, batch_size=None, optimizer="adam", momentum=0.9):
             "buffers": layer.n_buffers(),
             "macs": layer.macs(),
             "activation_size": out_elems,
-            "receptive_field": list(rf) if spatial else None,
+            "receptive_field": list(fields[i][0]) if fields[i] else None,
         })
     trainable = sum(r["params"] for r in rows)
     buffers = sum(r["buffers"] for r in rows)
@@ -58,19 +61,3 @@ def summarize(arch, batch_size=None, optimizer="adam", momentum=0.9):
         out["batch_size"] = batch_size
         out["train_memory_mb"] = (weights + acts) / 1e6
     return out
-
-
-def _scratch_bytes(layer, batch_size):
-    """Per-image memory a layer keeps from forward to backward beyond its output."""
-    if layer.kind == "conv":
-        fh, fw = layer.size
-        if (fh, fw, *layer.stride) == (1, 1, 1, 1) and not any(layer.pads):
-            return 0
-        oh, ow, _ = layer.out_shape
-        cols = oh * ow * fh * fw * layer.in_shape[2] * BYTES  # im2col columns, kept when small
-        return cols if cols * batch_size <= KEEP_COLUMNS_BYTES else 0
-    if layer.kind in ("maxpool", "globalmaxpool"):
-        return math.prod(layer.out_shape) * 4  # int32 argmax
-    if layer.kind == "dropout":
-        return math.prod(layer.out_shape) * BYTES  # mask
-    return 0

@@ -16,8 +16,14 @@ def out_size(h, f, s, lo, hi):
     return (h + lo + hi - f) // s + 1
 
 
-def conv2d(x, w, b, stride, pads):
-    """x (N, C, H, W), w (F, C, FH, FW) -> (N, F, OH, OW); cross-correlation, no flip."""
+def conv2d(x, w, b, stride, pads, groups=1):
+    """x (N, C, H, W), w (F, C/g, FH, FW) -> (N, F, OH, OW); cross-correlation, no flip.
+    groups g: filters [k F/g, (k+1) F/g) read only channels [k C/g, (k+1) C/g) (PyTorch's rule)."""
+    if groups > 1:
+        cs, fs = x.shape[1] // groups, w.shape[0] // groups
+        return np.concatenate([conv2d(x[:, k * cs:(k + 1) * cs], w[k * fs:(k + 1) * fs],
+                                      None if b is None else b[k * fs:(k + 1) * fs], stride, pads)
+                               for k in range(groups)], axis=1)
     n, c, h, wd = x.shape
     f, _, fh, fw = w.shape
     sh, sw = stride
@@ -33,8 +39,14 @@ def conv2d(x, w, b, stride, pads):
     return y
 
 
-def conv2d_backward(x, w, dy, stride, pads):
-    """-> (dx, dw, db) for conv2d, by the same loops run backwards."""
+def conv2d_backward(x, w, dy, stride, pads, groups=1):
+    """-> (dx, dw, db) for conv2d, by the same loops run backwards (per group for groups > 1)."""
+    if groups > 1:
+        cs, fs = x.shape[1] // groups, w.shape[0] // groups
+        parts = [conv2d_backward(x[:, k * cs:(k + 1) * cs], w[k * fs:(k + 1) * fs],
+                                 dy[:, k * fs:(k + 1) * fs], stride, pads) for k in range(groups)]
+        dxs, dws, dbs = zip(*parts)
+        return np.concatenate(dxs, axis=1), np.concatenate(dws, axis=0), np.concatenate(dbs)
     n, c, h, wd = x.shape
     f, _, fh, fw = w.shape
     sh, sw = stride
@@ -116,16 +128,20 @@ def batchnorm(x, weight, bias, mean, var, eps, axis):
 
 
 def network_forward(model, state, x_nchw):
-    """Inference of a cnncli Model from its boundary state dict, all in NCHW, float64."""
+    """Inference of a cnncli Model from its boundary state dict, all in NCHW, float64: each layer
+    reads the outputs its `sources` name (-1: the input), as the graph says."""
     from cnncli.layers.base import resolve_padding
 
-    x = x_nchw.astype(np.float64)
+    outs = {-1: x_nchw.astype(np.float64)}
     for i, layer in enumerate(model.layers):
         p = {k[len(f"layers.{i}."):]: v.astype(np.float64) for k, v in state.items() if k.startswith(f"layers.{i}.")}
+        ins = [outs[j] for j in model.sources[i]]
+        x = ins[0]
         kind = layer.kind
         if kind == "conv":
             pads, _ = resolve_padding(layer.padding, x.shape[2:], layer.size, layer.stride)
-            x = activation_nchw(conv2d(x, p["weight"], p.get("bias"), layer.stride, pads), layer.activation)
+            conv = conv2d(x, p["weight"], p.get("bias"), layer.stride, pads, groups=getattr(layer, "groups", 1))
+            x = activation_nchw(conv, layer.activation, layer.alpha)
         elif kind in ("maxpool", "avgpool"):
             pads, _ = resolve_padding(layer.padding, x.shape[2:], layer.size, layer.stride)
             x = pool2d(x, layer.size, layer.stride, pads, kind[:3])
@@ -137,19 +153,24 @@ def network_forward(model, state, x_nchw):
             x = x.reshape(x.shape[0], -1)
         elif kind == "dense":
             x = x @ p["weight"].T + (p["bias"] if "bias" in p else 0.0)
-            x = activation(x, layer.activation)
+            x = activation(x, layer.activation, layer.alpha)
         elif kind == "batchnorm":
             x = batchnorm(x, p["weight"], p["bias"], p["running_mean"], p["running_var"], layer.eps, 1)
         elif kind == "dropout":
             pass
         elif kind == "activation":
-            x = activation_nchw(x, layer.activation)
+            x = activation_nchw(x, layer.activation, layer.alpha)
+        elif kind == "add":
+            x = activation_nchw(sum(ins), layer.activation, layer.alpha)
+        elif kind == "concat":
+            x = np.concatenate(ins, axis=1)  # channels of NCHW maps, or features of vectors
         else:
             raise ValueError(kind)
-    return x
+        outs[i] = x
+    return outs[len(model.layers) - 1]
 
 
-def activation_nchw(x, fn):
+def activation_nchw(x, fn, alpha=0.01):
     if fn == "softmax" and x.ndim == 4:  # over channels
         return np.moveaxis(activation(np.moveaxis(x, 1, -1), fn), -1, 1)
-    return activation(x, fn)
+    return activation(x, fn, alpha)

@@ -62,8 +62,7 @@ def inspect(
     cfg = config.load(file, overrides)
     arch = cfg if isinstance(cfg, config.Architecture) else cfg.model
     if resolved:
-        import yaml
-        typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
+        typer.echo(config.resolved_yaml(cfg.to_dict()), nl=False)
         return
     opt = momentum = None
     if isinstance(cfg, config.RunConfig):

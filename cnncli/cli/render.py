@@ -4,11 +4,15 @@ from rich.console import Console
 from rich.table import Table
 
 
+PIPED_WIDTH = 1000  # piped or redirected output is never cut to a terminal's width
+
+
 def make_console(**kw):
-    """A console at least 120 columns wide when output is piped, so tables do not wrap."""
+    """A console for tables: as wide as the table needs when output is piped, so no cell is cut
+    to '…' in a file or a pipe; the terminal's width on a terminal."""
     console = Console(**kw)
     if not console.is_terminal:
-        console = Console(width=max(console.width, 120), **kw)
+        console = Console(width=PIPED_WIDTH, **kw)
     return console
 
 
@@ -19,16 +23,23 @@ def human(n):
     return str(n)
 
 
+def from_cell(row):
+    """The layers a row reads; blank for the default, the previous layer (or the input for the first)."""
+    src = row["from"]
+    default = ["input"] if row["index"] == 0 else [row["index"] - 1]
+    return "" if src == default else ",".join(map(str, src))
+
+
 def layer_table(summary, title):
     table = Table(title=title, title_justify="left", header_style="bold")
-    for name, justify in (("#", "right"), ("layer", "left"), ("filters / window", "left"),
+    for name, justify in (("#", "right"), ("layer", "left"), ("from", "right"), ("filters / window", "left"),
                           ("activation", "left"), ("output h×w×c", "right"), ("params", "right"),
                           ("MACs", "right"), ("values", "right"), ("RF", "right")):
         table.add_column(name, justify=justify, no_wrap=True)
-    table.add_row("", "input", "", "", "×".join(map(str, summary["input_shape"])), "", "", "", "")
+    table.add_row("", "input", "", "", "", "×".join(map(str, summary["input_shape"])), "", "", "", "")
     for r in summary["layers"]:
         rf = r["receptive_field"]
-        table.add_row(str(r["index"]), r["type"], r["config"],
+        table.add_row(str(r["index"]), r["type"], from_cell(r), r["config"],
                       "" if r["activation"] == "linear" else r["activation"],
                       "×".join(map(str, r["output_shape"])), f"{r['params']:,}",
                       human(r["macs"]) if r["macs"] else "", f"{r['activation_size']:,}",

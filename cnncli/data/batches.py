@@ -2,7 +2,8 @@
 
 All randomness of an epoch (order, flips, crop offsets, brightness) is drawn up front from the
 epoch's generator, so a batch depends only on (seed, epoch, batch index): a resumed run sees
-exactly the batches the uninterrupted run would have. The last, smaller batch is kept.
+exactly the batches the uninterrupted run would have. The last, smaller batch is kept; a last
+batch of one image is merged into the one before it.
 """
 
 import queue
@@ -34,7 +35,11 @@ class Batches:
         self.augment = augment  # config.Augment or None
 
     def __len__(self):
-        return -(-len(self.indices) // self.batch_size)
+        """Batches per epoch. A last batch of a single image joins the one before it: batchnorm
+        after a dense layer would see one value per unit and output only its bias."""
+        n, size = len(self.indices), self.batch_size
+        full = -(-n // size)
+        return full - 1 if n % size == 1 and full > 1 else full
 
     def plan(self, rng=None, shuffle=True):
         """The epoch's order and augmentation, drawn from rng (None: in order, no augmentation)."""
@@ -55,7 +60,8 @@ class Batches:
     def make(self, order, p, b):
         from ..kernels.augment import prepare_batch
 
-        sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        last = b == len(self) - 1
+        sl = slice(b * self.batch_size, None if last else (b + 1) * self.batch_size)
         idx = order[sl]
         sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
         src = np.empty((len(idx),) + self.images.shape[1:], np.uint8)
