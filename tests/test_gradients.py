@@ -141,3 +141,23 @@ def test_whole_network_gradient(rng, specs, n_out):
     grads = {k: g.copy() for k, _, g in model.named_params()}
     for key, p, _ in model.named_params():
         assert_grad_close(f, p, grads[key], rng, k=10)
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_class_weighted_loss_gradient(rng, head):
+    from cnncli.losses import Loss
+
+    z = rng.standard_normal((5, 3 if head == "softmax" else 1)) * 2
+    labels = np.array([0, 2, 1, 2, 0]) if head == "softmax" else np.array([0, 1, 1, 0, 1])
+    loss = Loss(head, 0.1, [0.5, 2.0, 3.0] if head == "softmax" else [0.5, 2.0])
+    _, grad, _ = loss(z, labels)
+    assert_grad_close(lambda: loss(z, labels)[0], z, grad, rng, k=10)
+
+
+def test_class_weighted_loss_by_hand():
+    from cnncli.losses import Loss
+
+    # per-image losses log 2 (uniform) and log 4 (p = 1/4), weights 1 and 3: (log 2 + 3 log 4) / 4
+    value, _, _ = Loss("softmax", class_weights=[1.0, 3.0])(np.array([[0.0, 0.0], [np.log(3.0), 0.0]]),
+                                                            np.array([0, 1]))
+    assert value == pytest.approx(7 / 4 * np.log(2))

@@ -1,5 +1,6 @@
 """`cnncli train`: outputs, the checkpoint contract, reproducibility, exact resume, failures."""
 
+import csv
 import json
 import os
 import signal
@@ -252,3 +253,89 @@ def test_rich_progress_on_a_terminal(tmp_path):
     out = buf.getvalue()
     assert "epoch 1/2" in out and "epoch 2/2" in out and "img/s" in out and "val_acc" in out
     assert "preparing kernels" in out and "done: best epoch" in out
+
+
+# --- the graph issue's defects, each through train --------------------------------------------
+
+def test_force_with_a_bad_data_path_keeps_the_previous_run(tmp_path):
+    cfg = write_config(tmp_path, epochs=1)
+    train(cfg, reporter=QuietReporter())
+    before_last, before_best = weights(tmp_path / "run"), weights(tmp_path / "run", "best.npz")
+    with pytest.raises(CnnError, match="typo"):
+        train(cfg, overrides=[f"data.train={tmp_path / 'typo'}"], force=True, reporter=QuietReporter())
+    assert_same_weights(before_last, weights(tmp_path / "run"))
+    assert_same_weights(before_best, weights(tmp_path / "run", "best.npz"))
+    # a new run that fails its checks leaves no folder behind
+    with pytest.raises(CnnError):
+        train(cfg, overrides=[f"data.train={tmp_path / 'typo'}", f"output={tmp_path / 'fresh'}"],
+              reporter=QuietReporter())
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_a_last_batch_of_one_image_joins_the_one_before(tmp_path):
+    from cnncli.data.batches import Batches
+
+    images = np.zeros((27, 4, 4, 1), np.uint8)
+    b = Batches(images, np.zeros(27, np.int64), np.arange(27), [0.0], [1.0], batch_size=13)
+    assert len(b) == 2 and [len(y) for _, y in b.epoch(None)] == [13, 14]
+    assert [len(y) for _, y in Batches(images, np.zeros(27, np.int64), np.arange(26), [0.0], [1.0], 5)
+            .epoch(None)] == [5, 5, 5, 5, 6]
+    assert [len(y) for _, y in Batches(images, np.zeros(27, np.int64), np.arange(27), [0.0], [1.0], 5)
+            .epoch(None)] == [5, 5, 5, 5, 5, 2]
+    assert [len(y) for _, y in Batches(images[:1], np.zeros(1, np.int64), [0], [0.0], [1.0], 5).epoch(None)] == [1]
+    # 27 training images at batch 13, batchnorm after a dense layer: 2 steps an epoch, no batch of 1
+    model = {"input": [12, 12, 3], "layers": ["flatten", {"dense": {"units": 6}}, "batchnorm", "relu",
+                                              {"dense": {"units": 3, "activation": "softmax"}}]}
+    cfg = write_config(tmp_path, epochs=2, batch_size=13)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["model"] = model
+    cfg.write_text(yaml.safe_dump(raw))
+    res = train(cfg, reporter=QuietReporter())
+    assert int(weights(res.output)["optim.step"]) == 2 * 2
+    assert np.all(weights(res.output)["layers.2.running_var"] > 0.05)
+
+
+def test_batch_size_one_with_batchnorm_on_single_values_is_refused(tmp_path):
+    cfg = write_config(tmp_path, epochs=1, batch_size=1)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["model"] = {"input": [12, 12, 3], "layers": ["flatten", {"dense": {"units": 6}}, "batchnorm",
+                                                     {"dense": {"units": 3, "activation": "softmax"}}]}
+    cfg.write_text(yaml.safe_dump(raw))
+    with pytest.raises(CnnError, match=r"batch_size 1 leaves layers\[2\] \(batchnorm\) one value per channel"):
+        train(cfg, reporter=QuietReporter())
+
+
+def _imbalanced(tmp_path):
+    data = tmp_path / "data"
+    make_folder(data, classes=("a", "b"), per_class=12)
+    make_folder(data, classes=("c",), per_class=4, seed=5)
+    return data
+
+
+def test_class_weights_auto_are_inverse_frequency_and_recorded(tmp_path):
+    _imbalanced(tmp_path)
+    # val_split 0.25: a and b keep 9 training images each, c keeps 3; N = 21, K = 3
+    res = train(write_config(tmp_path, epochs=1, class_weights="auto"), reporter=QuietReporter())
+    _, meta = checkpoint.load(res.output / "best.npz")
+    assert meta["class_weights"] == pytest.approx([21 / 27, 21 / 27, 21 / 9])
+    again = yaml.safe_load((res.output / "config.yaml").read_text())
+    assert again["train"]["class_weights"] == "auto"
+    res = train(write_config(tmp_path, "listed", epochs=1, class_weights=[1, 2, 3.5]), reporter=QuietReporter())
+    assert checkpoint.load(res.output / "last.npz")[1]["class_weights"] == [1.0, 2.0, 3.5]
+    with pytest.raises(CnnError, match=r"class_weights lists 2 weights but .* has 3 classes \(a, b, c\)"):
+        train(write_config(tmp_path, "short", epochs=1, class_weights=[1, 2]), reporter=QuietReporter())
+    with pytest.raises(CnnError, match="'class_weights' must be 'auto' or a list of positive numbers"):
+        train(write_config(tmp_path, "bad", epochs=1, class_weights=[1, -2, 3]), reporter=QuietReporter())
+
+
+def test_evaluate_loss_equals_the_val_loss_training_recorded(tmp_path):
+    from cnncli.predict import evaluate
+
+    make_folder(tmp_path / "val", per_class=7, seed=9)
+    cfg = write_config(tmp_path, epochs=2, label_smoothing=0.1, class_weights=[1, 2, 3])
+    res = train(cfg, overrides=[f"data.val={tmp_path / 'val'}"], reporter=QuietReporter())
+    rows = list(csv.DictReader((res.output / "metrics.csv").open()))
+    best = rows[res.state.best["epoch"] - 1]
+    report = evaluate(res.output / "best.npz", tmp_path / "val", cache_dir=tmp_path / "cache")
+    assert report["loss"] == pytest.approx(float(best["val_loss"]), rel=1e-5)
+    assert report["accuracy"] == pytest.approx(float(best["val_acc"]))
