@@ -6,7 +6,10 @@
 Each measurement runs in a fresh worker process (so peak RSS is its own), cnncli and PyTorch
 alternate, and the table shows medians over --repeats rounds. Throughput is steady state:
 after warm-up steps, on synthetic data of the right shape (it does not depend on pixel values).
-PyTorch is optional: without it the script prints cnncli's figures alone.
+PyTorch is optional: without it the script prints cnncli's figures alone. The PyTorch network is
+scripts/torch_graph.py's TorchGraph, built from the same cnncli graph (layers + sources).
+GFLOP/s are counted as direct convolution would need them (cnncli's multiply-adds × 2, × 3 for a
+training step), beside the machine's float32 peak as numpy's BLAS reaches it on a 2048² matmul.
 """
 
 import argparse
@@ -21,7 +24,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NETS = {"lenet5": "configs/models/lenet5.yaml", "vgg_cifar": "configs/models/vgg_cifar.yaml"}
+NETS = {"lenet5": "configs/models/lenet5.yaml", "vgg_cifar": "configs/models/vgg_cifar.yaml",
+        "resnet20": "configs/models/resnet20.yaml"}
 BATCH = 64
 
 
@@ -73,67 +77,31 @@ def worker_cnncli(net, seconds):
     return {"train_ips": BATCH / train, "infer_ips": BATCH / infer, "rss_mb": _peak_rss_mb()}
 
 
-def torch_model(arch):
-    """The identical network in PyTorch (NCHW), from cnncli's own shape walk."""
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    model = arch.build(build_params=False)
-    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "leaky_relu": nn.LeakyReLU}
-    mods = []
-    for layer in model.layers:
-        k = layer.kind
-        if k in ("conv", "maxpool", "avgpool"):
-            t, b, left, r = layer.pads
-            if (t, left) != (b, r):
-                mods.append(_Pad((left, r, t, b), F))
-                pad = 0
-            else:
-                pad = (t, left)
-            if k == "conv":
-                mods.append(nn.Conv2d(layer.in_shape[2], layer.filters, layer.size, layer.stride, pad, bias=layer.bias))
-            else:
-                cls = nn.MaxPool2d if k == "maxpool" else nn.AvgPool2d
-                mods.append(cls(layer.size, layer.stride, pad))
-        elif k == "flatten":
-            mods.append(nn.Flatten())
-        elif k == "dense":
-            mods.append(nn.Linear(layer.in_shape[0], layer.units, bias=layer.bias))
-        elif k == "dropout":
-            mods.append(nn.Dropout(layer.rate))
-        elif k == "globalavgpool":
-            mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        elif k == "batchnorm":
-            mods.append((nn.BatchNorm2d if len(layer.in_shape) == 3 else nn.BatchNorm1d)(layer.in_shape[-1]))
-        if layer.activation in acts and layer is not model.layers[-1]:
-            mods.append(acts[layer.activation]())
-    return nn.Sequential(*mods)
-
-
-class _Pad:
-    def __new__(cls, pads, F):
-        import torch.nn as nn
-
-        class Pad(nn.Module):
-            def forward(self, x):
-                return F.pad(x, pads)
-        return Pad()
-
-
 def worker_torch(net, seconds):
     import torch
 
     sys.path.insert(0, str(ROOT))
     from cnncli import config
 
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from torch_graph import torch_graph
+
     arch = config.load_architecture(ROOT / NETS[net])
-    model = torch_model(arch)
+    graph = arch.build(build_params=False)  # shapes only: cnncli's arrays stay out of this RSS
+    model = torch_graph(graph)              # PyTorch's default initialisation
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = torch.nn.CrossEntropyLoss()
     h, w, c = arch.input
     g = torch.Generator().manual_seed(0)
     x = torch.randn(BATCH, c, h, w, generator=g)
-    y = torch.randint(0, 10, (BATCH,), generator=g)
+    y = torch.randint(0, graph.n_classes, (BATCH,), generator=g)
+    if graph.head == "sigmoid":  # the same fused loss as cnncli's sigmoid head
+        bce = torch.nn.BCEWithLogitsLoss()
+        yf = y.float()[:, None]
+
+        def loss_fn(z, _):
+            return bce(z, yf)
+    else:
+        loss_fn = torch.nn.CrossEntropyLoss()
 
     def train_step():
         opt.zero_grad(set_to_none=True)
@@ -148,10 +116,35 @@ def worker_torch(net, seconds):
 
     def infer():
         with torch.no_grad():
-            torch.softmax(model(x), dim=1)
+            model.probabilities(x)
     infer_t = _timed_loop(infer, seconds / 2)
     return {"train_ips": BATCH / train, "infer_ips": BATCH / infer_t, "rss_mb": _peak_rss_mb(),
             "threads": torch.get_num_threads(), "version": torch.__version__}
+
+
+def worker_peak(size=2048):
+    """The machine's float32 peak as numpy's BLAS reaches it (with its own threads): the best of
+    several size x size x size matmuls -> GFLOP/s."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(np.float32) for _ in range(2))
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)  # warm-up: threads started, pages touched
+    best, start = float("inf"), time.perf_counter()
+    while time.perf_counter() - start < 1.0 or best == float("inf"):
+        t = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - t)
+    return {"gflops": 2 * size ** 3 / best / 1e9, "blas": _blas_name()}
+
+
+def _blas_name():
+    try:
+        import numpy as np
+        return np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:  # older numpy: no dict form
+        return "numpy's BLAS"
 
 
 def worker_startup(kind):
@@ -208,7 +201,8 @@ def main():
         kind, *rest = a.worker
         res = {"cnncli": lambda: worker_cnncli(rest[0], float(rest[1])),
                "torch": lambda: worker_torch(rest[0], float(rest[1])),
-               "startup": lambda: worker_startup(rest[0])}[kind]()
+               "startup": lambda: worker_startup(rest[0]),
+               "peak": lambda: worker_peak()}[kind]()
         print(json.dumps(res))
         return
 
@@ -219,22 +213,27 @@ def main():
         print(text, flush=True)
         lines.append(text)
 
-    rows = {}
+    med = lambda runs, k: statistics.median(r[k] for r in runs) if runs else None  # noqa: E731
+    rows, peaks = {}, []
     for net in NETS:
         ours, theirs = [], []
         for _ in range(a.repeats):  # alternate, so drift on a shared machine hits both
             ours.append(run_worker(["cnncli", net, str(a.seconds)]))
             if torch_ok:
                 theirs.append(run_worker(["torch", net, str(a.seconds)]))
-        med = lambda runs, k: statistics.median(r[k] for r in runs) if runs else None  # noqa: E731
+            peaks.append(run_worker(["peak"]))  # between the races: the same drift
         rows[net] = {k: (med(ours, k), med(theirs, k)) for k in ("train_ips", "infer_ips", "rss_mb")}
         if theirs:
             rows[net]["torch"] = f"{theirs[0]['version']}, {theirs[0]['threads']} threads"
+    peak = med(peaks, "gflops")
 
     sys.path.insert(0, str(ROOT))
     from cnncli import config
-    from cnncli.summary import summarize
-    macs = summarize(config.load_architecture(ROOT / NETS["vgg_cifar"]))["total_macs"]
+
+    def macs_of(net):
+        """Multiply-adds per image forward, as direct convolution and dense layers need them."""
+        model = config.load_architecture(ROOT / NETS[net]).build(build_params=False)
+        return sum(layer.macs() for layer in model.layers)
 
     with tempfile.TemporaryDirectory() as cache:
         cold = run_worker(["startup", "vgg_cifar"], env={"NUMBA_CACHE_DIR": cache})
@@ -255,7 +254,7 @@ def main():
     say(f"machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}; Python {platform.python_version()}")
     say(f"batch {BATCH}, SGD momentum 0.9, medians of {a.repeats} alternating rounds, each in a fresh process")
     if torch_ok:
-        say(f"PyTorch {rows['lenet5'].get('torch', '')}")
+        say(f"PyTorch {next(iter(rows.values())).get('torch', '')}")
     else:
         say("PyTorch not installed: cnncli figures only (pip install torch==2.13.0 to race it)")
     say()
@@ -265,10 +264,23 @@ def main():
         say(f"| {net} | training images/s | {fmt(r['train_ips'][0])} | {fmt(r['train_ips'][1])} | {ratio(r['train_ips'])} |")
         say(f"| {net} | inference images/s | {fmt(r['infer_ips'][0])} | {fmt(r['infer_ips'][1])} | {ratio(r['infer_ips'])} |")
         say(f"| {net} | peak RSS, training (MB) | {fmt(r['rss_mb'][0])} | {fmt(r['rss_mb'][1])} | {ratio(r['rss_mb'])} |")
-    gflops = macs * 2 * 3 * rows["vgg_cifar"]["train_ips"][0] / 1e9
     say()
-    say(f"vgg_cifar: {macs:,} multiply-adds per image forward; training achieves {gflops:.1f} GFLOP/s "
-        "(MACs × 2 × 3 × images/s)")
+    say(f"machine peak: {peak:.1f} GFLOP/s (float32 2048×2048 matmul in numpy, {peaks[0]['blas']}, "
+        f"its own threads; median of {len(peaks)} runs, best of each)")
+    say("GFLOP/s as direct convolution would need them (multiply-adds × 2 × images/s; × 3 for a training "
+        "step: forward, input gradient, weight gradient), cnncli / PyTorch, (share of the peak):")
+
+    def gf(ips, macs, factor):
+        if ips is None:
+            return "n/a"
+        g = macs * 2 * factor * ips / 1e9
+        return f"{g:.1f} ({g / peak:.0%})"
+
+    for net, r in rows.items():
+        macs = macs_of(net)
+        say(f"- {net}: {macs:,} multiply-adds per image forward; training {gf(r['train_ips'][0], macs, 3)} / "
+            f"{gf(r['train_ips'][1], macs, 3)}; inference {gf(r['infer_ips'][0], macs, 1)} / "
+            f"{gf(r['infer_ips'][1], macs, 1)}")
     say(f"cold start, empty JIT cache (build vgg_cifar, one training step, one prediction): {cold['wall']:.1f} s")
     say(f"warm start, JIT cache filled (the same, whole process): {warm:.2f} s")
     say(f"`cnncli --help`: {help_s:.2f} s; `cnncli inspect vgg_cifar.yaml`: {inspect_s:.2f} s; "
