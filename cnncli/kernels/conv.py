@@ -147,7 +147,7 @@ def im2col(x, fh, fw, stride, pads, out_hw):
     return np.ascontiguousarray(g.columns(np.ascontiguousarray(x), 0, g.n, g.buffer(x.dtype, g.n)))
 
 
-def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=None):
+def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=None, may_keep=True):
     """y = act(conv(x, w) + bias);  y[n,i,j,f] = sum_{kh,kw,c} x[n, i*sh-pt+kh, j*sw-pl+kw, c] w[kh,kw,c,f].
 
     x: (N, H, W, C) C-contiguous; w: (FH, FW, C, F); bias: (F,) or None
@@ -155,13 +155,14 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     Images are split over threads; each thread im2cols a few images at a time into its own
     cache-sized buffer and multiplies it by w in a single-threaded GEMM. `workspace`, the columns
     array this returned last time, is reused when it fits (a fresh one costs page faults).
+    may_keep=False never keeps the columns (a grouped layer applies the size rule to all its groups).
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
     w2 = w.reshape(g.k, g.f)
     y = np.empty((g.n, g.oh, g.ow, g.f), x.dtype)
     y2 = y.reshape(g.n * g.p, g.f)
     kept = None
-    if g.keeps_columns(x.dtype):
+    if may_keep and g.keeps_columns(x.dtype):
         shape = (g.k, g.n * g.p) if g.planar else (g.n * g.p, g.k)
         fits = workspace is not None and workspace.shape == shape and workspace.dtype == x.dtype
         kept = workspace if fits else g.buffer(x.dtype, g.n)
@@ -219,3 +220,57 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
         dw += pdw
         db += pdb
     return dx, dw.reshape(w.shape), db
+
+
+# --- grouped convolution, 1 < groups < C (groups == C has its own kernels: depthwise.py) ---------
+
+def _group_slices(c, f, groups):
+    """[(input channels, filters)] of each group: filters [k F/g, (k+1) F/g) see channels [k C/g, (k+1) C/g)."""
+    cg, fg = c // groups, f // groups
+    return [(slice(k * cg, (k + 1) * cg), slice(k * fg, (k + 1) * fg)) for k in range(groups)]
+
+
+def grouped_conv2d_forward(x, w, bias, act, stride, pads, out_hw, groups, alpha=0.01, workspace=None):
+    """y = act(grouped conv(x, w) + bias): conv2d_forward on each group's channels and filters.
+
+    x: (N, H, W, C); w: (FH, FW, C/g, F); bias: (F,) or None
+    -> (y (N, OH, OW, F), a list of each group's kept columns, or None).
+    Each group runs on contiguous copies of its channels and filters (threads split its images);
+    the bias and activation (softmax spans all groups) come last, over the whole output.
+    The groups' columns together are as big as an ordinary conv's, so the same size rule decides.
+    """
+    n, _, _, c = x.shape
+    fh, fw, cg, f = w.shape
+    assert cg * groups == c and f % groups == 0, (x.shape, w.shape, groups)
+    p = out_hw[0] * out_hw[1]
+    may_keep = keeps_columns(n, p, fh * fw * c, is_pointwise((fh, fw), stride, pads), x.dtype.itemsize)
+    y = np.empty((n,) + tuple(out_hw) + (f,), x.dtype)
+    kept = []
+    for k, (cs, fs) in enumerate(_group_slices(c, f, groups)):
+        xg, wg = np.ascontiguousarray(x[..., cs]), np.ascontiguousarray(w[..., fs])
+        yg, cols = conv2d_forward(xg, wg, None, "linear", stride, pads, out_hw, alpha,
+                                  workspace[k] if workspace else None, may_keep)
+        y[..., fs] = yg
+        kept.append(cols)
+    run_chunks(n, lambda lo, hi: activate(y[lo:hi], act, alpha, bias))
+    return y, (kept if any(cols is not None for cols in kept) else None)
+
+
+def grouped_conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, groups, need_dx=True, alpha=0.01,
+                            kept=None):
+    """-> (dx or None, dw like w, db (F,)) for grouped_conv2d_forward: conv2d_backward per group
+    on dz = dy * act'(y), with the forward's kept columns of each group when it kept them."""
+    c, f = x.shape[3], w.shape[3]
+    dz = activation_grad(dy, y, act, alpha)
+    dx = np.empty(x.shape, x.dtype) if need_dx else None
+    dw, db = np.empty_like(w), np.empty(f, x.dtype)
+    for k, (cs, fs) in enumerate(_group_slices(c, f, groups)):
+        xg, wg = np.ascontiguousarray(x[..., cs]), np.ascontiguousarray(w[..., fs])
+        dzg = np.ascontiguousarray(dz[..., fs])
+        # dzg stands in for y: a linear activation never reads it
+        dxg, dwg, dbg = conv2d_backward(dzg, xg, dzg, wg, "linear", stride, pads, out_hw, need_dx, alpha,
+                                        kept[k] if kept else None)
+        if need_dx:
+            dx[..., cs] = dxg
+        dw[..., fs], db[fs] = dwg, dbg
+    return dx, dw, db

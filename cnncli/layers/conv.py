@@ -1,4 +1,10 @@
-"""conv: nf filters of fh x fw x d slide over an h x w x d input (cross-correlation, no flip)."""
+"""conv: nf filters of fh x fw x d/g slide over an h x w x d input (cross-correlation, no flip).
+
+groups g (PyTorch's rule): filter f reads only input channels [k d/g, (k+1) d/g), k = f // (nf/g).
+g == d is a depthwise convolution (nf = d*m, m filters per channel), which has kernels of its own.
+"""
+
+import math
 
 import numpy as np
 
@@ -10,12 +16,14 @@ from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_s
 class Conv(Layer):
     kind = "conv"
 
-    def __init__(self, filters, size=3, stride=1, padding="valid", bias=True, activation=None, alpha=0.01):
+    def __init__(self, filters, size=3, stride=1, padding="valid", groups=1, bias=True, activation=None,
+                 alpha=0.01):
         super().__init__()
         self.filters = positive_int(filters, "filters")
         self.size = pair(size, "size")
         self.stride = pair(stride, "stride")
         self.padding = padding_arg(padding)
+        self.groups = positive_int(groups, "groups")
         self.bias = boolean(bias, "bias")
         self.activation = activation_name(activation)
         self.alpha = alpha_arg(alpha)
@@ -23,13 +31,16 @@ class Conv(Layer):
     def config(self):
         pad = self.padding if isinstance(self.padding, str) else list(self.padding)
         return {"filters": self.filters, "size": list(self.size), "stride": list(self.stride),
-                "padding": pad, "bias": self.bias, "activation": self.activation, "alpha": self.alpha}
+                "padding": pad, "groups": self.groups, "bias": self.bias, "activation": self.activation,
+                "alpha": self.alpha}
 
     def geometry(self, in_shape):
         """-> (pads (top, bottom, left, right), (out_h, out_w)) for an h x w x c input."""
         if len(in_shape) != 3:
             raise LayerError(f"conv needs an h x w x channels input, got {fmt_shape(in_shape)}")
-        h, w, _ = in_shape
+        h, w, c = in_shape
+        if c % self.groups or self.filters % self.groups:
+            raise LayerError(_groups_advice(self.groups, c, self.filters), "groups")
         pads, out_hw = resolve_padding(self.padding, (h, w), self.size, self.stride)
         ph, pw = h + pads[0] + pads[1], w + pads[2] + pads[3]
         if self.size[0] > ph or self.size[1] > pw:
@@ -47,8 +58,12 @@ class Conv(Layer):
         self.pads, self.out_hw = self.geometry(self.in_shape)
         return out
 
+    def depthwise(self):
+        """groups == channels (> 1): the depthwise kernels, not im2col."""
+        return 1 < self.groups == self.in_shape[2]
+
     def param_shapes(self):
-        c = self.in_shape[2]
+        c = self.in_shape[2] // self.groups
         shapes = {"weight": (self.filters, c, self.size[0], self.size[1])}
         if self.bias:
             shapes["bias"] = (self.filters,)
@@ -56,49 +71,68 @@ class Conv(Layer):
 
     def macs(self):
         oh, ow, f = self.out_shape
-        return oh * ow * f * self.size[0] * self.size[1] * self.in_shape[2]
+        return oh * ow * f * self.size[0] * self.size[1] * (self.in_shape[2] // self.groups)
 
     def scratch_bytes(self, batch_size):
-        """The im2col columns, when the layer keeps them from forward to backward."""
+        """The im2col columns, when the layer keeps them from forward to backward (all groups'
+        columns together are as many as an ordinary conv's; depthwise builds none)."""
+        if self.depthwise():
+            return 0
         fh, fw = self.size
         positions, depth = self.out_hw[0] * self.out_hw[1], fh * fw * self.in_shape[2]
         pointwise = is_pointwise(self.size, self.stride, self.pads)
         return positions * depth * 4 if keeps_columns(batch_size, positions, depth, pointwise) else 0
 
     def describe(self):
-        return f"{self.filters}× {self.size[0]}×{self.size[1]}×{self.in_shape[2]}, " + stride_pad(self)
+        grouping = "" if self.groups == 1 else " depthwise" if self.depthwise() else f" g{self.groups}"
+        depth = self.in_shape[2] // self.groups
+        return f"{self.filters}× {self.size[0]}×{self.size[1]}×{depth}{grouping}, " + stride_pad(self)
 
     def receptive(self):
         return self.size, self.stride
 
     def init_params(self, rng, dtype, init_activation):
         fh, fw = self.size
-        c, f = self.in_shape[2], self.filters
-        # internal layout (FH, FW, C, F): the GEMM right-hand side, rows in im2col order
-        self.params["weight"] = he_or_glorot(rng, (fh, fw, c, f), fh * fw * c, fh * fw * f,
+        c, f = self.in_shape[2] // self.groups, self.filters
+        # internal layout (FH, FW, C/g, F): the GEMM right-hand side, rows in im2col order
+        # (group k's filters are its columns [k F/g, (k+1) F/g); depthwise: (FH, FW, 1, C*m))
+        self.params["weight"] = he_or_glorot(rng, (fh, fw, c, f), fh * fw * c, fh * fw * f // self.groups,
                                              init_activation, dtype)
         if self.bias:
             self.params["bias"] = np.zeros(f, dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def forward(self, x, training):
-        from ..kernels.conv import conv2d_forward
+        from ..kernels.conv import conv2d_forward, grouped_conv2d_forward
+        from ..kernels.depthwise import depthwise_forward
 
         # (N, H, W, C) -> (N, OH, OW, F)
         workspace = getattr(self, "_workspace", None) if training else None
-        y, cols = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.activation,
-                                 self.stride, self.pads, self.out_hw, self.alpha, workspace)
+        args = (self.params["weight"], self.params.get("bias"), self.activation, self.stride, self.pads,
+                self.out_hw)
+        if self.depthwise():
+            y, cols = depthwise_forward(x, *args, self.alpha), None
+        elif self.groups > 1:
+            y, cols = grouped_conv2d_forward(x, *args, self.groups, self.alpha, workspace)
+        else:
+            y, cols = conv2d_forward(x, *args, self.alpha, workspace)
         # training reuses the columns array next step; inference keeps nothing alive
         self._workspace = cols if training else None
         self._cache = (x, y, cols) if training else None
         return y
 
     def backward(self, dy, need_dx=True):
-        from ..kernels.conv import conv2d_backward
+        from ..kernels.conv import conv2d_backward, grouped_conv2d_backward
+        from ..kernels.depthwise import depthwise_backward
 
         x, y, cols = self._cache
-        dx, dw, db = conv2d_backward(dy, x, y, self.params["weight"], self.activation, self.stride,
-                                     self.pads, self.out_hw, need_dx, self.alpha, cols)
+        args = (dy, x, y, self.params["weight"], self.activation, self.stride, self.pads)
+        if self.depthwise():
+            dx, dw, db = depthwise_backward(*args, need_dx, self.alpha)
+        elif self.groups > 1:
+            dx, dw, db = grouped_conv2d_backward(*args, self.out_hw, self.groups, need_dx, self.alpha, cols)
+        else:
+            dx, dw, db = conv2d_backward(*args, self.out_hw, need_dx, self.alpha, cols)
         self.grads["weight"] += dw
         if self.bias:
             self.grads["bias"] += db
@@ -106,6 +140,7 @@ class Conv(Layer):
         return dx
 
     def export(self):
+        # (FH, FW, C/g, F) -> (F, C/g, FH, FW), PyTorch's and ONNX's layout for any groups
         out = {"weight": np.ascontiguousarray(self.params["weight"].transpose(3, 2, 0, 1))}
         if self.bias:
             out["bias"] = self.params["bias"].copy()
@@ -115,3 +150,12 @@ class Conv(Layer):
         self.params["weight"][...] = np.asarray(arrays["weight"]).transpose(2, 3, 1, 0)
         if self.bias:
             self.params["bias"][...] = arrays["bias"]
+
+
+def _groups_advice(g, c, f):
+    """The one-line error for groups that do not divide the channels or the filters."""
+    common = math.gcd(c, f)
+    ok = [str(d) for d in range(1, common + 1) if common % d == 0]
+    fix = ok[0] if len(ok) == 1 else ", ".join(ok[:-1]) + " or " + ok[-1]
+    also = f", or filters a multiple of {g}" if c % g == 0 else ""
+    return f"groups {g} must divide both the {c} input channels and the {f} filters: use groups {fix}{also}"
