@@ -7,7 +7,7 @@ A list with back-references is already in topological order, so forward walks it
 and backward back to front. The last layer is the output.
 
 Inside, feature maps are NHWC float32. At the boundary (export / load) arrays use the
-PyTorch / ONNX layout: conv weight (F, C, FH, FW), dense weight (units, in_features),
+PyTorch / ONNX layout: conv weight (F, C/groups, FH, FW), dense weight (units, in_features),
 dense after flatten sees (C, H, W) order, batchnorm weight / bias / running_mean / running_var.
 """
 

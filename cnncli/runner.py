@@ -298,9 +298,13 @@ def validate(model, batches):
 # A tiny network that touches every kernel once: its first run compiles them (float32), later runs
 # load them from numba's cache. It stands in for the user's network, which may be huge. The first
 # conv sees the model's 1 or 3 channels (planar im2col), the second 4 (row im2col, and col2im as
-# it is not the first layer); the pools take the 2x2 fast path and the general kernel.
+# it is not the first layer), then a depthwise and a grouped conv, batchnorm; the pools take the
+# 2x2 fast path and the general kernel.
 WARM_UP = [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}),
-           ("conv", {"filters": 4, "size": 3, "padding": "same"}), ("conv", {"filters": 2, "size": 1}),
+           ("conv", {"filters": 4, "size": 3, "padding": "same"}),
+           ("conv", {"filters": 4, "size": 3, "padding": "same", "groups": 4}),   # depthwise kernels
+           ("conv", {"filters": 4, "size": 3, "padding": "same", "groups": 2}),   # grouped im2col
+           ("conv", {"filters": 2, "size": 1}), ("batchnorm", {}),
            ("maxpool", {"size": 2}), ("maxpool", {"size": 3, "stride": 1, "padding": "same"}),
            ("avgpool", {"size": 2}), ("softmax", {}), ("globalmaxpool", {}),
            ("dense", {"units": 2, "activation": "softmax"})]

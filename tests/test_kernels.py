@@ -6,6 +6,7 @@ import pytest
 from cnncli import budgets
 from cnncli.kernels import activation as act_k
 from cnncli.kernels import conv as conv_k
+from cnncli.kernels import depthwise as dw_k
 from cnncli.kernels import pool as pool_k
 from cnncli.layers.base import resolve_padding
 
@@ -69,6 +70,116 @@ def test_conv_is_cross_correlation_not_convolution():
     w = np.arange(9, dtype=np.float32).reshape(3, 3, 1, 1)
     y, _ = conv_k.conv2d_forward(x, w, None, "linear", (1, 1), (0, 0, 0, 0), (1, 1))
     assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == 204.0
+
+
+# (N, H, W, C, F, groups, size, stride, padding). groups == C: the depthwise kernels (F = C*m);
+# 1 < groups < C: im2col per group (C/g <= 3 builds its columns transposed, C/g > 3 by rows).
+GROUPED_CASES = [
+    (2, 7, 7, 4, 4, 4, (3, 3), (1, 1), "same"),       # depthwise, multiplier 1
+    (3, 9, 8, 3, 6, 3, (3, 3), (2, 2), "same"),       # depthwise, multiplier 2, stride 2
+    (2, 7, 9, 5, 10, 5, (3, 2), (1, 2), "valid"),     # odd sizes, non-square filter and stride
+    (2, 10, 11, 6, 6, 6, (5, 5), (2, 2), (1, 2)),     # explicit zero padding, stride 2
+    (2, 8, 9, 2, 4, 2, (4, 4), (1, 1), "same"),       # even filter, 'same': extra pad bottom/right
+    (1, 5, 5, 2, 2, 2, (5, 5), (1, 1), "valid"),      # one window covers the image
+    (3, 6, 7, 1, 2, 1, (3, 3), (2, 1), "same"),       # one channel, multiplier 2 (the kernel itself)
+    (2, 6, 6, 1, 1, 1, (3, 3), (1, 1), 1),            # one channel, one filter
+    (2, 6, 5, 8, 16, 8, (1, 1), (1, 1), "valid"),     # 1x1 depthwise: a per-channel scale
+    (2, 7, 7, 4, 6, 2, (3, 3), (1, 1), "same"),       # grouped, 2 channels per group
+    (3, 9, 8, 8, 4, 2, (3, 3), (2, 2), "valid"),      # grouped, 4 channels per group, stride 2
+    (2, 10, 11, 12, 6, 3, (3, 2), (2, 1), (1, 2)),    # grouped, explicit padding, non-square
+    (2, 7, 6, 6, 12, 3, (4, 4), (1, 1), "same"),      # grouped, even filter
+    (2, 6, 6, 8, 8, 4, (1, 1), (1, 1), "valid"),      # grouped 1x1: the columns are the input
+    (2, 6, 7, 12, 8, 4, (1, 1), (2, 2), "valid"),     # grouped 1x1 with stride
+    (9, 24, 24, 8, 8, 2, (3, 3), (1, 1), "same"),     # several GEMM steps per thread chunk
+]
+
+
+def _grouped_forward(x, w_int, bias, act, stride, pads, out_hw, groups):
+    """-> (y, kept columns) through the kernels the Conv layer picks for these groups."""
+    if groups == x.shape[3]:
+        return dw_k.depthwise_forward(x, w_int, bias, act, stride, pads, out_hw, 0.1), None
+    return conv_k.grouped_conv2d_forward(x, w_int, bias, act, stride, pads, out_hw, groups, 0.1)
+
+
+def _grouped_backward(dy, x, y, w_int, act, stride, pads, out_hw, groups, kept):
+    if groups == x.shape[3]:
+        return dw_k.depthwise_backward(dy, x, y, w_int, act, stride, pads, True, 0.1)
+    return conv_k.grouped_conv2d_backward(dy, x, y, w_int, act, stride, pads, out_hw, groups, True, 0.1, kept)
+
+
+@pytest.mark.parametrize("case", GROUPED_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grouped_and_depthwise_conv_match_naive(rng, case, dtype):
+    n, h, w, c, f, groups, size, stride, padding = case
+    x, _, pads, out_hw, stride = _conv_setup(rng, (n, h, w, c, f, size, stride, padding), dtype)
+    wt = rng.standard_normal((f, c // groups) + size).astype(dtype)   # boundary layout (F, C/g, FH, FW)
+    w_int = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    y, kept = _grouped_forward(x, w_int, None, "linear", stride, pads, out_hw, groups)
+    ref = naive.conv2d(nchw(x).astype(np.float64), wt.astype(np.float64), None, stride, pads, groups)
+    assert y.dtype == dtype and y.shape == (n,) + out_hw + (f,)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol)
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    rdx, rdw, rdb = naive.conv2d_backward(nchw(x).astype(np.float64), wt.astype(np.float64),
+                                          nchw(dy).astype(np.float64), stride, pads, groups)
+    for cols in (kept, None):   # with the forward's kept columns, and recomputing them
+        dx, dw, db = _grouped_backward(dy, x, y, w_int, "linear", stride, pads, out_hw, groups, cols)
+        assert dx.dtype == dw.dtype == db.dtype == dtype and dw.shape == w_int.shape
+        np.testing.assert_allclose(nchw(dx), rdx, rtol=tol, atol=tol)
+        np.testing.assert_allclose(dw.transpose(3, 2, 0, 1), rdw, rtol=tol, atol=tol)
+        np.testing.assert_allclose(db, rdb, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", [c for c in GROUPED_CASES if 1 < c[5] < c[3]], ids=str)
+def test_grouped_conv_matches_naive_without_kept_columns(rng, case, monkeypatch):
+    monkeypatch.setattr(budgets, "KEEP_COLUMNS_BYTES", 0)
+    monkeypatch.setattr(conv_k, "ROWS_PER_STEP", 64)
+    test_grouped_and_depthwise_conv_match_naive(rng, case, np.float32)
+
+
+@pytest.mark.parametrize("fn", ["relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize("groups", [2, 6])
+def test_grouped_and_depthwise_fuse_bias_and_activation(rng, fn, groups):
+    # y = act(conv + b) over all F channels (softmax spans the groups); dz = dy * act'(y)
+    n, h, w, c, f = 2, 6, 5, 6, 12
+    pads, out_hw = resolve_padding("same", (h, w), (3, 3), (2, 1))
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((f, c // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    w_int = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    y, kept = _grouped_forward(x, w_int, b, fn, (2, 1), pads, out_hw, groups)
+    z = naive.conv2d(nchw(x).astype(np.float64), wt.astype(np.float64), b.astype(np.float64), (2, 1), pads, groups)
+    want = naive.activation(np.moveaxis(z, 1, -1), fn, 0.1)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dz = act_k.activation_grad(dy, y, fn, 0.1)
+    _, rdw, rdb = naive.conv2d_backward(nchw(x).astype(np.float64), wt.astype(np.float64),
+                                        nchw(dz).astype(np.float64), (2, 1), pads, groups)
+    _, dw, db = _grouped_backward(dy, x, y, w_int, fn, (2, 1), pads, out_hw, groups, kept)
+    np.testing.assert_allclose(dw.transpose(3, 2, 0, 1), rdw, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db, rdb, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_depthwise_is_deterministic_for_a_thread_count(rng, monkeypatch, threads):
+    from cnncli.kernels import parallel
+    monkeypatch.setattr(parallel, "_n_threads", threads)
+    monkeypatch.setattr(parallel, "_pool", None)
+    pads, out_hw = resolve_padding("same", (9, 9), (3, 3), (1, 1))
+    x = rng.standard_normal((7, 9, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, 16)).astype(np.float32)
+    dy = rng.standard_normal((7, 9, 9, 16)).astype(np.float32)
+    runs = []
+    for _ in range(3):
+        y = dw_k.depthwise_forward(x, w, None, "tanh", (1, 1), pads, out_hw)
+        runs.append((y,) + dw_k.depthwise_backward(dy, x, y, w, "tanh", (1, 1), pads))
+    if parallel._pool is not None:   # this test's own pool
+        parallel._pool.shutdown()
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            np.testing.assert_array_equal(a, b)
 
 
 POOL_CASES = [
@@ -182,3 +293,24 @@ def test_im2col_helper_matches_naive_windows(rng, c):
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     want = np.stack([xp[n, i:i + 3, j:j + 3, :].reshape(-1) for n in range(2) for i in range(5) for j in range(6)])
     np.testing.assert_array_equal(cols, want)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 4, 6), (7, 9), (1, 1, 1, 2)])
+def test_batchnorm_training_forward_matches_the_formula(rng, shape):
+    """The compiled batch statistics and normalisation against numpy's textbook formula."""
+    from cnncli.layers.batchnorm import BatchNorm
+
+    layer = BatchNorm(eps=1e-3)
+    layer.build(shape[1:])
+    layer.init_params(None, np.float32, "linear")
+    layer.params["weight"][:] = rng.standard_normal(shape[-1])
+    layer.params["bias"][:] = rng.standard_normal(shape[-1])
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    y = layer.forward(x, training=True)
+    x2 = x.reshape(-1, shape[-1]).astype(np.float64)
+    mean, var = x2.mean(axis=0), x2.var(axis=0)
+    ref = (x2 - mean) / np.sqrt(var + 1e-3) * layer.params["weight"] + layer.params["bias"]
+    np.testing.assert_allclose(y.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+    m = x2.shape[0]
+    np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * var * m / max(m - 1, 1), rtol=1e-6)
+    np.testing.assert_allclose(layer.buffers["running_mean"], 0.1 * mean, rtol=1e-5, atol=1e-7)

@@ -22,10 +22,10 @@ JIT = dict(cache=True, nogil=True)
 
 def dispatchers():
     """Every numba kernel in this package (imports them all)."""
-    from . import activation, augment, conv, pool
+    from . import activation, augment, batchnorm, conv, depthwise, pool
 
     found = []
-    for module in (activation, augment, conv, pool):
+    for module in (activation, augment, batchnorm, conv, depthwise, pool):
         found += [f for f in vars(module).values() if isinstance(f, numba.core.dispatcher.Dispatcher)]
     return found
 

@@ -41,44 +41,38 @@ class BatchNorm(Layer):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def forward(self, x, training):
+        from ..kernels.batchnorm import batch_stats, normalize
+
         c = x.shape[-1]
-        x2 = x.reshape(-1, c)  # (M, C): every position of every image is a sample of its channel
+        x2 = np.ascontiguousarray(x).reshape(-1, c)  # (M, C): each position of each image is a sample
         dt = x.dtype.type
         if training:
             m = x2.shape[0]
-            mean = x2.mean(axis=0, dtype=x.dtype)
-            xc = x2 - mean
-            var = (xc * xc).mean(axis=0, dtype=x.dtype)
+            mean, var = batch_stats(x2)                # float64
             mom = dt(self.momentum)
-            unbiased = var * dt(m / max(m - 1, 1))
+            unbiased = (var * (m / max(m - 1, 1))).astype(x.dtype)
             self.buffers["running_mean"] *= dt(1) - mom
-            self.buffers["running_mean"] += mom * mean
+            self.buffers["running_mean"] += mom * mean.astype(x.dtype)
             self.buffers["running_var"] *= dt(1) - mom
             self.buffers["running_var"] += mom * unbiased
         else:
-            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
-            xc = x2 - mean
-        inv_std = dt(1) / np.sqrt(var + dt(self.eps))
-        xhat = xc * inv_std
-        y = xhat * self.params["weight"] + self.params["bias"]
-        self._cache = (xhat, inv_std) if training else None
+            mean = self.buffers["running_mean"].astype(np.float64)
+            var = self.buffers["running_var"].astype(np.float64)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        scale = self.params["weight"] * inv_std
+        y = normalize(x2, scale, self.params["bias"] - mean * scale)
+        self._cache = (x2, mean, inv_std) if training else None
         return y.reshape(x.shape)
 
     def backward(self, dy, need_dx=True):
+        from ..kernels.batchnorm import batchnorm_backward
+
         if self._cache is None:
             raise RuntimeError("batchnorm backward needs a training-mode forward first")
-        xhat, inv_std = self._cache
-        c = dy.shape[-1]
-        dy2 = dy.reshape(-1, c)
-        m = dy2.shape[0]
-        dbeta = dy2.sum(axis=0)
-        dgamma = (dy2 * xhat).sum(axis=0)
+        x2, mean, inv_std = self._cache
+        self._cache = None
+        dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
+        dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx)
         self.grads["weight"] += dgamma
         self.grads["bias"] += dbeta
-        self._cache = None
-        if not need_dx:
-            return None
-        # dx = (gamma * inv_std / M) * (M * dy - sum(dy) - xhat * sum(dy * xhat))
-        scale = self.params["weight"] * inv_std / dy.dtype.type(m)
-        dx = scale * (dy2 * dy.dtype.type(m) - dbeta - xhat * dgamma)
-        return dx.reshape(dy.shape)
+        return None if dx is None else dx.reshape(dy.shape)

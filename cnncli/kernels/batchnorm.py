@@ -1,0 +1,119 @@
+"""Batch normalisation over the rows of an (M, C) array: every position of every image is a
+sample of its channel (or unit).
+
+Training:   mean_c = sum_m x / M,  var_c = sum_m (x - mean)^2 / M   (two passes, float64 sums)
+            y = gamma (x - mean) / sqrt(var + eps) + beta
+Inference:  y = x * scale + shift,  scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale
+Backward:   xhat = (x - mean) inv_std,  dbeta = sum dy,  dgamma = sum dy xhat,
+            dx = gamma inv_std / M (M dy - dbeta - xhat dgamma)
+xhat is recomputed from x in backward rather than kept: x is the previous layer's output, alive
+anyway, so training keeps no (M, C) array of its own. Rows are split over threads; partial sums
+are added in chunk order, so results are bit-identical for a given thread count.
+"""
+
+import numpy as np
+from numba import njit
+
+from . import JIT
+from .parallel import run_chunks
+
+MIN_ROWS_PER_THREAD = 4096
+
+
+@njit(**JIT)
+def _sums(x, lo, hi, out):
+    # out[k] += sum over rows lo..hi of x[m, k]
+    c = x.shape[1]
+    for m in range(lo, hi):
+        for k in range(c):
+            out[k] += x[m, k]
+
+
+@njit(**JIT)
+def _square_sums(x, center, lo, hi, out):
+    c = x.shape[1]
+    for m in range(lo, hi):
+        for k in range(c):
+            d = np.float64(x[m, k]) - center[k]
+            out[k] += d * d
+
+
+@njit(**JIT)
+def _scale_shift(x, scale, shift, lo, hi, y):
+    c = x.shape[1]
+    for m in range(lo, hi):
+        for k in range(c):
+            y[m, k] = x[m, k] * scale[k] + shift[k]
+
+
+@njit(**JIT)
+def _grad_sums(dy, x, mean, inv_std, lo, hi, dbeta, dgamma):
+    c = x.shape[1]
+    for m in range(lo, hi):
+        for k in range(c):
+            g = np.float64(dy[m, k])
+            dbeta[k] += g
+            dgamma[k] += g * ((x[m, k] - mean[k]) * inv_std[k])
+
+
+@njit(**JIT)
+def _grad_input(dy, x, mean, inv_std, a, b, d, lo, hi, dx):
+    # dx = a dy - b - d xhat with a = gamma inv_std, b = a dbeta / M, d = a dgamma / M
+    c = x.shape[1]
+    for m in range(lo, hi):
+        for k in range(c):
+            xhat = (x[m, k] - mean[k]) * inv_std[k]
+            dx[m, k] = a[k] * dy[m, k] - b[k] - d[k] * xhat
+
+
+def _chunked_sum(kernel, rows, c, *args):
+    """Sum a kernel's per-chunk float64 partial sums, in chunk order."""
+    def part(lo, hi):
+        out = np.zeros(c, np.float64)
+        kernel(*args, lo, hi, out)
+        return out
+    parts = run_chunks(rows, part, MIN_ROWS_PER_THREAD)
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+def batch_stats(x2):
+    """(M, C) -> (mean, biased var) per column, float64."""
+    m, c = x2.shape
+    mean = _chunked_sum(_sums, m, c, x2) / m
+    var = _chunked_sum(_square_sums, m, c, x2, mean) / m
+    return mean, var
+
+
+def normalize(x2, scale, shift):
+    """y = x * scale + shift per column, (M, C) -> a new (M, C)."""
+    y = np.empty_like(x2)
+    scale, shift = scale.astype(x2.dtype), shift.astype(x2.dtype)
+    run_chunks(x2.shape[0], lambda lo, hi: _scale_shift(x2, scale, shift, lo, hi, y), MIN_ROWS_PER_THREAD)
+    return y
+
+
+def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True):
+    """-> (dx (M, C) or None, dgamma, dbeta) for y = gamma (x - mean) inv_std + beta."""
+    m, c = x2.shape
+    dt = x2.dtype
+    mean, inv_std = mean.astype(dt), inv_std.astype(dt)
+
+    def part(lo, hi):
+        db, dg = np.zeros(c, np.float64), np.zeros(c, np.float64)
+        _grad_sums(dy2, x2, mean, inv_std, lo, hi, db, dg)
+        return db, dg
+    parts = run_chunks(m, part, MIN_ROWS_PER_THREAD)
+    dbeta, dgamma = parts[0]
+    for db, dg in parts[1:]:
+        dbeta, dgamma = dbeta + db, dgamma + dg
+    if not need_dx:
+        return None, dgamma.astype(dt), dbeta.astype(dt)
+    a = gamma.astype(np.float64) * inv_std
+    b, d = (a * dbeta / m).astype(dt), (a * dgamma / m).astype(dt)
+    dx = np.empty_like(x2)
+    a = a.astype(dt)
+    run_chunks(m, lambda lo, hi: _grad_input(dy2, x2, mean, inv_std, a, b, d, lo, hi, dx), MIN_ROWS_PER_THREAD)
+    return dx, dgamma.astype(dt), dbeta.astype(dt)
