@@ -208,11 +208,14 @@ class Model:
         finally:
             last.activation = act
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, record=False, keep=()):
         """(N, H, W, C) -> logits (N, K): the output activation is left to the loss.
-        An output is dropped as soon as the last layer that reads it has run."""
+        An output is dropped as soon as the last layer that reads it has run, unless its index
+        is in `keep`: then -> (logits, {index: output}). record: inference, but keep what
+        backward needs (for gradients of an inference-mode output, as Grad-CAM takes)."""
         outs = {INPUT: np.ascontiguousarray(x, dtype=self.dtype)}
         unread = {INPUT: sum(src.count(INPUT) for src in self.sources)}
+        kept = {}
         with self._logits():
             for i, layer in enumerate(self.layers):
                 ins = [outs[j] for j in self.sources[i]]
@@ -220,25 +223,34 @@ class Model:
                     unread[j] -= 1
                     if not unread[j]:
                         del outs[j]
-                outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], training)
+                outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], training, record)
                 unread[i] = len(self.readers[i])
+                if i in keep:
+                    kept[i] = outs[i]
                 del ins
-        return outs[len(self.layers) - 1]
+        logits = outs[len(self.layers) - 1]
+        return (logits, kept) if keep else logits
 
-    def backward(self, dlogits):
+    def backward(self, dlogits, keep=()):
         """Back-propagate dL/dlogits; adds into each layer's grads. A layer read by several
-        others gets the sum of their gradients."""
+        others gets the sum of their gradients. -> {index: dL/d output} for the indices in keep."""
         pending = {len(self.layers) - 1: dlogits}
+        kept = {}
         with self._logits():
             for i in range(len(self.layers) - 1, -1, -1):
+                if i not in pending:  # below the lowest kept output, when keep stops the walk early
+                    continue
                 layer, src = self.layers[i], self.sources[i]
-                need_dx = any(j != INPUT for j in src)
+                if i in keep:
+                    kept[i] = pending[i]
+                need_dx = any(j != INPUT for j in src) and i > min(keep, default=-1)
                 dx = layer.backward(pending.pop(i), need_dx=need_dx)
                 if not need_dx:
                     continue
                 for j, d in zip(src, dx if layer.n_inputs is None else [dx]):
                     if j != INPUT:
                         pending[j] = d if j not in pending else pending[j] + d  # never in place: d may be shared
+        return kept
 
     def zero_grad(self):
         for layer in self.layers:

@@ -235,8 +235,8 @@ def test_forward_drops_outputs_once_read(monkeypatch, rng):
     for i, layer in enumerate(model.layers):
         real = layer.forward
 
-        def spy(x, training, _real=real, _i=i):
-            y = _real(x, training)
+        def spy(x, training, record=False, _real=real, _i=i):
+            y = _real(x, training, record)
             alive[_i] = weakref.ref(y)
             seen[_i] = sorted(j for j, ref in alive.items() if ref() is not None and j != _i)
             return y
@@ -394,3 +394,46 @@ def test_a_graph_network_trains_predicts_and_inspects(tmp_path):
     assert sum(r["top"][0]["class"] == "b" for r in out) >= 12
     shown = CliRunner().invoke(app, ["inspect", str(res.output / "best.npz")])
     assert shown.exit_code == 0 and "concat" in shown.output and "3,4" in shown.output
+
+
+@pytest.mark.parametrize("specs", [RESIDUAL, BRANCHES], ids=["residual", "branches"])
+def test_gradient_of_an_inference_output_with_respect_to_a_feature_map(rng, specs):
+    """record=True: inference semantics (running statistics, no dropout), yet backward works;
+    keep= returns a layer's output and dL/d(that output), as Grad-CAM needs."""
+    model = Model((6, 6, 2), specs + [], seed=2, dtype=np.float64)
+    _randomise(model, rng)
+    x = rng.standard_normal((2, 6, 6, 2))
+    target = 0 if specs is RESIDUAL else 5   # 0: through inference batchnorm and both paths
+    k = model.n_classes - 1 if model.head == "softmax" else 0
+
+    def score():  # the first image's logit of class k, in inference mode
+        return float(model.forward(x)[0, k])
+
+    plain = model.forward(x)
+    logits, maps = model.forward(x, record=True, keep=(target,))
+    np.testing.assert_array_equal(logits, plain)                  # record changes nothing computed
+    dlogits = np.zeros_like(logits)
+    dlogits[0, k] = 1.0
+    model.zero_grad()
+    grads = model.backward(dlogits, keep=(target,))
+    fmap, dmap = maps[target], grads[target]
+    assert dmap.shape == fmap.shape and np.all(dmap[1] == 0)       # image 2 does not touch image 1's score
+    # finite differences through the layer's output itself: shift channel f of image 1's map
+    layer = model.layers[target]
+    real = layer.forward
+    shift = {}
+
+    def shifted(x_, training, record=False):
+        y = real(x_, training, record).copy()
+        if shift:
+            y[0, ..., shift["f"]] += shift["d"]
+        return y
+    layer.forward = shifted
+    num = []
+    for f in range(fmap.shape[-1]):
+        shift.update(f=f, d=1e-6)
+        up = score()
+        shift.update(d=-1e-6)
+        down = score()
+        num.append((up - down) / 2e-6)
+    np.testing.assert_allclose(dmap[0].reshape(-1, fmap.shape[-1]).sum(axis=0), num, rtol=1e-5, atol=1e-8)

@@ -5,7 +5,8 @@ Training:   mean_c = sum_m x / M,  var_c = sum_m (x - mean)^2 / M   (two passes,
             y = gamma (x - mean) / sqrt(var + eps) + beta
 Inference:  y = x * scale + shift,  scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale
 Backward:   xhat = (x - mean) inv_std,  dbeta = sum dy,  dgamma = sum dy xhat,
-            dx = gamma inv_std / M (M dy - dbeta - xhat dgamma)
+            dx = gamma inv_std / M (M dy - dbeta - xhat dgamma)   (batch statistics)
+            dx = gamma inv_std dy                                  (running statistics: constants)
 xhat is recomputed from x in backward rather than kept: x is the previous layer's output, alive
 anyway, so training keeps no (M, C) array of its own. Rows are split over threads; partial sums
 are added in chunk order, so results are bit-identical for a given thread count.
@@ -95,8 +96,10 @@ def normalize(x2, scale, shift):
     return y
 
 
-def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True):
-    """-> (dx (M, C) or None, dgamma, dbeta) for y = gamma (x - mean) inv_std + beta."""
+def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True):
+    """-> (dx (M, C) or None, dgamma, dbeta) for y = gamma (x - mean) inv_std + beta.
+    batch: mean and inv_std are the batch's statistics (functions of x); False: running
+    statistics, constants, so dx = gamma inv_std dy."""
     m, c = x2.shape
     dt = x2.dtype
     mean, inv_std = mean.astype(dt), inv_std.astype(dt)
@@ -113,6 +116,8 @@ def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True):
         return None, dgamma.astype(dt), dbeta.astype(dt)
     a = gamma.astype(np.float64) * inv_std
     b, d = (a * dbeta / m).astype(dt), (a * dgamma / m).astype(dt)
+    if not batch:
+        b, d = np.zeros_like(b), np.zeros_like(d)
     dx = np.empty_like(x2)
     a = a.astype(dt)
     run_chunks(m, lambda lo, hi: _grad_input(dy2, x2, mean, inv_std, a, b, d, lo, hi, dx), MIN_ROWS_PER_THREAD)

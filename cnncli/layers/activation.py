@@ -21,11 +21,11 @@ class Activation(Layer):
     def describe(self):
         return self.activation
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         from ..kernels.activation import activate
 
         y = activate(x.copy(), self.activation, self.alpha)
-        self._y = y if training else None
+        self._y = y if training or record else None
         return y
 
     def backward(self, dy, need_dx=True):

@@ -179,8 +179,10 @@ class Layer:
     def init_params(self, rng, dtype, init_activation):
         """Create parameters; init_activation picks He (relu family) or Glorot."""
 
-    def forward(self, x, training):
-        """x (N, ...) -> y. training=False keeps nothing alive after it returns."""
+    def forward(self, x, training, record=False):
+        """x (N, ...) -> y. training: batch statistics, dropout, and keep what backward needs.
+        record: keep what backward needs in inference too (gradients of an inference-mode
+        output, as Grad-CAM takes). Neither: keep nothing alive after it returns."""
         raise NotImplementedError
 
     def backward(self, dy, need_dx=True):

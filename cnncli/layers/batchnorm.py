@@ -2,7 +2,7 @@
 
 Training: y = weight * (x - mean_B) / sqrt(var_B + eps) + bias, with batch statistics, and
 running_mean/var <- (1 - momentum) * running + momentum * batch (unbiased var, as PyTorch).
-Inference: the same formula with the running statistics.
+Inference: the same formula with the running statistics (constants: dL/dx = weight inv_std dL/dy).
 """
 
 import numpy as np
@@ -40,7 +40,7 @@ class BatchNorm(Layer):
         self.buffers = {"running_mean": np.zeros(c, dtype), "running_var": np.ones(c, dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         from ..kernels.batchnorm import batch_stats, normalize
 
         c = x.shape[-1]
@@ -61,18 +61,19 @@ class BatchNorm(Layer):
         inv_std = 1.0 / np.sqrt(var + self.eps)
         scale = self.params["weight"] * inv_std
         y = normalize(x2, scale, self.params["bias"] - mean * scale)
-        self._cache = (x2, mean, inv_std) if training else None
+        # backward differs: batch statistics depend on x; running statistics are constants
+        self._cache = (x2, mean, inv_std, training) if training or record else None
         return y.reshape(x.shape)
 
     def backward(self, dy, need_dx=True):
         from ..kernels.batchnorm import batchnorm_backward
 
         if self._cache is None:
-            raise RuntimeError("batchnorm backward needs a training-mode forward first")
-        x2, mean, inv_std = self._cache
+            raise RuntimeError("batchnorm backward needs a forward that kept its input (training or record)")
+        x2, mean, inv_std, batch = self._cache
         self._cache = None
         dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
-        dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx)
+        dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx, batch)
         self.grads["weight"] += dgamma
         self.grads["bias"] += dbeta
         return None if dx is None else dx.reshape(dy.shape)

@@ -102,7 +102,7 @@ class Conv(Layer):
             self.params["bias"] = np.zeros(f, dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         from ..kernels.conv import conv2d_forward, grouped_conv2d_forward
         from ..kernels.depthwise import depthwise_forward
 
@@ -118,7 +118,7 @@ class Conv(Layer):
             y, cols = conv2d_forward(x, *args, self.alpha, workspace)
         # training reuses the columns array next step; inference keeps nothing alive
         self._workspace = cols if training else None
-        self._cache = (x, y, cols) if training else None
+        self._cache = (x, y, cols) if training or record else None
         return y
 
     def backward(self, dy, need_dx=True):

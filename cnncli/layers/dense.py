@@ -44,12 +44,12 @@ class Dense(Layer):
             self.params["bias"] = np.zeros(u, dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         from ..kernels.dense import dense_forward
 
         # (N, D) @ (D, U) -> (N, U)
         y = dense_forward(x, self.params["weight"], self.params.get("bias"), self.activation, self.alpha)
-        self._cache = (x, y) if training else None
+        self._cache = (x, y) if training or record else None
         return y
 
     def backward(self, dy, need_dx=True):

@@ -33,14 +33,14 @@ class Add(Layer):
     def describe(self):
         return f"{len(self.in_shape)} inputs"
 
-    def forward(self, xs, training):
+    def forward(self, xs, training, record=False):
         from ..kernels.activation import activate
 
         y = xs[0] + xs[1]
         for x in xs[2:]:
             y += x
         activate(y, self.activation, self.alpha)
-        self._y = y if training else None
+        self._y = y if training or record else None
         return y
 
     def backward(self, dy, need_dx=True):
@@ -70,7 +70,7 @@ class Concat(Layer):
     def describe(self):
         return " + ".join(str(s[-1]) for s in self.in_shape) + (" channels" if len(self.out_shape) == 3 else "")
 
-    def forward(self, xs, training):
+    def forward(self, xs, training, record=False):
         return np.concatenate(xs, axis=-1)
 
     def backward(self, dy, need_dx=True):

@@ -51,11 +51,11 @@ class _Pool(Layer):
 class MaxPool(_Pool):
     kind = "maxpool"
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         from ..kernels.pool import maxpool_forward
 
         y, arg = maxpool_forward(x, self.size, self.stride, self.pads, self.out_hw)
-        self._cache = (arg, x.shape) if training else None
+        self._cache = (arg, x.shape) if training or record else None
         return y
 
     def scratch_bytes(self, batch_size):
@@ -72,7 +72,7 @@ class MaxPool(_Pool):
 class AvgPool(_Pool):
     kind = "avgpool"
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         from ..kernels.pool import avgpool_forward
 
         self._x_shape = x.shape
@@ -100,7 +100,7 @@ class _GlobalPool(Layer):
 class GlobalAvgPool(_GlobalPool):
     kind = "globalavgpool"
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         from ..kernels.pool import global_avgpool_forward
 
         self._x_shape = x.shape
@@ -115,11 +115,11 @@ class GlobalAvgPool(_GlobalPool):
 class GlobalMaxPool(_GlobalPool):
     kind = "globalmaxpool"
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         from ..kernels.pool import global_maxpool_forward
 
         y, arg = global_maxpool_forward(x)
-        self._cache = (arg, x.shape) if training else None
+        self._cache = (arg, x.shape) if training or record else None
         return y
 
     def scratch_bytes(self, batch_size):

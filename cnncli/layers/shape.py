@@ -21,7 +21,7 @@ class Flatten(Layer):
     def describe(self):
         return f"{fmt_shape(self.in_shape)} → {self.out_shape[0]:,} (c,h,w order)"
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         self._x_shape = x.shape
         if x.ndim == 4:  # (N, H, W, C) -> (N, C, H, W) -> (N, C*H*W)
             x = x.transpose(0, 3, 1, 2)
@@ -54,7 +54,7 @@ class Dropout(Layer):
     def scratch_bytes(self, batch_size):
         return math.prod(self.out_shape) * 4  # the mask
 
-    def forward(self, x, training):
+    def forward(self, x, training, record=False):
         if not training or self.rate == 0.0:
             self._mask = None
             return x
