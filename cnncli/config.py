@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import inspect as pyinspect
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -544,12 +545,14 @@ def parse_run(raw, source, base_dir):
         output = f"runs/{Path(source).stem}"
     elif not isinstance(output, str) or not output:
         raise ConfigError(f"{source}: 'output' must be a folder path, got {output!r}")
-    return RunConfig(arch, data, train, output, source)
+    return RunConfig(arch, data, train, os.path.normpath(output), source)
 
 
 def _resolve(p, base_dir):
+    """A path as the user wrote it, relative to base_dir, normalised for messages (no a/../b;
+    symlinks left alone)."""
     p = Path(p).expanduser()
-    return p if p.is_absolute() else Path(base_dir) / p
+    return Path(os.path.normpath(p if p.is_absolute() else Path(base_dir) / p))
 
 
 def is_architecture(raw):

@@ -45,3 +45,43 @@ def _fsync_dir(folder):
         pass
     finally:
         os.close(fd)
+
+
+# --- locks: fcntl.flock on a file; the kernel releases it when the process ends, however it ends
+# (exit, crash, SIGKILL), so a lock can never be left stale. Local file systems; on NFS, flock
+# works across machines only where the server supports it.
+
+def try_lock(path):
+    """An exclusive lock on path (created if missing), without waiting -> an open fd holding it,
+    or None when another process holds it."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def wait_lock(path):
+    """An exclusive lock on path (created if missing), waiting for it -> an open fd holding it."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def unlock(fd):
+    if fd is not None:
+        os.close(fd)
+
+
+def lock_holder(path):
+    """What the holder of a run lock wrote into it ('pid 123 on host'), or '' if unreadable."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""

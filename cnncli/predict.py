@@ -2,6 +2,7 @@
 applied to new images, exactly as in training."""
 
 import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def collect(paths):
     """Files, folders (recursively) and globs -> (image paths in order, [(path, reason)] not found)."""
     found, missing = [], []
     for raw in paths:
+        raw = os.path.normpath(raw)   # printed as typed, without a/../b
         p = Path(raw)
         if p.is_dir():
             images = sorted((f for f in p.rglob("*") if f.is_file() and is_image_name(f)),

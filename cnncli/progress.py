@@ -1,6 +1,7 @@
 """What a training run shows: a rich bar per epoch on a terminal, one plain line per epoch
 otherwise (CI logs), nothing but errors with --quiet. The runner calls these hooks only."""
 
+import os
 import sys
 import time
 
@@ -17,15 +18,34 @@ def fmt_row(row, epochs):
     return "  ".join(parts)
 
 
+def silence(stream):
+    """Point a stream whose reader went away at /dev/null, so later writes (and the flush at
+    exit) neither fail nor print 'Broken pipe'."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 class PlainReporter:
-    """One line per epoch and per phase; for logs and pipes."""
+    """One line per epoch and per phase; for logs and pipes. `gone` turns true when the reader
+    of the output went away (`cnncli train ... | head`): the runner then stops as for Ctrl-C."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
         self.epochs = 0
+        self.gone = False
 
     def message(self, text):
-        print(text, file=self.stream, flush=True)
+        if self.gone:
+            return
+        try:
+            print(text, file=self.stream, flush=True)
+        except BrokenPipeError:
+            self.gone = True
+            silence(self.stream)
 
     def phase(self, text):
         self.message(text)

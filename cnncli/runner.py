@@ -10,6 +10,7 @@ import csv
 import io
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,19 @@ class Interrupted(Exception):
     """Ctrl-C during training: last.npz was saved; the CLI exits with status 130."""
 
     exit_code = 130
+    quiet = False
 
     def __init__(self, output, epoch, batch):
         super().__init__(f"interrupted in epoch {epoch + 1} after batch {batch}; saved {output}/last.npz. "
                          f"Continue exactly where it stopped with: cnncli train --resume {output}")
+
+
+class OutputClosed(Interrupted):
+    """The reader of the progress lines went away (`cnncli train ... | head`): stopped as for
+    Ctrl-C, last.npz saved; the CLI exits quietly with 141, as a process ended by SIGPIPE."""
+
+    exit_code = 141
+    quiet = True
 
 
 EMPTY_PARTIAL = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "wait": 0.0}
@@ -82,14 +92,45 @@ def metrics_csv(history):
     return buf.getvalue()
 
 
+LOCK = ".lock"  # in the run folder, locked for as long as a train or --resume runs there
+
+
+def in_use(output):
+    """-> the holder's description when a cnncli process is training in this folder, else None."""
+    from .files import try_lock, unlock
+
+    lock = Path(output) / LOCK
+    if not lock.exists():
+        return None
+    try:
+        fd = try_lock(lock)
+    except OSError:
+        return None
+    if fd is None:
+        return lock_holder_text(lock)
+    unlock(fd)
+    return None
+
+
+def lock_holder_text(lock):
+    from .files import lock_holder
+
+    return lock_holder(lock) or "another process"
+
+
+def in_use_error(output, holder):
+    return CnnError(f"{output} is in use by another cnncli train ({holder}): wait for it to finish, "
+                    "or set another output with --set output=PATH")
+
+
 def check_output(output, force):
-    """Refuse a folder holding a run (unless force) or one that cannot be written; touch nothing.
-    -> the run files a forced start will replace."""
+    """Refuse a folder in use, holding a run (unless force), or that cannot be written; touch
+    nothing. -> the run files a forced start will replace."""
     output = Path(output)
-    existing = [name for name in RUN_FILES if (output / name).exists()]
-    if existing and not force:
-        raise CnnError(f"{output} already holds a run ({', '.join(existing)}): continue it with "
-                       f"`cnncli train --resume {output}`, start over with --force, or set another output")
+    holder = in_use(output)
+    if holder:
+        raise in_use_error(output, holder)
+    existing = run_files(output, force)
     nearest = output
     while not nearest.exists() and nearest != nearest.parent:
         nearest = nearest.parent
@@ -101,9 +142,34 @@ def check_output(output, force):
     return existing
 
 
-def claim_output(output, replace=()):
-    """Make the run folder and clear the run files a forced start replaces: called only once
-    everything has been checked, right before the first file of the new run is written."""
+def run_files(output, force):
+    """The run files in a folder; refused unless force (which will replace them)."""
+    existing = [name for name in RUN_FILES if (Path(output) / name).exists()]
+    if existing and not force:
+        raise CnnError(f"{output} already holds a run ({', '.join(existing)}): continue it with "
+                       f"`cnncli train --resume {output}`, start over with --force, or set another output")
+    return existing
+
+
+def lock_run(output):
+    """Claim a run folder for this process: -> the lock's fd, held until the process closes it or
+    ends (exit, crash or SIGKILL: the kernel releases it). Another holder: one line, exit 2."""
+    from .files import try_lock
+
+    lock = Path(output) / LOCK
+    fd = try_lock(lock)
+    if fd is None:
+        raise in_use_error(output, lock_holder_text(lock))
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+    return fd
+
+
+def claim_output(output, force):
+    """Make the run folder, lock it, and clear the run files a forced start replaces: called only
+    once everything has been checked, right before the first file of the new run is written.
+    -> the lock's fd. Checked again under the lock: a run that another process finished meanwhile
+    is not overwritten without --force."""
     output = Path(output)
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -113,9 +179,15 @@ def claim_output(output, replace=()):
     except OSError as e:
         raise CnnError(f"cannot write to output folder {output} ({e.strerror}): pick a writable folder "
                        "with --set output=PATH") from None
-    for name in replace:
+    fd = lock_run(output)
+    try:
+        existing = run_files(output, force)
+    except BaseException:
+        os.close(fd)
+        raise
+    for name in existing:
         (output / name).unlink(missing_ok=True)
-    return output
+    return fd
 
 
 class Trainer:
@@ -187,10 +259,12 @@ class Trainer:
             with np.errstate(over="ignore", invalid="ignore"):  # divergence shows as a NaN loss
                 while st.epoch < t.epochs and not st.finished:
                     self.train_epoch(st.epoch, n_batches)
-                    if self.stop_requested:
+                    if self.stopping():
                         self.save_last()
-                        raise Interrupted(self.output, st.epoch, st.batch)
+                        raise self.stop_reason()
                     self.end_epoch()
+                    if self.report.gone and st.epoch < t.epochs and not st.finished:
+                        raise self.stop_reason()  # last.npz was just saved at the epoch's end
             if not st.finished:
                 st.finished = "epochs"
                 self.save_last()
@@ -200,6 +274,13 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
         return st
+
+    def stopping(self):
+        return self.stop_requested or self.report.gone
+
+    def stop_reason(self):
+        kind = Interrupted if self.stop_requested else OutputClosed
+        return kind(self.output, self.state.epoch, self.state.batch)
 
     def _on_sigint(self, signum, frame):
         self.stop_requested += 1
@@ -229,7 +310,7 @@ class Trainer:
             st.batch = b + 1
             elapsed = p["seconds"] + time.perf_counter() - start
             self.report.batch(b + 1, p["loss"] / p["seen"], p["correct"] / p["seen"], p["seen"] / max(elapsed, 1e-9))
-            if self.stop_requested:
+            if self.stopping():
                 p["seconds"] = elapsed
                 st.dropout_rng = [layer.rng.bit_generator.state for _, layer in self._dropouts()]
                 return

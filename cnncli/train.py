@@ -8,8 +8,8 @@ import yaml
 
 from . import checkpoint, config
 from .errors import CnnError
-from .files import write_text_atomic
-from .runner import Result, State, Trainer, check_output, claim_output, warm_up
+from .files import unlock, write_text_atomic
+from .runner import Result, State, Trainer, check_output, claim_output, lock_run, warm_up
 
 
 def train(config_path=None, overrides=(), force=False, resume=None, init=None, reporter=None):
@@ -17,6 +17,10 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
     from .progress import PlainReporter
 
     report = reporter or PlainReporter()
+    if resume is not None and config_path is not None:
+        raise CnnError(f"give either a config (a new run) or --resume {resume} (continue that run, with "
+                       f"the config saved in it), not both; to train it longer: cnncli train --resume "
+                       f"{resume} --set train.epochs=N")
     if resume is not None:
         return _resume(Path(resume), overrides, report)
     if config_path is None:
@@ -28,16 +32,20 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
     _check_batch_statistics(cfg, model)
     if cfg.train.init:
         _warm_start(model, cfg.train.init)
-    replaced = check_output(cfg.output, force)
+    check_output(cfg.output, force)
     data = _prepare_data(cfg, report)
     _check_classes(cfg, model, data.classes)
     weights = _class_weights(cfg, data)
-    # everything is checked: only now is an earlier run's folder touched (--force)
-    output = claim_output(cfg.output, replaced)
-    write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    _write_skipped(output, data.skipped)
-    trainer = Trainer(cfg, data, report, output, model=model, class_weights=weights)
-    return _run(trainer, cfg, report)
+    # everything is checked: only now is the folder made, locked, and an earlier run cleared (--force)
+    lock = claim_output(cfg.output, force)
+    try:
+        output = Path(cfg.output)
+        write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        _write_skipped(output, data.skipped)
+        trainer = Trainer(cfg, data, report, output, model=model, class_weights=weights)
+        return _run(trainer, cfg, report)
+    finally:
+        unlock(lock)
 
 
 def _prepare_data(cfg, report):
@@ -141,6 +149,14 @@ def _resume(run_dir, overrides, report):
     if not last.exists():
         raise CnnError(f"{run_dir} has no last.npz to resume from: no epoch finished yet? "
                        "Start the run again with --force")
+    lock = lock_run(run_dir)
+    try:
+        return _resume_locked(run_dir, last, overrides, report)
+    finally:
+        unlock(lock)
+
+
+def _resume_locked(run_dir, last, overrides, report):
     for item in overrides or ():
         key = item.partition("=")[0].strip()
         if key not in RESUMABLE:

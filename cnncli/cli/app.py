@@ -4,6 +4,7 @@ inside the command so `cnncli --help` and `cnncli inspect` never load numba."""
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -31,6 +32,10 @@ def command(fn):
             raise typer.Exit(e.exit_code) from None
         except (typer.Exit, KeyboardInterrupt, SystemExit):
             raise
+        except BrokenPipeError:  # the reader went away (`cnncli predict ... | head`): stop quietly
+            from ..progress import silence
+            silence(sys.stdout)
+            raise typer.Exit(0) from None
         except Exception as e:  # a bug of ours: say so in one line; CNNCLI_DEBUG=1 shows the traceback
             if os.environ.get("CNNCLI_DEBUG"):
                 raise
@@ -95,7 +100,8 @@ def train(
         run_training(config_file, overrides, force=force, resume=resume, init=init, reporter=reporter)
     except Interrupted as e:
         reporter.close()
-        typer.echo(str(e), err=True)
+        if not e.quiet:
+            typer.echo(str(e), err=True)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the epoch loop
         reporter.close()
@@ -117,10 +123,15 @@ def predict(
     from .render import print_predictions
 
     results = run_predict(checkpoint_file, paths, top_k, batch_size)
-    print_predictions(results, "json" if as_json else "csv" if as_csv else "table")
+    fmt = "json" if as_json else "csv" if as_csv else "table"
+    print_predictions(results, fmt)
     failed = [r for r in results if "error" in r]
-    for r in failed:
-        typer.echo(f"error: {r['path']}: {r['error']}", err=True)
+    if fmt == "table":  # the table lists what was classified; each failure is one line on stderr
+        for r in failed:
+            typer.echo(f"error: {r['path']}: {r['error']}", err=True)
+    elif failed:        # --json / --csv carry each failure in its record; stderr says how many
+        typer.echo(f"error: {len(failed)} of {len(results)} image(s) could not be read; see their "
+                   f"'error' {'field' if as_json else 'column'}", err=True)
     if failed:
         raise typer.Exit(1)
 

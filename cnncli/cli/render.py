@@ -83,14 +83,14 @@ def print_predictions(results, fmt):
             cells = [x for t in r.get("top", []) for x in (t["class"], f"{t['prob']:.6f}")]
             w.writerow([r["path"]] + cells + [""] * (2 * k - len(cells)) + [r.get("error", "")])
         return
+    if not any("top" in r for r in results):
+        return
     table = Table(header_style="bold")
     table.add_column("image", overflow="fold")
     for i in range(1, k + 1):
         table.add_column(f"#{i}")
     for r in results:
-        if "error" in r:
-            table.add_row(r["path"], f"[red]error: {r['error']}[/red]", *[""] * (k - 1))
-        else:
+        if "top" in r:  # failures go to stderr, once (cli.predict)
             table.add_row(r["path"], *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
     make_console().print(table)
 

@@ -1,8 +1,8 @@
 """Decode a folder once into a memory-mapped uint8 array (N, h, w, c), reused by later epochs and
 later runs. The key covers the file list, each file's size and mtime, the preprocessing and the
 cache version, so a changed, added or removed image means a fresh decode, never a stale one.
-Files are written under temporary names and renamed, so a killed decode or two runs at once
-never leave a half-written cache behind.
+Files are written under temporary names and renamed, so a killed decode never leaves a
+half-written cache behind; a lock per entry makes runs started together decode a folder once.
 """
 
 import hashlib
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CnnError
-from ..files import write_text_atomic
+from ..files import unlock, wait_lock, write_text_atomic
 from .decode import BadImage, load_image
 
 CACHE_VERSION = 1
@@ -90,6 +90,21 @@ def decode_folder(listing, shape, resize="stretch", cache_dir=None, workers=None
     hit = _read_cache(npy, meta_path, shape)
     if hit is not None:
         return hit
+    # one process decodes a folder; others that want the same entry wait, then read it
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        lock = wait_lock(cache_dir / f"{key}.lock")
+    except OSError:
+        lock = None  # cache folder not writable: each process decodes into memory
+    try:
+        hit = _read_cache(npy, meta_path, shape)
+        return hit if hit is not None else _decode_and_publish(listing, shape, resize, workers, progress,
+                                                               cache_dir, key, npy, meta_path)
+    finally:
+        unlock(lock)
+
+
+def _decode_and_publish(listing, shape, resize, workers, progress, cache_dir, key, npy, meta_path):
     n = len(listing.files)
     tmp = None
     try:
