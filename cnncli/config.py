@@ -57,7 +57,11 @@ def read_yaml(path):
 
 
 def apply_overrides(raw, overrides, where="--set"):
-    """['train.lr=0.001', 'model.layers.0.conv.filters=8'] -> raw updated in place (YAML-typed values)."""
+    """['train.lr=0.001', 'model.layers.8.units=10'] -> raw updated in place (YAML-typed values).
+
+    Inside `layers`, an index picks a layer and the next key is one of its arguments (the layer's
+    type may be named too: model.layers.0.conv.filters=8). Indices are those of the file's list
+    (a block's use counts as one item)."""
     for item in overrides or ():
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -69,9 +73,13 @@ def apply_overrides(raw, overrides, where="--set"):
         except RecursionError:
             raise ConfigError(f"{where} {item!r}: the value is nested too deeply") from None
         parts = key.strip().split(".")
-        node = raw
+        node, parent_key = raw, None
         for i, part in enumerate(parts[:-1]):
-            node = _child(node, part, ".".join(parts[:i + 1]), where, item)
+            path = ".".join(parts[:i + 1])
+            node = _child(node, part, path, where, item)
+            if parent_key == "layers" and isinstance(node, (dict, str)):   # a layer item: into its arguments
+                node = _layer_args(node_list, int(part), parts[i + 1], path, where, item)
+            node_list, parent_key = node, part
         last = parts[-1]
         if isinstance(node, list):
             node[_index(node, last, key, where, item)] = value
@@ -80,6 +88,25 @@ def apply_overrides(raw, overrides, where="--set"):
         else:
             raise ConfigError(f"{where} {item!r}: {'.'.join(parts[:-1])!r} is not a mapping")
     return raw
+
+
+def _layer_args(layers, index, next_part, path, where, item):
+    """The arguments mapping of layers[index] (a bare '- flatten' becomes '- flatten: {}'), or the
+    item itself when the next key names the layer's type."""
+    layer = layers[index]
+    if isinstance(layer, str):
+        layer = layers[index] = {layer: {}}
+    if len(layer) != 1:
+        return layer
+    (kind, args), = layer.items()
+    if next_part == kind:
+        return layer
+    if args is None:
+        args = layer[kind] = {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"{where} {item!r}: {path} ({kind}) is written in short form; write it as a "
+                          f"mapping (- {kind}: {{...}}) to set its keys")
+    return args
 
 
 def _index(node, part, path, where, item):
@@ -100,8 +127,34 @@ def _child(node, part, path, where, item):
 
 # --- checks -------------------------------------------------------------------------------
 
+# Names users bring from Keras and PyTorch, lower-cased without '_' -> ours, first that applies.
+FOREIGN = {
+    "conv2d": ["conv"], "convolution2d": ["conv"], "maxpooling2d": ["maxpool"], "maxpool2d": ["maxpool"],
+    "averagepooling2d": ["avgpool"], "avgpool2d": ["avgpool"], "globalaveragepooling2d": ["globalavgpool"],
+    "adaptiveavgpool2d": ["globalavgpool"], "globalmaxpooling2d": ["globalmaxpool"],
+    "adaptivemaxpool2d": ["globalmaxpool"], "linear": ["dense"], "fc": ["dense"],
+    "batchnormalization": ["batchnorm"], "batchnorm2d": ["batchnorm"], "batchnorm1d": ["batchnorm"],
+    "leakyrelu": ["leaky_relu"], "concatenate": ["concat"], "cat": ["concat"], "sum": ["add"],
+    "kernelsize": ["size"], "kernel": ["size"], "poolsize": ["size"], "strides": ["stride"],
+    "units": ["filters"], "filters": ["units"], "outchannels": ["filters"], "outfeatures": ["units"],
+    "usebias": ["bias"], "p": ["rate"], "dropout": ["rate"], "negativeslope": ["alpha"], "epsilon": ["eps"],
+    "learningrate": ["lr"], "batch": ["batch_size"], "numepochs": ["epochs"], "nepochs": ["epochs"],
+    "maxepochs": ["epochs"], "validationsplit": ["val_split"], "optim": ["optimizer"],
+    "scheduler": ["schedule"], "lrscheduler": ["schedule"], "decay": ["weight_decay"], "wd": ["weight_decay"],
+    "labelsmoothing": ["label_smoothing"], "classweight": ["class_weights"], "groups": ["groups"],
+    "randomseed": ["seed"], "earlystoppingpatience": ["patience"], "nesterovmomentum": ["nesterov"],
+}
+
+
 def did_you_mean(word, choices):
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    """' (did you mean 'x'?)' for a misspelling, a wrong case, or a Keras / PyTorch name."""
+    choices = list(choices)
+    w = str(word)
+    flat = w.lower().replace("_", "")
+    for name in [c for c in choices if c.lower() == w.lower()] + FOREIGN.get(flat, []):
+        if name in choices:
+            return f" (did you mean '{name}'?)"
+    close = difflib.get_close_matches(w, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -562,7 +615,12 @@ def is_architecture(raw):
 def load(path, overrides=()):
     """Read an architecture or training file -> Architecture or RunConfig (overrides applied)."""
     path = Path(path)
-    raw = apply_overrides(read_yaml(path), overrides)
+    raw = read_yaml(path)
+    if isinstance(raw.get("model"), str) and any(o.strip().startswith("model.") for o in overrides or ()):
+        model_path = _resolve(raw["model"], path.parent)   # --set into a model file's layers: inline it
+        if model_path.is_file():
+            raw["model"] = read_yaml(model_path)
+    raw = apply_overrides(raw, overrides)
     if is_architecture(raw):
         return parse_architecture(raw, str(path))
     return parse_run(raw, str(path), path.parent)

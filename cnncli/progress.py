@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
-def fmt_row(row, epochs):
-    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}", f"acc {row['train_acc']:.1%}"]
+def fmt_row(row, epochs, loss_name="loss"):
+    parts = [f"epoch {row['epoch']}/{epochs}", f"{loss_name} {row['train_loss']:.4f}", f"acc {row['train_acc']:.1%}"]
     if row.get("val_loss") is not None:
         parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.1%}"]
     parts += [f"lr {row['lr']:.3g}", f"{row['images_per_s']:,.0f} img/s", f"{row['seconds']:.1f}s",
@@ -37,6 +37,7 @@ class PlainReporter:
         self.stream = stream or sys.stdout
         self.epochs = 0
         self.gone = False
+        self.loss_name = "loss"   # "loss (smoothed)" with label smoothing: set by the runner
 
     def message(self, text):
         if self.gone:
@@ -60,7 +61,7 @@ class PlainReporter:
         pass
 
     def epoch_end(self, row, improved, finished):
-        line = fmt_row(row, self.epochs) + ("  *best" if improved else "")
+        line = fmt_row(row, self.epochs, self.loss_name) + ("  *best" if improved else "")
         if finished == "early_stop":
             line += "  (early stop: no improvement for `patience` epochs)"
         self.message(line)
@@ -116,7 +117,7 @@ class RichReporter(PlainReporter):
         now = time.monotonic()
         if now - self._last > 0.1:
             self.progress.update(self.task, completed=done,
-                                 stats=f"loss {loss:.4f}  acc {acc:.1%}  {images_per_s:,.0f} img/s")
+                                 stats=f"{self.loss_name} {loss:.4f}  acc {acc:.1%}  {images_per_s:,.0f} img/s")
             self._last = now
 
     def epoch_end(self, row, improved, finished):

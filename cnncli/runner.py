@@ -33,7 +33,8 @@ class Interrupted(Exception):
     quiet = False
 
     def __init__(self, output, epoch, batch):
-        super().__init__(f"interrupted in epoch {epoch + 1} after batch {batch}; saved {output}/last.npz. "
+        where = f"in epoch {epoch + 1} after batch {batch}" if batch else f"after epoch {epoch}"
+        super().__init__(f"interrupted {where}; saved {output}/last.npz. "
                          f"Continue exactly where it stopped with: cnncli train --resume {output}")
 
 
@@ -71,6 +72,7 @@ class State:
     best: dict = None              # {"epoch", "score" (compared as a tuple), "monitor"}
     bad_epochs: int = 0
     finished: str = None           # None | "epochs" | "early_stop"
+    schedule_start: int = 0        # the epoch the lr schedule (re)started at: a finished run extended restarts it
     dropout_rng: list = None       # bit_generator states, mid-epoch only
 
 
@@ -207,6 +209,7 @@ class Trainer:
             self.opt = OPTIMIZERS[t.optimizer](params, t.lr, tuple(t.betas), weight_decay=t.weight_decay)
         self.state = state or State()
         self.stop_requested = 0
+        self.validating = False   # Ctrl-C says what it waits for
         self.saved = None  # what last.npz holds, for messages
 
     # --- checkpoints ---
@@ -233,9 +236,10 @@ class Trainer:
     def lr_at(self, step):
         from .optim import learning_rate
 
-        t = self.cfg.train
-        return learning_rate(step, len(self.data.train), t.epochs, t.lr, t.schedule, t.warmup_epochs,
-                             t.step_size, t.gamma, t.min_lr)
+        t, start = self.cfg.train, self.state.schedule_start
+        n = len(self.data.train)
+        return learning_rate(step - start * n, n, t.epochs - start, t.lr, t.schedule,
+                             t.warmup_epochs if start == 0 else 0.0, t.step_size, t.gamma, t.min_lr)
 
     def _dropouts(self):
         return [(i, layer) for i, layer in enumerate(self.model.layers) if layer.kind == "dropout"]
@@ -252,6 +256,7 @@ class Trainer:
 
     def run(self):
         t, st = self.cfg.train, self.state
+        self.report.loss_name = loss_name(t)
         n_batches = len(self.data.train)
         previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_sigint)
@@ -262,8 +267,10 @@ class Trainer:
                     if self.stopping():
                         self.save_last()
                         raise self.stop_reason()
+                    self.validating = True
                     self.end_epoch()
-                    if self.report.gone and st.epoch < t.epochs and not st.finished:
+                    self.validating = False
+                    if self.stopping() and st.epoch < t.epochs and not st.finished:
                         raise self.stop_reason()  # last.npz was just saved at the epoch's end
             if not st.finished:
                 st.finished = "epochs"
@@ -286,7 +293,8 @@ class Trainer:
         self.stop_requested += 1
         if self.stop_requested > 1:  # second Ctrl-C: leave now; writes are atomic, nothing is torn
             raise KeyboardInterrupt
-        self.report.message("stopping after this batch and saving last.npz (Ctrl-C again to quit at once)")
+        when = "after this epoch's validation" if self.validating else "after this batch"
+        self.report.message(f"stopping {when} and saving last.npz (Ctrl-C again to quit at once)")
 
     def train_epoch(self, epoch, n_batches):
         from .model import Diverged
@@ -362,6 +370,13 @@ class Trainer:
             return True
         st.bad_epochs += 1
         return False
+
+
+def loss_name(t):
+    """How the training loss is labelled: label smoothing raises it above the validation loss
+    (which is plain cross-entropy), and class weights change it; say so where it is shown."""
+    kinds = (["smoothed"] if t.label_smoothing else []) + (["weighted"] if t.class_weights else [])
+    return f"loss ({', '.join(kinds)})" if kinds else "loss"
 
 
 def validate(model, batches):

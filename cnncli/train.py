@@ -165,6 +165,7 @@ def _resume_locked(run_dir, last, overrides, report):
     arrays, meta = checkpoint.load(last)
     if not isinstance(meta.get("state"), dict) or not isinstance(meta.get("config"), dict):
         raise CnnError(f"{last} holds no training state: it cannot be resumed")
+    planned = meta["config"].get("train", {}).get("epochs") if isinstance(meta["config"].get("train"), dict) else None
     raw = config.apply_overrides(meta["config"], overrides)
     cfg = config.parse_run(raw, str(run_dir / "config.yaml"), run_dir)
     cfg.output = str(run_dir)
@@ -172,7 +173,7 @@ def _resume_locked(run_dir, last, overrides, report):
         state = State(**meta["state"])
     except TypeError:
         raise CnnError(f"{last}: its training state is not one this cnncli understands") from None
-    _reopen(state, cfg, run_dir)
+    schedule_note = _reopen(state, cfg, run_dir, planned or cfg.train.epochs)
     model = cfg.model.build(seed=cfg.train.seed, init=False)
     checkpoint.check_arrays(model, arrays, last)
     model.load_state_dict(arrays)
@@ -191,15 +192,29 @@ def _resume_locked(run_dir, last, overrides, report):
         raise CnnError(f"{last}: its optimizer state does not match train.optimizer") from None
     _write_skipped(run_dir, data.skipped)
     report.message(f"resuming {run_dir} at epoch {state.epoch + 1}" +
-                   (f", batch {state.batch + 1}" if state.batch else ""))
+                   (f", batch {state.batch + 1}" if state.batch else "") +
+                   (f"; {schedule_note}" if schedule_note else ""))
     return _run(trainer, cfg, report)
 
 
-def _reopen(state, cfg, run_dir):
-    """A finished run continues when --set raised train.epochs (or train.patience after an early stop)."""
+def _reopen(state, cfg, run_dir, planned):
+    """A finished run continues when --set raised train.epochs (or train.patience after an early
+    stop). -> a note on what the lr schedule does, or None.
+
+    Decision: a run that finished its epochs and is extended restarts its schedule over the added
+    epochs (a warm restart: cosine from lr down to min_lr again, step from lr), since continuing
+    a finished cosine would train the new epochs at about min_lr. A run stopped before its end
+    whose epochs change has its schedule re-planned over the new total."""
     t = cfg.train
+    note = None
     if state.finished == "epochs" and state.epoch < t.epochs:
         state.finished = None
+        if t.schedule != "constant":
+            state.schedule_start = state.epoch
+            note = (f"the {t.schedule} schedule restarts for the {t.epochs - state.epoch} added epochs, from lr "
+                    f"{t.lr:g}" + (f" down to {t.min_lr:g}" if t.schedule == "cosine" else ""))
+    elif t.epochs != planned and t.schedule != "constant" and not state.finished:
+        note = f"the {t.schedule} schedule is re-planned over {t.epochs} epochs (it was {planned})"
     if state.finished == "early_stop" and state.epoch < t.epochs and (not t.patience or state.bad_epochs < t.patience):
         state.finished = None
     if state.finished == "epochs":
@@ -209,3 +224,4 @@ def _reopen(state, cfg, run_dir):
         raise CnnError(f"{run_dir} stopped early after epoch {state.epoch} ({state.bad_epochs} epochs "
                        f"without improvement): to go on, add --set train.patience={state.bad_epochs + 5}"
                        + (f" --set train.epochs={state.epoch + 10}" if state.epoch >= t.epochs else ""))
+    return note

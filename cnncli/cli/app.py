@@ -13,8 +13,21 @@ import typer
 from ..errors import CnnError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode=None,
+                  rich_markup_mode=None, context_settings={"max_content_width": 120},  # no '...' cuts
                   help="Train convolutional image classifiers on Numba-compiled kernels.")
+
+
+def _print_version(value: bool):
+    if value:
+        from .. import __version__
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the cnncli version and exit.")):
+    """Train convolutional image classifiers on Numba-compiled kernels."""
 
 
 def one_line(e):
@@ -57,7 +70,7 @@ def inspect(
     resolved: bool = typer.Option(False, "--resolved", help="Print the resolved config (defaults filled in) as YAML."),
     overrides: List[str] = typer.Option([], "--set", help=SET_HELP),
 ):
-    """Show every layer's output shape, parameters and cost, without training."""
+    """Show each layer's shape, parameters and cost. Nothing is trained or compiled."""
     from .. import config
     from ..summary import summarize
 
@@ -90,7 +103,7 @@ def train(
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (same architecture)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
 ):
-    """Train a network on a folder of images (one sub-folder per class)."""
+    """Train a network on a folder of images. One sub-folder per class."""
     from ..progress import make_reporter
     from ..runner import Interrupted
     from ..train import train as run_training
@@ -118,7 +131,7 @@ def predict(
     as_csv: bool = typer.Option(False, "--csv", help="CSV: path, class_1, prob_1, ..., error."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
 ):
-    """Classify images with a trained checkpoint (its classes and preprocessing travel with it)."""
+    """Classify images with a trained checkpoint. Its classes and preprocessing travel with it."""
     from ..predict import predict as run_predict
     from .render import print_predictions
 
@@ -143,7 +156,7 @@ def evaluate(
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="k for top-k accuracy."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
-    """Score a checkpoint on a labelled folder: accuracy, per-class scores, confusion matrix."""
+    """Score a checkpoint on a labelled folder. Accuracy, per-class scores, confusion matrix."""
     from ..predict import evaluate as run_evaluate
     from .render import print_evaluation
 
@@ -163,7 +176,7 @@ def synth(
     classes: int = typer.Option(4, "--classes", min=2, max=6, help="Number of shape classes (2-6)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed: the same seed writes the same images."),
 ):
-    """Write a synthetic data set of coloured shapes (circle, square, triangle, cross, ...)."""
+    """Write a synthetic data set of coloured shapes. Circles, squares, triangles, crosses..."""
     from ..data.synthetic import write_shapes
 
     counts = write_shapes(directory, per_class, size, classes, seed, val_per_class)

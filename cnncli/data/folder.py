@@ -27,6 +27,23 @@ def _visible(path, root):
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+          "test": "test", "testing": "test"}
+
+
+def _refuse_split_folders(root, names, role, classes):
+    """A folder whose sub-folders are train/val/test splits, given where a folder of classes is
+    expected (data.train: data/shapes): say which sub-folder was meant."""
+    splits = [n for n in names if n.lower() in SPLITS]
+    if not splits or len(splits) != len(names) or (classes is not None and set(names) <= set(classes)):
+        return
+    want = "val" if role in ("val", "evaluate") else "train"
+    pick = next((n for n in splits if SPLITS[n.lower()] == want), splits[0])
+    where = {"train": " (set data.train to it)", "val": " (set data.val to it)"}.get(role, "")
+    raise CnnError(f"{root} holds the splits {', '.join(splits)}, not class folders: did you mean "
+                   f"{root / pick}?{where}")
+
+
 @dataclass
 class Listing:
     root: Path
@@ -56,6 +73,7 @@ def scan(root, classes=None, role="train"):
         warnings.append(f"{len(loose)} image(s) lie directly in {root} (e.g. {loose[0].name}) and are "
                         "ignored: put each image in a sub-folder named after its class")
     names = [p.name for p in folders]
+    _refuse_split_folders(root, names, role, classes)
     if classes is None:
         if len(folders) < 2:
             found = f"only {names[0]!r}" if names else "none"
