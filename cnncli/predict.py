@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
-from .data.cache import decode_files
+from .data.cache import decode_files, describe_conversions, describe_source
 from .data.folder import EXTENSIONS, is_image_name, natural_key
 from .errors import CnnError
 
@@ -77,17 +77,22 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None):
     files, missing = collect(paths)
     k = min(top_k, len(loaded.classes))
     results = [{"path": p, "error": r} for p, r in missing]
-    images, ok = [], []
+    images, ok, sources = [], [], []
     for i, item in decode_files(files, loaded.shape, loaded.resize, workers, None):
         if isinstance(item, str):
             results.append({"path": str(files[i]), "error": item})
         else:
-            images.append(item)
+            images.append(item[0])
+            sources.append(item[1])
             ok.append(i)
     probs, _ = _scores(loaded, images, batch_size=batch_size)
-    for i, p in zip(ok, probs):
+    for i, p, source in zip(ok, probs, sources):
         top = np.argsort(-p, kind="stable")[:k]
-        results.append({"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top]})
+        r = {"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top]}
+        note = describe_source(source, loaded.shape)
+        if note:
+            r["converted"] = note
+        results.append(r)
     order = {str(f): n for n, f in enumerate(files)}
     results.sort(key=lambda r: order.get(r["path"], -1))
     return results
@@ -125,4 +130,5 @@ def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None, batch_s
             "loss": loss, "accuracy": float((pred == labels).mean()),
             "top_k": kk, "top_k_accuracy": float((topk == labels[:, None]).any(axis=1).mean()),
             "classes": loaded.classes, "per_class": per_class, "confusion": confusion.tolist(),
-            "skipped": [{"path": p, "reason": r} for p, r in dec.skipped]}
+            "skipped": [{"path": p, "reason": r} for p, r in dec.skipped],
+            "converted": describe_conversions(dec.converted, loaded.shape)}

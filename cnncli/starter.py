@@ -1,4 +1,5 @@
-"""`cnncli init`: a commented starter architecture and training config."""
+"""`cnncli init`: a commented starter architecture and training config; with --data, one fitted
+to a folder of images (classes, channels, input size, validation, epochs)."""
 
 from pathlib import Path
 
@@ -39,8 +40,11 @@ output: runs/starter
 
 
 def write_starter(directory, force=False):
-    directory = Path(directory)
-    files = {directory / "model.yaml": MODEL, directory / "train.yaml": TRAIN}
+    return _write(Path(directory), {"model.yaml": MODEL, "train.yaml": TRAIN}, force)
+
+
+def _write(directory, texts, force):
+    files = {directory / name: text for name, text in texts.items()}
     existing = [str(p) for p in files if p.exists()]
     if existing and not force:
         raise CnnError(f"{', '.join(existing)} already exist: pick another folder or pass --force")
@@ -51,3 +55,101 @@ def write_starter(directory, force=False):
     except OSError as e:
         raise CnnError(f"{directory}: cannot write there ({e.strerror}): pick a writable folder") from None
     return list(files)
+
+
+# --- init --data: a config fitted to a folder of images ---------------------------------------
+
+SIDES = (16, 24, 32, 48, 64)   # input sides to round to; 64 caps the cost of an epoch on a laptop
+SAMPLE = 300                   # images looked at (headers only) to choose the input
+
+
+def fit_to_folder(folder):
+    """Look at a folder of class sub-folders (or of train/val/test splits) -> (model text, train
+    text, lines saying what was chosen and why)."""
+    from PIL import Image
+
+    from .data.folder import SPLITS, scan
+
+    folder = Path(folder)
+    subs = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else {}
+    split_names = [n for n in subs if n in SPLITS]
+    train_dir, val_dir, test_dir = folder, None, None
+    if split_names and len(split_names) == len(subs):
+        train_dir = next((subs[n] for n in subs if SPLITS[n] == "train"), None)
+        if train_dir is None:
+            raise CnnError(f"{folder} holds {', '.join(sorted(subs))} but no train folder: point --data at "
+                           "a folder with one sub-folder per class, or with train/ (and val/)")
+        val_dir = next((subs[n] for n in subs if SPLITS[n] == "val"), None)
+        test_dir = next((subs[n] for n in subs if SPLITS[n] == "test"), None)
+    listing = scan(train_dir, role="train")
+    files = listing.files
+    step = max(1, len(files) // SAMPLE)
+    sizes, gray = [], True
+    for path in files[::step][:SAMPLE]:
+        try:
+            with Image.open(path) as img:
+                sizes.append(img.size)
+                gray = gray and img.mode in ("1", "L", "LA", "I", "I;16", "F")
+        except Exception:  # an unreadable file is skipped by training too; it does not vote here
+            continue
+    if not sizes:
+        raise CnnError(f"{train_dir}: none of the {len(files)} files looked at could be read as an image")
+    widths, heights = sorted(w for w, _ in sizes), sorted(h for _, h in sizes)
+    mw, mh = widths[len(widths) // 2], heights[len(heights) // 2]
+    typical = (mw * mh) ** 0.5
+    side = min(SIDES, key=lambda s: (abs(s - typical), -s))   # a tie rounds up
+    channels = 1 if gray else 3
+    aspect = max(mw, mh) / max(min(mw, mh), 1)
+    resize = "crop" if aspect > 1.3 else "stretch"
+    n_classes = len(listing.classes)
+    n_train = len(files) if val_dir else int(len(files) * 0.9)
+    batch = 64 if n_train >= 20000 else 32
+    steps = max(1, n_train // batch)
+    epochs = int(min(30, max(10, -(-1500 // steps))))
+    stages = {16: 2, 24: 2, 32: 3, 48: 3, 64: 4}[side]
+    filters = [min(32 * 2 ** k, 256) for k in range(stages)]
+    pad = max(1, side // 16)
+
+    layers = []
+    for f in filters:
+        layers += [f"  - conv: {{filters: {f}, size: 3, padding: same, bias: false}}",
+                   "  - batchnorm", "  - relu", "  - maxpool: {size: 2}"]
+    last = min(filters[-1] * 2, 256)
+    layers += [f"  - conv: {{filters: {last}, size: 3, padding: same, bias: false}}", "  - batchnorm",
+               "  - relu", "  - globalavgpool", "  - dropout: {rate: 0.2}",
+               f"  - dense: {{units: {n_classes}, activation: softmax}}   # one unit per class"]
+    model = (f"# Written by `cnncli init --data {folder}`: conv-batchnorm-relu stages, each halving the map,\n"
+             f"# then global average pooling and a softmax over the {n_classes} classes.\n"
+             f"input: [{side}, {side}, {channels}]\nlayers:\n" + "\n".join(layers) + "\n")
+    data = [f"  train: {train_dir}"]
+    data += [f"  val: {val_dir}"] if val_dir else ["  val_split: 0.1             # best.npz is chosen on this share"]
+    data += [f"  resize: {resize}", f"  augment: {{crop_padding: {pad}, flip: false}}   # flip: true for photos "
+             "whose mirror image is the same class"]
+    train = ("# Written by `cnncli init --data`: the strongest general recipe cnncli has, sized to the data.\n"
+             "model: model.yaml\ndata:\n" + "\n".join(data) + "\n"
+             f"train:\n  epochs: {epochs}\n  batch_size: {batch}\n  optimizer: adamw\n  lr: 0.002\n"
+             f"  weight_decay: 0.05\n  schedule: cosine\n  warmup_epochs: 1\n  seed: 0\n"
+             f"output: runs/{folder.resolve().name}\n")
+    from .config import parse_architecture
+    import yaml
+    params = parse_architecture(yaml.safe_load(model), "model.yaml").build(build_params=False).n_params()
+    why = [
+        f"data: {n_classes} classes ({', '.join(listing.classes[:6])}{', ...' if n_classes > 6 else ''}), "
+        f"{len(files):,} images in {train_dir}; validation: "
+        + (f"{val_dir}" if val_dir else "10% of them (no val folder)")
+        + (f"; {test_dir} is left for `cnncli evaluate` afterwards" if test_dir else ""),
+        f"input: {side}x{side}x{channels}: the images are typically {mw}x{mh}"
+        + (f", resized by centre crop (aspect {aspect:.1f})" if resize == "crop" else "")
+        + ("; all grayscale" if gray else "; colour"),
+        f"model: {stages} conv-batchnorm-relu stages ({', '.join(map(str, filters))} filters) and global pooling, "
+        f"{params:,} parameters",
+        f"train: {epochs} epochs (about {epochs * steps:,} steps at batch {batch}), AdamW lr 0.002 with a cosine "
+        f"schedule, shifts of up to {pad} px; flip off (set augment.flip: true for photos)",
+    ]
+    return model, train, why
+
+
+def write_fitted(directory, folder, force=False):
+    """`cnncli init DIR --data FOLDER` -> (written paths, lines saying what was chosen)."""
+    model, train, why = fit_to_folder(folder)
+    return _write(Path(directory), {"model.yaml": model, "train.yaml": train}, force), why

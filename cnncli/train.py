@@ -64,6 +64,8 @@ def _prepare_data(cfg, report):
                    f"{', ...' if len(data.classes) > 8 else ''})"
                    + (f"; read from the decode cache in {seconds:.1f}s" if data.decoded_from_cache
                       else f"; decoded in {seconds:.1f}s"))
+    if data.converted:
+        report.message(f"converted: {data.converted}")
     if data.skipped:
         report.message(f"skipped {len(data.skipped)} unreadable file(s), listed in {cfg.output}/skipped.txt "
                        f"(first: {data.skipped[0][0]}: {data.skipped[0][1]})")

@@ -140,6 +140,10 @@ def predict(
     print_predictions(results, fmt)
     failed = [r for r in results if "error" in r]
     if fmt == "table":  # the table lists what was classified; each failure is one line on stderr
+        converted = [r for r in results if r.get("converted")]
+        if converted:
+            typer.echo(f"note: {len(converted)} image(s) converted to the model's input (e.g. "
+                       f"{converted[0]['path']}: {converted[0]['converted']}); --json shows each", err=True)
         for r in failed:
             typer.echo(f"error: {r['path']}: {r['error']}", err=True)
     elif failed:        # --json / --csv carry each failure in its record; stderr says how many
@@ -187,13 +191,21 @@ def synth(
 def init(
     directory: Path = typer.Argument(..., help="Folder to write model.yaml and train.yaml into."),
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Fit the configs to this folder of images "
+                                        "(class sub-folders, or train/ and val/ splits)."),
 ):
-    """Write a commented starter architecture and training config."""
-    from ..starter import write_starter
+    """Write a starter architecture and training config. With --data, fitted to your images."""
+    from ..starter import write_fitted, write_starter
 
-    for path in write_starter(directory, force):
+    if data is None:
+        written = write_starter(directory, force)
+    else:
+        written, why = write_fitted(directory, data, force)
+        for line in why:
+            typer.echo(line)
+    for path in written:
         typer.echo(f"wrote {path}")
-    typer.echo(f"next: cnncli inspect {directory / 'train.yaml'}")
+    typer.echo(f"next: cnncli {'train' if data else 'inspect'} {directory / 'train.yaml'}")
 
 
 @command

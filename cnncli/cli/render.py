@@ -113,6 +113,8 @@ def print_evaluation(rep):
     for name, row in zip(rep["classes"], rep["confusion"]):
         conf.add_row(name, *[str(v) for v in row])
     console.print(conf)
+    if rep.get("converted"):
+        console.print(f"converted: {rep['converted']}", highlight=False)
     if rep["skipped"]:
         console.print(f"skipped {len(rep['skipped'])} unreadable file(s), first: "
                       f"{rep['skipped'][0]['path']}: {rep['skipped'][0]['reason']}", highlight=False)

@@ -19,7 +19,7 @@ from ..errors import CnnError
 from ..files import unlock, wait_lock, write_text_atomic
 from .decode import BadImage, load_image
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: the index records what decoding converted
 PARALLEL_FROM = 256   # fewer files than this decode in-process: a worker pool costs more
 
 
@@ -34,6 +34,7 @@ class Decoded:
     files: list           # str paths of the N images
     skipped: list         # [(path, reason)]
     from_cache: bool
+    converted: dict = None  # what decoding changed: see conversions()
 
 
 def cache_key(listing, shape, resize):
@@ -51,7 +52,8 @@ def _decode_chunk(args):
     out = []
     for p in paths:
         try:
-            out.append(load_image(Path(p), *shape, resize))
+            source = {}
+            out.append((load_image(Path(p), *shape, resize, source), (*source["size"], source["gray"])))
         except BadImage as e:
             out.append(str(e))
         except Exception as e:  # a decoder bug must not kill a run: skip the file, say why
@@ -60,7 +62,7 @@ def _decode_chunk(args):
 
 
 def decode_files(files, shape, resize, workers, progress):
-    """Yield (index, array-or-reason) for every file, in order."""
+    """Yield (index, (array, (width, height, gray) before conversion) or a reason) for every file, in order."""
     chunk = 64
     jobs = [([str(p) for p in files[i:i + chunk]], shape, resize) for i in range(0, len(files), chunk)]
     workers = workers or os.cpu_count() or 1
@@ -114,13 +116,14 @@ def _decode_and_publish(listing, shape, resize, workers, progress, cache_dir, ke
     except OSError:
         tmp = None  # cache folder not writable: decode into memory
         images = np.empty((n,) + tuple(shape), np.uint8)
-    keep, skipped = [], []
+    keep, skipped, sources = [], [], []
     try:
         for i, item in decode_files(listing.files, shape, resize, workers, progress):
             if isinstance(item, str):
                 skipped.append((str(listing.files[i]), item))
             else:
-                images[len(keep)] = item
+                images[len(keep)] = item[0]
+                sources.append(item[1])
                 keep.append(i)
     except BaseException:  # Ctrl-C or a failure mid-decode: leave no full-size temporary behind
         if tmp is not None:
@@ -129,11 +132,12 @@ def _decode_and_publish(listing, shape, resize, workers, progress, cache_dir, ke
         raise
     labels = np.array([listing.labels[i] for i in keep], np.int64)
     files = [str(listing.files[i]) for i in keep]
-    result = Decoded(images[:len(keep)], labels, files, skipped, False)
+    converted = conversions(sources, shape)
+    result = Decoded(images[:len(keep)], labels, files, skipped, False, converted)
     if tmp is not None:  # publish: array first, then the meta file that marks it complete
         images.flush()
         meta = {"count": len(keep), "shape": list(shape), "labels": labels.tolist(), "files": files,
-                "skipped": skipped}
+                "skipped": skipped, "converted": converted}
         try:
             os.replace(tmp, npy)
             write_text_atomic(meta_path, json.dumps(meta), "decode cache index")
@@ -149,8 +153,58 @@ def _read_cache(npy, meta_path, shape):
         count = int(meta["count"])
         labels = np.array(meta["labels"], np.int64)
         files, skipped = list(meta["files"]), [tuple(s) for s in meta["skipped"]]
+        converted = dict(meta["converted"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if images.shape[1:] != tuple(shape) or images.shape[0] < count or len(labels) != count:
         return None
-    return Decoded(images[:count], labels, files, skipped, True)
+    return Decoded(images[:count], labels, files, skipped, True, converted)
+
+
+def conversions(sources, shape):
+    """[(w, h, gray)] of the decoded files -> counts of what decoding changed: resized (and the
+    range of sizes they came in), grayscale repeated to RGB, colour taken to luma."""
+    h, w, c = shape
+    sizes = [(sw, sh) for sw, sh, _ in sources if (sw, sh) != (w, h)]
+    return {"resized": len(sizes),
+            "from": [list(min(sizes, key=lambda s: s[0] * s[1])), list(max(sizes, key=lambda s: s[0] * s[1]))]
+            if sizes else None,
+            "gray_to_rgb": sum(1 for *_, gray in sources if gray) if c == 3 else 0,
+            "color_to_gray": sum(1 for *_, gray in sources if not gray) if c == 1 else 0}
+
+
+def describe_conversions(conv, shape):
+    """One line of what decoding changed, or None: '1,200 image(s) resized from 28x28 ... 64x48
+    to 32x32; 30 grayscale image(s) repeated to RGB' (sizes are width x height)."""
+    h, w, _ = shape
+    parts = []
+    if conv.get("resized"):
+        lo, hi = conv["from"]
+        span = f"{lo[0]}x{lo[1]}" + (f" ... {hi[0]}x{hi[1]}" if lo != hi else "")
+        parts.append(f"{conv['resized']:,} image(s) resized from {span} to {w}x{h}")
+    if conv.get("gray_to_rgb"):
+        parts.append(f"{conv['gray_to_rgb']:,} grayscale image(s) repeated to RGB")
+    if conv.get("color_to_gray"):
+        parts.append(f"{conv['color_to_gray']:,} colour image(s) taken to grayscale (luma)")
+    return "; ".join(parts) or None
+
+
+def describe_source(source, shape):
+    """What decoding did to one image, or None: 'resized from 8x8 to 32x32; grayscale to RGB'."""
+    (sw, sh, gray), (h, w, c) = source, shape
+    parts = [f"resized from {sw}x{sh} to {w}x{h}"] if (sw, sh) != (w, h) else []
+    parts += ["grayscale to RGB"] if gray and c == 3 else ["colour to grayscale"] if not gray and c == 1 else []
+    return "; ".join(parts) or None
+
+
+def merge_conversions(*convs):
+    """The counts of several decoded folders together (training and validation)."""
+    out = {"resized": 0, "from": None, "gray_to_rgb": 0, "color_to_gray": 0}
+    for conv in convs:
+        out["resized"] += conv["resized"]
+        out["gray_to_rgb"] += conv["gray_to_rgb"]
+        out["color_to_gray"] += conv["color_to_gray"]
+        if conv["from"]:
+            sizes = ([] if out["from"] is None else out["from"]) + conv["from"]
+            out["from"] = [min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])]
+    return out

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import CnnError
 from .batches import Batches, channel_stats
-from .cache import decode_folder
+from .cache import decode_folder, describe_conversions, merge_conversions
 from .decode import COLOR_RULE, RESIZE_RULE
 from .folder import scan
 
@@ -21,6 +21,7 @@ class Prepared:
     skipped: list = field(default_factory=list)    # [(path, reason)]
     warnings: list = field(default_factory=list)
     decoded_from_cache: bool = False
+    converted: str = None   # one line on what decoding changed (sizes, colour), or None
 
     def preprocessing(self, input_shape, resize):
         h, w, c = input_shape
@@ -63,6 +64,7 @@ def prepare(cfg, progress=None):
     dec = decode_folder(listing, shape, d.resize, d.cache_dir, d.workers, tick("train", len(listing.files)))
     skipped = list(dec.skipped)
     from_cache = dec.from_cache
+    converted = [dec.converted]
     present = set(dec.labels.tolist())
     lost = [listing.classes[k] for k in range(len(listing.classes)) if k not in present]
     if lost:
@@ -74,6 +76,7 @@ def prepare(cfg, progress=None):
         vdec = decode_folder(vlist, shape, d.resize, d.cache_dir, d.workers, tick("val", len(vlist.files)))
         skipped += vdec.skipped
         from_cache = from_cache and vdec.from_cache
+        converted.append(vdec.converted)
         train_idx = np.arange(len(dec.labels))
         val_images, val_labels, val_idx = vdec.images, vdec.labels, np.arange(len(vdec.labels))
         if len(val_idx) == 0:
@@ -96,7 +99,7 @@ def prepare(cfg, progress=None):
     if len(val_idx):
         val = Batches(val_images, val_labels, val_idx, mean, std, t.batch_size)  # same memory as training
     return Prepared(listing.classes, train, val, [float(m) for m in mean], [float(s) for s in std],
-                    skipped, warnings, from_cache)
+                    skipped, warnings, from_cache, describe_conversions(merge_conversions(*converted), shape))
 
 
 def _per_channel(values, channels, key, cfg):

@@ -25,13 +25,23 @@ class BadImage(Exception):
     """The file cannot be used; str() is the reason shown to the user."""
 
 
-def load_image(path, height, width, channels, resize="stretch"):
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+ROTATED = (5, 6, 7, 8)   # EXIF orientations that swap width and height
+
+
+def load_image(path, height, width, channels, resize="stretch", source=None):
+    """-> uint8 (height, width, channels). `source`, a dict, receives what the file was before
+    conversion: 'size' (w, h) upright, and 'gray' (a one-channel image)."""
     try:
         if path.stat().st_size == 0:
             raise BadImage("empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                if source is not None:
+                    w0, h0 = img.size
+                    upright = img.getexif().get(0x0112) in ROTATED
+                    source.update(size=(h0, w0) if upright else (w0, h0), gray=img.mode in GRAY_MODES)
                 if img.format == "JPEG":
                     img.draft("RGB" if channels == 3 else "L", (width, height))
                 img.load()
