@@ -77,7 +77,8 @@ def apply_overrides(raw, overrides, where="--set"):
         for i, part in enumerate(parts[:-1]):
             path = ".".join(parts[:i + 1])
             node = _child(node, part, path, where, item)
-            if parent_key == "layers" and isinstance(node, (dict, str)):   # a layer item: into its arguments
+            if parent_key == "layers" and isinstance(node_list, list) and isinstance(node, (dict, str)):
+                # a layer item: into its arguments
                 node = _layer_args(node_list, int(part), parts[i + 1], path, where, item)
             node_list, parent_key = node, part
         last = parts[-1]
