@@ -2,6 +2,8 @@
 in ONNX Runtime, gives cnncli's probabilities (and logits) to 1e-5; metadata; the one-line errors."""
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +11,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from cnncli import __version__, checkpoint, config
+from cnncli.cli.app import app
 from cnncli.export import DEFAULT_OPSET, MIN_OPSET, TOLERANCE, check, export
 from cnncli.predict import load
 
@@ -222,7 +226,7 @@ def test_padding_is_written_out_in_onnx_order(tmp_path):
     assert attr(nodes["layers.1"], "count_include_pad") == 0 and attr(nodes["layers.1"], "pads") == [2, 2, 2, 2]
 
 
-# --- check() ---------------------------------------------------------
+# --- check(), and the command line ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -255,3 +259,122 @@ def test_check_compares_random_inputs_and_image_files(tmp_path, trained):
     report = check(ckpt, tmp_path / "m.onnx", [str(data / "a"), str(data / "b" / "img0.png")], n_random=4)
     assert (report.random, report.images, report.output) == (4, 9, "probabilities")
     assert report.ok and report.max_diff <= TOLERANCE
+
+
+def test_cli_export_check_images_on_a_trained_checkpoint(tmp_path, trained):
+    ckpt, data = trained
+    out = tmp_path / "model.onnx"
+    res = CliRunner().invoke(app, ["export", str(ckpt), str(out), "--check-images", str(data / "a" / "img1.png"),
+                                   str(data / "c" / "img2.png"), str(data / "b")])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and "pixels N×3×12×12" in res.output and "probabilities N×3" in res.output
+    assert "8 random inputs and 10 images: largest difference" in res.output
+    # the file alone classifies a file as predict does
+    from cnncli.predict import predict
+    top = predict(ckpt, [str(data / "c" / "img2.png")])[0]["top"][0]
+    from cnncli.data.decode import load_image
+    pixels = load_image(data / "c" / "img2.png", 12, 12, 3, "crop")[None].astype(np.float32) / 255
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    probs = session.run(None, {"pixels": pixels.transpose(0, 3, 1, 2)})[0][0]
+    classes = json.loads(session.get_modelmeta().custom_metadata_map["classes"])
+    assert classes[int(probs.argmax())] == top["class"] and float(probs.max()) == pytest.approx(top["prob"], abs=1e-5)
+
+
+def test_cli_logits_and_opset(tmp_path, trained):
+    ckpt, _ = trained
+    res = CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "z.onnx"), "--logits", "--opset", "13",
+                                   "--check"])
+    assert res.exit_code == 0, res.output
+    assert "opset 13" in res.output and "logits N×3" in res.output and "8 random inputs:" in res.output
+    assert onnx.load(tmp_path / "z.onnx").graph.output[0].name == "logits"
+
+
+def test_cli_help_states_the_defaults_the_code_uses():
+    text = " ".join(CliRunner().invoke(app, ["export", "--help"]).output.split())
+    assert f"default {DEFAULT_OPSET}; {MIN_OPSET} or newer" in text
+    assert "more than 1e-5" in text and TOLERANCE == 1e-5
+
+
+def test_check_failure_exits_1_naming_the_difference(tmp_path, monkeypatch):
+    """A real exporter bug (the extra `same` row put at the top instead of the bottom) is caught."""
+    from cnncli.export import graph
+
+    ckpt = random_checkpoint(tmp_path / "m.npz", "same_sigmoid")
+    monkeypatch.setattr(graph, "onnx_pads", lambda p: [p[1], p[3], p[0], p[2]])
+    res = CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), "--check"])
+    assert res.exit_code == 1
+    assert "differs from cnncli by" in res.output and "Traceback" not in res.output
+
+
+def one_error_line(res, code=2):
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == code and len(lines) == 1 and lines[0].startswith("error: "), res.output
+    return lines[0]
+
+
+def test_missing_onnx_package_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    ckpt = random_checkpoint(tmp_path / "m.npz", "sigmoid_layer_head")
+    monkeypatch.setitem(sys.modules, "onnx", None)   # `import onnx` now raises ImportError
+    line = one_error_line(CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx")]))
+    assert "pip install 'cnncli[onnx]'" in line and not (tmp_path / "m.onnx").exists()
+
+
+def test_check_without_onnx_runtime_writes_nothing(tmp_path, monkeypatch):
+    ckpt = random_checkpoint(tmp_path / "m.npz", "sigmoid_layer_head")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    line = one_error_line(CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), "--check"]))
+    assert "pip install onnxruntime" in line and not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_npz", "missing"])
+def test_damaged_checkpoint_is_one_line(tmp_path, damage):
+    ckpt = random_checkpoint(tmp_path / "m.npz", "sigmoid_layer_head")
+    if damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:300])
+    elif damage == "not_npz":
+        ckpt.write_text("hello")
+    else:
+        ckpt = tmp_path / "nope.npz"
+    line = one_error_line(CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx")]))
+    assert str(ckpt) in line and not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--opset", "12"], "opset 12 is not one this export can write: use 13"),
+    (["--opset", "999"], "opset 999"),
+    (["--check-images", "nowhere/*.png"], "no image matches this pattern"),
+])
+def test_bad_options_are_one_line_and_write_nothing(tmp_path, args, words):
+    ckpt = random_checkpoint(tmp_path / "m.npz", "sigmoid_layer_head")
+    line = one_error_line(CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), *args]))
+    assert words in line and not (tmp_path / "m.onnx").exists()
+
+
+def test_stray_argument_is_one_line(tmp_path):
+    ckpt = random_checkpoint(tmp_path / "m.npz", "sigmoid_layer_head")
+    line = one_error_line(CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), "x.png"]))
+    assert "unexpected argument 'x.png'" in line and "--check-images" in line
+
+
+@pytest.mark.parametrize("where", ["no_folder", "parent_is_file", "is_folder"])
+def test_unwritable_path_is_one_line(tmp_path, where):
+    ckpt = random_checkpoint(tmp_path / "m.npz", "sigmoid_layer_head")
+    (tmp_path / "file").write_text("x")
+    out = {"no_folder": tmp_path / "missing" / "m.onnx", "parent_is_file": tmp_path / "file" / "m.onnx",
+           "is_folder": tmp_path}[where]
+    line = one_error_line(CliRunner().invoke(app, ["export", str(ckpt), str(out)]))
+    assert str(out) in line
+
+
+def test_write_is_atomic_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    ckpt = random_checkpoint(tmp_path / "m.npz", "sigmoid_layer_head")
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"previous")
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full_disk)
+    line = one_error_line(CliRunner().invoke(app, ["export", str(ckpt), str(out)]))
+    assert "No space left on device" in line and str(out) in line
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "m.onnx"]
