@@ -378,3 +378,31 @@ def test_write_is_atomic_a_failed_write_leaves_the_old_file_and_no_temporary(tmp
     assert "No space left on device" in line and str(out) in line
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "m.onnx"]
+
+
+def test_readme_deploy_snippet_classifies_a_file_with_the_exported_model_alone(tmp_path, trained):
+    import re
+    import subprocess
+
+    ckpt, data = trained
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"<!-- deploy -->\s*```python\n(.*?)```", readme, re.S).group(1)
+    image = data / "b" / "img3.png"
+    export(ckpt, tmp_path / "model.onnx")
+    code = code.replace('"model.onnx"', repr(str(tmp_path / "model.onnx"))).replace('"image.png"', repr(str(image)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    from cnncli.predict import predict
+    top = predict(ckpt, [str(image)])[0]["top"][0]
+    assert out.stdout.split() == [top["class"], f"{top['prob']:.3f}"]
+
+
+def test_readme_lists_exactly_the_operators_the_generated_networks_use(tmp_path):
+    import re
+
+    used = set()
+    for name in GENERATED:
+        used |= set(export(random_checkpoint(tmp_path / f"{name}.npz", name), tmp_path / f"{name}.onnx").operators)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    listed = re.search(r"The operators used: (.*?); opset", readme, re.S).group(1)
+    assert {op.strip() for op in listed.replace("\n", " ").split(",")} == used
