@@ -356,14 +356,15 @@ def test_stray_argument_is_one_line(tmp_path):
     assert "unexpected argument 'x.png'" in line and "--check-images" in line
 
 
-@pytest.mark.parametrize("where", ["no_folder", "parent_is_file", "is_folder"])
+@pytest.mark.parametrize("where", ["no_folder", "parent_is_file", "is_folder", "the_checkpoint"])
 def test_unwritable_path_is_one_line(tmp_path, where):
     ckpt = random_checkpoint(tmp_path / "m.npz", "sigmoid_layer_head")
     (tmp_path / "file").write_text("x")
     out = {"no_folder": tmp_path / "missing" / "m.onnx", "parent_is_file": tmp_path / "file" / "m.onnx",
-           "is_folder": tmp_path}[where]
+           "is_folder": tmp_path, "the_checkpoint": ckpt}[where]
+    before = ckpt.read_bytes()
     line = one_error_line(CliRunner().invoke(app, ["export", str(ckpt), str(out)]))
-    assert str(out) in line
+    assert str(out) in line and ckpt.read_bytes() == before
 
 
 def test_write_is_atomic_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):

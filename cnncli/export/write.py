@@ -105,6 +105,9 @@ def export(ckpt_path, out_path, opset=DEFAULT_OPSET, logits=False):
     out_path = Path(out_path)
     if out_path.is_dir():
         raise CnnError(f"{out_path} is a folder: give the file to write, e.g. {out_path / 'model.onnx'}")
+    if out_path.exists() and out_path.resolve() == Path(ckpt_path).resolve():
+        raise CnnError(f"{out_path} is the checkpoint itself: give the ONNX file another name, e.g. "
+                       f"{out_path.with_suffix('.onnx')}")
     folder = out_path.parent
     if not folder.is_dir():
         raise CnnError(f"cannot write {out_path}: {folder} is not a folder" +
