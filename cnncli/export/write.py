@@ -113,13 +113,14 @@ def export(ckpt_path, out_path, opset=DEFAULT_OPSET, logits=False):
         raise CnnError(f"cannot write {out_path}: {folder} is not a folder" +
                        ("" if folder.exists() else " (it does not exist: create it first)"))
     loaded = load(ckpt_path)
-    weights = sum(v.nbytes for v in loaded.model.state_dict().values())
+    model = loaded.model
+    weights = sum(layer.n_params() + layer.n_buffers() for layer in model.layers) * model.dtype.itemsize
     if weights > MAX_PROTO_BYTES - (16 << 20):
         raise CnnError(f"{ckpt_path}: {weights / 2**30:.1f} GiB of weights is more than one .onnx file holds "
                        "(protobuf's 2 GiB limit)")
     proto, outs = to_onnx(onnx, loaded, opset, logits, Path(ckpt_path).stem)
     onnx.checker.check_model(proto, full_check=True)
-    check_shapes(onnx, proto, loaded.model, outs)
+    check_shapes(onnx, proto, model, outs)
     data = proto.SerializeToString()
     write_atomic(out_path, lambda f: f.write(data), "ONNX model")
     h, w, c = loaded.shape
