@@ -34,8 +34,12 @@ def one_line(e):
     return str(e).replace("\r", "\\r").replace("\n", "\\n")
 
 
-def command(fn):
-    """Register a command whose CnnError becomes one line on stderr and exit status 2."""
+def command(fn=None, **settings):
+    """Register a command whose CnnError becomes one line on stderr and exit status 2.
+    settings: Click context settings (`@command(allow_extra_args=True)`)."""
+    if fn is None:
+        return lambda f: command(f, **settings)
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -55,7 +59,7 @@ def command(fn):
             typer.echo(f"internal error: {e.__class__.__name__}: {one_line(e)} (a bug in cnncli: please "
                        "report it; set CNNCLI_DEBUG=1 to see the traceback)", err=True)
             raise typer.Exit(1) from None
-    return app.command()(wrapper)
+    return app.command(context_settings=settings or None)(wrapper)
 
 
 SET_HELP = "Override a config value, e.g. --set train.lr=0.001 (repeatable; YAML-typed)."
@@ -206,6 +210,48 @@ def init(
     for path in written:
         typer.echo(f"wrote {path}")
     typer.echo(f"next: cnncli {'train' if data else 'inspect'} {directory / 'train.yaml'}")
+
+
+@command(allow_extra_args=True)
+def export(
+    ctx: typer.Context,
+    checkpoint_file: Path = typer.Argument(..., metavar="CHECKPOINT", help="A best.npz or last.npz."),
+    out: Path = typer.Argument(..., metavar="OUT.onnx", help="The ONNX file to write."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset to write (default 17; 13 or newer)."),
+    logits: bool = typer.Option(False, "--logits", help="Output the scores before the softmax / sigmoid "
+                                "(named 'logits') instead of class probabilities."),
+    run_check: bool = typer.Option(False, "--check", help="Run the file in ONNX Runtime on random inputs and "
+                                   "compare with cnncli; exit 1 if they differ by more than 1e-5."),
+    check_images: List[str] = typer.Option([], "--check-images", metavar="PATH...", help="Also compare on "
+                                           "these image files, folders or globs, read as predict reads them "
+                                           "(implies --check)."),
+):
+    """Write the checkpoint as one ONNX file: pixels in [0, 1] in, class probabilities out; class
+    names and preprocessing in its metadata."""
+    from ..export import DEFAULT_OPSET, check, export as run_export, find_images, require_runtime
+
+    if ctx.args and not check_images:
+        raise CnnError(f"unexpected argument {ctx.args[0]!r}: export takes CHECKPOINT and OUT.onnx; "
+                       "image paths go after --check-images")
+    images = [*check_images, *ctx.args]
+    if run_check or images:  # what --check needs, before anything is written
+        require_runtime()
+        find_images(images)
+    info = run_export(checkpoint_file, out, DEFAULT_OPSET if opset is None else opset, logits)
+    c, h, w = info.input_shape
+    typer.echo(f"wrote {info.path} ({info.bytes / 1e6:.1f} MB, opset {info.opset}): pixels N×{c}×{h}×{w} "
+               f"in [0, 1] → {info.output} N×{info.width}; {info.nodes} nodes: {', '.join(info.operators)}")
+    if not (run_check or images):
+        return
+    report = check(checkpoint_file, out, images)
+    limit = f"{report.tolerance:g}" + (f" × {report.scale:.3g}, the largest logit" if report.scale > 1 else "")
+    inputs = f"{report.random} random inputs" + (f" and {report.images} images" if report.images else "")
+    typer.echo(f"ONNX Runtime {report.runtime} against cnncli on {inputs}: largest difference "
+               f"{report.max_diff:.2g} (limit {limit})")
+    if not report.ok:
+        typer.echo(f"error: {out} differs from cnncli by {report.max_diff:.2g}, over the limit: a bug in "
+                   "cnncli's exporter, please report it (the file is left for inspection)", err=True)
+        raise typer.Exit(1)
 
 
 @command
