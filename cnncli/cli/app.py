@@ -226,7 +226,7 @@ def export(
                                            "these image files, folders or globs, read as predict reads them "
                                            "(implies --check)."),
 ):
-    """Write the checkpoint as one ONNX file: pixels in [0, 1] in, class probabilities out; class
+    """Write the checkpoint as one ONNX file. Pixels in [0, 1] in, class probabilities out; class
     names and preprocessing in its metadata."""
     from ..export import DEFAULT_OPSET, check, export as run_export, find_images, require_runtime
 

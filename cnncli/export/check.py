@@ -58,7 +58,7 @@ def read_images(loaded, paths):
     for i, item in decode_files(files, loaded.shape, loaded.resize, None, None):
         if isinstance(item, str):
             raise CnnError(f"--check-images {files[i]}: {item}")
-        images.append(item)
+        images.append(item[0])   # (array, what it was before conversion)
     h, w, c = loaded.shape
     return np.stack(images) if images else np.zeros((0, h, w, c), np.uint8)
 
