@@ -26,8 +26,9 @@ def write_atomic(path, write, what="file"):
             pass
         if not isinstance(e, OSError):
             raise
+        kept = f"; the previous {path.name} is intact" if path.exists() else ""
         raise CnnError(f"cannot write {what} {path} ({e.strerror or e}): free disk space or pick a "
-                       f"writable output folder; the previous {path.name} is intact") from None
+                       f"writable output folder{kept}") from None
 
 
 def write_text_atomic(path, text, what="file"):
