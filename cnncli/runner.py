@@ -400,6 +400,7 @@ WARM_UP = [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "
            ("conv", {"filters": 4, "size": 3, "padding": "same"}),
            ("conv", {"filters": 4, "size": 3, "padding": "same", "groups": 4}),   # depthwise kernels
            ("conv", {"filters": 4, "size": 3, "padding": "same", "groups": 2}),   # grouped im2col
+           ("conv", {"filters": 32, "size": 1}), ("conv", {"filters": 32, "size": 3, "padding": 1}),  # winograd
            ("conv", {"filters": 2, "size": 1}), ("batchnorm", {}),
            ("maxpool", {"size": 2}), ("maxpool", {"size": 3, "stride": 1, "padding": "same"}),
            ("avgpool", {"size": 2}), ("softmax", {}), ("globalmaxpool", {}),

@@ -314,3 +314,67 @@ def test_batchnorm_training_forward_matches_the_formula(rng, shape):
     m = x2.shape[0]
     np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * var * m / max(m - 1, 1), rtol=1e-6)
     np.testing.assert_allclose(layer.buffers["running_mean"], 0.1 * mean, rtol=1e-5, atol=1e-7)
+
+
+WINOGRAD_CASES = [  # (n, h, w, c, f, pads): odd sizes (a half tile at the edge), valid, same, one side
+    (2, 7, 9, 32, 33, (1, 1, 1, 1)), (3, 8, 8, 32, 32, (0, 0, 0, 0)), (1, 5, 4, 40, 32, (1, 0, 0, 1)),
+    (2, 3, 3, 32, 48, (1, 1, 1, 1)), (1, 6, 11, 64, 32, (0, 1, 1, 0)),
+]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_matches_naive_forward_and_input_gradient(rng, case, dtype):
+    from cnncli.kernels import winograd
+
+    n, h, w, c, f, pads = case
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    wt = (rng.standard_normal((3, 3, c, f)) * 0.2).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    oh, ow = h + pads[0] + pads[1] - 2, w + pads[2] + pads[3] - 2
+    y = winograd.winograd_conv(x, winograd.filter_tiles(wt), pads, (oh, ow), b, "relu")
+    w_b = np.ascontiguousarray(wt.transpose(3, 2, 0, 1))               # (F, C, 3, 3)
+    ref = naive.activation(naive.conv2d(nchw(x), w_b, b, (1, 1), pads), "relu")
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol * np.abs(ref).max())
+    dz = rng.standard_normal((n, oh, ow, f)).astype(dtype)
+    dx = winograd.winograd_input_grad(dz, wt, pads, (h, w))
+    dx_ref, _, _ = naive.conv2d_backward(nchw(x), w_b, nchw(dz), (1, 1), pads)
+    np.testing.assert_allclose(nchw(dx), dx_ref, rtol=tol, atol=tol * np.abs(dx_ref).max())
+
+
+def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):
+    from cnncli.model import Model
+
+    m = Model((8, 8, 3), [("conv", {"filters": 32, "size": 3, "padding": "same"}),      # 3 channels in: im2col
+                          ("conv", {"filters": 32, "size": 3, "padding": 1}),           # winograd
+                          ("conv", {"filters": 32, "size": 3, "stride": 2}),            # stride 2: im2col
+                          ("conv", {"filters": 16, "size": 3, "padding": 1}),           # 16 filters: im2col
+                          ("globalavgpool", {}), ("softmax", {})], build_params=False)
+    assert [layer.algorithm for layer in m.layers[:4]] == ["im2col", "winograd", "im2col", "im2col"]
+    assert m.layers[1].describe().endswith(", winograd")
+    monkeypatch.setenv("CNNCLI_WINOGRAD", "0")
+    assert Model((8, 8, 3), [("conv", {"filters": 32, "size": 1}), ("conv", {"filters": 32, "size": 3}),
+                             ("globalavgpool", {}), ("softmax", {})], build_params=False).layers[1].algorithm == "im2col"
+
+
+def test_winograd_training_step_equals_im2col(rng, monkeypatch):
+    """The same network, weights and batch through both algorithms: loss and gradients agree."""
+    from cnncli.losses import Loss
+    from cnncli.model import Model
+
+    specs = [("conv", {"filters": 32, "size": 1, "activation": "relu"}),
+             ("conv", {"filters": 32, "size": 3, "padding": "same", "activation": "relu"}),
+             ("conv", {"filters": 32, "size": 3, "activation": "tanh"}), ("globalavgpool", {}),
+             ("dense", {"units": 3, "activation": "softmax"})]
+    x, y = rng.standard_normal((4, 9, 7, 3)).astype(np.float32), np.array([0, 2, 1, 1])
+    runs = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("CNNCLI_WINOGRAD", flag)
+        m = Model((9, 7, 3), specs, seed=5)
+        assert m.layers[1].algorithm == ("winograd" if flag == "1" else "im2col")
+        loss, _ = m.gradients(x, y, Loss(m.head))
+        runs.append((loss, {k: g.copy() for k, _, g in m.named_params()}))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5)
+    for k in runs[0][1]:
+        np.testing.assert_allclose(runs[0][1][k], runs[1][1][k], rtol=1e-4, atol=1e-6, err_msg=k)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..budgets import is_pointwise, keeps_columns
+from ..budgets import is_pointwise, keeps_columns, uses_winograd
 from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot,
                    padding_arg, pair, positive_int, resolve_padding, stride_pad)
 
@@ -56,11 +56,17 @@ class Conv(Layer):
     def build(self, in_shape):
         out = super().build(in_shape)
         self.pads, self.out_hw = self.geometry(self.in_shape)
+        c = self.in_shape[2]
+        # the kernel that runs this layer (inspect shows it): depthwise loops for groups == channels,
+        # im2col per group, Winograd F(2x2, 3x3) for 3x3 stride-1 layers of 16+ channels, else im2col
+        self.algorithm = ("depthwise" if 1 < self.groups == c else "grouped" if self.groups > 1 else
+                          "winograd" if uses_winograd(self.size, self.stride, self.pads, self.groups, c,
+                                                      self.filters) else "im2col")
         return out
 
     def depthwise(self):
         """groups == channels (> 1): the depthwise kernels, not im2col."""
-        return 1 < self.groups == self.in_shape[2]
+        return self.algorithm == "depthwise"
 
     def param_shapes(self):
         c = self.in_shape[2] // self.groups
@@ -76,7 +82,7 @@ class Conv(Layer):
     def scratch_bytes(self, batch_size):
         """The im2col columns, when the layer keeps them from forward to backward (all groups'
         columns together are as many as an ordinary conv's; depthwise builds none)."""
-        if self.depthwise():
+        if self.algorithm in ("depthwise", "winograd"):
             return 0
         fh, fw = self.size
         positions, depth = self.out_hw[0] * self.out_hw[1], fh * fw * self.in_shape[2]
@@ -86,7 +92,8 @@ class Conv(Layer):
     def describe(self):
         grouping = "" if self.groups == 1 else " depthwise" if self.depthwise() else f" g{self.groups}"
         depth = self.in_shape[2] // self.groups
-        return f"{self.filters}× {self.size[0]}×{self.size[1]}×{depth}{grouping}, " + stride_pad(self)
+        return (f"{self.filters}× {self.size[0]}×{self.size[1]}×{depth}{grouping}, " + stride_pad(self)
+                + (", winograd" if self.algorithm == "winograd" else ""))
 
     def receptive(self):
         return self.size, self.stride
@@ -110,8 +117,13 @@ class Conv(Layer):
         workspace = getattr(self, "_workspace", None) if training else None
         args = (self.params["weight"], self.params.get("bias"), self.activation, self.stride, self.pads,
                 self.out_hw)
-        if self.depthwise():
+        if self.algorithm == "depthwise":
             y, cols = depthwise_forward(x, *args, self.alpha), None
+        elif self.algorithm == "winograd":
+            from ..kernels.winograd import filter_tiles, winograd_conv
+            y = winograd_conv(x, filter_tiles(self.params["weight"]), self.pads, self.out_hw,
+                              self.params.get("bias"), self.activation, self.alpha)
+            cols = None
         elif self.groups > 1:
             y, cols = grouped_conv2d_forward(x, *args, self.groups, self.alpha, workspace)
         else:
@@ -127,8 +139,15 @@ class Conv(Layer):
 
         x, y, cols = self._cache
         args = (dy, x, y, self.params["weight"], self.activation, self.stride, self.pads)
-        if self.depthwise():
+        if self.algorithm == "depthwise":
             dx, dw, db = depthwise_backward(*args, need_dx, self.alpha)
+        elif self.algorithm == "winograd":   # dw by im2col GEMM; dx is a 3x3 convolution too
+            from ..kernels.activation import activation_grad
+            from ..kernels.winograd import winograd_input_grad
+            dz = activation_grad(dy, y, self.activation, self.alpha)
+            _, dw, db = conv2d_backward(dz, x, y, self.params["weight"], "linear", self.stride, self.pads,
+                                        self.out_hw, False, self.alpha, None)
+            dx = winograd_input_grad(dz, self.params["weight"], self.pads, x.shape[1:3]) if need_dx else None
         elif self.groups > 1:
             dx, dw, db = grouped_conv2d_backward(*args, self.out_hw, self.groups, need_dx, self.alpha, cols)
         else:
