@@ -18,6 +18,7 @@ from cnncli.summary import summarize
 from . import naive
 from .conftest import nchw
 from .gradcheck import assert_grad_close
+from .test_model import _randomise
 
 # the issue's example, verbatim: a ResNet basic block with a projection shortcut
 PINNED = """
@@ -154,15 +155,6 @@ BRANCHES = [  # inception-style: three branches of one input, concatenated; an a
     ("concat", {"from": ["wide", -1]}),                       # flat vectors: 5 + 4 features
     ("dense", {"units": 1, "activation": "sigmoid"}),
 ]
-
-
-def _randomise(model, rng):
-    state = model.state_dict()
-    for k, v in state.items():
-        state[k] = (np.abs(rng.standard_normal(v.shape)) + 0.5 if k.endswith("running_var")
-                    else rng.standard_normal(v.shape) * 0.5).astype(v.dtype)
-    model.load_state_dict(state)
-    return state
 
 
 @pytest.mark.parametrize("specs", [RESIDUAL, BRANCHES], ids=["residual", "branches"])
