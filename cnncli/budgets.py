@@ -19,8 +19,7 @@ def keeps_columns(images, positions, depth, pointwise, itemsize=4):
 def uses_winograd(size, stride, pads, groups, channels, filters):
     """Does a conv layer run Winograd F(2x2, 3x3)? 3x3, stride 1, ungrouped, padding of at most 1
     on each side, and at least 32 channels in and out: below that the input and output transforms
-    cost about what the 2.25x fewer multiplications save (measured on 32x32 maps, batch 64, one
-    thread: 32->32 1.24x faster than im2col, 64->64 1.37x, 128->128 1.8x).
+    cost about what the 2.25x fewer multiplications save (measured: see the commit that added it).
     CNNCLI_WINOGRAD=0 turns it off (for comparisons)."""
     import os
 

@@ -142,7 +142,7 @@ FOREIGN = {
     "learningrate": ["lr"], "batch": ["batch_size"], "numepochs": ["epochs"], "nepochs": ["epochs"],
     "maxepochs": ["epochs"], "validationsplit": ["val_split"], "optim": ["optimizer"],
     "scheduler": ["schedule"], "lrscheduler": ["schedule"], "decay": ["weight_decay"], "wd": ["weight_decay"],
-    "labelsmoothing": ["label_smoothing"], "classweight": ["class_weights"], "groups": ["groups"],
+    "labelsmoothing": ["label_smoothing"], "classweight": ["class_weights"],
     "randomseed": ["seed"], "earlystoppingpatience": ["patience"], "nesterovmomentum": ["nesterov"],
 }
 
@@ -390,7 +390,8 @@ def _with_name(item, name, where):
 
 def resolved_yaml(d):
     """YAML of a resolved config (architecture or training): blocks expanded, each layer on one
-    line followed by its final index, the index that 'from', checkpoints and errors use."""
+    line followed by its final index, the index that 'from', checkpoints and errors use (--set
+    model.layers.N counts the file's own list, where a block's use is one item)."""
     arch = d["model"] if "model" in d else d
     marker = "@@LAYERS@@"
     text = yaml.safe_dump({**d, "model": {**arch, "layers": marker}} if "model" in d

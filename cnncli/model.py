@@ -233,17 +233,21 @@ class Model:
 
     def backward(self, dlogits, keep=()):
         """Back-propagate dL/dlogits; adds into each layer's grads. A layer read by several
-        others gets the sum of their gradients. -> {index: dL/d output} for the indices in keep."""
+        others gets the sum of their gradients. -> {index: dL/d output} for the indices in keep;
+        with keep, the walk stops at the lowest kept layer (layers below it get no gradients)."""
+        if INPUT in keep:
+            raise ValueError("keep names layers (0, 1, ...): the input has no gradient kept here")
+        lowest = min(keep, default=INPUT)
         pending = {len(self.layers) - 1: dlogits}
         kept = {}
         with self._logits():
             for i in range(len(self.layers) - 1, -1, -1):
-                if i not in pending:  # below the lowest kept output, when keep stops the walk early
+                if i not in pending or i < lowest:  # keep stops the walk at its lowest layer
                     continue
                 layer, src = self.layers[i], self.sources[i]
                 if i in keep:
                     kept[i] = pending[i]
-                need_dx = any(j != INPUT for j in src) and i > min(keep, default=-1)
+                need_dx = any(j != INPUT for j in src) and i > lowest
                 dx = layer.backward(pending.pop(i), need_dx=need_dx)
                 if not need_dx:
                     continue

@@ -1,6 +1,7 @@
 """`cnncli init`: a commented starter architecture and training config; with --data, one fitted
 to a folder of images (classes, channels, input size, validation, epochs)."""
 
+import json
 from pathlib import Path
 
 from .errors import CnnError
@@ -68,10 +69,12 @@ def fit_to_folder(folder):
     text, lines saying what was chosen and why)."""
     from PIL import Image
 
+    from .data.decode import GRAY_MODES
     from .data.folder import SPLITS, scan
 
     folder = Path(folder)
-    subs = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else {}
+    subs = ({p.name.lower(): p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+            if folder.is_dir() else {})
     split_names = [n for n in subs if n in SPLITS]
     train_dir, val_dir, test_dir = folder, None, None
     if split_names and len(split_names) == len(subs):
@@ -81,7 +84,7 @@ def fit_to_folder(folder):
                            "a folder with one sub-folder per class, or with train/ (and val/)")
         val_dir = next((subs[n] for n in subs if SPLITS[n] == "val"), None)
         test_dir = next((subs[n] for n in subs if SPLITS[n] == "test"), None)
-    listing = scan(train_dir, role="train")
+    listing = scan(train_dir, role="data")
     files = listing.files
     step = max(1, len(files) // SAMPLE)
     sizes, gray = [], True
@@ -89,7 +92,7 @@ def fit_to_folder(folder):
         try:
             with Image.open(path) as img:
                 sizes.append(img.size)
-                gray = gray and img.mode in ("1", "L", "LA", "I", "I;16", "F")
+                gray = gray and img.mode in GRAY_MODES
         except Exception:  # an unreadable file is skipped by training too; it does not vote here
             continue
     if not sizes:
@@ -121,15 +124,16 @@ def fit_to_folder(folder):
     model = (f"# Written by `cnncli init --data {folder}`: conv-batchnorm-relu stages, each halving the map,\n"
              f"# then global average pooling and a softmax over the {n_classes} classes.\n"
              f"input: [{side}, {side}, {channels}]\nlayers:\n" + "\n".join(layers) + "\n")
-    data = [f"  train: {train_dir}"]
-    data += [f"  val: {val_dir}"] if val_dir else ["  val_split: 0.1             # best.npz is chosen on this share"]
+    quoted = lambda path: json.dumps(str(path))  # noqa: E731  (a JSON string is YAML: '#', ': ', digits)
+    data = [f"  train: {quoted(train_dir)}"]
+    data += [f"  val: {quoted(val_dir)}"] if val_dir else ["  val_split: 0.1             # best.npz is chosen on this share"]
     data += [f"  resize: {resize}", f"  augment: {{crop_padding: {pad}, flip: false}}   # flip: true for photos "
              "whose mirror image is the same class"]
     train = ("# Written by `cnncli init --data`: the strongest general recipe cnncli has, sized to the data.\n"
              "model: model.yaml\ndata:\n" + "\n".join(data) + "\n"
              f"train:\n  epochs: {epochs}\n  batch_size: {batch}\n  optimizer: adamw\n  lr: 0.002\n"
              f"  weight_decay: 0.05\n  schedule: cosine\n  warmup_epochs: 1\n  seed: 0\n"
-             f"output: runs/{folder.resolve().name}\n")
+             f"output: {quoted('runs/' + folder.resolve().name)}\n")
     from .config import parse_architecture
     import yaml
     params = parse_architecture(yaml.safe_load(model), "model.yaml").build(build_params=False).n_params()

@@ -36,6 +36,7 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
     data = _prepare_data(cfg, report)
     _check_classes(cfg, model, data.classes)
     weights = _class_weights(cfg, data)
+    kernels = _warm_up(cfg, report)   # a first run compiles for a while: before the old run is touched
     # everything is checked: only now is the folder made, locked, and an earlier run cleared (--force)
     lock = claim_output(cfg.output, force)
     try:
@@ -43,7 +44,7 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
         write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         _write_skipped(output, data.skipped)
         trainer = Trainer(cfg, data, report, output, model=model, class_weights=weights)
-        return _run(trainer, cfg, report)
+        return _run(trainer, report, kernels)
     finally:
         unlock(lock)
 
@@ -115,10 +116,14 @@ def _write_skipped(output, skipped):
     write_text_atomic(output / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped))
 
 
-def _run(trainer, cfg, report):
+def _warm_up(cfg, report):
     report.phase("preparing kernels (compiled on the first run, then loaded from the cache)...")
     seconds, compiled = warm_up(cfg)
-    report.message(f"kernels {'compiled' if compiled else 'loaded from cache'} in {seconds:.1f}s")
+    return f"kernels {'compiled' if compiled else 'loaded from cache'} in {seconds:.1f}s"
+
+
+def _run(trainer, report, kernels):
+    report.message(kernels)
     try:
         state = trainer.run()
     finally:
@@ -196,7 +201,7 @@ def _resume_locked(run_dir, last, overrides, report):
     report.message(f"resuming {run_dir} at epoch {state.epoch + 1}" +
                    (f", batch {state.batch + 1}" if state.batch else "") +
                    (f"; {schedule_note}" if schedule_note else ""))
-    return _run(trainer, cfg, report)
+    return _run(trainer, report, _warm_up(cfg, report))
 
 
 def _reopen(state, cfg, run_dir, planned):

@@ -214,3 +214,30 @@ def test_shipped_configs_never_choose_best_on_a_test_folder():
         raw = yaml.safe_load(path.read_text())
         val = (raw.get("data") or {}).get("val")
         assert val is None or "test" not in Path(val).parts, f"{path.name}: data.val is a test folder"
+
+
+def test_init_data_quotes_paths_and_ignores_hidden_folders(tmp_path):
+    root = tmp_path / "my data #2"
+    make_folder(root / "train", per_class=4)
+    make_folder(root / "val", per_class=2)
+    (root / ".ipynb_checkpoints").mkdir()
+    res = run("init", tmp_path / "cfg", "--data", root)
+    assert res.returncode == 0, res.stderr
+    cfg = yaml.safe_load((tmp_path / "cfg" / "train.yaml").read_text())
+    assert cfg["data"]["train"] == str(root / "train") and cfg["data"]["val"] == str(root / "val")
+    assert cfg["output"] == "runs/my data #2"
+
+
+def test_force_keeps_the_old_run_when_the_kernel_warm_up_fails(tmp_path, monkeypatch):
+    import cnncli.train as train_mod
+
+    cfg = _config(tmp_path)
+    train(cfg, reporter=QuietReporter())
+    before = (tmp_path / "run" / "last.npz").read_bytes()
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt   # Ctrl-C during a first run's long compile
+    monkeypatch.setattr(train_mod, "warm_up", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, force=True, reporter=QuietReporter())
+    assert (tmp_path / "run" / "last.npz").read_bytes() == before

@@ -429,3 +429,16 @@ def test_gradient_of_an_inference_output_with_respect_to_a_feature_map(rng, spec
         down = score()
         num.append((up - down) / 2e-6)
     np.testing.assert_allclose(dmap[0].reshape(-1, fmap.shape[-1]).sum(axis=0), num, rtol=1e-5, atol=1e-8)
+
+
+def test_backward_with_keep_stops_at_the_lowest_kept_layer(rng):
+    model = Model((6, 6, 2), RESIDUAL, seed=1)
+    x = rng.standard_normal((2, 6, 6, 2)).astype(np.float32)
+    logits, _ = model.forward(x, record=True, keep=(4,))
+    model.zero_grad()
+    grads = model.backward(np.ones_like(logits), keep=(4,))
+    assert set(grads) == {4}
+    for i in range(4):   # below the cut (the stem reached by the shortcut too): no partial gradients
+        assert all(not g.any() for g in model.layers[i].grads.values()), i
+    with pytest.raises(ValueError, match="keep names layers"):
+        model.backward(np.ones_like(logits), keep=(INPUT,))

@@ -11,9 +11,8 @@ per 2x2 outputs instead of 36, 2.25x fewer. Cross-correlation, as conv: no kerne
 The input gradient of a stride-1 3x3 convolution is one too (of dL/dz, with the filters turned by
 180 degrees and channels and filters swapped), so backward uses the same kernels for dx; dw stays
 an im2col GEMM.
-Forward, batch 64 on 32x32 / 16x16 / 8x8 maps with 32 / 64 / 128 channels, one thread: 10.1 / 8.0 /
-6.3 ms against im2col's 12.5 / 11.0 / 11.5 ms; relative error under 1e-6 (budgets.uses_winograd
-says which layers use it). The transformed tiles are stored (16, T + 7, C): with T x C a power of
+Relative error under 1e-6 against direct convolution; budgets.uses_winograd says which layers use
+it (timings in the commit that added it and in BENCHMARKS.md). The transformed tiles are stored (16, T + 7, C): with T x C a power of
 two the 16 write streams fall on the same cache sets (the probe: 24 ms against 4 ms).
 """
 

@@ -58,7 +58,7 @@ class Conv(Layer):
         self.pads, self.out_hw = self.geometry(self.in_shape)
         c = self.in_shape[2]
         # the kernel that runs this layer (inspect shows it): depthwise loops for groups == channels,
-        # im2col per group, Winograd F(2x2, 3x3) for 3x3 stride-1 layers of 16+ channels, else im2col
+        # im2col per group, Winograd F(2x2, 3x3) where budgets.uses_winograd says, else im2col
         self.algorithm = ("depthwise" if 1 < self.groups == c else "grouped" if self.groups > 1 else
                           "winograd" if uses_winograd(self.size, self.stride, self.pads, self.groups, c,
                                                       self.filters) else "im2col")
