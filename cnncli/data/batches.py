@@ -57,11 +57,15 @@ class Batches:
                 p["gain"] = rng.uniform(1 - aug.brightness, 1 + aug.brightness, n)
         return order, p
 
+    def span(self, b):
+        """Batch b's positions in the epoch's order: (start, stop)."""
+        last = b == len(self) - 1
+        return b * self.batch_size, len(self.indices) if last else (b + 1) * self.batch_size
+
     def make(self, order, p, b):
         from ..kernels.augment import prepare_batch
 
-        last = b == len(self) - 1
-        sl = slice(b * self.batch_size, None if last else (b + 1) * self.batch_size)
+        sl = slice(*self.span(b))
         idx = order[sl]
         sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
         src = np.empty((len(idx),) + self.images.shape[1:], np.uint8)
