@@ -8,7 +8,10 @@ Backward:   xhat = (x - mean) inv_std,  dbeta = sum dy,  dgamma = sum dy xhat,
             dx = gamma inv_std / M (M dy - dbeta - xhat dgamma)   (batch statistics)
             dx = gamma inv_std dy                                  (running statistics: constants)
 xhat is recomputed from x in backward rather than kept: x is the previous layer's output, alive
-anyway, so training keeps no (M, C) array of its own. Rows are split over threads; partial sums
+anyway, so training keeps no (M, C) array of its own.
+Synchronised over processes (data-parallel training): `total` sums float64 arrays over all
+processes; the sums and M above become those of the whole batch, the parameter gradients stay
+this process's (the step's all-reduce adds them). Rows are split over threads; partial sums
 are added in chunk order, so results are bit-identical for a given thread count.
 """
 
@@ -80,12 +83,18 @@ def _chunked_sum(kernel, rows, c, *args):
     return total
 
 
-def batch_stats(x2):
-    """(M, C) -> (mean, biased var) per column, float64."""
+def batch_stats(x2, total=None):
+    """(M, C) -> (mean, biased var, M) per column, float64. total: None, or a function summing a
+    float64 array over all processes: then the statistics and M are the whole batch's."""
     m, c = x2.shape
-    mean = _chunked_sum(_sums, m, c, x2) / m
-    var = _chunked_sum(_square_sums, m, c, x2, mean) / m
-    return mean, var
+    sums = _chunked_sum(_sums, m, c, x2)
+    if total is not None:
+        both = total(np.append(sums, m))                   # (C + 1,): sums and row counts together
+        sums, m = both[:-1], both[-1]
+    mean = sums / m
+    squares = _chunked_sum(_square_sums, x2.shape[0], c, x2, mean)
+    var = (squares if total is None else total(squares)) / m
+    return mean, var, m
 
 
 def normalize(x2, scale, shift):
@@ -96,10 +105,11 @@ def normalize(x2, scale, shift):
     return y
 
 
-def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True):
+def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True, total=None):
     """-> (dx (M, C) or None, dgamma, dbeta) for y = gamma (x - mean) inv_std + beta.
     batch: mean and inv_std are the batch's statistics (functions of x); False: running
-    statistics, constants, so dx = gamma inv_std dy."""
+    statistics, constants, so dx = gamma inv_std dy. total (batch statistics over processes, as
+    in batch_stats): dx uses the whole batch's sums and M; dgamma, dbeta stay this process's."""
     m, c = x2.shape
     dt = x2.dtype
     mean, inv_std = mean.astype(dt), inv_std.astype(dt)
@@ -112,10 +122,14 @@ def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True):
     dbeta, dgamma = parts[0]
     for db, dg in parts[1:]:
         dbeta, dgamma = dbeta + db, dgamma + dg
+    sum_beta, sum_gamma, rows = dbeta, dgamma, m
+    if total is not None and batch:  # once per call, dx wanted or not: every process joins the same sums
+        both = total(np.concatenate([dbeta, dgamma, [m]]))
+        sum_beta, sum_gamma, rows = both[:c], both[c:2 * c], both[-1]
     if not need_dx:
         return None, dgamma.astype(dt), dbeta.astype(dt)
     a = gamma.astype(np.float64) * inv_std
-    b, d = (a * dbeta / m).astype(dt), (a * dgamma / m).astype(dt)
+    b, d = (a * sum_beta / rows).astype(dt), (a * sum_gamma / rows).astype(dt)
     if not batch:
         b, d = np.zeros_like(b), np.zeros_like(d)
     dx = np.empty_like(x2)

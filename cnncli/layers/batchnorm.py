@@ -3,6 +3,8 @@
 Training: y = weight * (x - mean_B) / sqrt(var_B + eps) + bias, with batch statistics, and
 running_mean/var <- (1 - momentum) * running + momentum * batch (unbiased var, as PyTorch).
 Inference: the same formula with the running statistics (constants: dL/dx = weight inv_std dL/dy).
+Data-parallel training sets `sync` (a function summing float64 arrays over the processes): the
+batch statistics are then those of the whole batch, as with one process (synchronised batchnorm).
 """
 
 import numpy as np
@@ -19,6 +21,7 @@ class BatchNorm(Layer):
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise LayerError(f"'eps' must be a positive number, got {eps!r}", "eps")
         self.eps = float(eps)
+        self.sync = None  # set by distributed.py: sums over processes
 
     def config(self):
         return {"momentum": self.momentum, "eps": self.eps}
@@ -47,8 +50,7 @@ class BatchNorm(Layer):
         x2 = np.ascontiguousarray(x).reshape(-1, c)  # (M, C): each position of each image is a sample
         dt = x.dtype.type
         if training:
-            m = x2.shape[0]
-            mean, var = batch_stats(x2)                # float64
+            mean, var, m = batch_stats(x2, self.sync)  # float64; m: rows of the whole batch
             mom = dt(self.momentum)
             unbiased = (var * (m / max(m - 1, 1))).astype(x.dtype)
             self.buffers["running_mean"] *= dt(1) - mom
@@ -73,7 +75,8 @@ class BatchNorm(Layer):
         x2, mean, inv_std, batch = self._cache
         self._cache = None
         dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
-        dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx, batch)
+        dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx, batch,
+                                               self.sync)
         self.grads["weight"] += dgamma
         self.grads["bias"] += dbeta
         return None if dx is None else dx.reshape(dy.shape)
