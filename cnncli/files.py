@@ -3,6 +3,7 @@ A kill at any instant leaves the old file or the new one, never half of one; a f
 removes its temporary file."""
 
 import os
+import socket
 from pathlib import Path
 
 from .errors import CnnError
@@ -11,7 +12,7 @@ from .errors import CnnError
 def write_atomic(path, write, what="file"):
     """write(f) fills a binary file object; on success it replaces path."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{unique()}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -29,6 +30,12 @@ def write_atomic(path, write, what="file"):
         kept = f"; the previous {path.name} is intact" if path.exists() else ""
         raise CnnError(f"cannot write {what} {path} ({e.strerror or e}): free disk space or pick a "
                        f"writable output folder{kept}") from None
+
+
+def unique():
+    """'host-pid': a temporary name's part that no other process writing into a shared folder
+    (another machine's included) can hold at the same time."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def write_text_atomic(path, text, what="file"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CnnError
-from ..files import unlock, wait_lock, write_text_atomic
+from ..files import unique, unlock, wait_lock, write_text_atomic
 from .decode import BadImage, load_image
 
 CACHE_VERSION = 2   # 2: the index records what decoding converted
@@ -111,7 +111,7 @@ def _decode_and_publish(listing, shape, resize, workers, progress, cache_dir, ke
     tmp = None
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_dir / f"{key}.{os.getpid()}.tmp.npy"
+        tmp = cache_dir / f"{key}.{unique()}.tmp.npy"  # a shared cache folder: unique across machines
         images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n,) + tuple(shape))
     except OSError:
         tmp = None  # cache folder not writable: decode into memory
