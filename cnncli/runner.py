@@ -4,6 +4,10 @@ Randomness is a pure function of (seed, epoch): the data order and augmentation 
 from default_rng([seed, e, 0]) and dropout's masks from default_rng([seed, e, 1, layer]). A
 mid-epoch checkpoint (Ctrl-C) also stores the batch position and dropout's generator states, so
 `--resume` replays exactly the batches, masks and updates the uninterrupted run would have made.
+
+Over several processes (`dist`, distributed.py) each trains on its share of every batch; the
+order and augmentation stay the epoch's, dropout draws from ([seed, e, 1, layer, rank]); the
+step, the decision to stop and the metrics are agreed by all; rank 0 alone writes.
 """
 
 import csv
@@ -73,7 +77,8 @@ class State:
     bad_epochs: int = 0
     finished: str = None           # None | "epochs" | "early_stop"
     schedule_start: int = 0        # the epoch the lr schedule (re)started at: a finished run extended restarts it
-    dropout_rng: list = None       # bit_generator states, mid-epoch only
+    dropout_rng: list = None       # bit_generator states, mid-epoch only (a list per process when several)
+    processes: int = 1             # how many processes trained it (data-parallel)
 
 
 @dataclass
@@ -193,13 +198,16 @@ def claim_output(output, force):
 
 
 class Trainer:
-    def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None):
+    def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None):
+        from .distributed import Single
         from .losses import Loss
         from .optim import OPTIMIZERS
 
         self.cfg, self.data, self.report, self.output = cfg, data, reporter, Path(output)
         t = cfg.train
         self.model = model
+        self.dist = dist or Single()
+        self.dist.attach(model, self._where)  # before the optimizer takes the gradient arrays
         self.class_weights = class_weights
         self.loss = Loss(model.head, t.label_smoothing, class_weights)
         params = model.named_params()
@@ -207,7 +215,7 @@ class Trainer:
             self.opt = OPTIMIZERS["sgd"](params, t.lr, t.momentum, t.nesterov, t.weight_decay)
         else:
             self.opt = OPTIMIZERS[t.optimizer](params, t.lr, tuple(t.betas), weight_decay=t.weight_decay)
-        self.state = state or State()
+        self.state = state or State(processes=self.dist.size)
         self.stop_requested = 0
         self.validating = False   # Ctrl-C says what it waits for
         self.saved = None  # what last.npz holds, for messages
@@ -221,16 +229,20 @@ class Trainer:
                 "class_weights": self.class_weights, "config": self.cfg.to_dict()}
 
     def save_last(self):
-        arrays = dict(self.model.state_dict())
-        arrays.update({f"optim.{k}": v for k, v in self.opt.state().items()})
-        meta = self.meta("last")
-        meta["state"] = self.state.__dict__
-        checkpoint.save(self.output / "last.npz", arrays, meta)
         st = self.state
-        self.saved = f"epoch {st.epoch}" + (f" and {st.batch} batches of epoch {st.epoch + 1}" if st.batch else "")
+
+        def write():
+            arrays = dict(self.model.state_dict())
+            arrays.update({f"optim.{k}": v for k, v in self.opt.state().items()})
+            meta = self.meta("last")
+            meta["state"] = st.__dict__
+            checkpoint.save(self.output / "last.npz", arrays, meta)
+            self.saved = f"epoch {st.epoch}" + (f" and {st.batch} batches of epoch {st.epoch + 1}" if st.batch else "")
+        self.dist.root_does(write)
 
     def save_best(self):
-        checkpoint.save(self.output / "best.npz", self.model.state_dict(), self.meta("best"))
+        self.dist.root_does(lambda: checkpoint.save(self.output / "best.npz", self.model.state_dict(),
+                                                    self.meta("best")))
 
     # --- the loop ---
     def lr_at(self, step):
@@ -247,7 +259,7 @@ class Trainer:
     def _seed_epoch(self, epoch):
         seed = self.cfg.train.seed
         for i, layer in self._dropouts():
-            layer.rng = np.random.default_rng([seed, epoch, 1, i])
+            layer.rng = np.random.default_rng(self.dist.seed(seed, epoch, 1, i))
         if self.state.dropout_rng:  # resuming mid-epoch: the generators as they were
             for (_, layer), st in zip(self._dropouts(), self.state.dropout_rng):
                 layer.rng.bit_generator.state = st
@@ -270,7 +282,7 @@ class Trainer:
                     self.validating = True
                     self.end_epoch()
                     self.validating = False
-                    if self.stopping() and st.epoch < t.epochs and not st.finished:
+                    if self.stopping(now=True) and st.epoch < t.epochs and not st.finished:
                         raise self.stop_reason()  # last.npz was just saved at the epoch's end
             if not st.finished:
                 st.finished = "epochs"
@@ -282,12 +294,20 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
         return st
 
-    def stopping(self):
-        return self.stop_requested or self.report.gone
+    def stopping(self, now=False):
+        """Ctrl-C or a closed output, as every process agrees: at the last step, or (now) here."""
+        interrupted, gone = self.stop_requested > 0, self.report.gone
+        if now:  # at an epoch's end: one more small agreement
+            interrupted, gone = self.dist.any(interrupted), self.dist.any(gone)
+        else:
+            interrupted, gone = self.dist.stopping(interrupted, gone)
+        if interrupted:
+            self.stop_requested = max(self.stop_requested, 1)
+        return interrupted or gone
 
     def stop_reason(self):
         kind = Interrupted if self.stop_requested else OutputClosed
-        return kind(self.output, self.state.epoch, self.state.batch)
+        return self.dist.everywhere(kind(self.output, self.state.epoch, self.state.batch))
 
     def _on_sigint(self, signum, frame):
         self.stop_requested += 1
@@ -309,18 +329,19 @@ class Trainer:
             step = epoch * n_batches + b
             self.opt.lr = self.lr_at(step)
             try:
-                loss, probs = self.model.train_step(x, y, self.loss, self.opt)
+                loss, correct, seen = self.dist.step(self.model, x, y, self.loss, self.opt,
+                                                     (self.stop_requested > 0, self.report.gone))
             except Diverged as e:
                 self._diverged(e.loss, epoch, b)
-            p["loss"] += loss * len(y)
-            p["correct"] += int((probs.argmax(axis=1) == y).sum())
-            p["seen"] += len(y)
+            p["loss"] += loss * seen
+            p["correct"] += correct
+            p["seen"] += seen
             st.batch = b + 1
             elapsed = p["seconds"] + time.perf_counter() - start
             self.report.batch(b + 1, p["loss"] / p["seen"], p["correct"] / p["seen"], p["seen"] / max(elapsed, 1e-9))
             if self.stopping():
                 p["seconds"] = elapsed
-                st.dropout_rng = [layer.rng.bit_generator.state for _, layer in self._dropouts()]
+                st.dropout_rng = self.dist.gather([layer.rng.bit_generator.state for _, layer in self._dropouts()])
                 return
         p["seconds"] += time.perf_counter() - start
 
@@ -332,8 +353,14 @@ class Trainer:
 
     def _diverged(self, loss, epoch, b):
         kept = self._kept()
-        raise CnnError(f"training diverged: loss is {loss} at epoch {epoch + 1}, batch {b + 1}: lower "
-                       f"train.lr (now {self.opt.lr:g}) or add batchnorm; {kept}")
+        raise self.dist.everywhere(CnnError(f"training diverged: loss is {loss} at epoch {epoch + 1}, batch "
+                                            f"{b + 1}: lower train.lr (now {self.opt.lr:g}) or add batchnorm; {kept}"))
+
+    def _where(self):
+        """Where the run stands, for the message when another process of the job is lost."""
+        st = self.state
+        return (f"in epoch {st.epoch + 1} at batch {st.batch + 1}: the job stops; {self._kept()}; continue "
+                f"with: cnncli train --resume {self.output}")
 
     def end_epoch(self):
         st = self.state
@@ -343,7 +370,7 @@ class Trainer:
                "val_loss": None, "val_acc": None, "lr": self.lr_at((st.epoch + 1) * n - 1), "seconds": p["seconds"],
                "images_per_s": p["seen"] / max(p["seconds"], 1e-9), "data_wait": p["wait"] / max(p["seconds"], 1e-9)}
         if self.data.val is not None:
-            row["val_loss"], row["val_acc"] = validate(self.model, self.data.val)
+            row["val_loss"], row["val_acc"] = validate(self.model, self.data.val, self.dist)
         st.history.append(row)
         st.epoch += 1
         st.batch = 0
@@ -354,7 +381,7 @@ class Trainer:
         patience = self.cfg.train.patience
         if patience and st.bad_epochs >= patience:
             st.finished = "early_stop"
-        write_text_atomic(self.output / "metrics.csv", metrics_csv(st.history))
+        self.dist.root_does(write_text_atomic, self.output / "metrics.csv", metrics_csv(st.history))
         self.save_last()
         self.report.epoch_end(row, improved, st.finished)
 
@@ -379,16 +406,21 @@ def loss_name(t):
     return f"loss ({', '.join(kinds)})" if kinds else "loss"
 
 
-def validate(model, batches):
-    """(loss, accuracy) of a Batches in inference mode, through the one evaluation, Model.evaluate."""
+def validate(model, batches, dist=None):
+    """(loss, accuracy) of a Batches in inference mode, through the one evaluation, Model.evaluate.
+    Over several processes each evaluates its share and dist adds up the sums."""
+    from .distributed import Single
+
     labels = []
 
     def pairs():
         for x, y in batches.epoch(None):
-            labels.append(y)
-            yield x, y
+            if len(y):  # a process's share of a last batch smaller than the job may be empty
+                labels.append(y)
+                yield x, y
     probs, loss = model.evaluate(pairs())
-    return loss, float((probs.argmax(axis=1) == np.concatenate(labels)).mean())
+    correct = int((probs.argmax(axis=1) == np.concatenate(labels)).sum()) if labels else 0
+    return (dist or Single()).average(loss, correct, len(probs))
 
 
 # A tiny network that touches every kernel once: its first run compiles them (float32), later runs

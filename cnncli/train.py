@@ -1,4 +1,9 @@
-"""`cnncli train`: config -> data -> model -> the runner, and the resume that rebuilds all three."""
+"""`cnncli train`: config -> data -> model -> the runner, and the resume that rebuilds all three.
+
+Under an MPI launcher every process runs this. Each checks what it can inside an agreement (a
+failure in one stops all, with one line from rank 0); rank 0 alone touches the run folder (its
+lock, checkpoints, metrics), reads the checkpoint it resumes or warm-starts from and broadcasts it.
+"""
 
 import math
 from pathlib import Path
@@ -14,39 +19,82 @@ from .runner import Result, State, Trainer, check_output, claim_output, lock_run
 
 def train(config_path=None, overrides=(), force=False, resume=None, init=None, reporter=None):
     """Train from a config file, or continue the run in folder `resume`. -> Result."""
-    from .progress import PlainReporter
+    from .distributed import fingerprint, world
+    from .progress import PlainReporter, QuietReporter
 
-    report = reporter or PlainReporter()
-    if resume is not None and config_path is not None:
-        raise CnnError(f"give either a config (a new run) or --resume {resume} (continue that run, with "
-                       f"the config saved in it), not both; to train it longer: cnncli train --resume "
-                       f"{resume} --set train.epochs=N")
+    comm = world()
+    report = (reporter or PlainReporter()) if comm.root else QuietReporter()
+    with comm.agreement():
+        if resume is not None and config_path is not None:
+            raise CnnError(f"give either a config (a new run) or --resume {resume} (continue that run, with "
+                           f"the config saved in it), not both; to train it longer: cnncli train --resume "
+                           f"{resume} --set train.epochs=N")
+        if resume is None and config_path is None:
+            raise CnnError("give a training config (cnncli train CONFIG) or --resume RUN_DIR")
     if resume is not None:
-        return _resume(Path(resume), overrides, report)
-    if config_path is None:
-        raise CnnError("give a training config (cnncli train CONFIG) or --resume RUN_DIR")
-    cfg = config.load_run(config_path, overrides)
-    if init:
-        cfg.train.init = str(init)
-    model = cfg.model.build(seed=cfg.train.seed)  # before decoding: too big for memory fails fast
-    _check_batch_statistics(cfg, model)
-    if cfg.train.init:
-        _warm_start(model, cfg.train.init)
-    check_output(cfg.output, force)
-    data = _prepare_data(cfg, report)
-    _check_classes(cfg, model, data.classes)
-    weights = _class_weights(cfg, data)
+        return _resume(Path(resume), overrides, report, comm)
+    with comm.agreement() as agreed:
+        cfg = config.load_run(config_path, overrides)
+        if init:
+            cfg.train.init = str(init)
+        model = cfg.model.build(seed=cfg.train.seed)  # before decoding: too big for memory fails fast
+        _check_batch_statistics(cfg, model)
+        comm.check_batch_size(cfg.train.batch_size)
+        if comm.root:  # its weights are broadcast; only it writes
+            if cfg.train.init:
+                _warm_start(model, cfg.train.init)
+            check_output(cfg.output, force)
+        agreed.fingerprint = fingerprint(config=_shared_settings(cfg), force=force)
+    data, weights = _prepare(cfg, model, report, comm)
+    comm.broadcast_model(model)
     kernels = _warm_up(cfg, report)   # a first run compiles for a while: before the old run is touched
     # everything is checked: only now is the folder made, locked, and an earlier run cleared (--force)
-    lock = claim_output(cfg.output, force)
+    with comm.agreement():
+        lock = claim_output(cfg.output, force) if comm.root else None
     try:
         output = Path(cfg.output)
-        write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        _write_skipped(output, data.skipped)
-        trainer = Trainer(cfg, data, report, output, model=model, class_weights=weights)
+        comm.root_does(_write_start, output, cfg, data.skipped)
+        trainer = Trainer(cfg, data, report, output, model=model, class_weights=weights, dist=comm)
         return _run(trainer, report, kernels)
     finally:
         unlock(lock)
+
+
+# Settings each process of a job may hold its own way: paths (machines mount a shared folder in
+# different places, or hold their own copies: the data is compared by its contents instead), the
+# decode workers of its machine, and what only rank 0 reads or writes.
+PER_PROCESS = (("data", "train"), ("data", "val"), ("data", "cache_dir"), ("data", "workers"),
+               ("train", "init"), ("output",))
+
+
+def _shared_settings(cfg):
+    """The config that every process of a job must hold the same."""
+    d = cfg.to_dict()
+    for path in PER_PROCESS:
+        parent = d
+        for key in path[:-1]:
+            parent = parent[key]
+        parent.pop(path[-1], None)
+    return d
+
+
+def _write_start(output, cfg, skipped):
+    write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    _write_skipped(output, skipped)
+
+
+def _prepare(cfg, model, report, comm):
+    """Every process reads the data (a folder that one cannot read stops all) -> (data cut to this
+    process's share, class weights)."""
+    with comm.agreement() as agreed:
+        data = _prepare_data(cfg, report)
+        _check_classes(cfg, model, data.classes)
+        weights = _class_weights(cfg, data)
+        agreed.fingerprint = {"data": {
+            "classes": data.classes, "training images": len(data.train.indices),
+            "validation images": len(data.val.indices) if data.val else 0,
+            "mean": [round(m, 5) for m in data.mean], "std": [round(v, 5) for v in data.std]}}
+    return comm.share(data), weights
 
 
 def _prepare_data(cfg, report):
@@ -149,55 +197,65 @@ def _warm_start(model, path):
 RESUMABLE = ("train.epochs", "train.patience")
 
 
-def _resume(run_dir, overrides, report):
+def _resume(run_dir, overrides, report, comm):
+    from .distributed import fingerprint
+
     last = run_dir / "last.npz"
-    if not run_dir.is_dir():
-        raise CnnError(f"--resume {run_dir}: no such run folder (give the output folder of a run)")
-    if not last.exists():
-        raise CnnError(f"{run_dir} has no last.npz to resume from: no epoch finished yet? "
-                       "Start the run again with --force")
-    lock = lock_run(run_dir)
+    lock = loaded = None
     try:
-        return _resume_locked(run_dir, last, overrides, report)
+        with comm.agreement() as agreed:
+            for item in overrides or ():
+                key = item.partition("=")[0].strip()
+                if key not in RESUMABLE:
+                    raise CnnError(f"--resume continues the run exactly as configured; only "
+                                   f"{' and '.join(RESUMABLE)} can change (got --set {item})")
+            if comm.root:  # the run folder may be on rank 0's machine alone: it reads, the others receive
+                if not run_dir.is_dir():
+                    raise CnnError(f"--resume {run_dir}: no such run folder (give the output folder of a run)")
+                if not last.exists():
+                    raise CnnError(f"{run_dir} has no last.npz to resume from: no epoch finished yet? "
+                                   "Start the run again with --force")
+                lock = lock_run(run_dir)
+                loaded = checkpoint.load(last)
+            agreed.fingerprint = fingerprint(resume=str(run_dir), overrides=list(overrides or ()))
+        arrays, meta = comm.bcast(loaded)
+        return _resume_locked(run_dir, last, arrays, meta, overrides, report, comm)
     finally:
         unlock(lock)
 
 
-def _resume_locked(run_dir, last, overrides, report):
-    for item in overrides or ():
-        key = item.partition("=")[0].strip()
-        if key not in RESUMABLE:
-            raise CnnError(f"--resume continues the run exactly as configured; only "
-                           f"{' and '.join(RESUMABLE)} can change (got --set {item})")
-    arrays, meta = checkpoint.load(last)
-    if not isinstance(meta.get("state"), dict) or not isinstance(meta.get("config"), dict):
-        raise CnnError(f"{last} holds no training state: it cannot be resumed")
-    planned = meta["config"].get("train", {}).get("epochs") if isinstance(meta["config"].get("train"), dict) else None
-    raw = config.apply_overrides(meta["config"], overrides)
-    cfg = config.parse_run(raw, str(run_dir / "config.yaml"), run_dir)
-    cfg.output = str(run_dir)
-    try:
-        state = State(**meta["state"])
-    except TypeError:
-        raise CnnError(f"{last}: its training state is not one this cnncli understands") from None
-    schedule_note = _reopen(state, cfg, run_dir, planned or cfg.train.epochs)
-    model = cfg.model.build(seed=cfg.train.seed, init=False)
-    checkpoint.check_arrays(model, arrays, last)
-    model.load_state_dict(arrays)
-    # normalise exactly as the run did (and skip recomputing the statistics)
-    cfg.data.mean, cfg.data.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
-    data = _prepare_data(cfg, report)
-    if data.classes != meta["classes"]:
-        raise CnnError(f"the classes in {cfg.data.train} ({', '.join(data.classes)}) differ from the run's "
-                       f"({', '.join(meta['classes'])}): resume needs the same data")
-    trainer = Trainer(cfg, data, report, run_dir, model=model, state=state,
-                      class_weights=_class_weights(cfg, data))
-    optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
-    try:
-        trainer.opt.load_state(optim)
-    except (KeyError, ValueError):
-        raise CnnError(f"{last}: its optimizer state does not match train.optimizer") from None
-    _write_skipped(run_dir, data.skipped)
+def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
+    with comm.agreement():  # all from rank 0's checkpoint: every process finds the same problems
+        if not isinstance(meta.get("state"), dict) or not isinstance(meta.get("config"), dict):
+            raise CnnError(f"{last} holds no training state: it cannot be resumed")
+        planned = meta["config"].get("train", {}).get("epochs") if isinstance(meta["config"].get("train"), dict) else None
+        raw = config.apply_overrides(meta["config"], overrides)
+        cfg = config.parse_run(raw, str(run_dir / "config.yaml"), run_dir)
+        cfg.output = str(run_dir)
+        try:
+            state = State(**meta["state"])
+        except TypeError:
+            raise CnnError(f"{last}: its training state is not one this cnncli understands") from None
+        schedule_note = _reopen(state, cfg, run_dir, planned or cfg.train.epochs)
+        comm.check_batch_size(cfg.train.batch_size)
+        model = cfg.model.build(seed=cfg.train.seed, init=False)
+        checkpoint.check_arrays(model, arrays, last)
+        model.load_state_dict(arrays)
+        # normalise exactly as the run did (and skip recomputing the statistics)
+        cfg.data.mean, cfg.data.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
+    data, weights = _prepare(cfg, model, report, comm)
+    with comm.agreement():
+        if data.classes != meta["classes"]:
+            raise CnnError(f"the classes in {cfg.data.train} ({', '.join(data.classes)}) differ from the run's "
+                           f"({', '.join(meta['classes'])}): resume needs the same data")
+        comm.adopt(state, report)
+        trainer = Trainer(cfg, data, report, run_dir, model=model, state=state, class_weights=weights, dist=comm)
+        optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
+        try:
+            trainer.opt.load_state(optim)
+        except (KeyError, ValueError):
+            raise CnnError(f"{last}: its optimizer state does not match train.optimizer") from None
+    comm.root_does(_write_skipped, run_dir, data.skipped)
     report.message(f"resuming {run_dir} at epoch {state.epoch + 1}" +
                    (f", batch {state.batch + 1}" if state.batch else "") +
                    (f"; {schedule_note}" if schedule_note else ""))

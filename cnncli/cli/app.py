@@ -45,7 +45,9 @@ def command(fn=None, **settings):
         try:
             return fn(*args, **kwargs)
         except CnnError as e:  # one line, whatever a file or folder name holds
-            typer.echo("error: " + one_line(e), err=True)
+            from ..distributed import speaks
+            if speaks(e):  # in a job of several processes, rank 0 says what all of them found
+                typer.echo("error: " + one_line(e), err=True)
             raise typer.Exit(e.exit_code) from None
         except (typer.Exit, KeyboardInterrupt, SystemExit):
             raise
@@ -106,24 +108,41 @@ def train(
     force: bool = typer.Option(False, "--force", help="Start over in an output folder that already holds a run."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint's weights (same architecture)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors."),
+    processes: Optional[int] = typer.Option(None, "--processes", "-n", min=1, help=(
+        "Train on N processes of this machine, each on its share of every batch (starts mpiexec; "
+        "needs pip install 'cnncli[mpi]'). Under mpiexec or srun, leave it out.")),
 ):
     """Train a network on a folder of images. One sub-folder per class."""
+    from ..distributed import Ending, speaks
     from ..progress import make_reporter
     from ..runner import Interrupted
     from ..train import train as run_training
 
+    if processes and processes > 1:
+        from ..launch import launch
+        args = [str(config_file)] if config_file is not None else []
+        args += [f"--set={o}" for o in overrides] + (["--resume", str(resume)] if resume is not None else [])
+        args += (["--force"] if force else []) + (["--init", str(init)] if init else []) + (["--quiet"] if quiet else [])
+        raise typer.Exit(launch(processes, args, lambda: resume or _run_folder(config_file, overrides)))
     reporter = make_reporter(quiet)
     try:
-        run_training(config_file, overrides, force=force, resume=resume, init=init, reporter=reporter)
+        with Ending():  # under MPI: what one process alone met ends the whole job
+            run_training(config_file, overrides, force=force, resume=resume, init=init, reporter=reporter)
     except Interrupted as e:
         reporter.close()
-        if not e.quiet:
+        if not e.quiet and speaks(e):
             typer.echo(str(e), err=True)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the epoch loop
         reporter.close()
-        typer.echo("interrupted; checkpoints already written are intact", err=True)
+        if speaks():
+            typer.echo("interrupted; checkpoints already written are intact", err=True)
         raise typer.Exit(130) from None
+
+
+def _run_folder(config_file, overrides):
+    from .. import config
+    return config.load_run(config_file, overrides).output
 
 
 @command

@@ -1,0 +1,255 @@
+"""Training over several processes, data-parallel on MPI: the interface the runner and `train`
+use, its one-process implementation (`Single`), and how a process learns that a launcher started it.
+
+Horovod's recipe: rank 0's initial state is broadcast, each process trains on its share of every
+global batch, gradients are summed by one all-reduce per step, rank 0 alone prints and writes.
+The MPI implementation is cnncli/mpi.py; it is imported (with mpi4py) only when a launcher
+(mpiexec, mpirun, srun) started several processes, so a plain `cnncli train` never loads MPI.
+Every method of `Single` is what one process does anyway: the runner has no `if mpi` branches.
+"""
+
+import atexit
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+from .errors import CnnError
+
+# (rank variable, size variable), set by the launcher in each process it starts; first match wins
+LAUNCHERS = (("PMI_RANK", "PMI_SIZE"),                          # MPICH's mpiexec (Hydra), Intel MPI
+             ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),  # Open MPI's mpirun
+             ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS"),          # srun (a batch script outside srun has no step)
+             ("PMIX_RANK", None))                               # PMIx alone: the size comes from MPI
+INSTALL = "pip install 'cnncli[mpi]' (mpi4py, and mpich for mpiexec)"
+
+_world = None  # this process's communicator, once train() asked for it
+
+
+def launched(environ=None):
+    """-> (rank, size) when a launcher started this process as one of several, else None.
+    size is None where only MPI knows it (PMIx)."""
+    environ = os.environ if environ is None else environ
+    for rank_key, size_key in LAUNCHERS:
+        rank = _number(environ.get(rank_key))
+        if rank is None:
+            continue
+        if size_key is None:
+            return rank, None
+        size = _number(environ.get(size_key))
+        if size is not None:
+            return (rank, size) if size > 1 else None
+    return None
+
+
+def _number(text):
+    return int(text) if text is not None and text.strip().isdigit() else None
+
+
+def world():
+    """This process's communicator: Single, or (under a launcher, with several processes) Mpi."""
+    global _world
+    if _world is None:
+        where = launched()
+        if where is None:
+            _world = Single()
+        else:
+            try:
+                from .mpi import Mpi
+            except ImportError as e:
+                if where[0] != 0:
+                    raise SystemExit(2) from None  # rank 0 says it, once
+                raise CnnError(f"cnncli was started by an MPI launcher as one of several processes, but "
+                               f"cannot load MPI ({e}): {INSTALL}") from None
+            _world = Mpi.start()
+    return _world
+
+
+def current():
+    """The communicator world() made in this process, or None."""
+    return _world
+
+
+def threads_per_process(local_processes, environ=None):
+    """CNNCLI_THREADS for one of `local_processes` processes on this machine, or None where the
+    user set it: the CPUs this process may use, shared out (a launcher that binds each process
+    to its own cores has shared them already)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("CNNCLI_THREADS", "").strip():
+        return None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    machine = os.cpu_count() or cpus
+    return cpus if cpus < machine else max(1, machine // max(local_processes, 1))
+
+
+def code_version():
+    """'0.1.0+<hash of cnncli's source files>': processes of one job must run the same code."""
+    from . import __version__
+
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:10]}"
+
+
+def fingerprint(**what):
+    """What every process of a job must hold the same: the code, and what it was given."""
+    return {"cnncli": code_version(), **what}
+
+
+class ShareLoss:
+    """The loss over this process's share of a batch as the weighted SUM of its images' losses
+    (the share's weighted mean times its weight). The model sees the value 0.0: the real one
+    travels in the step's all-reduce, so a NaN on one process is found by all at the sum, after
+    a backward that everyone made (batchnorm's sums are joined by all or none)."""
+
+    def __init__(self, loss):
+        self.loss = loss
+        self.nothing()
+
+    def nothing(self):
+        self.weight = self.value = 0.0
+        self.correct = self.images = 0
+
+    def __call__(self, logits, labels):
+        value, dlogits, probs = self.loss(logits, labels)
+        weights = self.loss.class_weights
+        self.weight = float(weights[labels].sum()) if weights is not None else float(len(labels))
+        self.value = value * self.weight
+        self.correct = int((probs.argmax(axis=1) == labels).sum())
+        self.images = len(labels)
+        return 0.0, dlogits * dlogits.dtype.type(self.weight), probs
+
+
+class Agreed:
+    """A block every process runs (see Mpi.agreement); alone, it is just the block."""
+
+    fingerprint = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        return False
+
+
+class Single:
+    """One process: the interface of Mpi, doing what training without MPI does."""
+
+    rank, size, root = 0, 1, True
+
+    def attach(self, model, where=None):
+        """Called by the Trainer before its optimizer reads the gradients. where() -> text naming
+        the run's position and checkpoint, for a message when another process is lost."""
+
+    def step(self, model, x, y, loss, optimizer, stop=(False, False)):
+        """The one training step on this process's images -> (mean loss, correct, images) of the batch."""
+        value, probs = model.train_step(x, y, loss, optimizer)
+        return value, int((probs.argmax(axis=1) == y).sum()), len(y)
+
+    def stopping(self, interrupted, gone):
+        """-> (interrupted, gone) as the processes agreed at the last step: every process stops
+        after the same batch."""
+        return bool(interrupted), bool(gone)
+
+    def any(self, flag):
+        """True on every process when `flag` is true on one."""
+        return bool(flag)
+
+    def agreement(self, limit=None):
+        """A context every process enters; a CnnError in one, or a differing `.fingerprint`,
+        is raised in all, as one line that names the process. limit: seconds to wait for the others."""
+        return Agreed()
+
+    def root_does(self, fn, *args):
+        """fn(*args) on rank 0 alone (a write), as an agreement: its failure stops every process."""
+        return fn(*args)
+
+    def bcast(self, obj):
+        """Rank 0's obj, on every process."""
+        return obj
+
+    def gather(self, obj):
+        """[obj of each process] on rank 0 (None elsewhere); one process: obj itself."""
+        return obj
+
+    def average(self, loss, correct, n):
+        """(mean loss, accuracy) over every process's images, from each one's own."""
+        return loss, correct / n
+
+    def share(self, data):
+        """data (dataset.Prepared) with each Batches cut down to this process's share."""
+        return data
+
+    def seed(self, *key):
+        """A generator seed for this process's own draws (dropout): the key, and the rank."""
+        return list(key)
+
+    def everywhere(self, error):
+        """Mark an exception that every process raises at the same point (rank 0 prints it)."""
+        error.everywhere = True
+        return error
+
+    def check_batch_size(self, batch_size):
+        if batch_size < self.size:
+            raise CnnError(f"train.batch_size {batch_size} is smaller than the {self.size} processes: each "
+                           f"process needs images of every batch; set train.batch_size to {self.size} or "
+                           "more, or start fewer processes")
+
+    def broadcast_model(self, model):
+        """Rank 0's weights and buffers in every process's model."""
+
+    def adopt(self, state, report):
+        """A resumed run's State, for this process: exact with the number of processes it was
+        trained with; with another, it goes on from the same epoch and batch, not bit-identical."""
+        if state.processes != self.size:
+            at = f"epoch {state.epoch + 1}" + (f", batch {state.batch + 1}" if state.batch else "")
+            report.message(f"note: this run was trained on {state.processes} process(es) and continues on "
+                           f"{self.size} from {at}; the same batches, but no longer bit-identical to a run "
+                           "that never stopped (dropout draws per process, sums in another order)")
+            state.dropout_rng = None
+        elif self.size > 1 and state.dropout_rng:
+            state.dropout_rng = state.dropout_rng[self.rank]
+        state.processes = self.size
+
+
+def speaks(error=None):
+    """Whether this process prints for the job: always alone; in a job, rank 0 says what every
+    process found (error None: the job's own messages), and a process says what only it saw."""
+    comm = _world
+    if comm is None or comm.root:
+        return True
+    return error is not None and not getattr(error, "everywhere", False)
+
+
+class Ending:
+    """How a process of a training job ends (for the CLI, around train()). What every process
+    agreed on (an error found by all, Ctrl-C at a batch, the end) lets each exit normally with
+    the same status. What only this process met (a bug, a full disk, a second Ctrl-C) must not
+    leave the others waiting for it: once the CLI has printed it and exits, MPI ends the job."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        comm = _world
+        if comm is None or comm.size == 1:
+            return False
+        comm.closing = True
+        if hasattr(signal, "SIGUSR1"):  # the others ending now is no news (Hydra signals each exit)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        if error is None or getattr(error, "everywhere", False):
+            return False
+        if not comm.root and error.args and isinstance(error.args[0], str):
+            error.args = (f"{comm.name(comm.rank)}: {error.args[0]}",) + error.args[1:]
+        code = 130 if isinstance(error, KeyboardInterrupt) else getattr(error, "exit_code", 1)
+        atexit.register(comm.end_now, code)  # after the CLI has printed it
+        return False
+
+
+__all__ = ["world", "current", "launched", "Single", "Ending", "speaks", "fingerprint", "INSTALL"]
+
