@@ -22,6 +22,8 @@ LAUNCHERS = (("PMI_RANK", "PMI_SIZE"),                          # MPICH's mpiexe
              ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS"),          # srun (a batch script outside srun has no step)
              ("PMIX_RANK", None))                               # PMIx alone: the size comes from MPI
 INSTALL = "pip install 'cnncli[mpi]' (mpi4py, and mpich for mpiexec)"
+# what each step's all-reduce carries after the gradients (float32 values, summed)
+TRAILER = ("weight", "loss", "correct", "images", "interrupted", "gone")
 
 _world = None  # this process's communicator, once train() asked for it
 

@@ -34,13 +34,12 @@ import mpi4py
 mpi4py.rc.thread_level = "funneled"  # only the main thread calls MPI (the watchdog only watches)
 from mpi4py import MPI  # noqa: E402  (initialises MPI)
 
-from .distributed import Agreed, ShareLoss, Single, threads_per_process  # noqa: E402
+from .distributed import TRAILER, Agreed, ShareLoss, Single, threads_per_process  # noqa: E402
 from .errors import CnnError  # noqa: E402
 from .model import Diverged  # noqa: E402
 
 PEER_TIMEOUT = float(os.environ.get("CNNCLI_PEER_TIMEOUT") or 20)  # seconds, at least, that training waits
 SLOW_DISK = 10e6  # bytes/s: while rank 0 writes a checkpoint the others also wait size / SLOW_DISK
-TRAILER = ("weight", "loss", "correct", "images", "interrupted", "gone")
 LOST_EXIT = 1
 GONE = "another process of this job ended (killed or crashed: mpiexec names it)"
 HINTS = {"cnncli": "install the same cnncli on every machine",

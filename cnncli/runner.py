@@ -36,10 +36,11 @@ class Interrupted(Exception):
     exit_code = 130
     quiet = False
 
-    def __init__(self, output, epoch, batch):
+    def __init__(self, output, epoch, batch, processes=1):
         where = f"in epoch {epoch + 1} after batch {batch}" if batch else f"after epoch {epoch}"
+        on = f" on {processes} processes (mpiexec -n {processes} or --processes {processes})" if processes > 1 else ""
         super().__init__(f"interrupted {where}; saved {output}/last.npz. "
-                         f"Continue exactly where it stopped with: cnncli train --resume {output}")
+                         f"Continue exactly where it stopped with: cnncli train --resume {output}{on}")
 
 
 class OutputClosed(Interrupted):
@@ -307,7 +308,7 @@ class Trainer:
 
     def stop_reason(self):
         kind = Interrupted if self.stop_requested else OutputClosed
-        return self.dist.everywhere(kind(self.output, self.state.epoch, self.state.batch))
+        return self.dist.everywhere(kind(self.output, self.state.epoch, self.state.batch, self.dist.size))
 
     def _on_sigint(self, signum, frame):
         self.stop_requested += 1
@@ -360,7 +361,7 @@ class Trainer:
         """Where the run stands, for the message when another process of the job is lost."""
         st = self.state
         return (f"in epoch {st.epoch + 1} at batch {st.batch + 1}: the job stops; {self._kept()}; continue "
-                f"with: cnncli train --resume {self.output}")
+                f"with: cnncli train --resume {self.output} on {self.dist.size} processes")
 
     def end_epoch(self):
         st = self.state

@@ -93,7 +93,8 @@ def test_processes_train_as_one(tmp_path, model, n):
 
 def test_ctrl_c_stops_every_process_at_one_batch_and_resumes_exactly(tmp_path):
     env = _env(tmp_path)
-    cfg = _config(tmp_path, "cut", epochs=200, batch_size=16)
+    dropped = {**PLAIN, "layers": PLAIN["layers"][:2] + [{"dropout": {"rate": 0.3}}] + PLAIN["layers"][2:]}
+    cfg = _config(tmp_path, "cut", model=dropped, epochs=200, batch_size=16)   # dropout: a generator per process
     proc = subprocess.Popen([str(MPIEXEC), "-n", "2", sys.executable, "-m", "cnncli", "train", str(cfg)], env=env,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for line in proc.stdout:
@@ -102,9 +103,10 @@ def test_ctrl_c_stops_every_process_at_one_batch_and_resumes_exactly(tmp_path):
     proc.send_signal(signal.SIGINT)          # Hydra hands the Ctrl-C to every process
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert err.count("interrupted in epoch") == 1 and "Traceback" not in err
+    assert err.count("interrupted in epoch") == 1 and "Traceback" not in err and "on 2 processes" in err
     state = checkpoint.load(tmp_path / "cut" / "last.npz")[1]["state"]
     assert state["processes"] == 2 and state["epoch"] >= 1
+    assert state["batch"] == 0 or len(state["dropout_rng"]) == 2   # mid-epoch: each process's generator
     epochs = state["epoch"] + 1
     again = _mpi(2, "--resume", tmp_path / "cut", "--set", f"train.epochs={epochs}", env=env)
     assert again.returncode == 0, again.stderr
