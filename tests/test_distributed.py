@@ -214,3 +214,14 @@ def test_processes_under_a_launcher_is_refused(tmp_path):
     res = subprocess.run([sys.executable, "-m", "cnncli", "train", str(cfg), "--processes", "2"],
                          capture_output=True, text=True, env=_clean_env(tmp_path, PMI_RANK="0", PMI_SIZE="2"))
     assert res.returncode == 2 and "drop --processes" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_a_batch_smaller_than_the_job_is_refused():
+    from cnncli.distributed import Single
+    from cnncli.errors import CnnError
+
+    four = type("Four", (Single,), {"size": 4})()
+    four.check_batch_size(4)
+    with pytest.raises(CnnError, match="train.batch_size 3 is smaller than the 4 processes"):
+        four.check_batch_size(3)
+

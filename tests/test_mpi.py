@@ -243,3 +243,17 @@ def test_divergence_is_agreed_by_every_process(tmp_path):
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert re.search(r"training diverged: loss is (nan|inf) at epoch 2, batch \d+: .*last.npz \(after epoch 1\) "
                      "is intact", res.stderr), res.stderr
+
+
+def test_a_full_disk_on_rank_0_stops_every_process(tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "sitecustomize.py").write_text(
+        "import errno, os\nif os.environ.get('PMI_RANK') == '0':\n    import numpy as np\n"
+        "    def savez(f, **arrays):\n        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "    np.savez = savez\n")
+    cfg = _config(tmp_path, epochs=2)
+    res = _mpi(2, cfg, env=_env(tmp_path, PYTHONPATH=str(full)), timeout=120)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "cannot write checkpoint" in res.stderr and "No space left on device" in res.stderr
+
