@@ -9,6 +9,7 @@ Every method of `Single` is what one process does anyway: the runner has no `if 
 """
 
 import atexit
+import functools
 import hashlib
 import os
 import signal
@@ -87,6 +88,7 @@ def threads_per_process(local_processes, environ=None):
     return cpus if cpus < machine else max(1, machine // max(local_processes, 1))
 
 
+@functools.lru_cache(maxsize=1)
 def code_version():
     """'0.1.0+<hash of cnncli's source files>': processes of one job must run the same code."""
     from . import __version__
