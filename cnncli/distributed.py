@@ -73,19 +73,23 @@ def current():
     return _world
 
 
-def threads_per_process(local_processes, environ=None):
-    """CNNCLI_THREADS for one of `local_processes` processes on this machine, or None where the
-    user set it: the CPUs this process may use, shared out (a launcher that binds each process
-    to its own cores has shared them already)."""
+def threads_per_process(cpus, neighbours, environ=None):
+    """CNNCLI_THREADS for this process, or None where the user set it. cpus: the CPUs it may use
+    (a set); neighbours: those of every process of the job on this machine (its own included).
+    The CPUs are shared out among the processes whose CPUs overlap them: all of the machine's when
+    the launcher did not bind them (in a container too), each its own when it bound each apart."""
     environ = os.environ if environ is None else environ
     if environ.get("CNNCLI_THREADS", "").strip():
         return None
+    sharing = sum(1 for other in neighbours if set(other) & set(cpus))
+    return max(1, len(cpus) // max(sharing, 1))
+
+
+def cpus():
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return set(os.sched_getaffinity(0))
     except AttributeError:
-        cpus = os.cpu_count() or 1
-    machine = os.cpu_count() or cpus
-    return cpus if cpus < machine else max(1, machine // max(local_processes, 1))
+        return set(range(os.cpu_count() or 1))
 
 
 @functools.lru_cache(maxsize=1)

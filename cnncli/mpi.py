@@ -34,7 +34,7 @@ import mpi4py
 mpi4py.rc.thread_level = "funneled"  # only the main thread calls MPI (the watchdog only watches)
 from mpi4py import MPI  # noqa: E402  (initialises MPI)
 
-from .distributed import TRAILER, Agreed, ShareLoss, Single, threads_per_process  # noqa: E402
+from .distributed import TRAILER, Agreed, ShareLoss, Single, cpus, threads_per_process  # noqa: E402
 from .errors import CnnError  # noqa: E402
 from .model import Diverged  # noqa: E402
 
@@ -71,19 +71,18 @@ class Mpi(Single):
 
     @classmethod
     def start(cls):
-        comm = cls(MPI.COMM_WORLD)
-        threads = threads_per_process(comm.local_size)
-        if threads is not None:  # read once by kernels.parallel, which nothing has used yet
-            os.environ["CNNCLI_THREADS"] = str(threads)
-        return comm
+        return cls(MPI.COMM_WORLD)
 
     def __init__(self, comm):
         self.comm = comm
         self.rank, self.size = comm.rank, comm.size
         self.root = self.rank == 0
-        local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        self.local_size = local.size
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED)   # the processes of this machine
+        mine = cpus()
+        threads = threads_per_process(mine, local.allgather(sorted(mine)))
         local.Free()
+        if threads is not None:  # read once by kernels.parallel, which nothing has used yet
+            os.environ["CNNCLI_THREADS"] = str(threads)
         self.hosts = comm.allgather(socket.gethostname())
         self.stop = (False, False)
         self.slowest = 0.0       # seconds of the slowest step's own work so far

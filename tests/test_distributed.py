@@ -35,14 +35,15 @@ def test_launcher_detection(env, expected):
     assert launched(env) == expected
 
 
-def test_threads_per_process(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
-    assert threads_per_process(4, {}) == 4
-    assert threads_per_process(32, {}) == 1
-    assert threads_per_process(4, {"CNNCLI_THREADS": "3"}) is None        # the user's choice stands
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})        # the launcher bound us to 2 cores
-    assert threads_per_process(4, {}) == 2
+def test_threads_per_process():
+    machine = set(range(16))
+    assert threads_per_process(machine, [machine] * 4, {}) == 4            # not bound: share the machine
+    assert threads_per_process(machine, [machine] * 32, {}) == 1
+    assert threads_per_process(machine, [machine] * 4, {"CNNCLI_THREADS": "3"}) is None   # the user's choice
+    container = {0, 1}                                                     # 2 CPUs of a big host, for 2 processes
+    assert threads_per_process(container, [container, container], {}) == 1
+    bound = [set(range(i, i + 4)) for i in range(0, 16, 4)]                # the launcher gave each 4 cores
+    assert threads_per_process(bound[1], bound, {}) == 4
 
 
 # --- shares of a batch ------------------------------------------------------------------------
