@@ -3,6 +3,7 @@ all-reduce moves, and a model of the step time on 8 and 64 machines.
 
   python scripts/scaling.py                 # all three networks, about 2 minutes on 2 cores
   python scripts/scaling.py --nets lenet5 --seconds 2
+  python scripts/scaling.py --rate lenet5=17787 --rate vgg_cifar=734 --rate resnet20=466   # model at these rates
 
 Measured here: training images/s of one process with all the cores' threads against as many
 processes of one thread (mpiexec from `pip install 'cnncli[mpi]'`), both through the one step
@@ -118,6 +119,15 @@ def model_time(nbytes, norms, machines, bandwidth, batch, rate):
     return comm, comp, math.ceil(9 * comm * machines * rate)
 
 
+def half_way(nbytes, norms, bandwidth, batch, rate):
+    """The fewest machines at which communication takes half of the step at this global batch."""
+    for machines in range(2, 4097):
+        comm, comp, _ = model_time(nbytes, norms, machines, bandwidth, batch, rate)
+        if comm >= comp:
+            return machines
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -125,6 +135,8 @@ def main():
     ap.add_argument("--batch", type=int, default=64, help="global batch (default 64)")
     ap.add_argument("--seconds", type=float, default=4.0, help="per measurement (default 4)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    ap.add_argument("--rate", action="append", default=[], metavar="NET=IMAGES_PER_S",
+                    help="one machine's training images/s for the model, instead of the 1-process measurement")
     args = ap.parse_args()
     if args.worker:
         return worker(args.worker, args.batch, args.seconds)
@@ -136,6 +148,7 @@ def main():
           f"| {cores} processes x 1 thread | ratio | one all-reduce here |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     measured = {}
+    rates = {k: float(v) for k, v in (r.split("=") for r in args.rate)}
     for net in args.nets:
         one, many, reduce_s = [], [], []
         for _ in range(args.rounds):
@@ -145,12 +158,13 @@ def main():
             reduce_s.append(m["allreduce_s"])
         nbytes, norms, bn_bytes, params = step_bytes(net)
         r1, rn = statistics.median(one), statistics.median(many)
-        measured[net] = (nbytes, norms, r1)
+        measured[net] = (nbytes, norms, rates.get(net, r1))
         bn = f"{norms} layers: {3 * norms} all-reduces, {bn_bytes:,} B" if norms else "none"
         print(f"| {net} | {params:,} | {nbytes:,} B | {bn} | {r1:,.0f} img/s | {rn:,.0f} img/s | {rn / r1:.2f}x "
               f"| {statistics.median(reduce_s) * 1e3:.3f} ms |", flush=True)
+    given = ", ".join(f"{k} {v:,.0f} img/s" for k, v in rates.items() if k in measured)
     print(f"\nModel of one step between machines (ring all-reduce, alpha = {ALPHA * 1e6:.0f} us per message, "
-          "no overlap; a machine = this one, at the 1-process rate above):\n")
+          f"no overlap; a machine trains at the 1-process rate above{'; given: ' + given if given else ''}):\n")
     print("| network | machines | link | t_comm | t_comp at batch "
           f"{args.batch} | comm share | global batch for comm <= 10% |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -160,6 +174,10 @@ def main():
                 comm, comp, needed = model_time(nbytes, norms, machines, link, args.batch, rate)
                 print(f"| {net} | {machines} | {link / 1e9:.0f} Gb/s | {comm * 1e3:.2f} ms | {comp * 1e3:.2f} ms | "
                       f"{comm / (comm + comp):.0%} | {needed:,} ({needed / machines:,.0f} per machine) |")
+    print(f"\nCommunication takes half of the step at global batch {args.batch} from:")
+    for net, (nbytes, norms, rate) in measured.items():
+        where = [f"{half_way(nbytes, norms, link, args.batch, rate)} machines at {link / 1e9:.0f} Gb/s" for link in LINKS]
+        print(f"- {net}: {', '.join(where)}")
 
 
 if __name__ == "__main__":
