@@ -171,9 +171,9 @@ def test_ctrl_c_during_validation_is_said_in_order(tmp_path, monkeypatch):
 
     real = runner.validate
 
-    def validate_then_ctrl_c(model, batches):
+    def validate_then_ctrl_c(model, batches, *dist):
         import signal
-        out = real(model, batches)
+        out = real(model, batches, *dist)
         signal.raise_signal(signal.SIGINT)   # Ctrl-C while epoch 1 validates
         return out
     monkeypatch.setattr(runner, "validate", validate_then_ctrl_c)
