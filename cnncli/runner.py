@@ -121,18 +121,14 @@ def claim_output(output, replace=()):
 class Trainer:
     def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None):
         from .losses import Loss
-        from .optim import OPTIMIZERS
+        from .optim import from_config
 
         self.cfg, self.data, self.report, self.output = cfg, data, reporter, Path(output)
         t = cfg.train
         self.model = model
         self.class_weights = class_weights
         self.loss = Loss(model.head, t.label_smoothing, class_weights)
-        params = model.named_params()
-        if t.optimizer == "sgd":
-            self.opt = OPTIMIZERS["sgd"](params, t.lr, t.momentum, t.nesterov, t.weight_decay)
-        else:
-            self.opt = OPTIMIZERS[t.optimizer](params, t.lr, tuple(t.betas), weight_decay=t.weight_decay)
+        self.opt = from_config(model.named_params(), t)
         self.state = state or State()
         self.stop_requested = 0
         self.saved = None  # what last.npz holds, for messages
