@@ -19,8 +19,9 @@ import numpy as np
 from . import checkpoint
 from .files import write_text_atomic
 from .errors import CnnError
+from .viz.live import LiveCurves
 
-RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt")
+RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt", "curves.png")
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
            "data_wait")  # data_wait: fraction of the epoch spent waiting for the next batch
 
@@ -132,6 +133,7 @@ class Trainer:
         self.state = state or State()
         self.stop_requested = 0
         self.saved = None  # what last.npz holds, for messages
+        self.curves = LiveCurves(self.output / "curves.png", str(self.output), t.epochs, warn=reporter.message)
 
     # --- checkpoints ---
     def meta(self, kind):
@@ -179,6 +181,7 @@ class Trainer:
         n_batches = len(self.data.train)
         previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_sigint)
+        self.curves.start()
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # divergence shows as a NaN loss
                 while st.epoch < t.epochs and not st.finished:
@@ -195,6 +198,7 @@ class Trainer:
                            f"{t.batch_size}) or the input size; {self._kept()}") from None
         finally:
             signal.signal(signal.SIGINT, previous)
+            self.curves.close()  # curves.png is complete when run() returns, however it ended
         return st
 
     def _on_sigint(self, signum, frame):
@@ -256,6 +260,7 @@ class Trainer:
         st.batch = 0
         st.partial = dict(EMPTY_PARTIAL)
         improved = self._track_best(row)
+        self.curves.update(st.history, st.best["epoch"])  # first: it draws while the checkpoints are written
         if improved:
             self.save_best()
         patience = self.cfg.train.patience
