@@ -131,16 +131,23 @@ def evaluate(
     data_dir: Path = typer.Argument(..., metavar="DATA_DIR", help="A labelled folder: DATA_DIR/<class>/<image>."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="k for top-k accuracy."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write confusion.png, confusion.csv, "
+                                       "per_class.csv and mistakes.png into this folder."),
 ):
     """Score a checkpoint on a labelled folder: accuracy, per-class scores, confusion matrix."""
-    from ..predict import evaluate as run_evaluate
+    from ..predict import score_folder, summarize
     from .render import print_evaluation
 
-    report = run_evaluate(checkpoint_file, data_dir, top_k)
+    scored = score_folder(checkpoint_file, data_dir)
+    report = summarize(scored, checkpoint_file, top_k)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         print_evaluation(report)
+    if out is not None:
+        from ..evaluation import write_evaluation
+        written = write_evaluation(scored, report, out)
+        typer.echo(f"wrote {', '.join(p.name for p in written)} to {out}", err=as_json)
 
 
 @command

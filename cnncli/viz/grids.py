@@ -1,0 +1,60 @@
+"""Image grids: thumbnails with captions (the most confident mistakes)."""
+
+import math
+
+import numpy as np
+
+from .figure import BAD, new_figure, styled
+
+
+def show_image(ax, image):
+    """uint8 (h, w, 1 or 3) -> drawn without axes; grey images in grey."""
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(image)
+    ax.set_axis_off()
+
+
+def draw_thumbnails(images, captions, title, cols=8, empty_text="nothing to show"):
+    """uint8 images (N, h, w, c) with a caption each -> a Figure, cols thumbnails a row."""
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = max(1, math.ceil(n / cols))
+    fig = new_figure(1.35 * cols + 0.3, 1.75 * rows + 0.5)
+    with styled():
+        if n == 0:
+            ax = fig.add_subplot()
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, empty_text, ha="center", va="center", fontsize=11)
+        for i in range(n):
+            ax = fig.add_subplot(rows, cols, i + 1)
+            show_image(ax, images[i])
+            ax.set_title(captions[i], fontsize=7.5, fontweight="normal", color=BAD, linespacing=1.15)
+        fig.suptitle(title, fontweight="bold", fontsize=11)
+    return fig
+
+
+def mistake_caption(classes, true, pred, prob):
+    return f"true: {classes[true]}\npred: {classes[pred]} {prob:.0%}"
+
+
+def most_confident_mistakes(labels, probs, limit=24):
+    """-> indices of the wrong predictions, the most confident first (at most limit)."""
+    pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(pred != labels)
+    order = np.argsort(-probs[wrong, pred[wrong]], kind="stable")
+    return wrong[order][:limit]
+
+
+def draw_mistakes(images, labels, probs, classes, limit=24, cols=8):
+    """mistakes.png: the most confident wrong predictions with true class, predicted class and
+    its probability."""
+    idx = most_confident_mistakes(labels, probs, limit)
+    pred = probs.argmax(axis=1)
+    captions = [mistake_caption(classes, labels[i], pred[i], probs[i, pred[i]]) for i in idx]
+    wrong = int((pred != labels).sum())
+    title = (f"the {len(idx)} most confident mistakes of {wrong}" if wrong > len(idx) else
+             f"all {wrong} mistakes, the most confident first") + f" ({len(labels)} images)"
+    return draw_thumbnails(np.asarray(images)[idx] if len(idx) else [], captions, title, cols,
+                           empty_text=f"no mistakes on {len(labels)} images")
