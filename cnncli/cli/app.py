@@ -151,6 +151,34 @@ def evaluate(
 
 
 @command
+def explain(
+    checkpoint_file: Path = typer.Argument(..., metavar="CHECKPOINT", help="A best.npz or last.npz."),
+    paths: List[str] = typer.Argument(..., metavar="IMAGE...", help="Image files, folders (recursive) or globs."),
+    out: Path = typer.Option(..., "--out", help="Folder for one PNG per image (created if missing)."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Grad-CAM at this layer index (default: the last "
+                                        "conv-like layer with a spatial output; see `cnncli inspect`)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image: prediction, heatmap peak, PNG."),
+):
+    """Show what the network looks at: Grad-CAM heatmap, feature maps and first-layer filters."""
+    from ..explain import explain as run_explain
+
+    results = run_explain(checkpoint_file, paths, out, class_name, layer)
+    for r in results:
+        if "error" in r:
+            typer.echo(f"error: {r['path']}: {r['error']}", err=True)
+        elif as_json:
+            typer.echo(json.dumps(r))
+        else:
+            pk, p, e = r["peak"], r["prediction"], r["explained"]
+            why = "" if e["class"] == p["class"] else f"; heatmap of {e['class']} ({e['prob']:.1%})"
+            typer.echo(f"{r['path']}: {p['class']} ({p['prob']:.1%}){why}; peak at x={pk['x']} y={pk['y']} "
+                       f"(layer {r['layer']}) -> {r['png']}")
+    if any("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+@command
 def synth(
     directory: Path = typer.Argument(..., help="Folder to write train/<class>/*.png and val/<class>/*.png into."),
     per_class: int = typer.Option(600, "--per-class", min=1, help="Training images per class."),

@@ -1,10 +1,12 @@
-"""Image grids: thumbnails with captions (the most confident mistakes)."""
+"""Image grids: thumbnails with captions (the most confident mistakes), and Grad-CAM overlays."""
 
 import math
 
 import numpy as np
 
 from .figure import BAD, new_figure, styled
+
+HEAT_ALPHA = (0.15, 0.7)  # the heatmap's opacity over the image, where it is 0 and where it is 1
 
 
 def show_image(ax, image):
@@ -13,6 +15,22 @@ def show_image(ax, image):
         ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
     else:
         ax.imshow(image)
+    ax.set_axis_off()
+
+
+def show_overlay(ax, image, heatmap, peak=None):
+    """The image with the heatmap (values in [0, 1], same h x w) laid over it in 'jet', more
+    opaque where it is hotter (so the image shows where the network does not look), and the
+    heatmap's peak marked with a cross."""
+    import matplotlib
+
+    show_image(ax, image)
+    rgba = matplotlib.colormaps["jet"](np.clip(heatmap, 0, 1))
+    rgba[..., 3] = HEAT_ALPHA[0] + (HEAT_ALPHA[1] - HEAT_ALPHA[0]) * np.clip(heatmap, 0, 1)
+    ax.imshow(rgba, interpolation="bilinear")
+    if peak is not None:
+        ax.plot(peak[1], peak[0], marker="+", color="white", markersize=12, markeredgewidth=2)
+        ax.plot(peak[1], peak[0], marker="+", color="black", markersize=12, markeredgewidth=0.8)
     ax.set_axis_off()
 
 
