@@ -179,6 +179,19 @@ def explain(
 
 
 @command
+def report(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The output folder of `cnncli train`."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Images to evaluate on (default: the run's "
+                                        "validation folder, or the images data.val_split held out)."),
+):
+    """Write RUN_DIR/report.html: curves, metrics, confusion matrix, mistakes, Grad-CAM, layers, config."""
+    from ..report import build_report
+
+    path, seconds = build_report(run_dir, data)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e3:,.0f} kB) in {seconds:.1f}s")
+
+
+@command
 def synth(
     directory: Path = typer.Argument(..., help="Folder to write train/<class>/*.png and val/<class>/*.png into."),
     per_class: int = typer.Option(600, "--per-class", min=1, help="Training images per class."),

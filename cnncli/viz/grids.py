@@ -76,3 +76,22 @@ def draw_mistakes(images, labels, probs, classes, limit=24, cols=8):
              f"all {wrong} mistakes, the most confident first") + f" ({len(labels)} images)"
     return draw_thumbnails(np.asarray(images)[idx] if len(idx) else [], captions, title, cols,
                            empty_text=f"no mistakes on {len(labels)} images")
+
+
+def draw_cam_rows(rows, title):
+    """Grad-CAM for a few images: rows of (image, [(heading, heatmap, peak)...]) -> a Figure,
+    the image then one overlay per heading."""
+    cols = 1 + max((len(r[1]) for r in rows), default=1)
+    fig = new_figure(1.9 * cols + 0.2, 2.05 * max(len(rows), 1) + 0.5)
+    with styled():
+        grid = fig.add_gridspec(max(len(rows), 1), cols)
+        for r, (image, overlays) in enumerate(rows):
+            ax = fig.add_subplot(grid[r, 0])
+            show_image(ax, image)
+            ax.set_title("input", fontsize=8, fontweight="normal")
+            for c, (heading, heatmap, peak) in enumerate(overlays, start=1):
+                ax = fig.add_subplot(grid[r, c])
+                show_overlay(ax, image, heatmap, peak)
+                ax.set_title(heading, fontsize=8, fontweight="normal")
+        fig.suptitle(title, fontweight="bold", fontsize=11)
+    return fig
