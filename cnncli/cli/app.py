@@ -192,6 +192,35 @@ def report(
 
 
 @command
+def lr_find(
+    config_file: Path = typer.Argument(..., metavar="CONFIG", help="A training config (YAML)."),
+    overrides: List[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Path = typer.Option(Path("lr_find.png"), "--out", help="Where to write the plot."),
+    start: float = typer.Option(1e-7, "--start-lr", help="The sweep's first learning rate."),
+    end: float = typer.Option(10.0, "--end-lr", help="The sweep's last learning rate."),
+    steps: int = typer.Option(100, "--steps", help="Training steps in the sweep (one rate each)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the sweep as JSON."),
+):
+    """Sweep the learning rate exponentially on a fresh model and suggest one (writes only the plot)."""
+    from ..lr_find import lr_find as run_lr_find
+
+    result = run_lr_find(config_file, overrides, out, start, end, steps)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    lo, hi = result["valley"]
+    stop = (f"stopped at {result['lrs'][-1]:.2g}: the loss diverged" if result["stopped"] == "diverged"
+            else f"reached {result['lrs'][-1]:.2g}")
+    typer.echo(f"swept {result['steps']} steps from {result['lrs'][0]:.2g} ({stop})")
+    typer.echo(f"suggested learning rate: {result['suggestion']:.2g}  (half-way along the longest stretch where "
+               f"the loss kept falling, {lo:.2g} to {hi:.2g}); set it with --set train.lr={result['suggestion']:.2g}")
+    typer.echo(f"wrote {out}")
+    if result["ignored_init"]:
+        typer.echo(f"note: the sweep started from fresh weights (the config's seed), not from train.init "
+                   f"{result['ignored_init']}", err=True)
+
+
+@command
 def synth(
     directory: Path = typer.Argument(..., help="Folder to write train/<class>/*.png and val/<class>/*.png into."),
     per_class: int = typer.Option(600, "--per-class", min=1, help="Training images per class."),
