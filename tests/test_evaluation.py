@@ -54,3 +54,12 @@ def test_evaluate_out_writes_the_four_files(shapes_run, tmp_path):
     # --json keeps stdout pure JSON
     res = CliRunner().invoke(app, ["evaluate", str(run / "best.npz"), str(data / "val"), "--json", "--out", str(out)])
     assert res.exit_code == 0 and res.stdout.lstrip().startswith("{") and "wrote" in res.stderr
+
+
+def test_no_mistakes_is_said_not_drawn_empty():
+    from cnncli.viz.figure import png_bytes
+    from cnncli.viz.grids import draw_mistakes
+
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    img = picture(png_bytes(draw_mistakes(np.zeros((2, 8, 8, 1), np.uint8), np.array([0, 1]), probs, ["a", "b"])))
+    assert img.shape == (120, 600, 3) and (img.sum(axis=-1) < 200).sum() > 100   # the words, readable

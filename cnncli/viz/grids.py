@@ -37,14 +37,17 @@ def show_overlay(ax, image, heatmap, peak=None):
 def draw_thumbnails(images, captions, title, cols=8, empty_text="nothing to show"):
     """uint8 images (N, h, w, c) with a caption each -> a Figure, cols thumbnails a row."""
     n = len(images)
-    cols = max(1, min(cols, n))
-    rows = max(1, math.ceil(n / cols))
-    fig = new_figure(1.35 * cols + 0.3, 1.75 * rows + 0.5)
-    with styled():
-        if n == 0:
+    if n == 0:
+        fig = new_figure(6, 1.2)
+        with styled():
             ax = fig.add_subplot()
             ax.set_axis_off()
-            ax.text(0.5, 0.5, empty_text, ha="center", va="center", fontsize=11)
+            ax.text(0.5, 0.5, empty_text, ha="center", va="center", fontsize=12, fontweight="bold")
+        return fig
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig = new_figure(1.35 * cols + 0.3, 1.75 * rows + 0.5)
+    with styled():
         for i in range(n):
             ax = fig.add_subplot(rows, cols, i + 1)
             show_image(ax, images[i])
