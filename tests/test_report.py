@@ -81,11 +81,10 @@ def console_errors(stderr):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium; .ci/run "
+                    "installs it): the report was not opened in a browser")
 def test_report_in_a_real_browser(shapes_run, tmp_path):
     browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it): "
-                    "the report was not opened in a browser")
     run, _, _ = shapes_run
     build_report(run)
     page = run / "report.html"
