@@ -92,6 +92,14 @@ class AdamW(Adam):
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
+def from_config(params, t):
+    """The optimizer a training config's `train` section names, with its settings (training and
+    lr-find build it here, so they cannot drift apart)."""
+    if t.optimizer == "sgd":
+        return SGD(params, t.lr, t.momentum, t.nesterov, t.weight_decay)
+    return OPTIMIZERS[t.optimizer](params, t.lr, tuple(t.betas), weight_decay=t.weight_decay)
+
+
 def learning_rate(step, steps_per_epoch, epochs, lr, schedule="constant", warmup_epochs=0.0,
                   step_size=10, gamma=0.1, min_lr=0.0):
     """The learning rate for optimizer step `step` (0-based).

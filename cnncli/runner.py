@@ -24,8 +24,9 @@ import numpy as np
 from . import checkpoint
 from .files import write_text_atomic
 from .errors import CnnError
+from .viz.live import LiveCurves
 
-RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt")
+RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt", "curves.png")
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
            "data_wait")  # data_wait: fraction of the epoch spent waiting for the next batch
 
@@ -202,7 +203,7 @@ class Trainer:
     def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None):
         from .distributed import Single
         from .losses import Loss
-        from .optim import OPTIMIZERS
+        from .optim import from_config
 
         self.cfg, self.data, self.report, self.output = cfg, data, reporter, Path(output)
         t = cfg.train
@@ -211,15 +212,13 @@ class Trainer:
         self.dist.attach(model, self._where)  # before the optimizer takes the gradient arrays
         self.class_weights = class_weights
         self.loss = Loss(model.head, t.label_smoothing, class_weights)
-        params = model.named_params()
-        if t.optimizer == "sgd":
-            self.opt = OPTIMIZERS["sgd"](params, t.lr, t.momentum, t.nesterov, t.weight_decay)
-        else:
-            self.opt = OPTIMIZERS[t.optimizer](params, t.lr, tuple(t.betas), weight_decay=t.weight_decay)
+        self.opt = from_config(model.named_params(), t)
         self.state = state or State(processes=self.dist.size)
         self.stop_requested = 0
         self.validating = False   # Ctrl-C says what it waits for
         self.saved = None  # what last.npz holds, for messages
+        self.curves = LiveCurves(self.output / "curves.png", str(self.output), t.epochs, warn=reporter.message)
+        self.curves.enabled = self.curves.enabled and self.dist.root   # rank 0 alone writes
 
     # --- checkpoints ---
     def meta(self, kind):
@@ -273,6 +272,7 @@ class Trainer:
         n_batches = len(self.data.train)
         previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_sigint)
+        self.curves.start()
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # divergence shows as a NaN loss
                 while st.epoch < t.epochs and not st.finished:
@@ -293,6 +293,7 @@ class Trainer:
                            f"{t.batch_size}) or the input size; {self._kept()}") from None
         finally:
             signal.signal(signal.SIGINT, previous)
+            self.curves.close()  # curves.png is complete when run() returns, however it ended
         return st
 
     def stopping(self, now=False):
@@ -377,6 +378,7 @@ class Trainer:
         st.batch = 0
         st.partial = dict(EMPTY_PARTIAL)
         improved = self._track_best(row)
+        self.curves.update(st.history, st.best["epoch"])  # first: it draws while the checkpoints are written
         if improved:
             self.save_best()
         patience = self.cfg.train.patience

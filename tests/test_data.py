@@ -219,3 +219,25 @@ def test_synth_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and "cannot write the data set" in res.output
     res = CliRunner().invoke(app, ["synth", str(tmp_path / "s"), "--seed", "-1"])
     assert res.exit_code == 2
+
+
+def test_synth_writes_each_shapes_box_and_the_same_images(tmp_path):
+    from cnncli.data.synthetic import SHAPES, draw, draw_with_box, read_boxes, write_shapes
+
+    write_shapes(tmp_path, per_class=3, size=32, n_classes=6, seed=5, val_per_class=2)
+    boxes = read_boxes(tmp_path)
+    assert len(boxes) == 6 * 5 and "val/bar/bar_00001.png" in boxes
+    for rel, (x0, y0, x1, y1) in boxes.items():
+        assert 0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 32
+        img = np.asarray(Image.open(tmp_path / rel)).astype(int)
+        bg = np.median(img[[0, 0, -1, -1], [0, -1, 0, -1]], axis=0)   # shapes never reach a corner
+        shape = np.abs(img - bg).sum(axis=-1) > 150                      # foreground and background differ by > 200
+        yy, xx = np.nonzero(shape)
+        inside = (xx + 0.5 >= x0 - 1) & (xx + 0.5 < x1 + 1) & (yy + 0.5 >= y0 - 1) & (yy + 0.5 < y1 + 1)
+        assert shape.sum() > 20 and inside.mean() > 0.97, rel
+    # draw and draw_with_box make the same image from the same random numbers, and leave the
+    # generator in the same state: the box costs no draw
+    for shape in SHAPES:
+        a, b = np.random.default_rng(1), np.random.default_rng(1)
+        np.testing.assert_array_equal(draw(shape, 32, a), draw_with_box(shape, 32, b)[0])
+        assert a.random() == b.random()

@@ -182,16 +182,93 @@ def evaluate(
     data_dir: Path = typer.Argument(..., metavar="DATA_DIR", help="A labelled folder: DATA_DIR/<class>/<image>."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="k for top-k accuracy."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write confusion.png, confusion.csv, "
+                                       "per_class.csv and mistakes.png into this folder."),
 ):
     """Score a checkpoint on a labelled folder. Accuracy, per-class scores, confusion matrix."""
-    from ..predict import evaluate as run_evaluate
+    from ..predict import score_folder, summarize
     from .render import print_evaluation
 
-    report = run_evaluate(checkpoint_file, data_dir, top_k)
+    scored = score_folder(checkpoint_file, data_dir)
+    report = summarize(scored, checkpoint_file, top_k)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         print_evaluation(report)
+    if out is not None:
+        from ..evaluation import write_evaluation
+        written = write_evaluation(scored, report, out)
+        typer.echo(f"wrote {', '.join(p.name for p in written)} to {out}", err=as_json)
+
+
+@command
+def explain(
+    checkpoint_file: Path = typer.Argument(..., metavar="CHECKPOINT", help="A best.npz or last.npz."),
+    paths: List[str] = typer.Argument(..., metavar="IMAGE...", help="Image files, folders (recursive) or globs."),
+    out: Path = typer.Option(..., "--out", help="Folder for one PNG per image (created if missing)."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="Explain this class instead of the predicted one."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Grad-CAM at this layer index (default: the last "
+                                        "conv-like layer with a spatial output; see `cnncli inspect`)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image: prediction, heatmap peak, PNG."),
+):
+    """Show what the network looks at. Grad-CAM heatmap, feature maps and first-layer filters."""
+    from ..explain import explain as run_explain
+
+    results = run_explain(checkpoint_file, paths, out, class_name, layer)
+    for r in results:
+        if "error" in r:
+            typer.echo(f"error: {r['path']}: {r['error']}", err=True)
+        elif as_json:
+            typer.echo(json.dumps(r))
+        else:
+            pk, p, e = r["peak"], r["prediction"], r["explained"]
+            why = "" if e["class"] == p["class"] else f"; heatmap of {e['class']} ({e['prob']:.1%})"
+            typer.echo(f"{r['path']}: {p['class']} ({p['prob']:.1%}){why}; peak at x={pk['x']} y={pk['y']} "
+                       f"(layer {r['layer']}) -> {r['png']}")
+    if any("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+@command
+def report(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The output folder of `cnncli train`."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Images to evaluate on (default: the run's "
+                                        "validation folder, or the images data.val_split held out)."),
+):
+    """Write a run's report.html. Curves, metrics, confusion matrix, mistakes, Grad-CAM, layers, config."""
+    from ..report import build_report
+
+    path, seconds = build_report(run_dir, data)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e3:,.0f} kB) in {seconds:.1f}s")
+
+
+@command
+def lr_find(
+    config_file: Path = typer.Argument(..., metavar="CONFIG", help="A training config (YAML)."),
+    overrides: List[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Path = typer.Option(Path("lr_find.png"), "--out", help="Where to write the plot."),
+    start: float = typer.Option(1e-7, "--start-lr", help="The sweep's first learning rate."),
+    end: float = typer.Option(10.0, "--end-lr", help="The sweep's last learning rate."),
+    steps: int = typer.Option(100, "--steps", help="Training steps in the sweep (one rate each)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the sweep as JSON."),
+):
+    """Sweep the learning rate and suggest one. A fresh model; writes only the plot."""
+    from ..lr_find import lr_find as run_lr_find
+
+    result = run_lr_find(config_file, overrides, out, start, end, steps)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    lo, hi = result["valley"]
+    stop = (f"stopped at {result['lrs'][-1]:.2g}: the loss diverged" if result["stopped"] == "diverged"
+            else f"reached {result['lrs'][-1]:.2g}")
+    typer.echo(f"swept {result['steps']} steps from {result['lrs'][0]:.2g} ({stop})")
+    typer.echo(f"suggested learning rate: {result['suggestion']:.2g}  (half-way along the longest stretch where "
+               f"the loss kept falling, {lo:.2g} to {hi:.2g}); set it with --set train.lr={result['suggestion']:.2g}")
+    typer.echo(f"wrote {out}")
+    if result["ignored_init"]:
+        typer.echo(f"note: the sweep started from fresh weights (the config's seed), not from train.init "
+                   f"{result['ignored_init']}", err=True)
 
 
 @command

@@ -3,8 +3,15 @@
 Classes: circle, square, triangle, cross, ring, bar (the first `n_classes`). Each image has a
 random size, position, rotation (triangle, bar), colour, background colour and pixel noise, so a
 network must learn shape, not colour or position. Drawn at 4x and downsampled for smooth edges.
+
+`write_shapes` also writes root/boxes.csv: each image's shape bounding box, so a picture of what
+the network looks at (Grad-CAM) can be checked against where the shape really is. Box
+coordinates are pixels of the saved image, x to the right and y down, edges not centres: pixel
+(i, j) covers [j, j + 1) x [i, i + 1), so a box spans x0 <= x < x1, y0 <= y < y1.
 """
 
+import csv
+import io
 import math
 from pathlib import Path
 
@@ -12,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import CnnError
+from ..files import write_text_atomic
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "bar")
 
@@ -25,6 +33,12 @@ def _color(rng, avoid=None):
 
 def draw(shape, size, rng):
     """One RGB image (size x size) of `shape`, as a uint8 array."""
+    return draw_with_box(shape, size, rng)[0]
+
+
+def draw_with_box(shape, size, rng):
+    """-> (uint8 image (size, size, 3), the shape's box (x0, y0, x1, y1) in the image's pixels).
+    The box costs no random draw: the images are those `draw` always made."""
     s = size * 4
     bg = _color(rng)
     fg = _color(rng, bg)
@@ -33,14 +47,17 @@ def draw(shape, size, rng):
     r = rng.uniform(0.22, 0.4) * s
     cx, cy = rng.uniform(r + 2, s - r - 2, 2)
     fill = tuple(int(v) for v in fg)
+    extent = [(cx - r, cy - r), (cx + r, cy + r)]   # corners of what is drawn, at 4x
     if shape == "circle":
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
     elif shape == "square":
-        d.rectangle([cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85], fill=fill)
+        extent = [(cx - r * 0.85, cy - r * 0.85), (cx + r * 0.85, cy + r * 0.85)]
+        d.rectangle([*extent[0], *extent[1]], fill=fill)
     elif shape == "triangle":
         a = rng.uniform(0, 2 * math.pi)
-        d.polygon([(cx + r * math.cos(a + k * 2 * math.pi / 3), cy + r * math.sin(a + k * 2 * math.pi / 3))
-                   for k in range(3)], fill=fill)
+        extent = [(cx + r * math.cos(a + k * 2 * math.pi / 3), cy + r * math.sin(a + k * 2 * math.pi / 3))
+                  for k in range(3)]
+        d.polygon(extent, fill=fill)
     elif shape == "cross":
         w = r * 0.3
         d.rectangle([cx - r, cy - w, cx + r, cy + w], fill=fill)
@@ -51,16 +68,20 @@ def draw(shape, size, rng):
         a = rng.uniform(0, math.pi)
         dx, dy = math.cos(a), math.sin(a)
         w = r * 0.22
-        d.polygon([(cx - r * dx - w * dy, cy - r * dy + w * dx), (cx + r * dx - w * dy, cy + r * dy + w * dx),
-                   (cx + r * dx + w * dy, cy + r * dy - w * dx), (cx - r * dx + w * dy, cy - r * dy - w * dx)],
-                  fill=fill)
+        extent = [(cx - r * dx - w * dy, cy - r * dy + w * dx), (cx + r * dx - w * dy, cy + r * dy + w * dx),
+                  (cx + r * dx + w * dy, cy + r * dy - w * dx), (cx - r * dx + w * dy, cy - r * dy - w * dx)]
+        d.polygon(extent, fill=fill)
     img = img.resize((size, size), Image.Resampling.BOX)
     arr = np.asarray(img, np.float32) + rng.normal(0, rng.uniform(4, 16), (size, size, 3))
-    return np.clip(arr, 0, 255).astype(np.uint8)
+    xs, ys = [p[0] for p in extent], [p[1] for p in extent]
+    # 4x pixel coordinates -> the saved image's; Pillow fills the pixel at the far corner too (+1)
+    box = tuple(float(np.clip(v / 4, 0, size)) for v in (min(xs), min(ys), max(xs) + 1, max(ys) + 1))
+    return np.clip(arr, 0, 255).astype(np.uint8), box
 
 
 def write_shapes(root, per_class=600, size=32, n_classes=4, seed=0, val_per_class=0):
-    """Write root/train/<shape>/<i>.png (and root/val/... when val_per_class) -> counts."""
+    """Write root/train/<shape>/<i>.png (and root/val/... when val_per_class) and root/boxes.csv
+    -> counts."""
     try:
         return _write_shapes(Path(root), per_class, size, n_classes, seed, val_per_class)
     except OSError as e:
@@ -70,7 +91,7 @@ def write_shapes(root, per_class=600, size=32, n_classes=4, seed=0, val_per_clas
 def _write_shapes(root, per_class, size, n_classes, seed, val_per_class):
     if not 2 <= n_classes <= len(SHAPES):
         raise CnnError(f"the number of classes must be 2..{len(SHAPES)}, got {n_classes}")
-    counts = {}
+    counts, rows = {}, []
     for split, n, offset in (("train", per_class, 0), ("val", val_per_class, 1)):
         if n == 0:
             continue
@@ -79,6 +100,27 @@ def _write_shapes(root, per_class, size, n_classes, seed, val_per_class):
             folder.mkdir(parents=True, exist_ok=True)
             rng = np.random.default_rng([seed, offset, k])
             for i in range(n):
-                Image.fromarray(draw(shape, size, rng)).save(folder / f"{shape}_{i:05d}.png")
+                image, box = draw_with_box(shape, size, rng)
+                name = f"{shape}_{i:05d}.png"
+                Image.fromarray(image).save(folder / name)
+                rows.append([f"{split}/{shape}/{name}", shape, *(f"{v:.2f}" for v in box)])
         counts[split] = n * n_classes
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(BOX_COLUMNS)
+    w.writerows(rows)
+    write_text_atomic(root / "boxes.csv", buf.getvalue(), "box list")
     return counts
+
+
+BOX_COLUMNS = ("path", "class", "x0", "y0", "x1", "y1")
+
+
+def read_boxes(root):
+    """root/boxes.csv -> {path relative to root (posix): (x0, y0, x1, y1)}."""
+    path = Path(root) / "boxes.csv"
+    try:
+        with open(path, newline="") as f:
+            return {r["path"]: tuple(float(r[k]) for k in BOX_COLUMNS[2:]) for r in csv.DictReader(f)}
+    except (OSError, KeyError, ValueError) as e:
+        raise CnnError(f"cannot read {path} ({e}): write the data set again with `cnncli synth`") from None

@@ -1,0 +1,115 @@
+"""report.html: one self-contained file, checked by content, and (marked slow, run by .ci/run)
+loaded in headless Chromium: no console error, the pictures rendered."""
+
+import base64
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli.app import app
+from cnncli.progress import QuietReporter
+from cnncli.report import build_report
+from cnncli.train import train
+
+from .test_evaluation import n_colours, picture
+from .test_train import write_config
+
+IMG = re.compile(r'<img id="([a-z]+)" alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+
+
+def test_report_is_one_self_contained_file(shapes_run):
+    run, data, _ = shapes_run
+    before = sorted(p.name for p in run.iterdir())
+    res = CliRunner().invoke(app, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    page = (run / "report.html").read_text()
+    assert sorted(p.name for p in run.iterdir()) == sorted(before + ["report.html"])   # nothing else
+    assert not re.search(r"(src|href)=\"(?!data:)", page) and "http://" not in page and "https://" not in page
+    assert "<script" not in page
+    images = dict(IMG.findall(page))
+    assert set(images) == {"curves", "confusion", "mistakes", "cams"}
+    for name, data64 in images.items():
+        img = picture(base64.b64decode(data64))
+        assert img.shape[0] > 150 and n_colours(img) > 50, name
+    for text in ("Final metrics", "Training curves", "Confusion matrix", "Per class", "Most confident mistakes",
+                 "Layers", "Config", "64× 3×3×32, s1, same", "lr: 0.005", "(the run&#x27;s validation folder)"):
+        assert text in page, text
+    assert page.count("<tr>") >= 4 + 8 + 10          # per class, last epoch, layers
+
+
+def test_report_of_a_run_with_a_validation_split(tmp_path, monkeypatch):
+    """No validation folder: the report scores the images val_split held out, as training did."""
+    monkeypatch.chdir(tmp_path)
+    res = train(write_config(tmp_path), reporter=QuietReporter())
+    path, _ = build_report(res.output)
+    page = path.read_text()
+    assert "the 9 images data.val_split 0.25 held out" in page
+    best = res.state.best["epoch"]
+    val_acc = res.state.history[best - 1]["val_acc"]        # best.npz on the same images, as training saw it
+    assert f"<b>{val_acc:.1%}</b><span>accuracy of best.npz</span>" in page
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and res.stderr == f"error: {tmp_path / 'nope'}: no such run folder (give the output folder of `cnncli train`)\n"
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
+
+
+def browse(browser, tmp_path, url, *args):
+    """Run headless Chromium on url -> (stdout, stderr); a fresh profile each time."""
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    profile.mkdir()
+    out = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
+                         capture_output=True, text=True, timeout=120)
+    return out.stdout, out.stderr
+
+
+def console_errors(stderr):
+    """Chromium's log lines for a page's console errors and failed loads."""
+    return [line for line in stderr.splitlines()
+            if "CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line
+            or "net::ERR" in line]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium; .ci/run "
+                    "installs it): the report was not opened in a browser")
+def test_report_in_a_real_browser(shapes_run, tmp_path):
+    browser = chromium()
+    run, _, _ = shapes_run
+    build_report(run)
+    page = run / "report.html"
+    # the check itself works: a page with a console error and a missing picture is caught
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><img src="missing.png"><script>console.error("boom")</script></body></html>')
+    _, err = browse(browser, tmp_path, bad.as_uri(), "--dump-dom")
+    assert any("boom" in line for line in console_errors(err)), err[-2000:]
+    # the report: no console error, every picture decoded (a probe script added to a copy of the page)
+    dom, err = browse(browser, tmp_path, page.as_uri(), "--dump-dom")
+    assert not console_errors(err), console_errors(err)
+    assert "Confusion matrix" in dom and 'id="curves"' in dom
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", "<script>document.title = Array.from(document.images)"
+                                              ".map(i => i.complete && i.naturalWidth > 0 ? 'ok' : 'broken')"
+                                              ".join(',');</script></body>"))
+    dom, _ = browse(browser, tmp_path, probe.as_uri(), "--dump-dom")
+    assert re.search(r"<title>ok,ok,ok,ok</title>", dom), re.search(r"<title>.*</title>", dom)
+    # a screenshot: the curves and the confusion matrix are rendered, not blank
+    shot = tmp_path / "shot.png"
+    browse(browser, tmp_path, page.as_uri(), f"--screenshot={shot}", "--window-size=1280,2200")
+    img = picture(shot)
+    assert img.shape[:2] == (2200, 1280)
+    blue = (np.abs(img - [0x1f, 0x77, 0xb4]).sum(axis=-1) < 40).sum()      # the training curve
+    orange = (np.abs(img - [0xd9, 0x5f, 0x02]).sum(axis=-1) < 40).sum()    # the validation curve
+    cells = (np.abs(img - [8, 48, 107]).sum(axis=-1) < 60).sum()           # the confusion matrix' diagonal
+    assert blue > 300 and orange > 300 and cells > 2000, (blue, orange, cells)
+    assert n_colours(img) > 1000
