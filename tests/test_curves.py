@@ -79,7 +79,7 @@ def test_training_writes_the_curves_of_every_epoch(tmp_path):
     assert len(history) == 3
     expected = write_curves(tmp_path / "expected.png", history, str(res.output), res.state.best["epoch"])
     np.testing.assert_array_equal(pixels(drawn), pixels(expected))   # the last epoch's state, drawn
-    assert not [p for p in res.output.iterdir() if p.name.startswith(".") and p.name != ".lock"]   # no temporary file left
+    assert not [p for p in res.output.iterdir() if p.name.endswith(".tmp")]   # no temporary file left
 
 
 def test_the_helper_keeps_to_its_budget_and_draws_the_end(monkeypatch):

@@ -164,8 +164,11 @@ def _png(path):
 
 
 def test_explain_writes_a_picture_per_image_and_json(shapes_run, tmp_path):
-    run, data, _ = shapes_run
-    images = [str(data / "val" / "triangle" / "triangle_00001.png"), str(data / "val" / "circle" / "circle_00002.png")]
+    run, data, cache = shapes_run
+    scored = score_folder(run / "best.npz", data / "val", cache)
+    pred = scored.probs.argmax(axis=1)
+    right = [scored.files[i] for i in np.flatnonzero(pred == scored.labels)]   # which ones the weights decide
+    images = [next(f for f in right if "/triangle/" in f), next(f for f in right if "/circle/" in f)]
     out = tmp_path / "explained"
     res = CliRunner().invoke(app, ["explain", str(run / "best.npz"), *images, "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
@@ -184,7 +187,7 @@ def test_explain_writes_a_picture_per_image_and_json(shapes_run, tmp_path):
     assert r["layer"] == 2
     # plain output names the file written
     res = CliRunner().invoke(app, ["explain", str(run / "best.npz"), images[0], "--out", str(out)])
-    assert res.exit_code == 0 and "triangle_00001.png" in res.stdout and "peak at" in res.stdout
+    assert res.exit_code == 0 and f"{Path(images[0]).stem}.png" in res.stdout and "peak at" in res.stdout
 
 
 @pytest.mark.parametrize("args,message", [
