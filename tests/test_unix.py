@@ -73,7 +73,9 @@ def test_train_into_a_pipe_that_closes_saves_and_resumes(tmp_path):
 
 
 def test_four_trains_into_one_folder_one_runs_three_are_refused(tmp_path):
-    cfg = _config(tmp_path, epochs=6, per_class=30)
+    # long enough that the three others reach the folder while the first trains, even on a busy
+    # machine (with 6 short epochs one of them arrived after the run had ended, 3 times in 10)
+    cfg = _config(tmp_path, epochs=30, per_class=30)
     procs = [subprocess.Popen(CLI + ["train", str(cfg), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=_env(tmp_path)) for _ in range(4)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
@@ -86,7 +88,7 @@ def test_four_trains_into_one_folder_one_runs_three_are_refused(tmp_path):
     model, meta, _ = load_model(tmp_path / "run" / "best.npz")
     assert meta["epoch"] >= 1
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 7                              # one complete run of 6 epochs
+    assert len(rows) == 31                             # one complete run of 30 epochs
 
 
 def test_kill_9_then_resume_at_once(tmp_path):
