@@ -298,6 +298,7 @@ class Trainer:
 
     def train_epoch(self, epoch, n_batches):
         from .model import Diverged
+        from .targets import hard
 
         st, t = self.state, self.cfg.train
         rng = self._seed_epoch(epoch)
@@ -313,7 +314,7 @@ class Trainer:
             except Diverged as e:
                 self._diverged(e.loss, epoch, b)
             p["loss"] += loss * len(y)
-            p["correct"] += int((probs.argmax(axis=1) == y).sum())
+            p["correct"] += int((probs.argmax(axis=1) == hard(y)).sum())   # mixed images: their dominant class
             p["seen"] += len(y)
             st.batch = b + 1
             elapsed = p["seconds"] + time.perf_counter() - start
@@ -409,7 +410,7 @@ WARM_UP = [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "
 def warm_up(cfg):
     """Compile (or load) the kernels before the clock starts. -> (seconds, compiled anything?)."""
     from .kernels import cache_counts
-    from .kernels.augment import prepare_batch
+    from .kernels.augment import mix_batch, prepare_batch
     from .losses import Loss
     from .model import Model
 
@@ -420,4 +421,5 @@ def warm_up(cfg):
     model.gradients(x, np.zeros(2, np.int64), Loss(model.head))
     model.predict_proba(x)
     prepare_batch(np.zeros((1, 8, 8, c), np.uint8), [0.0] * c, [1.0] * c)
+    mix_batch(np.zeros((2, 8, 8, c), np.float32), [1, 0], [0.5, 1.0], [[-1] * 4, [0, 4, 0, 4]])
     return time.perf_counter() - start, cache_counts()[1] > 0

@@ -173,8 +173,8 @@ def test_batches_normalise_flip_and_keep_last_small_batch():
     x = np.concatenate([x for x, _ in out])
     np.testing.assert_allclose(x, (images / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
 
-    class Aug:
-        flip, crop_padding, brightness = True, 1, 0.0
+    from cnncli.config import Augment
+    Aug = Augment(flip=True, crop_padding=1)
     b = Batches(images, labels, np.arange(10), mean, std, batch_size=4, augment=Aug)
     order, p = b.plan(np.random.default_rng(3))
     got = np.concatenate([x for x, _ in b.epoch(np.random.default_rng(3))])
@@ -219,3 +219,4 @@ def test_synth_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and "cannot write the data set" in res.output
     res = CliRunner().invoke(app, ["synth", str(tmp_path / "s"), "--seed", "-1"])
     assert res.exit_code == 2
+
