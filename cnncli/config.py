@@ -147,7 +147,7 @@ FOREIGN = {
     "hflip": ["flip"], "horizontalflip": ["flip"], "randomhorizontalflip": ["flip"], "verticalflip": ["vflip"],
     "randomverticalflip": ["vflip"], "rotation": ["rotate"], "degrees": ["rotate"], "randomrotation": ["rotate"],
     "randomresizedcrop": ["random_resized_crop"], "randomerasing": ["cutout"], "erasing": ["cutout"],
-    "randomaffine": ["rotate"],
+    "emadecay": ["ema"], "modelema": ["ema"], "movingaverage": ["ema"], "randomaffine": ["rotate"],
 }
 
 
@@ -570,6 +570,7 @@ class Train:
     monitor: str = "val_acc"
     init: str = None
     class_weights: object = None   # None | "auto" | [one weight per class]
+    ema: float = 0.0               # decay of the weights' moving average; 0: off
 
     SPEC = {"epochs": ("int",), "batch_size": ("int",),
             "optimizer": ("choice", {"choices": ("sgd", "adam", "adamw")}),
@@ -580,7 +581,7 @@ class Train:
             "min_lr": ("number",), "label_smoothing": ("number", {"max": 1.0}), "shuffle": ("bool",),
             "seed": ("int", {"min": 0}), "patience": ("int",),
             "monitor": ("choice", {"choices": ("val_acc", "val_loss")}), "init": ("path",),
-            "class_weights": ("weights",)}
+            "class_weights": ("weights",), "ema": ("number", {"max": 1.0})}
 
 
 def parse_section(cls, raw, where):

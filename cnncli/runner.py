@@ -4,8 +4,11 @@ Randomness is a pure function of (seed, epoch): the data order and augmentation 
 from default_rng([seed, e, 0]) and dropout's masks from default_rng([seed, e, 1, layer]). A
 mid-epoch checkpoint (Ctrl-C) also stores the batch position and dropout's generator states, so
 `--resume` replays exactly the batches, masks and updates the uninterrupted run would have made.
+With train.ema, validation and best.npz use the weights' moving average (ema.py); last.npz holds
+the live weights and the average (ema.layers.*), so a resume continues both.
 """
 
+import contextlib
 import csv
 import io
 import os
@@ -207,6 +210,10 @@ class Trainer:
             self.opt = OPTIMIZERS["sgd"](params, t.lr, t.momentum, t.nesterov, t.weight_decay)
         else:
             self.opt = OPTIMIZERS[t.optimizer](params, t.lr, tuple(t.betas), weight_decay=t.weight_decay)
+        self.ema = None
+        if t.ema:
+            from .ema import EMA
+            self.ema = EMA(model, t.ema)
         self.state = state or State()
         self.stop_requested = 0
         self.validating = False   # Ctrl-C says what it waits for
@@ -220,9 +227,15 @@ class Trainer:
                 "epoch": self.state.epoch, "metrics": self.state.history[-1] if self.state.history else {},
                 "class_weights": self.class_weights, "config": self.cfg.to_dict()}
 
+    def evaluated(self):
+        """The weights validation and best.npz use: the moving average with train.ema, else the model's."""
+        return self.ema.applied() if self.ema else contextlib.nullcontext(self.model)
+
     def save_last(self):
         arrays = dict(self.model.state_dict())
         arrays.update({f"optim.{k}": v for k, v in self.opt.state().items()})
+        if self.ema:
+            arrays.update(self.ema.state())
         meta = self.meta("last")
         meta["state"] = self.state.__dict__
         checkpoint.save(self.output / "last.npz", arrays, meta)
@@ -230,7 +243,9 @@ class Trainer:
         self.saved = f"epoch {st.epoch}" + (f" and {st.batch} batches of epoch {st.epoch + 1}" if st.batch else "")
 
     def save_best(self):
-        checkpoint.save(self.output / "best.npz", self.model.state_dict(), self.meta("best"))
+        with self.evaluated() as model:
+            arrays = model.state_dict()
+        checkpoint.save(self.output / "best.npz", arrays, self.meta("best"))
 
     # --- the loop ---
     def lr_at(self, step):
@@ -313,6 +328,8 @@ class Trainer:
                 loss, probs = self.model.train_step(x, y, self.loss, self.opt)
             except Diverged as e:
                 self._diverged(e.loss, epoch, b)
+            if self.ema:
+                self.ema.update(self.opt.step_count)
             p["loss"] += loss * len(y)
             p["correct"] += int((probs.argmax(axis=1) == hard(y)).sum())   # mixed images: their dominant class
             p["seen"] += len(y)
@@ -344,7 +361,8 @@ class Trainer:
                "val_loss": None, "val_acc": None, "lr": self.lr_at((st.epoch + 1) * n - 1), "seconds": p["seconds"],
                "images_per_s": p["seen"] / max(p["seconds"], 1e-9), "data_wait": p["wait"] / max(p["seconds"], 1e-9)}
         if self.data.val is not None:
-            row["val_loss"], row["val_acc"] = validate(self.model, self.data.val)
+            with self.evaluated() as model:
+                row["val_loss"], row["val_acc"] = validate(model, self.data.val)
         st.history.append(row)
         st.epoch += 1
         st.batch = 0

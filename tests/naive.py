@@ -224,3 +224,12 @@ def mix(x, partner, lam, box):
             out[b, y0:y1, x0:x1] = x[p, y0:y1, x0:x1]
     return out
 
+
+def ema(weights_per_step, decay):
+    """The moving average after each step, in float64: avg_0 = w_0, then for step t = 1, 2, ...
+    d = min(decay, (1 + t) / (10 + t)) and avg_t = d avg_(t-1) + (1 - d) w_t."""
+    avg = [np.asarray(w, np.float64) for w in weights_per_step[0]]
+    for t, ws in enumerate(weights_per_step[1:], start=1):
+        d = min(decay, (1 + t) / (10 + t))
+        avg = [d * a + (1 - d) * np.asarray(w, np.float64) for a, w in zip(avg, ws)]
+    return avg

@@ -208,5 +208,6 @@ def test_resolved_config_shows_every_augmentation_key_with_its_default():
         "flip": False, "vflip": False, "crop_padding": 0, "rotate": 0.0, "scale": [1.0, 1.0], "translate": 0.0,
         "shear": 0.0, "random_resized_crop": {"scale": [1.0, 1.0], "ratio": [1.0, 1.0]}, "brightness": 0.0,
         "contrast": 0.0, "saturation": 0.0, "cutout": {"size": 0, "count": 1}, "mixup": 0.0, "cutmix": 0.0}
+    assert d["train"]["ema"] == 0.0
     cfg = config.load(ROOT / "configs" / "mnist.yaml", ["data.augment.cutout.size=8", "data.augment.mixup=0.2"])
     assert cfg.data.augment.cutout.size == 8 and cfg.data.augment.cutout.count == 1 and cfg.data.augment.mixup == 0.2
