@@ -62,6 +62,8 @@ def command(fn=None, **settings):
     return app.command(context_settings=settings or None)(wrapper)
 
 
+TTA_HELP = ("Test-time augmentation: average the probabilities over the image, its mirror image (unless "
+            "trained with augment.flip off) and 4 shifts of side/16 pixels (at least 1).")
 SET_HELP = "Override a config value, e.g. --set train.lr=0.001 (repeatable; YAML-typed)."
 
 
@@ -134,12 +136,13 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line per image."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV: path, class_1, prob_1, ..., error."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
 ):
     """Classify images with a trained checkpoint. Its classes and preprocessing travel with it."""
     from ..predict import predict as run_predict
     from .render import print_predictions
 
-    results = run_predict(checkpoint_file, paths, top_k, batch_size)
+    results = run_predict(checkpoint_file, paths, top_k, batch_size, tta=tta)
     fmt = "json" if as_json else "csv" if as_csv else "table"
     print_predictions(results, fmt)
     failed = [r for r in results if "error" in r]
@@ -163,12 +166,13 @@ def evaluate(
     data_dir: Path = typer.Argument(..., metavar="DATA_DIR", help="A labelled folder: DATA_DIR/<class>/<image>."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="k for top-k accuracy."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
 ):
     """Score a checkpoint on a labelled folder. Accuracy, per-class scores, confusion matrix."""
     from ..predict import evaluate as run_evaluate
     from .render import print_evaluation
 
-    report = run_evaluate(checkpoint_file, data_dir, top_k)
+    report = run_evaluate(checkpoint_file, data_dir, top_k, tta=tta)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
