@@ -220,3 +220,21 @@ def test_synth_errors_are_one_line(tmp_path):
     res = CliRunner().invoke(app, ["synth", str(tmp_path / "s"), "--seed", "-1"])
     assert res.exit_code == 2
 
+
+def test_synth_hard_writes_train_val_and_test_the_same_every_time(tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+    from cnncli.cli.app import app
+
+    for name in ("a", "b"):
+        res = CliRunner().invoke(app, ["synth", str(tmp_path / name), "--hard", "--per-class", "2",
+                                       "--val-per-class", "1", "--test-per-class", "1", "--size", "16"])
+        assert res.exit_code == 0 and "8 train, 4 val, 4 test images" in res.output
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    assert len(files) == 16 and {f.parts[0] for f in files} == {"train", "val", "test"}
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    plain = tmp_path / "plain"
+    CliRunner().invoke(app, ["synth", str(plain), "--per-class", "2", "--val-per-class", "0", "--size", "16"])
+    first = Path("train") / "circle" / "circle_00000.png"
+    assert (plain / first).read_bytes() != (tmp_path / "a" / first).read_bytes()

@@ -187,11 +187,14 @@ def synth(
     size: int = typer.Option(32, "--size", min=8, help="Image side in pixels."),
     classes: int = typer.Option(4, "--classes", min=2, max=6, help="Number of shape classes (2-6)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed: the same seed writes the same images."),
+    test_per_class: int = typer.Option(0, "--test-per-class", min=0, help="Test images per class (test/)."),
+    hard: bool = typer.Option(False, "--hard", help="A harder set for comparing recipes on small data: "
+                              "rotated shapes, clutter, gradients, colour casts and noise."),
 ):
     """Write a synthetic data set of coloured shapes. Circles, squares, triangles, crosses..."""
     from ..data.synthetic import write_shapes
 
-    counts = write_shapes(directory, per_class, size, classes, seed, val_per_class)
+    counts = write_shapes(directory, per_class, size, classes, seed, val_per_class, test_per_class, hard)
     typer.echo(f"wrote {', '.join(f'{n} {k}' for k, n in counts.items())} images to {directory}")
 
 
