@@ -144,6 +144,10 @@ FOREIGN = {
     "scheduler": ["schedule"], "lrscheduler": ["schedule"], "decay": ["weight_decay"], "wd": ["weight_decay"],
     "labelsmoothing": ["label_smoothing"], "classweight": ["class_weights"],
     "randomseed": ["seed"], "earlystoppingpatience": ["patience"], "nesterovmomentum": ["nesterov"],
+    "hflip": ["flip"], "horizontalflip": ["flip"], "randomhorizontalflip": ["flip"], "verticalflip": ["vflip"],
+    "randomverticalflip": ["vflip"], "rotation": ["rotate"], "degrees": ["rotate"], "randomrotation": ["rotate"],
+    "randomresizedcrop": ["random_resized_crop"], "randomerasing": ["cutout"], "erasing": ["cutout"],
+    "emadecay": ["ema"], "modelema": ["ema"], "movingaverage": ["ema"], "randomaffine": ["rotate"],
 }
 
 
@@ -430,18 +434,20 @@ def _check(where, key, value, kind, **opt):
     """One typed value. kind: int | number | bool | str | path | choice | floats."""
     if kind == "number":
         value = as_number(value)
-    elif kind == "floats" and isinstance(value, list):
+    elif kind in ("floats", "range") and isinstance(value, list):
         value = [as_number(v) for v in value]
     if kind == "int":
         lo = opt.get("min", 1)
         if not is_int(value) or value < lo:
             raise _type_error(where, key, f"an integer >= {lo}", value)
     elif kind == "number":
-        lo, hi = opt.get("min", 0.0), opt.get("max")
-        ok = is_number(value) and (value > lo if opt.get("open") else value >= lo) and (hi is None or value < hi)
+        lo, hi, closed = opt.get("min", 0.0), opt.get("max"), opt.get("closed")
+        ok = is_number(value) and (value > lo if opt.get("open") else value >= lo) and (
+            hi is None or (value <= hi if closed else value < hi))
         if not ok:
             rng = f"> {lo}" if opt.get("open") else f">= {lo}"
-            raise _type_error(where, key, f"a number {rng}" + (f" and < {hi}" if hi is not None else ""), value)
+            top = f" and {'<=' if closed else '<'} {hi}" if hi is not None else ""
+            raise _type_error(where, key, f"a number {rng}{top}", value)
         value = float(value)
     elif kind == "bool":
         if not isinstance(value, bool):
@@ -468,16 +474,61 @@ def _check(where, key, value, kind, **opt):
             bounds = f" in [{lo}, {hi})" if lo is not None else ""
             raise _type_error(where, key, f"a list of {' or '.join(map(str, n))} numbers{bounds}", value)
         value = [float(v) for v in value]
+    elif kind == "range":
+        lo, hi = opt["min"], opt["max"]
+        ok = (isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value)
+              and lo < value[0] <= value[1] <= hi)
+        if not ok:
+            raise _type_error(where, key, f"[low, high] with {lo} < low <= high <= {hi:g}", value)
+        value = [float(v) for v in value]
     return value
 
 
 @dataclass
-class Augment:
-    flip: bool = False
-    crop_padding: int = 0
-    brightness: float = 0.0
+class RandomResizedCrop:
+    """A crop of a random share of the area (scale) and aspect ratio (ratio), resized to the input.
+    The defaults, [1, 1] and [1, 1], crop the whole image: off."""
+    scale: list = field(default_factory=lambda: [1.0, 1.0])
+    ratio: list = field(default_factory=lambda: [1.0, 1.0])
 
-    SPEC = {"flip": ("bool",), "crop_padding": ("int", {"min": 0}), "brightness": ("number", {"max": 1.0})}
+    SPEC = {"scale": ("range", {"min": 0.0, "max": 1.0}), "ratio": ("range", {"min": 0.0, "max": 10.0})}
+
+
+@dataclass
+class Cutout:
+    """`count` squares of `size` x `size` pixels erased to the mean (random erasing); size 0: off."""
+    size: int = 0
+    count: int = 1
+
+    SPEC = {"size": ("int", {"min": 0}), "count": ("int", {"min": 1})}
+
+
+@dataclass
+class Augment:
+    """Training-time augmentation, each key off by default, each drawn per image from the epoch's
+    generator (the geometric ones compose into one affine warp per image)."""
+    flip: bool = False
+    vflip: bool = False
+    crop_padding: int = 0
+    rotate: float = 0.0
+    scale: list = field(default_factory=lambda: [1.0, 1.0])
+    translate: float = 0.0
+    shear: float = 0.0
+    random_resized_crop: RandomResizedCrop = field(default_factory=RandomResizedCrop)
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    cutout: Cutout = field(default_factory=Cutout)
+    mixup: float = 0.0
+    cutmix: float = 0.0
+
+    SPEC = {"flip": ("bool",), "vflip": ("bool",), "crop_padding": ("int", {"min": 0}),
+            "rotate": ("number", {"max": 180.0, "closed": True}), "scale": ("range", {"min": 0.0, "max": 10.0}),
+            "translate": ("number", {"max": 1.0}), "shear": ("number", {"max": 80.0, "closed": True}),
+            "random_resized_crop": ("section", RandomResizedCrop), "brightness": ("number", {"max": 1.0}),
+            "contrast": ("number", {"max": 1.0}), "saturation": ("number", {"max": 1.0, "closed": True}),
+            "cutout": ("section", Cutout), "mixup": ("number", {"max": 100.0, "closed": True}),
+            "cutmix": ("number", {"max": 100.0, "closed": True})}
 
 
 @dataclass
@@ -520,6 +571,7 @@ class Train:
     monitor: str = "val_acc"
     init: str = None
     class_weights: object = None   # None | "auto" | [one weight per class]
+    ema: float = 0.0               # decay of the weights' moving average; 0: off
 
     SPEC = {"epochs": ("int",), "batch_size": ("int",),
             "optimizer": ("choice", {"choices": ("sgd", "adam", "adamw")}),
@@ -530,7 +582,7 @@ class Train:
             "min_lr": ("number",), "label_smoothing": ("number", {"max": 1.0}), "shuffle": ("bool",),
             "seed": ("int", {"min": 0}), "patience": ("int",),
             "monitor": ("choice", {"choices": ("val_acc", "val_loss")}), "init": ("path",),
-            "class_weights": ("weights",)}
+            "class_weights": ("weights",), "ema": ("number", {"max": 1.0})}
 
 
 def parse_section(cls, raw, where):

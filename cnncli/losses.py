@@ -5,9 +5,15 @@ sigmoid + binary cross-entropy:       L = max(z,0) - z t + log(1 + e^-|z|), dL/d
 Label smoothing eps replaces one-hot t by (1 - eps) t + eps / K (K = 2 for the sigmoid head).
 Losses are weighted means over the batch: L = sum_i w_i L_i / sum_i w_i, with w_i = 1, or the
 class weight of image i's label (PyTorch's CrossEntropyLoss(weight=...) rule); gradients follow.
+Mixed labels (mixup, cutmix: share m of class a, 1 - m of class b) count as two weighted images,
+  L = sum_i (m_i c_a L_i(a) + (1 - m_i) c_b L_i(b)) / sum_i (m_i c_a + (1 - m_i) c_b)   (c: class weights or 1),
+which is one image of weight m c_a + (1 - m) c_b with the soft target (m c_a t_a + (1 - m) c_b t_b) / that weight:
+the same fused formulas with a soft t. Plain int labels take the path they always took.
 """
 
 import numpy as np
+
+from .targets import Mixed
 
 
 def log_softmax(z):
@@ -33,9 +39,16 @@ def softmax_cross_entropy(logits, labels, smoothing=0.0, weights=None):
     """logits (N, K), labels (N,) ints, weights (N,) or None -> (mean loss, dL/dlogits, probabilities)."""
     n, k = logits.shape
     dt = logits.dtype.type
-    log_probs = log_softmax(logits)
     target = np.full((n, k), dt(smoothing / k), dtype=logits.dtype)
     target[np.arange(n), labels] += dt(1.0 - smoothing)
+    return softmax_cross_entropy_soft(logits, target, weights)
+
+
+def softmax_cross_entropy_soft(logits, target, weights=None):
+    """logits (N, K), target (N, K) rows summing to 1 -> (mean loss, dL/dlogits, probabilities)."""
+    n = logits.shape[0]
+    dt = logits.dtype.type
+    log_probs = log_softmax(logits)
     probs = np.exp(log_probs)
     if weights is None:
         return float(-(target * log_probs).sum() / n), (probs - target) / dt(n), probs
@@ -45,10 +58,16 @@ def softmax_cross_entropy(logits, labels, smoothing=0.0, weights=None):
 
 def sigmoid_binary_cross_entropy(logits, labels, smoothing=0.0, weights=None):
     """logits (N, 1), labels (N,) in {0, 1} -> (mean loss, dL/dlogits, probabilities (N, 2))."""
+    dt = logits.dtype.type
+    t = labels.astype(logits.dtype) * dt(1.0 - smoothing) + dt(smoothing / 2)
+    return sigmoid_binary_cross_entropy_soft(logits, t, weights)
+
+
+def sigmoid_binary_cross_entropy_soft(logits, t, weights=None):
+    """logits (N, 1), t (N,) the target probability of class 1 -> (mean loss, dL/dlogits, probabilities (N, 2))."""
     n = logits.shape[0]
     dt = logits.dtype.type
     z = logits[:, 0]
-    t = labels.astype(logits.dtype) * dt(1.0 - smoothing) + dt(smoothing / 2)
     per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
     p = sigmoid(z).astype(logits.dtype)
     probs = np.stack([1 - p, p], axis=1)
@@ -59,6 +78,7 @@ def sigmoid_binary_cross_entropy(logits, labels, smoothing=0.0, weights=None):
 
 
 LOSSES = {"softmax": softmax_cross_entropy, "sigmoid": sigmoid_binary_cross_entropy}
+SOFT_LOSSES = {"softmax": softmax_cross_entropy_soft, "sigmoid": sigmoid_binary_cross_entropy_soft}
 
 
 class Loss:
@@ -70,8 +90,30 @@ class Loss:
         self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float64)
 
     def __call__(self, logits, labels):
+        """labels: (N,) ints, or Mixed labels (two classes and a share per image)."""
+        if isinstance(labels, Mixed):
+            return self._mixed(logits, labels)
         weights = None if self.class_weights is None else self.class_weights[labels]
         return LOSSES[self.head](logits, labels, self.smoothing, weights)
+
+    def _mixed(self, logits, labels):
+        m = labels.weight.astype(np.float64)
+        if self.class_weights is None:
+            wa, wb, weights = m, 1.0 - m, None
+        else:
+            wa, wb = m * self.class_weights[labels.first], (1.0 - m) * self.class_weights[labels.second]
+            weights = wa + wb
+            wa, wb = wa / weights, wb / weights
+        eps = self.smoothing
+        if self.head == "sigmoid":
+            t = (wa * labels.first + wb * labels.second) * (1.0 - eps) + eps / 2
+        else:
+            k = logits.shape[1]
+            t = np.full((len(m), k), eps / k)
+            rows = np.arange(len(m))
+            t[rows, labels.first] += (1.0 - eps) * wa
+            t[rows, labels.second] += (1.0 - eps) * wb
+        return SOFT_LOSSES[self.head](logits, t.astype(logits.dtype), weights)
 
     def probabilities(self, logits):
         """(N, K) logits -> (N, n_classes) probabilities, as the loss computes them."""
@@ -79,6 +121,15 @@ class Loss:
             p = sigmoid(logits[:, 0]).astype(logits.dtype)
             return np.stack([1 - p, p], axis=1)
         return np.exp(log_softmax(logits))
+
+    def log_probabilities(self, logits):
+        """(N, K) logits -> (N, n_classes) log-probabilities, finite for any finite logits."""
+        if self.head == "sigmoid":
+            z = logits[:, 0]
+            log_p = -(np.maximum(-z, 0) + np.log1p(np.exp(-np.abs(z))))       # log sigmoid(z)
+            log_q = -(np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))))        # log (1 - sigmoid(z))
+            return np.stack([log_q, log_p], axis=1).astype(logits.dtype)
+        return log_softmax(logits)
 
 
 def balanced_weights(counts):

@@ -280,14 +280,24 @@ class Model:
         optimizer.step()
         return value, probs
 
-    def evaluate(self, batches):
+    def evaluate(self, batches, views=1):
         """The one evaluation, in inference mode: train's validation, `evaluate` and `predict` all
         call it. batches: (x, labels or None) pairs -> (probabilities (N, K), mean loss or None).
-        The loss is the head's plain cross-entropy (no label smoothing, no class weights)."""
+        The loss is the head's plain cross-entropy (no label smoothing, no class weights).
+        views > 1 (test-time augmentation): each x holds `views` versions of its B images, view
+        after view ((V B, ...)); their probabilities are averaged, p = mean_v p_v, and the loss is
+        -log p[label], computed as logsumexp_v(log p_v) - log V."""
         loss = Loss(self.head)
         probs, total, seen = [], 0.0, 0
         for x, labels in batches:
             logits = self.forward(x, training=False)
+            if views > 1:
+                log_p = _mean_of_views(loss.log_probabilities(logits), views)
+                probs.append(np.exp(log_p))
+                if labels is not None:
+                    total -= float(log_p[np.arange(len(labels)), labels].astype(np.float64).sum())
+                    seen += len(labels)
+                continue
             if labels is None:
                 probs.append(loss.probabilities(logits))
                 continue
@@ -312,6 +322,13 @@ class Model:
         for i, layer in enumerate(self.layers):
             names = list(layer.param_shapes()) + list(layer.buffer_shapes())
             layer.load({k: arrays[f"layers.{i}.{k}"] for k in names})
+
+
+def _mean_of_views(log_p, views):
+    """(V B, K) log-probabilities, view after view -> (B, K) log of their mean over the V views."""
+    lp = log_p.reshape(views, -1, log_p.shape[1])
+    top = lp.max(axis=0)
+    return top + np.log(np.exp(lp - top).sum(axis=0)) - log_p.dtype.type(math.log(views))
 
 
 __all__ = ["Model", "SpecError", "Diverged", "build_layer", "INPUT"]

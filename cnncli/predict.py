@@ -58,21 +58,47 @@ def collect(paths):
     return found, missing
 
 
-def _scores(loaded, images, labels=None, batch_size=64):
+def tta_views(loaded):
+    """Test-time views as (flip, dy, dx): the image; its mirror image, unless the checkpoint was
+    trained with augment.flip off (a mirrored digit is another image); and the image shifted by
+    d = max(1, round(side / 16)) pixels down, up, right and left, the cells shifted in being the
+    mean, as crop_padding fills them."""
+    h, w, _ = loaded.shape
+    d = max(1, round(min(h, w) / 16))
+    augment = ((loaded.meta.get("config") or {}).get("data") or {}).get("augment") or {}
+    views = [(False, 0, 0)] + ([(True, 0, 0)] if augment.get("flip", True) else [])
+    return views + [(False, d, 0), (False, -d, 0), (False, 0, d), (False, 0, -d)]
+
+
+def describe_views(views):
+    names = ["original" if v == (False, 0, 0) else "mirror" if v[0] else f"shift ({v[1]:+d}, {v[2]:+d})"
+             for v in views]
+    return f"{len(views)} views averaged: " + ", ".join(names)
+
+
+def _scores(loaded, images, labels=None, batch_size=64, tta=False):
     """uint8 images (N, H, W, C) -> (probabilities (N, K), mean loss or None), through the one
-    evaluation that training's validation uses too (Model.evaluate)."""
+    evaluation that training's validation uses too (Model.evaluate). tta: the probabilities are
+    averaged over tta_views, stacked view after view in each batch."""
     from .kernels.augment import prepare_batch
+
+    views = tta_views(loaded) if tta else [(False, 0, 0)]
 
     def batches():
         for start in range(0, len(images), batch_size):
-            x = prepare_batch(np.asarray(images[start:start + batch_size]), loaded.mean, loaded.std)
+            src = np.asarray(images[start:start + batch_size])
+            n = len(src)
+            xs = [prepare_batch(src, loaded.mean, loaded.std, *((None,) * 3 if v == (False, 0, 0) else
+                                                                 (np.full(n, k) for k in v))) for v in views]
+            x = xs[0] if len(xs) == 1 else np.concatenate(xs)
             yield x, None if labels is None else labels[start:start + batch_size]
-    return loaded.model.evaluate(batches())
+    return loaded.model.evaluate(batches(), views=len(views))
 
 
-def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None):
+def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False):
     """-> list of {"path", "top": [{"class", "prob"}...]} or {"path", "error"}: the paths that
-    matched nothing first, then every image in the order it was found."""
+    matched nothing first, then every image in the order it was found. tta: probabilities averaged
+    over tta_views."""
     loaded = load(ckpt_path)
     files, missing = collect(paths)
     k = min(top_k, len(loaded.classes))
@@ -85,7 +111,7 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None):
             images.append(item[0])
             sources.append(item[1])
             ok.append(i)
-    probs, _ = _scores(loaded, images, batch_size=batch_size)
+    probs, _ = _scores(loaded, images, batch_size=batch_size, tta=tta)
     for i, p, source in zip(ok, probs, sources):
         top = np.argsort(-p, kind="stable")[:k]
         r = {"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top]}
@@ -110,11 +136,13 @@ class Scored:
     loss: float
     skipped: list          # [(path, reason)]
     converted: str = None  # one line on what decoding changed, or None
+    tta: str = None        # the views averaged (evaluate --tta), or None
 
 
-def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=64, select=None):
+def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=64, select=None, tta=False):
     """Every readable image of a labelled folder (train layout) through the checkpoint -> Scored.
-    select(labels) -> indices: score only those images (a held-out split of a training folder)."""
+    select(labels) -> indices: score only those images (a held-out split of a training folder).
+    tta: probabilities averaged over tta_views (the loss is then that of the averages)."""
     from .data.cache import decode_folder
     from .data.folder import scan
 
@@ -127,16 +155,18 @@ def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=6
         images, labels, files = images[keep], labels[keep], [files[i] for i in keep]
     if len(labels) == 0:
         raise CnnError(f"{data_dir}: no readable images to evaluate")
-    probs, loss = _scores(loaded, images, labels, batch_size)
+    probs, loss = _scores(loaded, images, labels, batch_size, tta)
     return Scored(loaded, str(data_dir), images, labels, files, probs, loss, dec.skipped,
-                  describe_conversions(dec.converted, loaded.shape))
+                  describe_conversions(dec.converted, loaded.shape),
+                  describe_views(tta_views(loaded)) if tta else None)
 
 
-def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None, batch_size=64):
+def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None, batch_size=64, tta=False):
     """Score a labelled folder (train layout) -> loss, accuracy, top-k accuracy, per-class
     precision / recall / F1 / support, and the confusion matrix (rows: true class). The loss is
-    the one training records as val_loss (plain cross-entropy, no smoothing or class weights)."""
-    return summarize(score_folder(ckpt_path, data_dir, cache_dir, workers, batch_size), ckpt_path, top_k)
+    the one training records as val_loss (plain cross-entropy, no smoothing or class weights).
+    tta: probabilities averaged over tta_views (the loss is then that of the averages)."""
+    return summarize(score_folder(ckpt_path, data_dir, cache_dir, workers, batch_size, tta=tta), ckpt_path, top_k)
 
 
 def summarize(scored, ckpt_path, top_k=5):
@@ -161,4 +191,4 @@ def summarize(scored, ckpt_path, top_k=5):
             "top_k": kk, "top_k_accuracy": float((topk == labels[:, None]).any(axis=1).mean()),
             "classes": classes, "per_class": per_class, "confusion": confusion.tolist(),
             "skipped": [{"path": p, "reason": r} for p, r in scored.skipped],
-            "converted": scored.converted}
+            "converted": scored.converted, "tta": scored.tta}

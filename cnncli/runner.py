@@ -8,8 +8,11 @@ mid-epoch checkpoint (Ctrl-C) also stores the batch position and dropout's gener
 Over several processes (`dist`, distributed.py) each trains on its share of every batch; the
 order and augmentation stay the epoch's, dropout draws from ([seed, e, 1, layer, rank]); the
 step, the decision to stop and the metrics are agreed by all; rank 0 alone writes.
+With train.ema, validation and best.npz use the weights' moving average (ema.py); last.npz holds
+the live weights and the average (ema.layers.*), so a resume continues both.
 """
 
+import contextlib
 import csv
 import io
 import os
@@ -213,6 +216,10 @@ class Trainer:
         self.class_weights = class_weights
         self.loss = Loss(model.head, t.label_smoothing, class_weights)
         self.opt = from_config(model.named_params(), t)
+        self.ema = None
+        if t.ema:
+            from .ema import EMA
+            self.ema = EMA(model, t.ema)
         self.state = state or State(processes=self.dist.size)
         self.stop_requested = 0
         self.validating = False   # Ctrl-C says what it waits for
@@ -228,12 +235,18 @@ class Trainer:
                 "epoch": self.state.epoch, "metrics": self.state.history[-1] if self.state.history else {},
                 "class_weights": self.class_weights, "config": self.cfg.to_dict()}
 
+    def evaluated(self):
+        """The weights validation and best.npz use: the moving average with train.ema, else the model's."""
+        return self.ema.applied() if self.ema else contextlib.nullcontext(self.model)
+
     def save_last(self):
         st = self.state
 
         def write():
             arrays = dict(self.model.state_dict())
             arrays.update({f"optim.{k}": v for k, v in self.opt.state().items()})
+            if self.ema:
+                arrays.update(self.ema.state())
             meta = self.meta("last")
             meta["state"] = st.__dict__
             checkpoint.save(self.output / "last.npz", arrays, meta)
@@ -241,8 +254,9 @@ class Trainer:
         self.dist.root_does(write)
 
     def save_best(self):
-        self.dist.root_does(lambda: checkpoint.save(self.output / "best.npz", self.model.state_dict(),
-                                                    self.meta("best")))
+        with self.evaluated() as model:
+            arrays = model.state_dict()
+        self.dist.root_does(lambda: checkpoint.save(self.output / "best.npz", arrays, self.meta("best")))
 
     # --- the loop ---
     def lr_at(self, step):
@@ -320,6 +334,7 @@ class Trainer:
 
     def train_epoch(self, epoch, n_batches):
         from .model import Diverged
+        from .targets import hard
 
         st, t = self.state, self.cfg.train
         rng = self._seed_epoch(epoch)
@@ -335,8 +350,10 @@ class Trainer:
                                                      (self.stop_requested > 0, self.report.gone))
             except Diverged as e:
                 self._diverged(e.loss, epoch, b)
+            if self.ema:
+                self.ema.update(self.opt.step_count)
             p["loss"] += loss * seen
-            p["correct"] += correct
+            p["correct"] += correct   # mixed images (mixup, cutmix): their dominant class
             p["seen"] += seen
             st.batch = b + 1
             elapsed = p["seconds"] + time.perf_counter() - start
@@ -372,7 +389,8 @@ class Trainer:
                "val_loss": None, "val_acc": None, "lr": self.lr_at((st.epoch + 1) * n - 1), "seconds": p["seconds"],
                "images_per_s": p["seen"] / max(p["seconds"], 1e-9), "data_wait": p["wait"] / max(p["seconds"], 1e-9)}
         if self.data.val is not None:
-            row["val_loss"], row["val_acc"] = validate(self.model, self.data.val, self.dist)
+            with self.evaluated() as model:
+                row["val_loss"], row["val_acc"] = validate(model, self.data.val, self.dist)
         st.history.append(row)
         st.epoch += 1
         st.batch = 0
@@ -445,7 +463,7 @@ WARM_UP = [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "
 def warm_up(cfg):
     """Compile (or load) the kernels before the clock starts. -> (seconds, compiled anything?)."""
     from .kernels import cache_counts
-    from .kernels.augment import prepare_batch
+    from .kernels.augment import mix_batch, prepare_batch
     from .losses import Loss
     from .model import Model
 
@@ -456,4 +474,5 @@ def warm_up(cfg):
     model.gradients(x, np.zeros(2, np.int64), Loss(model.head))
     model.predict_proba(x)
     prepare_batch(np.zeros((1, 8, 8, c), np.uint8), [0.0] * c, [1.0] * c)
+    mix_batch(np.zeros((2, 8, 8, c), np.float32), [1, 0], [0.5, 1.0], [[-1] * 4, [0, 4, 0, 4]])
     return time.perf_counter() - start, cache_counts()[1] > 0

@@ -255,6 +255,15 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
             trainer.opt.load_state(optim)
         except (KeyError, ValueError):
             raise CnnError(f"{last}: its optimizer state does not match train.optimizer") from None
+        if trainer.ema:
+            from .ema import has_state
+            if not has_state(arrays):
+                raise CnnError(f"{last} holds no moving average of the weights (ema.*) for train.ema: "
+                               "it cannot be resumed exactly; start the run again with --force")
+            try:
+                trainer.ema.load_state(arrays)
+            except (KeyError, ValueError):
+                raise CnnError(f"{last}: its moving average (ema.*) does not match the architecture") from None
     comm.root_does(_write_skipped, run_dir, data.skipped)
     report.message(f"resuming {run_dir} at epoch {state.epoch + 1}" +
                    (f", batch {state.batch + 1}" if state.batch else "") +

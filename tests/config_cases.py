@@ -2,6 +2,7 @@
 scripts/config_errors.py, which writes the table in docs/config-errors.md."""
 
 ARCH = "input: [28, 28, 1]\nlayers:\n"
+TINY = "model: {input: [8, 8, 1], layers: [flatten, {dense: {units: 2, activation: softmax}}]}\n"
 
 # (what is wrong, file text, a fragment the message must contain)
 CASES = [
@@ -62,4 +63,15 @@ CASES = [
     ("negative leaky_relu slope", ARCH + "  - conv: {filters: 4, activation: leaky_relu, alpha: -0.2}\n  - globalavgpool\n  - softmax\n",
      "layers[0] (conv, 'alpha'): 'alpha' must be in [0.0, 1.0)"),
     ("inline model error", "model: {input: [8, 8, 1], layers: [{conv: {filters: 0}}]}\n", "model: layers[0] (conv, 'filters')"),
+    ("augment scale range upside down", TINY + "data: {augment: {scale: [1.2, 0.8]}}\n",
+     "data.augment: 'scale' must be [low, high] with 0.0 < low <= high <= 10, got [1.2, 0.8]"),
+    ("rotation over 180 degrees", TINY + "data: {augment: {rotate: 270}}\n",
+     "data.augment: 'rotate' must be a number >= 0.0 and <= 180.0, got 270"),
+    ("a torchvision name", TINY + "data: {augment: {RandomHorizontalFlip: true}}\n",
+     "data.augment: unknown key 'RandomHorizontalFlip' (did you mean 'flip'?)"),
+    ("cutout as a number", TINY + "data: {augment: {cutout: 8}}\n",
+     "data.augment.cutout: must be a mapping of keys, got 8"),
+    ("resized crop of no area", TINY + "data: {augment: {random_resized_crop: {scale: [0, 1]}}}\n",
+     "data.augment.random_resized_crop: 'scale' must be [low, high] with 0.0 < low <= high <= 1"),
+    ("moving average decay of 1", TINY + "train: {ema: 1}\n", "train: 'ema' must be a number >= 0.0 and < 1.0, got 1"),
 ]

@@ -174,3 +174,62 @@ def activation_nchw(x, fn, alpha=0.01):
     if fn == "softmax" and x.ndim == 4:  # over channels
         return np.moveaxis(activation(np.moveaxis(x, 1, -1), fn), -1, 1)
     return activation(x, fn, alpha)
+
+
+def augment_image(src, m, mean, std, gain=1.0, contrast=1.0, saturation=1.0, boxes=(), size=0):
+    """One uint8 image (h, w, c) -> float64 (h, w, c), the textbook way: for each output cell, the
+    source point m @ (i, j, 1) (moved onto the edge cell when within half a cell of it); bilinear
+    over the four cells around it, each cell colour-adjusted and normalised on its own, a cell
+    outside the image being the mean (0); then cutout squares."""
+    h, w, c = src.shape
+    img = src.astype(np.float64)
+    gray = img @ np.array([0.299, 0.587, 0.114]) if c == 3 else img[..., 0]
+
+    def cell(y, x):   # the colour-adjusted, normalised value of one source cell
+        if not (0 <= y < h and 0 <= x < w):
+            return np.zeros(c)
+        v = img[y, x] * gain
+        v = contrast * v + (1 - contrast) * gain * gray.mean()
+        if c == 3:
+            v = saturation * v + (1 - saturation) * (v @ np.array([0.299, 0.587, 0.114]))
+        return (v / 255.0 - np.asarray(mean)) / np.asarray(std)
+
+    out = np.zeros((h, w, c))
+    for i in range(h):
+        for j in range(w):
+            y = m[0][0] * i + m[0][1] * j + m[0][2]
+            x = m[1][0] * i + m[1][1] * j + m[1][2]
+            y = min(max(y, 0), h - 1) if -0.5 <= y <= h - 0.5 else y   # the image covers [-0.5, h - 0.5]
+            x = min(max(x, 0), w - 1) if -0.5 <= x <= w - 0.5 else x
+            y0, x0 = int(np.floor(y)), int(np.floor(x))
+            fy, fx = y - y0, x - x0
+            out[i, j] = ((1 - fy) * (1 - fx) * cell(y0, x0) + (1 - fy) * fx * cell(y0, x0 + 1)
+                         + fy * (1 - fx) * cell(y0 + 1, x0) + fy * fx * cell(y0 + 1, x0 + 1))
+    for top, left in boxes:
+        out[max(top, 0):max(top + size, 0), max(left, 0):max(left + size, 0)] = 0
+    return out
+
+
+def mix(x, partner, lam, box):
+    """The mixing of a batch, image by image: mixup blends with the partner, cutmix pastes the
+    partner's box (y0, y1, x0, x1); a box of -1s means mixup."""
+    out = np.zeros(x.shape)
+    for b in range(len(x)):
+        p = partner[b]
+        if box[b][0] < 0:
+            out[b] = lam[b] * x[b].astype(np.float64) + (1 - lam[b]) * x[p].astype(np.float64)
+        else:
+            out[b] = x[b]
+            y0, y1, x0, x1 = box[b]
+            out[b, y0:y1, x0:x1] = x[p, y0:y1, x0:x1]
+    return out
+
+
+def ema(weights_per_step, decay):
+    """The moving average after each step, in float64: avg_0 = w_0, then for step t = 1, 2, ...
+    d = min(decay, (1 + t) / (10 + t)) and avg_t = d avg_(t-1) + (1 - d) w_t."""
+    avg = [np.asarray(w, np.float64) for w in weights_per_step[0]]
+    for t, ws in enumerate(weights_per_step[1:], start=1):
+        d = min(decay, (1 + t) / (10 + t))
+        avg = [d * a + (1 - d) * np.asarray(w, np.float64) for a, w in zip(avg, ws)]
+    return avg

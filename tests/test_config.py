@@ -196,3 +196,18 @@ def test_an_unexpected_exception_is_one_line_with_a_way_to_the_traceback(monkeyp
     res = CliRunner().invoke(app, ["inspect", str(MODELS / "lenet5.yaml")])
     assert res.exit_code == 1 and "internal error: ZeroDivisionError: boom" in res.output
     assert "CNNCLI_DEBUG=1" in res.output and "Traceback" not in res.output
+
+
+def test_resolved_config_shows_every_augmentation_key_with_its_default():
+    import yaml
+
+    res = CliRunner().invoke(app, ["inspect", "--resolved", str(ROOT / "configs" / "mnist.yaml")])
+    assert res.exit_code == 0, res.output
+    d = yaml.safe_load(res.output)
+    assert d["data"]["augment"] == {
+        "flip": False, "vflip": False, "crop_padding": 0, "rotate": 0.0, "scale": [1.0, 1.0], "translate": 0.0,
+        "shear": 0.0, "random_resized_crop": {"scale": [1.0, 1.0], "ratio": [1.0, 1.0]}, "brightness": 0.0,
+        "contrast": 0.0, "saturation": 0.0, "cutout": {"size": 0, "count": 1}, "mixup": 0.0, "cutmix": 0.0}
+    assert d["train"]["ema"] == 0.0
+    cfg = config.load(ROOT / "configs" / "mnist.yaml", ["data.augment.cutout.size=8", "data.augment.mixup=0.2"])
+    assert cfg.data.augment.cutout.size == 8 and cfg.data.augment.cutout.count == 1 and cfg.data.augment.mixup == 0.2

@@ -173,8 +173,8 @@ def test_batches_normalise_flip_and_keep_last_small_batch():
     x = np.concatenate([x for x, _ in out])
     np.testing.assert_allclose(x, (images / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
 
-    class Aug:
-        flip, crop_padding, brightness = True, 1, 0.0
+    from cnncli.config import Augment
+    Aug = Augment(flip=True, crop_padding=1)
     b = Batches(images, labels, np.arange(10), mean, std, batch_size=4, augment=Aug)
     order, p = b.plan(np.random.default_rng(3))
     got = np.concatenate([x for x, _ in b.epoch(np.random.default_rng(3))])
@@ -241,3 +241,22 @@ def test_synth_writes_each_shapes_box_and_the_same_images(tmp_path):
         a, b = np.random.default_rng(1), np.random.default_rng(1)
         np.testing.assert_array_equal(draw(shape, 32, a), draw_with_box(shape, 32, b)[0])
         assert a.random() == b.random()
+
+
+def test_synth_hard_writes_train_val_and_test_the_same_every_time(tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+    from cnncli.cli.app import app
+
+    for name in ("a", "b"):
+        res = CliRunner().invoke(app, ["synth", str(tmp_path / name), "--hard", "--per-class", "2",
+                                       "--val-per-class", "1", "--test-per-class", "1", "--size", "16"])
+        assert res.exit_code == 0 and "8 train, 4 val, 4 test images" in res.output
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    assert len(files) == 16 and {f.parts[0] for f in files} == {"train", "val", "test"}
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    plain = tmp_path / "plain"
+    CliRunner().invoke(app, ["synth", str(plain), "--per-class", "2", "--val-per-class", "0", "--size", "16"])
+    first = Path("train") / "circle" / "circle_00000.png"
+    assert (plain / first).read_bytes() != (tmp_path / "a" / first).read_bytes()

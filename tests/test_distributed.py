@@ -48,8 +48,10 @@ def test_threads_per_process():
 
 # --- shares of a batch ------------------------------------------------------------------------
 
-class Aug:
-    flip, crop_padding, brightness = True, 2, 0.2
+def Aug():
+    """The config's own augmentation section (every key, its default), a few keys on."""
+    from cnncli.config import Augment
+    return Augment(flip=True, crop_padding=2, brightness=0.2)
 
 
 @pytest.mark.parametrize("n_images,batch_size", [(27, 5), (26, 5), (130, 64), (9, 4)])

@@ -15,7 +15,8 @@ from cnncli.layers import ALIASES, LAYERS
 KEYS = ["input", "layers", "model", "data", "train", "output", "filters", "size", "stride", "padding",
         "activation", "units", "rate", "bias", "alpha", "momentum", "eps", "fn", "epochs", "batch_size",
         "optimizer", "lr", "schedule", "val_split", "augment", "flip", "crop_padding", "mean", "std",
-        "seed", "patience", "monitor", "betas", "resize", "warmup_epochs"]
+        "seed", "patience", "monitor", "betas", "resize", "warmup_epochs", "rotate", "scale", "ratio",
+        "random_resized_crop", "cutout", "count", "mixup", "cutmix", "ema", "vflip", "shear", "translate"]
 WORDS = list(LAYERS) + list(ALIASES) + ["same", "valid", "relu", "sgd", "adam", "cosine", "crop", "x", ""]
 
 scalars = st.one_of(
@@ -73,7 +74,9 @@ def test_fuzzed_text(tmp_path_factory, text):
 @given(sets=st.lists(st.builds(lambda k, v: f"{k}={v}",
                                st.sampled_from(["train.lr", "train.epochs", "data.augment.flip", "model.layers.0",
                                                 "model.layers.9.conv.size", "output", "train", "x.y.z", "",
-                                                "model.input.1", "data.val_split", "model"]),
+                                                "model.input.1", "data.val_split", "model", "data.augment.scale",
+                                                "data.augment.cutout", "data.augment.random_resized_crop.ratio",
+                                                "train.ema", "data.augment.mixup"]),
                                st.sampled_from(["0.1", "1e-3", "-5", "[1, 2]", "{a: 1}", "", "true", "[", "null",
                                                 "'x'", "nan", ".inf"])), max_size=4))
 def test_fuzzed_overrides(tmp_path_factory, sets):

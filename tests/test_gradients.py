@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnncli.losses import Loss, sigmoid_binary_cross_entropy, softmax_cross_entropy
+from cnncli.losses import Loss, log_softmax, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from cnncli.model import Model, build_layer
 
 from .gradcheck import assert_grad_close
@@ -176,3 +176,48 @@ def test_class_weighted_loss_by_hand():
     value, _, _ = Loss("softmax", class_weights=[1.0, 3.0])(np.array([[0.0, 0.0], [np.log(3.0), 0.0]]),
                                                             np.array([0, 1]))
     assert value == pytest.approx(7 / 4 * np.log(2))
+
+
+# --- mixed labels (mixup, cutmix): two classes and a share per image --------------------------------
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("smoothing,weighted", [(0.0, False), (0.1, True)])
+def test_mixed_label_loss_gradient(rng, head, smoothing, weighted):
+    from cnncli.losses import Loss
+    from cnncli.targets import Mixed
+
+    k = 3 if head == "softmax" else 2
+    z = rng.standard_normal((6, 3 if head == "softmax" else 1)) * 2
+    labels = Mixed(rng.integers(0, k, 6), rng.integers(0, k, 6), rng.uniform(0, 1, 6).astype(np.float32))
+    loss = Loss(head, smoothing, [0.5, 2.0, 3.0][:k] if weighted else None)
+    _, grad, _ = loss(z, labels)
+    assert_grad_close(lambda: loss(z, labels)[0], z, grad, rng, k=10)
+
+
+def test_mixed_labels_are_two_weighted_images_by_hand(rng):
+    from cnncli.losses import Loss
+    from cnncli.targets import Mixed
+
+    z = rng.standard_normal((5, 4))
+    a, b = np.array([0, 1, 2, 3, 0]), np.array([3, 3, 0, 1, 0])
+    m = np.array([1.0, 0.0, 0.3, 0.5, 0.8], np.float32)
+    nll = -log_softmax(z)
+    value, _, probs = Loss("softmax")(z, Mixed(a, b, m))
+    rows = np.arange(5)
+    assert value == pytest.approx(np.mean(m * nll[rows, a] + (1 - m) * nll[rows, b]))
+    np.testing.assert_allclose(Mixed(a, b, m).soft(4).sum(axis=1), 1.0)
+    # class weights c: sum_i (m c_a L(a) + (1 - m) c_b L(b)) / sum_i (m c_a + (1 - m) c_b)
+    c = np.array([1.0, 2.0, 0.5, 4.0])
+    value, _, _ = Loss("softmax", class_weights=c)(z, Mixed(a, b, m))
+    top = m * c[a] * nll[rows, a] + (1 - m) * c[b] * nll[rows, b]
+    assert value == pytest.approx(top.sum() / (m * c[a] + (1 - m) * c[b]).sum())
+    # a share of 1 is the plain label, gradient included
+    plain = Loss("softmax", 0.1, c)(z, a)
+    same = Loss("softmax", 0.1, c)(z, Mixed(a, b, np.ones(5, np.float32)))
+    assert same[0] == pytest.approx(plain[0]) and np.allclose(same[1], plain[1])
+    # sigmoid: a share m of class 1 is the target probability m
+    zs = rng.standard_normal((3, 1))
+    value, _, _ = Loss("sigmoid")(zs, Mixed(np.array([1, 0, 1]), np.array([0, 0, 1]), np.array([0.3, 0.9, 0.6], np.float32)))
+    t = np.array([0.3, 0.0, 1.0])
+    p = 1 / (1 + np.exp(-zs[:, 0]))
+    assert value == pytest.approx(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))), rel=1e-6)

@@ -213,3 +213,37 @@ def test_predict_on_a_folder_without_images_says_so(fixture, tmp_path):
     (empty / "notes.txt").write_text("x")
     out = predict(fixture[0], [str(empty)])
     assert out == [{"path": str(empty), "error": out[0]["error"]}] and "no images in this folder" in out[0]["error"]
+
+
+def test_tta_averages_the_views_through_the_one_evaluation(tmp_path):
+    from .test_train import write_config
+    from cnncli.data.decode import load_image
+    from cnncli.kernels.augment import prepare_batch
+    from cnncli.predict import _scores, tta_views
+    from cnncli.progress import QuietReporter
+    from cnncli.train import train
+
+    res = train(write_config(tmp_path, epochs=1), reporter=QuietReporter())   # trained with augment.flip
+    loaded = load(res.output / "best.npz")
+    files = sorted((tmp_path / "data").glob("*/*.png"))[::5]
+    images = np.stack([load_image(f, 12, 12, 3) for f in files])
+    labels = np.array([["a", "b", "c"].index(f.parent.name) for f in files])
+    views = tta_views(loaded)
+    assert views == [(False, 0, 0), (True, 0, 0), (False, 1, 0), (False, -1, 0), (False, 0, 1), (False, 0, -1)]
+    n = len(images)
+    each = [loaded.model.predict_proba(prepare_batch(images, loaded.mean, loaded.std, np.full(n, f),
+                                                     np.full(n, dy), np.full(n, dx))) for f, dy, dx in views]
+    want = np.mean(each, axis=0)
+    probs, loss = _scores(loaded, images, labels, batch_size=4, tta=True)
+    np.testing.assert_allclose(probs, want, rtol=1e-5)
+    assert loss == pytest.approx(-np.log(want[np.arange(n), labels]).mean(), rel=1e-5)
+    plain, _ = _scores(loaded, images, labels)               # off by default: the original alone
+    np.testing.assert_allclose(plain, each[0], rtol=1e-6)
+    loaded.meta["config"]["data"]["augment"]["flip"] = False  # a model never shown mirror images...
+    assert (True, 0, 0) not in tta_views(loaded)             # ...is not asked about them
+    out = CliRunner().invoke(app, ["evaluate", str(res.output / "best.npz"), str(tmp_path / "data"), "--tta"],
+                             env={"CNNCLI_CACHE": str(tmp_path / "cache")})
+    assert out.exit_code == 0 and "6 views averaged: original, mirror, shift (+1, +0)" in out.output
+    out = CliRunner().invoke(app, ["predict", str(res.output / "best.npz"), str(files[0]), "--tta", "--json"])
+    got = json.loads(out.output)["top"]
+    assert {t["class"]: t["prob"] for t in got} == pytest.approx(dict(zip(loaded.classes, want[0].tolist())), rel=1e-5)

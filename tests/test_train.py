@@ -28,13 +28,13 @@ MODEL = {"input": [12, 12, 3], "layers": [
 ]}
 
 
-def write_config(tmp_path, name="run", **train_kw):
+def write_config(tmp_path, name="run", augment=None, **train_kw):
     data = tmp_path / "data"
     if not data.exists():
         make_folder(data, per_class=12)
     cfg = {"model": MODEL,
            "data": {"train": str(data), "val_split": 0.25, "cache_dir": str(tmp_path / "cache"),
-                    "augment": {"flip": True, "crop_padding": 1, "brightness": 0.1}},
+                    "augment": augment or {"flip": True, "crop_padding": 1, "brightness": 0.1}},
            "train": {"epochs": 3, "batch_size": 5, "optimizer": "adam", "lr": 0.01, "schedule": "cosine",
                      "warmup_epochs": 1, "seed": 3, **train_kw},
            "output": str(tmp_path / name)}
@@ -119,6 +119,27 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, epoch, batch):
     b = (res.output / "metrics.csv").read_text().splitlines()
     strip = lambda rows: [r.rsplit(",", 3)[0] for r in rows]  # noqa: E731  (timings differ)
     assert strip(a) == strip(b)
+
+
+EVERY = {"flip": True, "vflip": True, "crop_padding": 1, "rotate": 15, "scale": [0.9, 1.1], "translate": 0.1,
+         "shear": 10, "random_resized_crop": {"scale": [0.6, 1], "ratio": [0.8, 1.25]}, "brightness": 0.1,
+         "contrast": 0.2, "saturation": 0.2, "cutout": {"size": 3, "count": 2}, "mixup": 0.4, "cutmix": 1.0}
+
+
+def test_every_augmentation_and_ema_resume_exactly(tmp_path):
+    """SIGINT mid-epoch with every augmentation and the moving average on: the same weights, the
+    same average, the same best.npz as the run that never stopped."""
+    whole = train(write_config(tmp_path, "whole", augment=EVERY, ema=0.9), reporter=QuietReporter())
+    cfg = write_config(tmp_path, "cut", augment=EVERY, ema=0.9)
+    with pytest.raises(Interrupted):
+        train(cfg, reporter=InterruptAt(1, 2))
+    assert any(k.startswith("ema.") for k in weights(tmp_path / "cut"))
+    res = train(resume=tmp_path / "cut", reporter=QuietReporter())
+    assert_same_weights(weights(whole.output), weights(res.output))
+    assert_same_weights(weights(whole.output, "best.npz"), weights(res.output, "best.npz"))
+    strip = lambda rows: [r.rsplit(",", 3)[0] for r in rows]  # noqa: E731  (timings differ)
+    assert strip((whole.output / "metrics.csv").read_text().splitlines()) == \
+        strip((res.output / "metrics.csv").read_text().splitlines())
 
 
 def test_resume_with_more_epochs_equals_longer_run(tmp_path):

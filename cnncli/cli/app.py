@@ -64,6 +64,8 @@ def command(fn=None, **settings):
     return app.command(context_settings=settings or None)(wrapper)
 
 
+TTA_HELP = ("Test-time augmentation: average the probabilities over the image, its mirror image (unless "
+            "trained with augment.flip off) and 4 shifts of side/16 pixels (at least 1).")
 SET_HELP = "Override a config value, e.g. --set train.lr=0.001 (repeatable; YAML-typed)."
 
 
@@ -153,12 +155,13 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line per image."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV: path, class_1, prob_1, ..., error."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
 ):
     """Classify images with a trained checkpoint. Its classes and preprocessing travel with it."""
     from ..predict import predict as run_predict
     from .render import print_predictions
 
-    results = run_predict(checkpoint_file, paths, top_k, batch_size)
+    results = run_predict(checkpoint_file, paths, top_k, batch_size, tta=tta)
     fmt = "json" if as_json else "csv" if as_csv else "table"
     print_predictions(results, fmt)
     failed = [r for r in results if "error" in r]
@@ -184,12 +187,13 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write confusion.png, confusion.csv, "
                                        "per_class.csv and mistakes.png into this folder."),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
 ):
     """Score a checkpoint on a labelled folder. Accuracy, per-class scores, confusion matrix."""
     from ..predict import score_folder, summarize
     from .render import print_evaluation
 
-    scored = score_folder(checkpoint_file, data_dir)
+    scored = score_folder(checkpoint_file, data_dir, tta=tta)
     report = summarize(scored, checkpoint_file, top_k)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -279,11 +283,14 @@ def synth(
     size: int = typer.Option(32, "--size", min=8, help="Image side in pixels."),
     classes: int = typer.Option(4, "--classes", min=2, max=6, help="Number of shape classes (2-6)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed: the same seed writes the same images."),
+    test_per_class: int = typer.Option(0, "--test-per-class", min=0, help="Test images per class (test/)."),
+    hard: bool = typer.Option(False, "--hard", help="A harder set for comparing recipes on small data: "
+                              "rotated shapes, clutter, gradients, colour casts and noise."),
 ):
     """Write a synthetic data set of coloured shapes. Circles, squares, triangles, crosses..."""
     from ..data.synthetic import write_shapes
 
-    counts = write_shapes(directory, per_class, size, classes, seed, val_per_class)
+    counts = write_shapes(directory, per_class, size, classes, seed, val_per_class, test_per_class, hard)
     typer.echo(f"wrote {', '.join(f'{n} {k}' for k, n in counts.items())} images to {directory}")
 
 

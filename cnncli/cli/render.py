@@ -99,6 +99,8 @@ def print_evaluation(rep):
     console = make_console()
     console.print(f"{rep['images']} images in {rep['data']}: accuracy {rep['accuracy']:.2%}, "
                   f"top-{rep['top_k']} {rep['top_k_accuracy']:.2%}, loss {rep['loss']:.4f}", highlight=False)
+    if rep.get("tta"):
+        console.print(f"test-time augmentation: {rep['tta']}", highlight=False)
     table = Table(title="per class", title_justify="left", header_style="bold")
     for name in ("class", "precision", "recall", "F1", "support"):
         table.add_column(name, justify="left" if name == "class" else "right")

@@ -1,9 +1,9 @@
 """Float32 batches from the uint8 cache: shuffling, augmentation, normalisation, prefetching.
 
-All randomness of an epoch (order, flips, crop offsets, brightness) is drawn up front from the
-epoch's generator, so a batch depends only on (seed, epoch, batch index): a resumed run sees
-exactly the batches the uninterrupted run would have. The last, smaller batch is kept; a last
-batch of one image is merged into the one before it.
+All randomness of an epoch (order, and every augmentation's draws: data/augment.py) is drawn up
+front from the epoch's generator, so a batch depends only on (seed, epoch, batch index): a resumed
+run sees exactly the batches the uninterrupted run would have. The last, smaller batch is kept; a
+last batch of one image is merged into the one before it.
 """
 
 import queue
@@ -43,19 +43,14 @@ class Batches:
 
     def plan(self, rng=None, shuffle=True):
         """The epoch's order and augmentation, drawn from rng (None: in order, no augmentation)."""
+        from .augment import ORIGINAL, draw
+
         n = len(self.indices)
         order = self.indices[rng.permutation(n)] if rng is not None and shuffle else self.indices
-        aug = self.augment
-        p = {"flip": None, "dy": None, "dx": None, "gain": None}
-        if rng is not None and aug is not None:
-            if aug.flip:
-                p["flip"] = rng.random(n) < 0.5
-            if aug.crop_padding:
-                p["dy"] = rng.integers(-aug.crop_padding, aug.crop_padding + 1, n)
-                p["dx"] = rng.integers(-aug.crop_padding, aug.crop_padding + 1, n)
-            if aug.brightness:
-                p["gain"] = rng.uniform(1 - aug.brightness, 1 + aug.brightness, n)
-        return order, p
+        if rng is None or self.augment is None:
+            return order, dict.fromkeys(ORIGINAL)
+        h, w = self.images.shape[1:3]
+        return order, draw(self.augment, rng, n, h, w)
 
     def span(self, b):
         """Batch b's positions in the epoch's order: (start, stop)."""
@@ -63,19 +58,19 @@ class Batches:
         return b * self.batch_size, len(self.indices) if last else (b + 1) * self.batch_size
 
     def make(self, order, p, b):
-        from ..kernels.augment import prepare_batch
+        """Batch b of the plan -> (x float32 (B, h, w, c), labels: ints, or Mixed with mixup / cutmix)."""
+        from .augment import apply
 
         sl = slice(*self.span(b))
         idx = order[sl]
         sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
         src = np.empty((len(idx),) + self.images.shape[1:], np.uint8)
         src[sorted_idx] = self.images[idx[sorted_idx]]
-        x = prepare_batch(src, self.mean, self.std,
-                          *(None if p[k] is None else p[k][sl] for k in ("flip", "dy", "dx", "gain")))
-        return x, self.labels[idx]
+        size = self.augment.cutout.size if self.augment is not None else 0
+        return apply(src, self.labels[idx], self.mean, self.std, p, sl, size)
 
     def epoch(self, rng=None, start=0, prefetch=2, shuffle=True):
-        """Yield (x float32 (B, h, w, c), y int64 (B,)) from batch `start` on, one batch ahead."""
+        """Yield (x float32 (B, h, w, c), y int64 (B,) or Mixed) from batch `start` on, one batch ahead."""
         order, p = self.plan(rng, shuffle)
         n_batches = len(self)
         if prefetch <= 0:

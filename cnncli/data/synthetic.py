@@ -8,6 +8,11 @@ network must learn shape, not colour or position. Drawn at 4x and downsampled fo
 the network looks at (Grad-CAM) can be checked against where the shape really is. Box
 coordinates are pixels of the saved image, x to the right and y down, edges not centres: pixel
 (i, j) covers [j, j + 1) x [i, i + 1), so a box spans x0 <= x < x1, y0 <= y < y1.
+
+The hard variant (`synth --hard`) is made for comparing training recipes on small data: every
+shape rotated, smaller and of more varied size, closer in colour to a background that is a
+gradient with blotches, crossed by clutter (lines and dots, some over the shape), with per-channel
+colour casts and stronger noise.
 """
 
 import csv
@@ -79,29 +84,95 @@ def draw_with_box(shape, size, rng):
     return np.clip(arr, 0, 255).astype(np.uint8), box
 
 
-def write_shapes(root, per_class=600, size=32, n_classes=4, seed=0, val_per_class=0):
-    """Write root/train/<shape>/<i>.png (and root/val/... when val_per_class) and root/boxes.csv
-    -> counts."""
+def _outline(shape, cx, cy, r, a):
+    """The polygon(s) of a rotated shape: [(points, ...)] for square, triangle, cross and bar."""
+    def rot(points):
+        c, s = math.cos(a), math.sin(a)
+        return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]
+    if shape == "square":
+        h = r * 0.8
+        return [rot([(-h, -h), (h, -h), (h, h), (-h, h)])]
+    if shape == "triangle":
+        return [rot([(r * math.cos(k * 2 * math.pi / 3), r * math.sin(k * 2 * math.pi / 3)) for k in range(3)])]
+    if shape == "cross":
+        w = r * 0.3
+        return [rot([(-r, -w), (r, -w), (r, w), (-r, w)]), rot([(-w, -r), (w, -r), (w, r), (-w, r)])]
+    if shape == "bar":
+        w = r * 0.22
+        return [rot([(-r, -w), (r, -w), (r, w), (-r, w)])]
+    raise ValueError(shape)
+
+
+def draw_hard(shape, size, rng):
+    """One hard RGB image (size x size) of `shape`, as a uint8 array (see the module's docstring)."""
+    s = size * 4
+    c0, c1 = _color(rng).astype(np.float64), _color(rng).astype(np.float64)
+    yy, xx = np.mgrid[0:s, 0:s] / s
+    a = rng.uniform(0, 2 * math.pi)
+    t = np.clip((xx - 0.5) * math.cos(a) + (yy - 0.5) * math.sin(a) + 0.5, 0, 1)[..., None]
+    bg = c0 * (1 - t) + c1 * t
+    for _ in range(3):                                   # soft blotches
+        by, bx, br = rng.uniform(0, 1, 2).tolist() + [rng.uniform(0.1, 0.3)]
+        blob = np.exp(-((yy - by) ** 2 + (xx - bx) ** 2) / (2 * br * br))[..., None]
+        bg += blob * rng.uniform(-60, 60, 3)
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    mid = tuple(int(v) for v in bg[s // 2, s // 2])
+
+    def clutter(n):
+        for _ in range(n):
+            col = tuple(int(v) for v in _color(rng))
+            if rng.random() < 0.6:
+                p = rng.uniform(0, s, 4)
+                d.line([(p[0], p[1]), (p[2], p[3])], fill=col, width=int(rng.integers(2, 6)))
+            else:
+                x, y, q = *rng.uniform(0, s, 2), rng.uniform(0.02, 0.06) * s
+                d.ellipse([x - q, y - q, x + q, y + q], fill=col)
+    clutter(int(rng.integers(2, 5)))
+    r = rng.uniform(0.16, 0.34) * s
+    cx, cy = rng.uniform(r + 2, s - r - 2, 2)
+    fill = tuple(int(v) for v in _color(rng, np.array(mid)))
+    angle = rng.uniform(0, 2 * math.pi)
+    if shape == "circle":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "ring":
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=max(int(r * 0.3), 2))
+    else:
+        for poly in _outline(shape, cx, cy, r, angle):
+            d.polygon(poly, fill=fill)
+    clutter(int(rng.integers(1, 3)))                     # some clutter crosses the shape
+    img = img.resize((size, size), Image.Resampling.BOX)
+    cast = rng.uniform(0.75, 1.25, 3)                    # a colour cast per image
+    arr = np.asarray(img, np.float32) * cast + rng.normal(0, rng.uniform(8, 24), (size, size, 3))
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def write_shapes(root, per_class=600, size=32, n_classes=4, seed=0, val_per_class=0, test_per_class=0, hard=False):
+    """Write root/train/<shape>/<i>.png (and root/val/..., root/test/... when asked) and, for the
+    plain set, root/boxes.csv -> counts."""
     try:
-        return _write_shapes(Path(root), per_class, size, n_classes, seed, val_per_class)
+        return _write_shapes(Path(root), per_class, size, n_classes, seed, val_per_class, test_per_class, hard)
     except OSError as e:
         raise CnnError(f"cannot write the data set to {root} ({e.strerror or e}): pick a writable folder") from None
 
 
-def _write_shapes(root, per_class, size, n_classes, seed, val_per_class):
+def _write_shapes(root, per_class, size, n_classes, seed, val_per_class, test_per_class=0, hard=False):
     if not 2 <= n_classes <= len(SHAPES):
         raise CnnError(f"the number of classes must be 2..{len(SHAPES)}, got {n_classes}")
     counts, rows = {}, []
-    for split, n, offset in (("train", per_class, 0), ("val", val_per_class, 1)):
+    for split, n, offset in (("train", per_class, 0), ("val", val_per_class, 1), ("test", test_per_class, 2)):
         if n == 0:
             continue
         for k, shape in enumerate(SHAPES[:n_classes]):
             folder = root / split / shape
             folder.mkdir(parents=True, exist_ok=True)
-            rng = np.random.default_rng([seed, offset, k])
+            rng = np.random.default_rng([seed, offset, k] + ([1] if hard else []))
             for i in range(n):
-                image, box = draw_with_box(shape, size, rng)
                 name = f"{shape}_{i:05d}.png"
+                if hard:   # the hard set has no boxes (clutter crosses the shapes)
+                    Image.fromarray(draw_hard(shape, size, rng)).save(folder / name)
+                    continue
+                image, box = draw_with_box(shape, size, rng)
                 Image.fromarray(image).save(folder / name)
                 rows.append([f"{split}/{shape}/{name}", shape, *(f"{v:.2f}" for v in box)])
         counts[split] = n * n_classes
@@ -109,7 +180,8 @@ def _write_shapes(root, per_class, size, n_classes, seed, val_per_class):
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(BOX_COLUMNS)
     w.writerows(rows)
-    write_text_atomic(root / "boxes.csv", buf.getvalue(), "box list")
+    if not hard:
+        write_text_atomic(root / "boxes.csv", buf.getvalue(), "box list")
     return counts
 
 

@@ -1,8 +1,24 @@
-"""uint8 images -> normalised float32 batch, with flip, shifted crop and brightness in one pass.
+"""uint8 images -> augmented, normalised float32 batch in one pass; then the mixing of image pairs.
 
-out[b, i, j, ch] = src[b, i + dy[b], j' + dx[b], ch] * gain[b] * scale[ch] + shift[ch]
-  j' = w - 1 - j when flip[b], else j;  cells shifted in from outside the image are 0 (the mean)
-scale = 1 / (255 std), shift = -mean / std, so 0 in the output is the training-set mean.
+augment, per output cell (i, j) of image b (pixel units until the last line):
+  (y, x) = M[b] (i, j, 1)                    source coordinates: one affine map per image (flips,
+                                             shifts, resized crop, rotation, scale, shear, translation)
+  v[ch]  = sum_k a_k src[b, y_k, x_k, ch]    bilinear: the four cells around (y, x), weights a_k;
+                                             exact[b] (an integer map): the one cell (y, x), a = 1;
+                                             the image covers [-0.5, h - 0.5]: a point within half a
+                                             cell of the edge reads the edge cell
+  s      = sum_k a_k over taps in the image  cells outside are the mean, 0 after normalising:
+                                             they add nothing, so every constant below scales by s
+  v     <- v gain[b]                                                 brightness
+  v     <- con[b] v + (1 - con[b]) s gain[b] gray_mean[b]            contrast, gray_mean of src[b]
+  v     <- sat[b] v + (1 - sat[b]) gray(v)                           saturation (3 channels)
+  out    = v scale[ch] + s shift[ch]         scale = 1 / (255 std), shift = -mean / std
+  out    = 0 in the cutout squares boxes[b, k] (top-left corners) of side `size`
+gray(v) = 0.299 r + 0.587 g + 0.114 b (ITU-R 601, as decoding), or v for one channel.
+
+mix, per image b with partner p[b] (another image of the same batch):
+  lam[b] >= 0, box[b, 0] < 0:   out[b] = lam[b] a[b] + (1 - lam[b]) a[p[b]]       mixup
+  box[b] = (y0, y1, x0, x1):    out[b] = a[p[b]] inside the box, a[b] elsewhere   cutmix
 """
 
 import numpy as np
@@ -12,32 +28,154 @@ from . import JIT
 
 
 @njit(**JIT)
-def _prepare(src, scale, shift, flip, dy, dx, gain, out):
+def _augment(src, M, exact, gain, contrast, saturation, boxes, size, scale, shift, out):
     n, h, w, c = src.shape
+    v = np.empty(c, np.float32)
+    one, zero, half = np.float32(1), np.float32(0), np.float32(0.5)
     for b in range(n):
+        g, con, sat = gain[b], contrast[b], saturation[b]
+        level = zero
+        if con != one:                                   # the mean gray level of the source image
+            total = 0.0
+            for i in range(h):
+                for j in range(w):
+                    if c == 3:
+                        total += 0.299 * src[b, i, j, 0] + 0.587 * src[b, i, j, 1] + 0.114 * src[b, i, j, 2]
+                    else:
+                        total += src[b, i, j, 0]
+            level = np.float32(total / (h * w)) * g
+        m00, m01, m02 = M[b, 0, 0], M[b, 0, 1], M[b, 0, 2]
+        m10, m11, m12 = M[b, 1, 0], M[b, 1, 1], M[b, 1, 2]
         for i in range(h):
-            si = i + dy[b]
             for j in range(w):
-                jj = w - 1 - j if flip[b] else j
-                sj = jj + dx[b]
-                if 0 <= si < h and 0 <= sj < w:
-                    for ch in range(c):
-                        out[b, i, j, ch] = np.float32(src[b, si, sj, ch]) * gain[b] * scale[ch] + shift[ch]
+                y = m00 * i + m01 * j + m02
+                x = m10 * i + m11 * j + m12
+                s = zero
+                for ch in range(c):
+                    v[ch] = zero
+                if exact[b]:
+                    yi, xi = int(y), int(x)
+                    if 0 <= yi < h and 0 <= xi < w:
+                        s = one
+                        for ch in range(c):
+                            v[ch] = np.float32(src[b, yi, xi, ch])
                 else:
+                    # the image covers [-0.5, h - 0.5]: within half a cell of an edge, read the edge cell
+                    if -half <= y < zero:
+                        y = zero
+                    elif h - 1 < y <= h - half:
+                        y = np.float32(h - 1)
+                    if -half <= x < zero:
+                        x = zero
+                    elif w - 1 < x <= w - half:
+                        x = np.float32(w - 1)
+                    y0, x0 = int(np.floor(y)), int(np.floor(x))
+                    fy, fx = y - np.float32(y0), x - np.float32(x0)
+                    for dy in range(2):
+                        yy = y0 + dy
+                        if yy < 0 or yy >= h:
+                            continue
+                        ay = fy if dy else one - fy
+                        for dx in range(2):
+                            xx = x0 + dx
+                            if xx < 0 or xx >= w:
+                                continue
+                            a = ay * (fx if dx else one - fx)
+                            s += a
+                            for ch in range(c):
+                                v[ch] += a * np.float32(src[b, yy, xx, ch])
+                if s == zero:
                     for ch in range(c):
-                        out[b, i, j, ch] = 0
+                        out[b, i, j, ch] = zero
+                    continue
+                for ch in range(c):
+                    v[ch] = v[ch] * g
+                if con != one:
+                    for ch in range(c):
+                        v[ch] = con * v[ch] + (one - con) * s * level
+                if sat != one and c == 3:
+                    gy = np.float32(0.299) * v[0] + np.float32(0.587) * v[1] + np.float32(0.114) * v[2]
+                    for ch in range(c):
+                        v[ch] = sat * v[ch] + (one - sat) * gy
+                for ch in range(c):
+                    out[b, i, j, ch] = v[ch] * scale[ch] + s * shift[ch]
+        for k in range(boxes.shape[1]):
+            top, left = boxes[b, k, 0], boxes[b, k, 1]
+            for i in range(max(top, 0), min(top + size, h)):
+                for j in range(max(left, 0), min(left + size, w)):
+                    for ch in range(c):
+                        out[b, i, j, ch] = zero
+
+
+@njit(**JIT)
+def _mix(a, partner, lam, box, out):
+    n, h, w, c = a.shape
+    one = np.float32(1)
+    for b in range(n):
+        p = partner[b]
+        if box[b, 0] < 0:
+            l1 = lam[b]
+            l2 = one - l1
+            for i in range(h):
+                for j in range(w):
+                    for ch in range(c):
+                        out[b, i, j, ch] = l1 * a[b, i, j, ch] + l2 * a[p, i, j, ch]
+        else:
+            y0, y1, x0, x1 = box[b, 0], box[b, 1], box[b, 2], box[b, 3]
+            for i in range(h):
+                for j in range(w):
+                    q = p if y0 <= i < y1 and x0 <= j < x1 else b
+                    for ch in range(c):
+                        out[b, i, j, ch] = a[q, i, j, ch]
+
+
+def _norm(mean, std):
+    scale = (1.0 / (255.0 * np.asarray(std, np.float64))).astype(np.float32)
+    shift = (-np.asarray(mean, np.float64) / np.asarray(std, np.float64)).astype(np.float32)
+    return scale, shift
+
+
+def augment_batch(src, mean, std, matrix=None, gain=None, contrast=None, saturation=None, boxes=None, size=0):
+    """src (B, h, w, c) uint8 -> (B, h, w, c) float32, augmented and normalised (the rule above).
+    matrix (B, 2, 3): output (i, j) -> source (y, x), identity when None; gain, contrast, saturation
+    (B,) factors, 1 when None; boxes (B, count, 2) int cutout corners of side `size`, or None."""
+    n = src.shape[0]
+    src = np.ascontiguousarray(src)
+    scale, shift = _norm(mean, std)
+    if matrix is None:
+        matrix = np.zeros((n, 2, 3))
+        matrix[:, 0, 0] = matrix[:, 1, 1] = 1.0
+    matrix = np.asarray(matrix, np.float64)
+    exact = np.all(matrix == np.round(matrix), axis=(1, 2))   # integer maps read one cell, exactly
+    ones = np.ones(n, np.float32)
+    factor = lambda f: ones if f is None else np.asarray(f, np.float32)   # noqa: E731
+    boxes = np.zeros((n, 0, 2), np.int64) if boxes is None else np.asarray(boxes, np.int64)
+    out = np.empty(src.shape, np.float32)
+    _augment(src, matrix.astype(np.float32), exact, factor(gain), factor(contrast), factor(saturation),
+             boxes, int(size), scale, shift, out)
+    return out
+
+
+def mix_batch(x, partner, lam, box):
+    """x (B, h, w, c) float32 -> a new mixed batch (the rule above). partner (B,) indices into the
+    batch; lam (B,) shares of the own image (mixup); box (B, 4) cutmix boxes, row -1s for mixup."""
+    out = np.empty_like(x)
+    _mix(np.ascontiguousarray(x), np.asarray(partner, np.int64), np.asarray(lam, np.float32),
+         np.asarray(box, np.int64), out)
+    return out
 
 
 def prepare_batch(src, mean, std, flip=None, dy=None, dx=None, gain=None):
-    """src (B, h, w, c) uint8 -> (B, h, w, c) float32; augmentation arrays are per image."""
-    n = src.shape[0]
-    src = np.ascontiguousarray(src)
-    scale = (1.0 / (255.0 * np.asarray(std, np.float64))).astype(np.float32)
-    shift = (-np.asarray(mean, np.float64) / np.asarray(std, np.float64)).astype(np.float32)
-    flip = np.zeros(n, np.bool_) if flip is None else flip
-    dy = np.zeros(n, np.int64) if dy is None else dy
-    dx = np.zeros(n, np.int64) if dx is None else dx
-    gain = np.ones(n, np.float32) if gain is None else gain.astype(np.float32)
-    out = np.empty(src.shape, np.float32)
-    _prepare(src, scale, shift, flip, dy, dx, gain, out)
-    return out
+    """src (B, h, w, c) uint8 -> (B, h, w, c) float32; per image: a horizontal flip, then a shift
+    out[i, j] = src[i + dy, j' + dx] (j' = w - 1 - j when flipped; cells from outside are the mean),
+    and a brightness gain. With none of them: plain normalisation, (pixel / 255 - mean) / std."""
+    n, _, w, _ = src.shape
+    if flip is None and dy is None and dx is None:
+        return augment_batch(src, mean, std, gain=gain)
+    m = np.zeros((n, 2, 3))
+    m[:, 0, 0] = 1.0
+    m[:, 0, 2] = 0 if dy is None else dy
+    sign = np.where(np.zeros(n, bool) if flip is None else flip, -1.0, 1.0)
+    m[:, 1, 1] = sign
+    m[:, 1, 2] = np.where(sign < 0, w - 1, 0) + (0 if dx is None else dx)
+    return augment_batch(src, mean, std, m, gain)
