@@ -42,6 +42,9 @@ def test_init_data_fits_the_folder_and_trains(tmp_path):
     assert model["layers"][-1] == {"dense": {"units": 3, "activation": "softmax"}}
     assert cfg["data"]["train"].endswith("photos/train") and cfg["data"]["val"].endswith("photos/val")
     assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["schedule"] == "cosine"
+    # the measured recipe (README, "Training recipes"): a random warp per image, and longer training
+    assert cfg["data"]["augment"] == {"rotate": 10, "scale": [0.9, 1.1], "translate": 0.1, "shear": 10, "flip": False}
+    assert cfg["train"]["epochs"] == 60
     trained = run("train", tmp_path / "cfg" / "train.yaml", "-q", "--set", "train.epochs=2",
                   "--set", f"output={tmp_path / 'run'}", env={"CNNCLI_CACHE": str(tmp_path / "cache")})
     assert trained.returncode == 0, trained.stderr
