@@ -282,7 +282,7 @@ class Trainer:
 
     def run(self):
         t, st = self.cfg.train, self.state
-        self.report.loss_name = loss_name(t)
+        self.report.loss_name = loss_name(t, self.cfg.data.augment)
         n_batches = len(self.data.train)
         previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_sigint)
@@ -420,10 +420,13 @@ class Trainer:
         return False
 
 
-def loss_name(t):
-    """How the training loss is labelled: label smoothing raises it above the validation loss
-    (which is plain cross-entropy), and class weights change it; say so where it is shown."""
-    kinds = (["smoothed"] if t.label_smoothing else []) + (["weighted"] if t.class_weights else [])
+def loss_name(t, augment=None):
+    """How the training loss is labelled: label smoothing and mixed labels (mixup, cutmix: soft
+    targets) raise it above the validation loss (which is plain cross-entropy), and class weights
+    change it; say so where it is shown."""
+    mixed = augment is not None and (augment.mixup or augment.cutmix)
+    kinds = (["smoothed"] if t.label_smoothing else []) + (["mixed"] if mixed else []) + \
+        (["weighted"] if t.class_weights else [])
     return f"loss ({', '.join(kinds)})" if kinds else "loss"
 
 

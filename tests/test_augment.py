@@ -140,6 +140,11 @@ def test_cutout_erases_count_squares_of_its_size():
     assert (out[1] == 0).sum() == 3 * 3 + 2 * 6
 
 
+def test_brightness_multiplies_the_pixels():
+    img = np.array([0, 100, 200], np.uint8).reshape(1, 1, 3, 1)
+    np.testing.assert_allclose(augment_batch(img, [0.0], [1 / 255], gain=[1.5])[0, 0, :, 0], [0, 150, 300], rtol=1e-6)
+
+
 def test_contrast_and_saturation_blend_with_gray(rng):
     img = rng.integers(40, 200, (1, 8, 8, 3)).astype(np.uint8)
     gray = img[0].astype(np.float64) @ [0.299, 0.587, 0.114]

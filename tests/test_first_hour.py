@@ -210,6 +210,10 @@ def test_label_smoothing_labels_the_loss(tmp_path):
     train(_config(tmp_path, label_smoothing=0.1), reporter=rec)
     epochs = [line for line in rec.lines if line.startswith("epoch ")]
     assert epochs and all("loss (smoothed) " in line for line in epochs)
+    from cnncli.config import Augment, Train
+    from cnncli.runner import loss_name
+    assert loss_name(Train(), Augment(cutmix=1.0)) == "loss (mixed)"       # soft targets: above val_loss too
+    assert loss_name(Train(label_smoothing=0.1), Augment(mixup=0.2)) == "loss (smoothed, mixed)"
 
 
 def test_shipped_configs_never_choose_best_on_a_test_folder():

@@ -124,12 +124,12 @@ def draw_hard(shape, size, rng):
             col = tuple(int(v) for v in _color(rng))
             if rng.random() < 0.6:
                 p = rng.uniform(0, s, 4)
-                d.line([(p[0], p[1]), (p[2], p[3])], fill=col, width=int(rng.integers(2, 6)))
+                d.line([(p[0], p[1]), (p[2], p[3])], fill=col, width=int(rng.integers(2, 5)))
             else:
                 x, y, q = *rng.uniform(0, s, 2), rng.uniform(0.02, 0.06) * s
                 d.ellipse([x - q, y - q, x + q, y + q], fill=col)
-    clutter(int(rng.integers(2, 5)))
-    r = rng.uniform(0.16, 0.34) * s
+    clutter(int(rng.integers(1, 4)))
+    r = rng.uniform(0.2, 0.36) * s
     cx, cy = rng.uniform(r + 2, s - r - 2, 2)
     fill = tuple(int(v) for v in _color(rng, np.array(mid)))
     angle = rng.uniform(0, 2 * math.pi)
@@ -140,10 +140,10 @@ def draw_hard(shape, size, rng):
     else:
         for poly in _outline(shape, cx, cy, r, angle):
             d.polygon(poly, fill=fill)
-    clutter(int(rng.integers(1, 3)))                     # some clutter crosses the shape
+    clutter(int(rng.integers(0, 3)))                     # some clutter crosses the shape
     img = img.resize((size, size), Image.Resampling.BOX)
-    cast = rng.uniform(0.75, 1.25, 3)                    # a colour cast per image
-    arr = np.asarray(img, np.float32) * cast + rng.normal(0, rng.uniform(8, 24), (size, size, 3))
+    cast = rng.uniform(0.8, 1.2, 3)                      # a colour cast per image
+    arr = np.asarray(img, np.float32) * cast + rng.normal(0, rng.uniform(6, 18), (size, size, 3))
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
