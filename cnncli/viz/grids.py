@@ -46,7 +46,8 @@ def draw_thumbnails(images, captions, title, cols=8, empty_text="nothing to show
         return fig
     cols = min(cols, n)
     rows = math.ceil(n / cols)
-    fig = new_figure(1.35 * cols + 0.3, 1.75 * rows + 0.5)
+    # wide enough for the title too: a few thumbnails under a long title cut it at both edges
+    fig = new_figure(max(1.35 * cols + 0.3, 0.095 * len(title) + 0.5), 1.75 * rows + 0.5)
     with styled():
         for i in range(n):
             ax = fig.add_subplot(rows, cols, i + 1)
