@@ -11,8 +11,8 @@ from .gradcheck import assert_grad_close
 F64 = np.float64
 
 LAYER_CASES = [
-    ("conv", {"filters": 32, "size": 3, "padding": "same", "activation": "relu"}, (5, 6, 32)),  # winograd
-    ("conv", {"filters": 33, "size": 3, "activation": "leaky_relu", "alpha": 0.1}, (5, 4, 32)),  # winograd, valid
+    ("conv", {"filters": 32, "size": 3, "padding": "same", "activation": "relu"}, (8, 9, 32)),  # winograd, cut tiles
+    ("conv", {"filters": 33, "size": 3, "activation": "leaky_relu", "alpha": 0.1}, (10, 14, 32)),  # winograd, valid
     ("conv", {"filters": 3, "size": 3, "padding": "same", "stride": 2, "activation": "relu"}, (7, 6, 2)),
     ("conv", {"filters": 4, "size": [2, 3], "activation": "tanh"}, (5, 6, 3)),
     ("conv", {"filters": 2, "size": 4, "padding": "same", "activation": "leaky_relu", "alpha": 0.2}, (6, 6, 1)),
@@ -54,6 +54,7 @@ LAYER_CASES = [
 def test_layer_backward_matches_finite_differences(rng, kind, args, in_shape):
     layer = build_layer(kind, args)
     layer.build(in_shape)
+    assert (getattr(layer, "algorithm", None) == "winograd") == (in_shape[-1] == 32), "the cases cover winograd"
     layer.init_params(rng, F64, layer.activation)
     for p in layer.params.values():  # non-trivial batchnorm scale / shift, non-zero biases
         p += rng.standard_normal(p.shape) * 0.3

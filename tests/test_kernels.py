@@ -354,8 +354,24 @@ def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):
     assert [layer.algorithm for layer in m.layers[:4]] == ["im2col", "winograd", "im2col", "im2col"]
     assert m.layers[1].describe().endswith(", winograd")
     monkeypatch.setenv("CNNCLI_WINOGRAD", "0")
-    assert Model((8, 8, 3), [("conv", {"filters": 32, "size": 1}), ("conv", {"filters": 32, "size": 3}),
+    assert Model((8, 8, 3), [("conv", {"filters": 32, "size": 1}), ("conv", {"filters": 32, "size": 3, "padding": 1}),
                              ("globalavgpool", {}), ("softmax", {})], build_params=False).layers[1].algorithm == "im2col"
+
+
+@pytest.mark.parametrize("out_hw,expected", [
+    ((8, 8), True), ((32, 32), True), ((16, 12), True),
+    ((14, 14), True),     # 4 x 4 tiles cover 16 x 16: 196 / 256 = 77% used
+    ((15, 8), True),      # 120 / 128 = 94%
+    ((10, 10), False),    # 100 / 144 = 69%
+    ((13, 16), True),     # 208 / 256 = 81%
+    ((9, 16), True),      # 9 rows need 3 tiles (12 rows): 144 / 192 = 75%, just kept
+    ((7, 7), False), ((2, 2), False), ((8, 6), False)])
+def test_winograd_rule_on_map_sizes(out_hw, expected):
+    """The map-size part of the rule, with the shares worked by hand: each side at least 8, and at
+    least 3/4 of the computed 4 x 4 tiles' outputs inside the map."""
+    from cnncli.budgets import uses_winograd
+
+    assert uses_winograd((3, 3), (1, 1), (1, 1, 1, 1), 1, 32, 32, out_hw) is expected
 
 
 def test_winograd_training_step_equals_im2col(rng, monkeypatch):
@@ -367,11 +383,11 @@ def test_winograd_training_step_equals_im2col(rng, monkeypatch):
              ("conv", {"filters": 32, "size": 3, "padding": "same", "activation": "relu"}),
              ("conv", {"filters": 32, "size": 3, "activation": "tanh"}), ("globalavgpool", {}),
              ("dense", {"units": 3, "activation": "softmax"})]
-    x, y = rng.standard_normal((4, 9, 7, 3)).astype(np.float32), np.array([0, 2, 1, 1])
+    x, y = rng.standard_normal((4, 12, 9, 3)).astype(np.float32), np.array([0, 2, 1, 1])
     runs = []
     for flag in ("1", "0"):
         monkeypatch.setenv("CNNCLI_WINOGRAD", flag)
-        m = Model((9, 7, 3), specs, seed=5)
+        m = Model((12, 9, 3), specs, seed=5)
         assert m.layers[1].algorithm == ("winograd" if flag == "1" else "im2col")
         loss, _ = m.gradients(x, y, Loss(m.head))
         runs.append((loss, {k: g.copy() for k, _, g in m.named_params()}))

@@ -21,12 +21,14 @@ JIT = dict(cache=True, nogil=True)
 
 
 def dispatchers():
-    """Every numba kernel in this package (imports them all)."""
-    from . import activation, augment, batchnorm, conv, depthwise, pool
+    """Every numba kernel in this package (imports them all); not the helpers compiled into the
+    kernels that call them (inline="always"), which are never compiled on their own."""
+    from . import activation, augment, batchnorm, conv, depthwise, pool, winograd
 
     found = []
-    for module in (activation, augment, batchnorm, conv, depthwise, pool):
-        found += [f for f in vars(module).values() if isinstance(f, numba.core.dispatcher.Dispatcher)]
+    for module in (activation, augment, batchnorm, conv, depthwise, pool, winograd):
+        found += [f for f in vars(module).values() if isinstance(f, numba.core.dispatcher.Dispatcher)
+                  and f.targetoptions.get("inline") != "always"]
     return found
 
 

@@ -1,19 +1,29 @@
-"""3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3), NHWC.
+"""3x3 stride-1 convolution by Winograd's minimal filtering F(4x4, 3x3), NHWC: forward, input
+gradient and weight gradient.
 
-Each 2x2 block of outputs comes from a 4x4 tile d of the input:
-    Y = A^T [ (G g G^T) (.) (B^T d B) ] A        (.) element-wise, per input channel, summed over channels
-    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
-    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
-The element-wise stage, summed over channels, is 16 GEMMs (tiles x C) @ (C x F): 16 multiplications
-per 2x2 outputs instead of 36, 2.25x fewer. Cross-correlation, as conv: no kernel flip.
+Each 4x4 block of outputs comes from a 6x6 tile d of the input (tiles overlap by 2):
+    Y = A^T [ U (.) V ] A,   U = G g G^T,   V = B^T d B     (.) element-wise, summed over channels
+with the interpolation points 0, 1, -1, 2, -2 and infinity (Lavin and Gray 2016):
+    B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+           [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+    G   = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]
+    A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+The element-wise stage, summed over channels, is 36 GEMMs (tiles x C) @ (C x F): 36 multiplications
+per 16 outputs instead of 144, 4x fewer (F(2x2, 3x3) saves 2.25x). Cross-correlation, as conv: no
+kernel flip.
 
-The input gradient of a stride-1 3x3 convolution is one too (of dL/dz, with the filters turned by
-180 degrees and channels and filters swapped), so backward uses the same kernels for dx; dw stays
-an im2col GEMM.
-Relative error under 1e-6 against direct convolution; budgets.uses_winograd says which layers use
-it (timings in the commit that added it and in BENCHMARKS.md). The transformed tiles are stored (16, T + 7, C): with T x C a power of
-two the 16 write streams fall on the same cache sets (the probe: 24 ms against 4 ms).
+Backward, from dz = dL/d(pre-activation):
+- dx: the input gradient of a stride-1 3x3 convolution is one too (of dz, with the filters turned
+  by 180 degrees and channels and filters swapped), so it runs through the same forward kernels.
+- dw: with dM = A dZ A^T per tile (dZ the tile's 4x4 block of dz), dU = sum over tiles V^T dM
+  (36 GEMMs (C x tiles) @ (tiles x F)) and dw = G^T dU G.
+Relative error against direct convolution, float32, random data: about 1e-5 of the largest output
+(F(2x2, 3x3): 3e-7); the tests hold it to 1e-4. budgets.uses_winograd says which layers use it.
+
+Layout: the transformed tiles are stored (36, T + 7, C): with T x C a power of two the 36 write
+streams would fall on the same cache sets (a probe of F(2x2, 3x3): 24 ms against 4 ms).
+The transforms are two passes per tile (rows, then columns), each a loop over channels on
+contiguous memory that LLVM vectorises (one pass with the 36 values in scalars ran 1.6x slower).
 """
 
 import numpy as np
@@ -23,132 +33,173 @@ from . import JIT
 from .activation import activate
 from .parallel import run_chunks
 
-TILES_PER_STEP = 2048   # tiles per batch of 16 GEMMs: (16, 2048, C) buffers stay near the caches
-SKEW = 7                # extra rows between the 16 planes of a buffer (see the docstring)
+TILES_PER_STEP = 512    # tiles per batch of 36 GEMMs: (36, 512, C) buffers stay near the caches
+SKEW = 7                # extra rows between the 36 planes of a buffer (see the docstring)
+OUT = 4                 # outputs per tile side
 
 
-@njit(**JIT)
-def _tile_transform(d00, d01, d02, d03, d10, d11, d12, d13, d20, d21, d22, d23, d30, d31, d32, d33,
-                    v, t, c):
-    # v[:, t, c] = B^T d B, the 4x4 tile d flattened row by row
-    a0, a1, a2, a3 = d00 - d20, d01 - d21, d02 - d22, d03 - d23      # rows: B^T d
-    b0, b1, b2, b3 = d10 + d20, d11 + d21, d12 + d22, d13 + d23
-    e0, e1, e2, e3 = d20 - d10, d21 - d11, d22 - d12, d23 - d13
-    f0, f1, f2, f3 = d10 - d30, d11 - d31, d12 - d32, d13 - d33
-    v[0, t, c] = a0 - a2                                            # columns: (B^T d) B
-    v[1, t, c] = a1 + a2
-    v[2, t, c] = a2 - a1
-    v[3, t, c] = a1 - a3
-    v[4, t, c] = b0 - b2
-    v[5, t, c] = b1 + b2
-    v[6, t, c] = b2 - b1
-    v[7, t, c] = b1 - b3
-    v[8, t, c] = e0 - e2
-    v[9, t, c] = e1 + e2
-    v[10, t, c] = e2 - e1
-    v[11, t, c] = e1 - e3
-    v[12, t, c] = f0 - f2
-    v[13, t, c] = f1 + f2
-    v[14, t, c] = f2 - f1
-    v[15, t, c] = f1 - f3
+@njit(inline="always")
+def _bt(d0, d1, d2, d3, d4, d5):
+    # B^T d for one column of 6
+    return (4 * d0 - 5 * d2 + d4, d3 + d4 - 4 * (d1 + d2), 4 * (d1 - d2) + d4 - d3,
+            2 * (d3 - d1) + d4 - d2, 2 * (d1 - d3) + d4 - d2, 4 * d1 - 5 * d3 + d5)
+
+
+@njit(inline="always")
+def _at(m0, m1, m2, m3, m4, m5):
+    # A^T m for one column of 6 -> 4
+    a, b = m1 + m2, m1 - m2
+    c, d = m3 + m4, m3 - m4
+    return m0 + a + c, b + 2 * d, a + 4 * c, b + 8 * d + m5
+
+
+@njit(inline="always")
+def _a(y0, y1, y2, y3):
+    # A y for one column of 4 -> 6 (the transpose of _at, for the weight gradient)
+    even, odd = y0 + y2, y1 + y3
+    even4, odd2 = y0 + 4 * y2, 2 * y1 + 8 * y3
+    return y0, even + odd, even - odd, even4 + odd2, even4 - odd2, y3
+
+
+@njit(inline="always")
+def _bt_row(row, c0, out, c_in):
+    # out[j, c] = (B^T row[c0:c0 + 6, c])[j]: one row of a tile through B
+    for c in range(c_in):
+        out[0, c], out[1, c], out[2, c], out[3, c], out[4, c], out[5, c] = _bt(
+            row[c0, c], row[c0 + 1, c], row[c0 + 2, c], row[c0 + 3, c], row[c0 + 4, c], row[c0 + 5, c])
 
 
 @njit(**JIT)
 def _input_tiles(x, pt, pl, th, tw, v):
-    # x (n, H, W, C) -> v[k, t, c] = (B^T d B)[k // 4, k % 4] for tile t = (n, ti, tj), channel c.
-    # Interior tiles read without checks (a loop LLVM vectorises over c); border tiles through a
-    # zero-padded 4x4 copy.
+    # x (n, H, W, C) -> v[6 a + b, t, c] = (B^T d B)[a, b] of tile t = (n, ti, tj), rows t < n th tw.
+    # Rows R = d B into r, then columns V = B^T R into v. Interior tiles read x directly; border
+    # tiles go through a zero-padded copy.
     n_img, h, w, c_in = x.shape
-    d = np.zeros((4, 4, c_in), x.dtype)
+    r = np.empty((6, 6, c_in), x.dtype)
+    d = np.zeros((6, 6, c_in), x.dtype)
     for n in range(n_img):
         for ti in range(th):
-            r0 = 2 * ti - pt
+            r0 = 4 * ti - pt
             for tj in range(tw):
-                c0 = 2 * tj - pl
+                c0 = 4 * tj - pl
                 t = (n * th + ti) * tw + tj
-                if r0 >= 0 and c0 >= 0 and r0 + 4 <= h and c0 + 4 <= w:
-                    for c in range(c_in):
-                        _tile_transform(x[n, r0, c0, c], x[n, r0, c0 + 1, c], x[n, r0, c0 + 2, c],
-                                        x[n, r0, c0 + 3, c], x[n, r0 + 1, c0, c], x[n, r0 + 1, c0 + 1, c],
-                                        x[n, r0 + 1, c0 + 2, c], x[n, r0 + 1, c0 + 3, c], x[n, r0 + 2, c0, c],
-                                        x[n, r0 + 2, c0 + 1, c], x[n, r0 + 2, c0 + 2, c], x[n, r0 + 2, c0 + 3, c],
-                                        x[n, r0 + 3, c0, c], x[n, r0 + 3, c0 + 1, c], x[n, r0 + 3, c0 + 2, c],
-                                        x[n, r0 + 3, c0 + 3, c], v, t, c)
-                else:
+                inside = r0 >= 0 and c0 >= 0 and r0 + 6 <= h and c0 + 6 <= w
+                if not inside:
                     d[:] = 0
-                    for a in range(4):
+                    for a in range(6):
                         if 0 <= r0 + a < h:
-                            for b in range(4):
+                            for b in range(6):
                                 if 0 <= c0 + b < w:
                                     d[a, b, :] = x[n, r0 + a, c0 + b, :]
+                for a in range(6):
+                    if inside:
+                        _bt_row(x[n, r0 + a], c0, r[a], c_in)
+                    else:
+                        _bt_row(d[a], 0, r[a], c_in)
+                for b in range(6):
                     for c in range(c_in):
-                        _tile_transform(d[0, 0, c], d[0, 1, c], d[0, 2, c], d[0, 3, c], d[1, 0, c], d[1, 1, c],
-                                        d[1, 2, c], d[1, 3, c], d[2, 0, c], d[2, 1, c], d[2, 2, c], d[2, 3, c],
-                                        d[3, 0, c], d[3, 1, c], d[3, 2, c], d[3, 3, c], v, t, c)
+                        (v[b, t, c], v[6 + b, t, c], v[12 + b, t, c], v[18 + b, t, c], v[24 + b, t, c],
+                         v[30 + b, t, c]) = _bt(r[0, b, c], r[1, b, c], r[2, b, c], r[3, b, c], r[4, b, c],
+                                                r[5, b, c])
 
 
 @njit(**JIT)
 def _output_tiles(m, th, tw, y):
-    # m[k, t, f] (16, T, F) -> y (n, OH, OW, F): the 2x2 block A^T m A of every tile
+    # m[k, t, f] (36, T, F) -> y (n, OH, OW, F): the 4x4 block A^T m A of every tile, cut at the edges
     n_img, oh, ow, f_out = y.shape
+    s = np.empty((4, 6, f_out), y.dtype)
+    o = np.empty((4, 4, f_out), y.dtype)
     for n in range(n_img):
         for ti in range(th):
-            i0 = 2 * ti
+            i0 = 4 * ti
             for tj in range(tw):
-                j0 = 2 * tj
+                j0 = 4 * tj
                 t = (n * th + ti) * tw + tj
-                down, right = i0 + 1 < oh, j0 + 1 < ow
-                for f in range(f_out):
-                    # rows: A^T m  (row 0 = m0 + m1 + m2, row 1 = m1 - m2 - m3)
-                    s0 = m[0, t, f] + m[4, t, f] + m[8, t, f]
-                    s1 = m[1, t, f] + m[5, t, f] + m[9, t, f]
-                    s2 = m[2, t, f] + m[6, t, f] + m[10, t, f]
-                    s3 = m[3, t, f] + m[7, t, f] + m[11, t, f]
-                    q0 = m[4, t, f] - m[8, t, f] - m[12, t, f]
-                    q1 = m[5, t, f] - m[9, t, f] - m[13, t, f]
-                    q2 = m[6, t, f] - m[10, t, f] - m[14, t, f]
-                    q3 = m[7, t, f] - m[11, t, f] - m[15, t, f]
-                    # columns: (A^T m) A
-                    y[n, i0, j0, f] = s0 + s1 + s2
-                    if right:
-                        y[n, i0, j0 + 1, f] = s1 - s2 - s3
-                    if down:
-                        y[n, i0 + 1, j0, f] = q0 + q1 + q2
-                        if right:
-                            y[n, i0 + 1, j0 + 1, f] = q1 - q2 - q3
+                for b in range(6):          # columns: S = A^T m
+                    for f in range(f_out):
+                        s[0, b, f], s[1, b, f], s[2, b, f], s[3, b, f] = _at(
+                            m[b, t, f], m[6 + b, t, f], m[12 + b, t, f], m[18 + b, t, f], m[24 + b, t, f],
+                            m[30 + b, t, f])
+                for a in range(4):          # rows: S A
+                    for f in range(f_out):
+                        o[a, 0, f], o[a, 1, f], o[a, 2, f], o[a, 3, f] = _at(
+                            s[a, 0, f], s[a, 1, f], s[a, 2, f], s[a, 3, f], s[a, 4, f], s[a, 5, f])
+                for a in range(min(4, oh - i0)):
+                    for b in range(min(4, ow - j0)):
+                        y[n, i0 + a, j0 + b, :] = o[a, b, :]
 
 
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+@njit(**JIT)
+def _gradient_tiles(dz, th, tw, dm):
+    # dz (n, OH, OW, F) -> dm[6 a + b, t, f] = (A dZ A^T)[a, b], dZ the 4x4 block of tile t
+    # (zero past the edges): columns S = A dZ, then rows S A^T.
+    n_img, oh, ow, f_out = dz.shape
+    g = np.zeros((4, 4, f_out), dz.dtype)
+    s = np.empty((6, 4, f_out), dz.dtype)
+    for n in range(n_img):
+        for ti in range(th):
+            i0 = 4 * ti
+            for tj in range(tw):
+                j0 = 4 * tj
+                t = (n * th + ti) * tw + tj
+                if i0 + 4 > oh or j0 + 4 > ow:
+                    g[:] = 0
+                for a in range(min(4, oh - i0)):
+                    for b in range(min(4, ow - j0)):
+                        g[a, b, :] = dz[n, i0 + a, j0 + b, :]
+                for b in range(4):
+                    for f in range(f_out):
+                        s[0, b, f], s[1, b, f], s[2, b, f], s[3, b, f], s[4, b, f], s[5, b, f] = _a(
+                            g[0, b, f], g[1, b, f], g[2, b, f], g[3, b, f])
+                for a in range(6):
+                    for f in range(f_out):
+                        (dm[6 * a, t, f], dm[6 * a + 1, t, f], dm[6 * a + 2, t, f], dm[6 * a + 3, t, f],
+                         dm[6 * a + 4, t, f], dm[6 * a + 5, t, f]) = _a(s[a, 0, f], s[a, 1, f], s[a, 2, f],
+                                                                        s[a, 3, f])
+
+
+G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 
 
 def filter_tiles(w):
-    """(3, 3, C, F) filters -> U (16, C, F) = G g G^T per (c, f), computed in float64."""
+    """(3, 3, C, F) filters -> U (36, C, F) = G g G^T per (c, f), computed in float64."""
     u = np.tensordot(G, np.tensordot(G, w.astype(np.float64), axes=([1], [1])), axes=([1], [1]))
     # u[a, b, c, f] = sum_ij G[a, i] G[b, j] w[i, j, c, f]
-    return np.ascontiguousarray(u.reshape(16, w.shape[2], w.shape[3]), dtype=w.dtype)
+    return np.ascontiguousarray(u.reshape(36, w.shape[2], w.shape[3]), dtype=w.dtype)
+
+
+def _tiles(out_hw):
+    return -(-out_hw[0] // OUT), -(-out_hw[1] // OUT)
+
+
+def _steps(lo, hi, per_image):
+    """Runs of images a..b holding about TILES_PER_STEP tiles."""
+    step = max(1, TILES_PER_STEP // per_image)
+    return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
+
+
+def _buffer(images, per_image, depth, dtype):
+    return np.empty((36, images * per_image + SKEW, depth), dtype)
 
 
 def winograd_conv(x, u, pads, out_hw, bias=None, act="linear", alpha=0.01):
     """y = act(conv3x3(x) + bias), stride 1, the filters given as U = filter_tiles(w).
-    x (N, H, W, C) C-contiguous, u (16, C, F) -> y (N, OH, OW, F). Images are split over threads;
-    each thread runs a few images at a time through the transforms and 16 single-threaded GEMMs."""
+    x (N, H, W, C) C-contiguous, u (36, C, F) -> y (N, OH, OW, F). Images are split over threads;
+    each thread runs a few images at a time through the transforms and 36 single-threaded GEMMs."""
     n, _, _, c = x.shape
     f = u.shape[2]
-    oh, ow = out_hw
-    th, tw = -(-oh // 2), -(-ow // 2)
-    step = max(1, TILES_PER_STEP // (th * tw))
-    y = np.empty((n, oh, ow, f), x.dtype)
+    th, tw = _tiles(out_hw)
+    y = np.empty((n,) + tuple(out_hw) + (f,), x.dtype)
 
     def part(lo, hi):
-        rows = min(step, hi - lo) * th * tw
-        v_buf = np.empty((16, rows + SKEW, c), x.dtype)
-        m_buf = np.empty((16, rows + SKEW, f), x.dtype)
-        for a in range(lo, hi, step):
-            b = min(a + step, hi)
+        steps = _steps(lo, hi, th * tw)
+        images = steps[0][1] - steps[0][0]
+        v, m = _buffer(images, th * tw, c, x.dtype), _buffer(images, th * tw, f, x.dtype)
+        for a, b in steps:
             t = (b - a) * th * tw
-            v, m = v_buf[:, :t], m_buf[:, :t]
             _input_tiles(x[a:b], pads[0], pads[2], th, tw, v)
-            np.matmul(v, u, out=m)
+            np.matmul(v[:, :t], u, out=m[:, :t])
             _output_tiles(m, th, tw, y[a:b])
         activate(y[lo:hi], act, alpha, bias)
 
@@ -163,3 +214,36 @@ def winograd_input_grad(dz, w, pads, in_hw):
     turned = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))   # (3, 3, F, C)
     t, b, left, r = pads
     return winograd_conv(np.ascontiguousarray(dz), filter_tiles(turned), (2 - t, 2 - b, 2 - left, 2 - r), in_hw)
+
+
+def winograd_weight_grad(x, dz, pads):
+    """dL/dw (3, 3, C, F) of a stride-1 3x3 convolution of x (N, H, W, C) from dz (N, OH, OW, F):
+    dU = sum over tiles V^T dM (36 GEMMs per run of images), then dw = G^T dU G in float64.
+    Each thread sums its own images; the threads' sums are added in chunk order (bit-identical
+    reruns for a given thread count)."""
+    n, _, _, c = x.shape
+    f = dz.shape[3]
+    th, tw = _tiles(dz.shape[1:3])
+    dz = np.ascontiguousarray(dz)
+
+    def part(lo, hi):
+        steps = _steps(lo, hi, th * tw)
+        images = steps[0][1] - steps[0][0]
+        v, dm = _buffer(images, th * tw, c, x.dtype), _buffer(images, th * tw, f, x.dtype)
+        du, tmp = np.zeros((36, c, f), x.dtype), np.empty((36, c, f), x.dtype)
+        for a, b in steps:
+            t = (b - a) * th * tw
+            _input_tiles(x[a:b], pads[0], pads[2], th, tw, v)
+            _gradient_tiles(dz[a:b], th, tw, dm)
+            np.matmul(v[:, :t].transpose(0, 2, 1), dm[:, :t], out=tmp)
+            du += tmp
+        return du
+
+    parts = run_chunks(n, part)
+    du = parts[0]
+    for p in parts[1:]:
+        du += p
+    du = du.astype(np.float64).reshape(6, 6, c, f)
+    # dw[i, j] = sum_ab G[a, i] G[b, j] du[a, b]
+    dw = np.tensordot(G.T, np.tensordot(G.T, du, axes=([1], [1])), axes=([1], [1]))
+    return dw.astype(x.dtype)

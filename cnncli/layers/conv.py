@@ -58,10 +58,10 @@ class Conv(Layer):
         self.pads, self.out_hw = self.geometry(self.in_shape)
         c = self.in_shape[2]
         # the kernel that runs this layer (inspect shows it): depthwise loops for groups == channels,
-        # im2col per group, Winograd F(2x2, 3x3) where budgets.uses_winograd says, else im2col
+        # im2col per group, Winograd F(4x4, 3x3) where budgets.uses_winograd says, else im2col
         self.algorithm = ("depthwise" if 1 < self.groups == c else "grouped" if self.groups > 1 else
                           "winograd" if uses_winograd(self.size, self.stride, self.pads, self.groups, c,
-                                                      self.filters) else "im2col")
+                                                      self.filters, self.out_hw) else "im2col")
         return out
 
     def depthwise(self):
@@ -141,12 +141,13 @@ class Conv(Layer):
         args = (dy, x, y, self.params["weight"], self.activation, self.stride, self.pads)
         if self.algorithm == "depthwise":
             dx, dw, db = depthwise_backward(*args, need_dx, self.alpha)
-        elif self.algorithm == "winograd":   # dw by im2col GEMM; dx is a 3x3 convolution too
+        elif self.algorithm == "winograd":   # dx is a 3x3 convolution too; dw from the same tiles
             from ..kernels.activation import activation_grad
-            from ..kernels.winograd import winograd_input_grad
+            from ..kernels.parallel import column_sums
+            from ..kernels.winograd import winograd_input_grad, winograd_weight_grad
             dz = activation_grad(dy, y, self.activation, self.alpha)
-            _, dw, db = conv2d_backward(dz, x, y, self.params["weight"], "linear", self.stride, self.pads,
-                                        self.out_hw, False, self.alpha, None)
+            dw = winograd_weight_grad(x, dz, self.pads)
+            db = column_sums(dz.reshape(-1, self.filters))
             dx = winograd_input_grad(dz, self.params["weight"], self.pads, x.shape[1:3]) if need_dx else None
         elif self.groups > 1:
             dx, dw, db = grouped_conv2d_backward(*args, self.out_hw, self.groups, need_dx, self.alpha, cols)
