@@ -208,11 +208,15 @@ class Model:
         finally:
             last.activation = act
 
-    def forward(self, x, training=False, record=False, keep=()):
+    def forward(self, x, training=False, record=False, keep=(), plan=None):
         """(N, H, W, C) -> logits (N, K): the output activation is left to the loss.
         An output is dropped as soon as the last layer that reads it has run, unless its index
         is in `keep`: then -> (logits, {index: output}). record: inference, but keep what
-        backward needs (for gradients of an inference-mode output, as Grad-CAM takes)."""
+        backward needs (for gradients of an inference-mode output, as Grad-CAM takes).
+        plan: inference_plan()'s folded layers (inference only, nothing recorded or kept)."""
+        if plan and (training or record or keep):
+            raise ValueError("a folded plan is for plain inference: no training, record or keep")
+        plan = plan or {}
         outs = {INPUT: np.ascontiguousarray(x, dtype=self.dtype)}
         unread = {INPUT: sum(src.count(INPUT) for src in self.sources)}
         kept = {}
@@ -223,7 +227,11 @@ class Model:
                     unread[j] -= 1
                     if not unread[j]:
                         del outs[j]
-                outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], training, record)
+                if i in plan:   # folded: into the conv before it (None), or the conv doing it all
+                    layer.forget()
+                    outs[i] = ins[0] if plan[i] is None else layer.forward_folded(ins[0], *plan[i])
+                else:
+                    outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], training, record)
                 unread[i] = len(self.readers[i])
                 if i in keep:
                     kept[i] = outs[i]
@@ -280,6 +288,38 @@ class Model:
         optimizer.step()
         return value, probs
 
+    def inference_plan(self):
+        """Inference folds each conv -> batchnorm (-> activation) chain into the conv: with the
+        running statistics batchnorm is y = s x + t per channel, s = weight / sqrt(var + eps),
+        t = bias - mean s, so the conv takes filters w s and bias b s + t (in float64), and applies
+        the activation after them itself. Winograd filters are transformed here, once per
+        evaluation. -> {conv index: (filters, bias, activation, alpha), folded index: None}.
+        Folded only where the conv is linear, each link has one reader, and the chain does not
+        end the network (its softmax / sigmoid belongs to the loss)."""
+        plan, last = {}, len(self.layers) - 1
+        for i, conv in enumerate(self.layers):
+            if conv.kind != "conv" or conv.activation != "linear" or len(self.readers[i]) != 1:
+                continue
+            j = self.readers[i][0]
+            bn = self.layers[j]
+            if bn.kind != "batchnorm" or j == last:
+                continue
+            var = bn.buffers["running_var"].astype(np.float64)
+            scale = bn.params["weight"].astype(np.float64) / np.sqrt(var + bn.eps)
+            shift = bn.params["bias"] - bn.buffers["running_mean"].astype(np.float64) * scale
+            bias = shift + (conv.params["bias"] * scale if conv.bias else 0.0)
+            weight = (conv.params["weight"] * scale).astype(self.dtype)     # (FH, FW, C/g, F): F is last
+            act, alpha = "linear", conv.alpha
+            if len(self.readers[j]) == 1:
+                k = self.readers[j][0]
+                after = self.layers[k]
+                if after.kind == "activation" and k != last:
+                    act, alpha = after.activation, after.alpha
+                    plan[k] = None
+            plan[i] = (conv.inference_filters(weight), bias.astype(self.dtype), act, alpha)
+            plan[j] = None
+        return plan
+
     def evaluate(self, batches, views=1):
         """The one evaluation, in inference mode: train's validation, `evaluate` and `predict` all
         call it. batches: (x, labels or None) pairs -> (probabilities (N, K), mean loss or None).
@@ -289,8 +329,9 @@ class Model:
         -log p[label], computed as logsumexp_v(log p_v) - log V."""
         loss = Loss(self.head)
         probs, total, seen = [], 0.0, 0
+        plan = self.inference_plan()
         for x, labels in batches:
-            logits = self.forward(x, training=False)
+            logits = self.forward(x, training=False, plan=plan)
             if views > 1:
                 log_p = _mean_of_views(loss.log_probabilities(logits), views)
                 probs.append(np.exp(log_p))

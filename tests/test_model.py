@@ -142,3 +142,81 @@ def test_bad_specs_raise_with_layer_index(specs, message):
     with pytest.raises(SpecError, match=message) as info:
         Model((8, 8, 3), specs)
     assert info.value.index is not None
+
+
+# --- inference folds conv -> batchnorm (-> activation) ------------------------------------------
+
+FOLD_SPECS = [
+    ("conv", {"filters": 32, "size": 3, "padding": 1, "bias": False}),          # 0 winograd (16x16)
+    ("batchnorm", {}),                                                           # 1 folded into 0
+    ("relu", {}),                                                                # 2 folded into 0
+    ("conv", {"filters": 32, "size": 3, "padding": 1, "groups": 32}),           # 3 depthwise, bias
+    ("batchnorm", {"eps": 1e-3}),                                                # 4 folded into 3
+    ("activation", {"fn": "leaky_relu", "alpha": 0.2}),                          # 5 folded into 3
+    ("conv", {"filters": 16, "size": 1}),                                        # 6 im2col, read twice
+    ("batchnorm", {"name": "b"}),                                                # 7 not folded: two readers of 6
+    ("conv", {"filters": 16, "size": 3, "padding": 1, "groups": 2, "from": 6}),  # 8 grouped
+    ("batchnorm", {}),                                                           # 9 folded; read twice
+    ("relu", {}),                                                                # 10 not folded (9 has two readers)
+    ("add", {"from": ["b", 9, 10]}),                                             # 11
+    ("conv", {"filters": 8, "size": 3, "activation": "relu"}),                   # 12 not linear: no fold
+    ("batchnorm", {}),                                                           # 13
+    ("globalavgpool", {}),
+    ("dense", {"units": 3, "activation": "softmax"}),
+]
+
+
+def _fold_model(rng):
+    from cnncli.model import Model
+
+    m = Model((16, 16, 32), FOLD_SPECS, seed=3)
+    for layer in m.layers:   # trained-looking batchnorm: statistics and affine far from 0 / 1
+        if layer.kind == "batchnorm":
+            c = layer.params["weight"].shape[0]
+            layer.params["weight"][:] = rng.uniform(0.5, 2.0, c)
+            layer.params["bias"][:] = rng.normal(0, 1, c)
+            layer.buffers["running_mean"][:] = rng.normal(0, 2, c)
+            layer.buffers["running_var"][:] = rng.uniform(0.1, 4.0, c)
+        if layer.kind == "conv" and layer.bias:
+            layer.params["bias"][:] = rng.normal(0, 0.5, layer.params["bias"].shape)
+    return m
+
+
+def test_inference_plan_folds_exactly_the_chains_it_may(rng):
+    m = _fold_model(rng)
+    assert [m.layers[i].algorithm for i in (0, 3, 6, 8)] == ["winograd", "depthwise", "im2col", "grouped"]
+    plan = m.inference_plan()
+    assert sorted(i for i, step in plan.items() if step is None) == [1, 2, 4, 5, 9]
+    assert sorted(i for i, step in plan.items() if step is not None) == [0, 3, 8]
+    assert [plan[i][2] for i in (0, 3, 8)] == ["relu", "leaky_relu", "linear"]
+    assert plan[3][3] == 0.2
+    assert plan[0][0].shape == (36, 32, 32)   # Winograd filters, transformed once
+
+
+def test_folded_inference_equals_layer_by_layer(rng):
+    """The folded forward against the plain one: same network, same batch, float32."""
+    m = _fold_model(rng)
+    x = rng.standard_normal((5, 16, 16, 32)).astype(np.float32)
+    plain = m.forward(x)
+    folded = m.forward(x, plan=m.inference_plan())
+    np.testing.assert_allclose(folded, plain, rtol=1e-4, atol=1e-4 * np.abs(plain).max())
+    probs, _ = m.evaluate([(x, None)])
+    np.testing.assert_allclose(probs, m.predict_proba(x))
+    with pytest.raises(ValueError, match="plain inference"):
+        m.forward(x, training=True, plan=m.inference_plan())
+
+
+def test_folding_uses_the_batchnorm_formula_by_hand():
+    """One 1x1 conv of one channel, bias 0.5, weight 2; batchnorm mean 1, var 3, eps 1, gamma 4,
+    beta -1: y = 4 (2x + 0.5 - 1) / sqrt(3 + 1) - 1 = 4x - 2. The plan's filter is 4, its bias -2."""
+    from cnncli.model import Model
+
+    m = Model((2, 2, 1), [("conv", {"filters": 1, "size": 1}), ("batchnorm", {"eps": 1.0}),
+                          ("globalavgpool", {}), ("dense", {"units": 2, "activation": "softmax"})], seed=0)
+    conv, bn = m.layers[0], m.layers[1]
+    conv.params["weight"][:] = 2.0
+    conv.params["bias"][:] = 0.5
+    bn.params["weight"][:], bn.params["bias"][:] = 4.0, -1.0
+    bn.buffers["running_mean"][:], bn.buffers["running_var"][:] = 1.0, 3.0
+    filters, bias, act, _ = m.inference_plan()[0]
+    assert filters.ravel().tolist() == [4.0] and bias.tolist() == [-2.0] and act == "linear"

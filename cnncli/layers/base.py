@@ -193,6 +193,13 @@ class Layer:
         for g in self.grads.values():
             g[...] = 0
 
+    def forget(self):
+        """Drop what the last forward kept for backward, and any reusable workspace: for the
+        layers an inference plan folds away, which run no forward of their own."""
+        for name in ("_cache", "_y", "_workspace"):
+            if hasattr(self, name):
+                setattr(self, name, None)
+
     # --- the boundary layout (checkpoints) ---
     def export(self):
         """Parameters and buffers in the boundary layout, as new arrays."""

@@ -110,28 +110,43 @@ class Conv(Layer):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def forward(self, x, training, record=False):
-        from ..kernels.conv import conv2d_forward, grouped_conv2d_forward
-        from ..kernels.depthwise import depthwise_forward
-
-        # (N, H, W, C) -> (N, OH, OW, F)
+        # (N, H, W, C) -> (N, OH, OW, F); training reuses the columns array next step, inference
+        # keeps nothing alive
         workspace = getattr(self, "_workspace", None) if training else None
-        args = (self.params["weight"], self.params.get("bias"), self.activation, self.stride, self.pads,
-                self.out_hw)
-        if self.algorithm == "depthwise":
-            y, cols = depthwise_forward(x, *args, self.alpha), None
-        elif self.algorithm == "winograd":
-            from ..kernels.winograd import filter_tiles, winograd_conv
-            y = winograd_conv(x, filter_tiles(self.params["weight"]), self.pads, self.out_hw,
-                              self.params.get("bias"), self.activation, self.alpha)
-            cols = None
-        elif self.groups > 1:
-            y, cols = grouped_conv2d_forward(x, *args, self.groups, self.alpha, workspace)
-        else:
-            y, cols = conv2d_forward(x, *args, self.alpha, workspace)
-        # training reuses the columns array next step; inference keeps nothing alive
+        y, cols = self._convolve(x, self.params["weight"], self.params.get("bias"), self.activation, self.alpha,
+                                 workspace)
         self._workspace = cols if training else None
         self._cache = (x, y, cols) if training or record else None
         return y
+
+    def inference_filters(self, weight):
+        """The filters in the form this layer's kernel takes them (Winograd: U = G g G^T), for
+        Model.inference_plan to compute once per evaluation instead of once per batch."""
+        from ..kernels.winograd import filter_tiles
+
+        return filter_tiles(weight) if self.algorithm == "winograd" else weight
+
+    def forward_folded(self, x, filters, bias, activation, alpha):
+        """Inference with other parameters: batchnorm folded in, and the activation after it
+        (Model.inference_plan). filters: as inference_filters returns them. Keeps nothing."""
+        return self._convolve(x, filters, bias, activation, alpha, None, ready=True)[0]
+
+    def _convolve(self, x, weight, bias, activation, alpha, workspace, ready=False):
+        """-> (y, the kept im2col columns or None), by this layer's algorithm. ready: the weight
+        is already in the kernel's form (inference_filters)."""
+        from ..kernels.conv import conv2d_forward, grouped_conv2d_forward
+        from ..kernels.depthwise import depthwise_forward
+
+        if self.algorithm == "winograd":
+            from ..kernels.winograd import filter_tiles, winograd_conv
+            u = weight if ready else filter_tiles(weight)
+            return winograd_conv(x, u, self.pads, self.out_hw, bias, activation, alpha), None
+        args = (weight, bias, activation, self.stride, self.pads, self.out_hw)
+        if self.algorithm == "depthwise":
+            return depthwise_forward(x, *args, alpha), None
+        if self.groups > 1:
+            return grouped_conv2d_forward(x, *args, self.groups, alpha, workspace)
+        return conv2d_forward(x, *args, alpha, workspace)
 
     def backward(self, dy, need_dx=True):
         from ..kernels.conv import conv2d_backward, grouped_conv2d_backward
