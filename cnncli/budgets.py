@@ -18,16 +18,16 @@ def keeps_columns(images, positions, depth, pointwise, itemsize=4):
 
 def uses_winograd(size, stride, pads, groups, channels, filters, out_hw):
     """Does a conv layer run Winograd F(4x4, 3x3)? 3x3, stride 1, ungrouped, padding of at most 1
-    on each side, at least 32 channels in and out, an output map of at least 8 x 8, and at least 3/4
-    of the 4 x 4 output tiles inside the map. Below these the transforms and the cut edge tiles cost
-    more than the 4x fewer multiplications save. Measured (training step / inference of one layer,
-    batch 64, against im2col): 32x32 32->32 1.22x / 1.38x, 8x8 128->128 1.89x / 1.81x; but 32x32
-    16->16 0.92x / 0.99x, 7x7 32->32 0.88x / 1.03x, 10x10 32->32 (69% of the tiles used) 0.90x /
-    1.11x, 2x2 256->256 0.21x. CNNCLI_WINOGRAD=0 turns it off (for comparisons)."""
+    on each side, at least 16 channels in and out, and an output map of at least 6 x 6, or 16 x 16
+    when either side has fewer than 32 channels. Below these the transforms and the cut edge tiles
+    cost more than the 4x fewer multiplications save. Measured, one layer, batch 64, training step
+    / inference against im2col: 32x32 32->32 1.58x / 1.77x, 8x8 128->128 2.28x / 2.47x, 6x6 64->64
+    1.08x / 1.15x, 32x32 16->16 1.01x / 1.10x; but 5x5 32->32 0.65x / 0.74x, 2x2 256->256 0.25x,
+    14x14 16->16 0.92x / 1.01x, 8x8 16->16 0.82x / 1.04x, 32x32 8->8 0.92x / 0.92x.
+    CNNCLI_WINOGRAD=0 turns it off (for comparisons)."""
     import os
 
-    oh, ow = out_hw
-    used = oh * ow / (16 * -(-oh // 4) * -(-ow // 4))
+    narrow = min(channels, filters) < 32
     return (os.environ.get("CNNCLI_WINOGRAD", "1") != "0" and tuple(size) == (3, 3) and tuple(stride) == (1, 1)
-            and groups == 1 and max(pads) <= 1 and channels >= 32 and filters >= 32 and min(oh, ow) >= 8
-            and used >= 0.75)
+            and groups == 1 and max(pads) <= 1 and min(channels, filters) >= 16
+            and min(out_hw) >= (16 if narrow else 6))

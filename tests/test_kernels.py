@@ -349,7 +349,7 @@ def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):
     m = Model((8, 8, 3), [("conv", {"filters": 32, "size": 3, "padding": "same"}),      # 3 channels in: im2col
                           ("conv", {"filters": 32, "size": 3, "padding": 1}),           # winograd
                           ("conv", {"filters": 32, "size": 3, "stride": 2}),            # stride 2: im2col
-                          ("conv", {"filters": 16, "size": 3, "padding": 1}),           # 16 filters: im2col
+                          ("conv", {"filters": 16, "size": 3, "padding": 1}),           # 16 filters, 8x8: im2col
                           ("globalavgpool", {}), ("softmax", {})], build_params=False)
     assert [layer.algorithm for layer in m.layers[:4]] == ["im2col", "winograd", "im2col", "im2col"]
     assert m.layers[1].describe().endswith(", winograd")
@@ -358,20 +358,15 @@ def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):
                              ("globalavgpool", {}), ("softmax", {})], build_params=False).layers[1].algorithm == "im2col"
 
 
-@pytest.mark.parametrize("out_hw,expected", [
-    ((8, 8), True), ((32, 32), True), ((16, 12), True),
-    ((14, 14), True),     # 4 x 4 tiles cover 16 x 16: 196 / 256 = 77% used
-    ((15, 8), True),      # 120 / 128 = 94%
-    ((10, 10), False),    # 100 / 144 = 69%
-    ((13, 16), True),     # 208 / 256 = 81%
-    ((9, 16), True),      # 9 rows need 3 tiles (12 rows): 144 / 192 = 75%, just kept
-    ((7, 7), False), ((2, 2), False), ((8, 6), False)])
-def test_winograd_rule_on_map_sizes(out_hw, expected):
-    """The map-size part of the rule, with the shares worked by hand: each side at least 8, and at
-    least 3/4 of the computed 4 x 4 tiles' outputs inside the map."""
+@pytest.mark.parametrize("channels,filters,out_hw,expected", [
+    (32, 32, (32, 32), True), (32, 64, (6, 6), True), (128, 128, (6, 40), True),
+    (32, 32, (5, 5), False), (256, 256, (2, 2), False), (64, 64, (5, 9), False),
+    (16, 16, (16, 16), True), (16, 64, (32, 20), True),      # fewer than 32 on one side: 16 x 16 maps
+    (16, 16, (14, 14), False), (64, 16, (8, 8), False), (8, 8, (32, 32), False), (15, 32, (16, 16), False)])
+def test_winograd_rule_on_channels_and_map_sizes(channels, filters, out_hw, expected):
     from cnncli.budgets import uses_winograd
 
-    assert uses_winograd((3, 3), (1, 1), (1, 1, 1, 1), 1, 32, 32, out_hw) is expected
+    assert uses_winograd((3, 3), (1, 1), (1, 1, 1, 1), 1, channels, filters, out_hw) is expected
 
 
 def test_winograd_training_step_equals_im2col(rng, monkeypatch):

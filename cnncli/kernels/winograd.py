@@ -38,74 +38,91 @@ SKEW = 7                # extra rows between the 36 planes of a buffer (see the 
 OUT = 4                 # outputs per tile side
 
 
-@njit(inline="always")
-def _bt(d0, d1, d2, d3, d4, d5):
-    # B^T d for one column of 6
-    return (4 * d0 - 5 * d2 + d4, d3 + d4 - 4 * (d1 + d2), 4 * (d1 - d2) + d4 - d3,
-            2 * (d3 - d1) + d4 - d2, 2 * (d1 - d3) + d4 - d2, 4 * d1 - 5 * d3 + d5)
-
+# The transforms. Each loop below writes one row of channels and reads one array: LLVM vectorises
+# such a loop over channels (a loop writing six rows from a function returning six values ran
+# 2x slower: the vectoriser's alias checks between the rows). Inputs come padded, so that no tile
+# needs edge tests.
 
 @njit(inline="always")
-def _at(m0, m1, m2, m3, m4, m5):
-    # A^T m for one column of 6 -> 4
-    a, b = m1 + m2, m1 - m2
-    c, d = m3 + m4, m3 - m4
-    return m0 + a + c, b + 2 * d, a + 4 * c, b + 8 * d + m5
-
-
-@njit(inline="always")
-def _a(y0, y1, y2, y3):
-    # A y for one column of 4 -> 6 (the transpose of _at, for the weight gradient)
-    even, odd = y0 + y2, y1 + y3
-    even4, odd2 = y0 + 4 * y2, 2 * y1 + 8 * y3
-    return y0, even + odd, even - odd, even4 + odd2, even4 - odd2, y3
-
-
-@njit(inline="always")
-def _bt_row(row, c0, out, c_in):
-    # out[j, c] = (B^T row[c0:c0 + 6, c])[j]: one row of a tile through B
+def _bt_row(row, o, r, a, c_in):
+    # r[a, j] = (B^T row[o:o + 6])[j]: one row of a tile through B (B^T on its transpose)
     for c in range(c_in):
-        out[0, c], out[1, c], out[2, c], out[3, c], out[4, c], out[5, c] = _bt(
-            row[c0, c], row[c0 + 1, c], row[c0 + 2, c], row[c0 + 3, c], row[c0 + 4, c], row[c0 + 5, c])
+        r[a, 0, c] = 4 * row[o, c] - 5 * row[o + 2, c] + row[o + 4, c]
+    for c in range(c_in):
+        r[a, 1, c] = row[o + 3, c] + row[o + 4, c] - 4 * (row[o + 1, c] + row[o + 2, c])
+    for c in range(c_in):
+        r[a, 2, c] = 4 * (row[o + 1, c] - row[o + 2, c]) + row[o + 4, c] - row[o + 3, c]
+    for c in range(c_in):
+        r[a, 3, c] = 2 * (row[o + 3, c] - row[o + 1, c]) + row[o + 4, c] - row[o + 2, c]
+    for c in range(c_in):
+        r[a, 4, c] = 2 * (row[o + 1, c] - row[o + 3, c]) + row[o + 4, c] - row[o + 2, c]
+    for c in range(c_in):
+        r[a, 5, c] = 4 * row[o + 1, c] - 5 * row[o + 3, c] + row[o + 5, c]
+
+
+@njit(inline="always")
+def _bt_col(r, b, v, t, c_in):
+    # v[6 i + b, t] = (B^T r[:, b])[i]: one column of R = d B through B^T
+    for c in range(c_in):
+        v[b, t, c] = 4 * r[0, b, c] - 5 * r[2, b, c] + r[4, b, c]
+    for c in range(c_in):
+        v[6 + b, t, c] = r[3, b, c] + r[4, b, c] - 4 * (r[1, b, c] + r[2, b, c])
+    for c in range(c_in):
+        v[12 + b, t, c] = 4 * (r[1, b, c] - r[2, b, c]) + r[4, b, c] - r[3, b, c]
+    for c in range(c_in):
+        v[18 + b, t, c] = 2 * (r[3, b, c] - r[1, b, c]) + r[4, b, c] - r[2, b, c]
+    for c in range(c_in):
+        v[24 + b, t, c] = 2 * (r[1, b, c] - r[3, b, c]) + r[4, b, c] - r[2, b, c]
+    for c in range(c_in):
+        v[30 + b, t, c] = 4 * r[1, b, c] - 5 * r[3, b, c] + r[5, b, c]
 
 
 @njit(**JIT)
-def _input_tiles(x, pt, pl, th, tw, v):
-    # x (n, H, W, C) -> v[6 a + b, t, c] = (B^T d B)[a, b] of tile t = (n, ti, tj), rows t < n th tw.
-    # Rows R = d B into r, then columns V = B^T R into v. Interior tiles read x directly; border
-    # tiles go through a zero-padded copy.
-    n_img, h, w, c_in = x.shape
-    r = np.empty((6, 6, c_in), x.dtype)
-    d = np.zeros((6, 6, c_in), x.dtype)
+def _input_tiles(xp, th, tw, v):
+    # xp (n, 4 th + 2, 4 tw + 2, C), the input with its padding in place ->
+    # v[6 a + b, t, c] = (B^T d B)[a, b] of tile t = (n, ti, tj), d = xp[n, 4 ti:4 ti + 6, 4 tj:4 tj + 6]
+    n_img, _, _, c_in = xp.shape
+    r = np.empty((6, 6, c_in), xp.dtype)
     for n in range(n_img):
         for ti in range(th):
-            r0 = 4 * ti - pt
             for tj in range(tw):
-                c0 = 4 * tj - pl
                 t = (n * th + ti) * tw + tj
-                inside = r0 >= 0 and c0 >= 0 and r0 + 6 <= h and c0 + 6 <= w
-                if not inside:
-                    d[:] = 0
-                    for a in range(6):
-                        if 0 <= r0 + a < h:
-                            for b in range(6):
-                                if 0 <= c0 + b < w:
-                                    d[a, b, :] = x[n, r0 + a, c0 + b, :]
                 for a in range(6):
-                    if inside:
-                        _bt_row(x[n, r0 + a], c0, r[a], c_in)
-                    else:
-                        _bt_row(d[a], 0, r[a], c_in)
+                    _bt_row(xp[n, 4 * ti + a], 4 * tj, r, a, c_in)
                 for b in range(6):
-                    for c in range(c_in):
-                        (v[b, t, c], v[6 + b, t, c], v[12 + b, t, c], v[18 + b, t, c], v[24 + b, t, c],
-                         v[30 + b, t, c]) = _bt(r[0, b, c], r[1, b, c], r[2, b, c], r[3, b, c], r[4, b, c],
-                                                r[5, b, c])
+                    _bt_col(r, b, v, t, c_in)
+
+
+@njit(inline="always")
+def _at_col(m, t, b, s, f_out):
+    # s[i, b] = (A^T m[b + 6 (0..5), t])[i]: one column of a tile through A^T
+    for f in range(f_out):
+        s[0, b, f] = m[b, t, f] + m[6 + b, t, f] + m[12 + b, t, f] + m[18 + b, t, f] + m[24 + b, t, f]
+    for f in range(f_out):
+        s[1, b, f] = m[6 + b, t, f] - m[12 + b, t, f] + 2 * (m[18 + b, t, f] - m[24 + b, t, f])
+    for f in range(f_out):
+        s[2, b, f] = m[6 + b, t, f] + m[12 + b, t, f] + 4 * (m[18 + b, t, f] + m[24 + b, t, f])
+    for f in range(f_out):
+        s[3, b, f] = m[6 + b, t, f] - m[12 + b, t, f] + 8 * (m[18 + b, t, f] - m[24 + b, t, f]) + m[30 + b, t, f]
+
+
+@njit(inline="always")
+def _at_row(s, i, out, o, f_out):
+    # out[o + j] = (s[i] A)[j]: one row of S = A^T m through A
+    for f in range(f_out):
+        out[o, f] = s[i, 0, f] + s[i, 1, f] + s[i, 2, f] + s[i, 3, f] + s[i, 4, f]
+    for f in range(f_out):
+        out[o + 1, f] = s[i, 1, f] - s[i, 2, f] + 2 * (s[i, 3, f] - s[i, 4, f])
+    for f in range(f_out):
+        out[o + 2, f] = s[i, 1, f] + s[i, 2, f] + 4 * (s[i, 3, f] + s[i, 4, f])
+    for f in range(f_out):
+        out[o + 3, f] = s[i, 1, f] - s[i, 2, f] + 8 * (s[i, 3, f] - s[i, 4, f]) + s[i, 5, f]
 
 
 @njit(**JIT)
 def _output_tiles(m, th, tw, y):
-    # m[k, t, f] (36, T, F) -> y (n, OH, OW, F): the 4x4 block A^T m A of every tile, cut at the edges
+    # m[k, t, f] (36, T, F) -> y (n, OH, OW, F): the 4x4 block A^T m A of every tile; blocks
+    # that cross the map's edge go through o and are cut
     n_img, oh, ow, f_out = y.shape
     s = np.empty((4, 6, f_out), y.dtype)
     o = np.empty((4, 4, f_out), y.dtype)
@@ -115,47 +132,69 @@ def _output_tiles(m, th, tw, y):
             for tj in range(tw):
                 j0 = 4 * tj
                 t = (n * th + ti) * tw + tj
-                for b in range(6):          # columns: S = A^T m
-                    for f in range(f_out):
-                        s[0, b, f], s[1, b, f], s[2, b, f], s[3, b, f] = _at(
-                            m[b, t, f], m[6 + b, t, f], m[12 + b, t, f], m[18 + b, t, f], m[24 + b, t, f],
-                            m[30 + b, t, f])
-                for a in range(4):          # rows: S A
-                    for f in range(f_out):
-                        o[a, 0, f], o[a, 1, f], o[a, 2, f], o[a, 3, f] = _at(
-                            s[a, 0, f], s[a, 1, f], s[a, 2, f], s[a, 3, f], s[a, 4, f], s[a, 5, f])
-                for a in range(min(4, oh - i0)):
-                    for b in range(min(4, ow - j0)):
-                        y[n, i0 + a, j0 + b, :] = o[a, b, :]
+                for b in range(6):
+                    _at_col(m, t, b, s, f_out)
+                if i0 + 4 <= oh and j0 + 4 <= ow:
+                    for i in range(4):
+                        _at_row(s, i, y[n, i0 + i], j0, f_out)
+                else:
+                    for i in range(4):
+                        _at_row(s, i, o[i], 0, f_out)
+                    for a in range(min(4, oh - i0)):
+                        for b in range(min(4, ow - j0)):
+                            y[n, i0 + a, j0 + b, :] = o[a, b, :]
+
+
+@njit(inline="always")
+def _a_col(g, i0, j0, j, s, f_out):
+    # s[:, j] = A g[i0:i0 + 4, j0 + j]: one column of a 4x4 gradient block through A (6 from 4)
+    for f in range(f_out):
+        s[0, j, f] = g[i0, j0 + j, f]
+    for f in range(f_out):
+        s[1, j, f] = g[i0, j0 + j, f] + g[i0 + 1, j0 + j, f] + g[i0 + 2, j0 + j, f] + g[i0 + 3, j0 + j, f]
+    for f in range(f_out):
+        s[2, j, f] = g[i0, j0 + j, f] - g[i0 + 1, j0 + j, f] + g[i0 + 2, j0 + j, f] - g[i0 + 3, j0 + j, f]
+    for f in range(f_out):
+        s[3, j, f] = (g[i0, j0 + j, f] + 2 * g[i0 + 1, j0 + j, f] + 4 * g[i0 + 2, j0 + j, f]
+                      + 8 * g[i0 + 3, j0 + j, f])
+    for f in range(f_out):
+        s[4, j, f] = (g[i0, j0 + j, f] - 2 * g[i0 + 1, j0 + j, f] + 4 * g[i0 + 2, j0 + j, f]
+                      - 8 * g[i0 + 3, j0 + j, f])
+    for f in range(f_out):
+        s[5, j, f] = g[i0 + 3, j0 + j, f]
+
+
+@njit(inline="always")
+def _a_row(s, a, dm, t, f_out):
+    # dm[6 a + b, t] = (s[a] A^T)[b]
+    for f in range(f_out):
+        dm[6 * a, t, f] = s[a, 0, f]
+    for f in range(f_out):
+        dm[6 * a + 1, t, f] = s[a, 0, f] + s[a, 1, f] + s[a, 2, f] + s[a, 3, f]
+    for f in range(f_out):
+        dm[6 * a + 2, t, f] = s[a, 0, f] - s[a, 1, f] + s[a, 2, f] - s[a, 3, f]
+    for f in range(f_out):
+        dm[6 * a + 3, t, f] = s[a, 0, f] + 2 * s[a, 1, f] + 4 * s[a, 2, f] + 8 * s[a, 3, f]
+    for f in range(f_out):
+        dm[6 * a + 4, t, f] = s[a, 0, f] - 2 * s[a, 1, f] + 4 * s[a, 2, f] - 8 * s[a, 3, f]
+    for f in range(f_out):
+        dm[6 * a + 5, t, f] = s[a, 3, f]
 
 
 @njit(**JIT)
-def _gradient_tiles(dz, th, tw, dm):
-    # dz (n, OH, OW, F) -> dm[6 a + b, t, f] = (A dZ A^T)[a, b], dZ the 4x4 block of tile t
-    # (zero past the edges): columns S = A dZ, then rows S A^T.
-    n_img, oh, ow, f_out = dz.shape
-    g = np.zeros((4, 4, f_out), dz.dtype)
-    s = np.empty((6, 4, f_out), dz.dtype)
+def _gradient_tiles(gp, th, tw, dm):
+    # gp (n, 4 th, 4 tw, F), dz padded with zeros to whole tiles ->
+    # dm[6 a + b, t, f] = (A dZ A^T)[a, b], dZ the 4x4 block of tile t: columns S = A dZ, then S A^T
+    n_img, _, _, f_out = gp.shape
+    s = np.empty((6, 4, f_out), gp.dtype)
     for n in range(n_img):
         for ti in range(th):
-            i0 = 4 * ti
             for tj in range(tw):
-                j0 = 4 * tj
                 t = (n * th + ti) * tw + tj
-                if i0 + 4 > oh or j0 + 4 > ow:
-                    g[:] = 0
-                for a in range(min(4, oh - i0)):
-                    for b in range(min(4, ow - j0)):
-                        g[a, b, :] = dz[n, i0 + a, j0 + b, :]
-                for b in range(4):
-                    for f in range(f_out):
-                        s[0, b, f], s[1, b, f], s[2, b, f], s[3, b, f], s[4, b, f], s[5, b, f] = _a(
-                            g[0, b, f], g[1, b, f], g[2, b, f], g[3, b, f])
+                for j in range(4):
+                    _a_col(gp[n], 4 * ti, 4 * tj, j, s, f_out)
                 for a in range(6):
-                    for f in range(f_out):
-                        (dm[6 * a, t, f], dm[6 * a + 1, t, f], dm[6 * a + 2, t, f], dm[6 * a + 3, t, f],
-                         dm[6 * a + 4, t, f], dm[6 * a + 5, t, f]) = _a(s[a, 0, f], s[a, 1, f], s[a, 2, f],
-                                                                        s[a, 3, f])
+                    _a_row(s, a, dm, t, f_out)
 
 
 G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
@@ -187,7 +226,8 @@ def _buffer(images, per_image, depth, dtype):
 def winograd_conv(x, u, pads, out_hw, bias=None, act="linear", alpha=0.01):
     """y = act(conv3x3(x) + bias), stride 1, the filters given as U = filter_tiles(w).
     x (N, H, W, C) C-contiguous, u (36, C, F) -> y (N, OH, OW, F). Images are split over threads;
-    each thread runs a few images at a time through the transforms and 36 single-threaded GEMMs."""
+    each thread copies a few images at a time into a zero-bordered buffer, then runs them through
+    the transforms and 36 single-threaded GEMMs."""
     n, _, _, c = x.shape
     f = u.shape[2]
     th, tw = _tiles(out_hw)
@@ -196,16 +236,30 @@ def winograd_conv(x, u, pads, out_hw, bias=None, act="linear", alpha=0.01):
     def part(lo, hi):
         steps = _steps(lo, hi, th * tw)
         images = steps[0][1] - steps[0][0]
+        xp = _padded(x, images, th, tw)
         v, m = _buffer(images, th * tw, c, x.dtype), _buffer(images, th * tw, f, x.dtype)
         for a, b in steps:
             t = (b - a) * th * tw
-            _input_tiles(x[a:b], pads[0], pads[2], th, tw, v)
+            _input_tiles(_fill(xp, x, a, b, pads), th, tw, v)
             np.matmul(v[:, :t], u, out=m[:, :t])
             _output_tiles(m, th, tw, y[a:b])
         activate(y[lo:hi], act, alpha, bias)
 
     run_chunks(n, part)
     return y
+
+
+def _padded(x, images, th, tw):
+    """A zero buffer for `images` images of x and the padding of whole tiles: (images, 4 th + 2,
+    4 tw + 2, C). _fill writes x's rows from pads[0] and columns from pads[2]; the rest stays zero."""
+    return np.zeros((images, 4 * th + 2, 4 * tw + 2, x.shape[3]), x.dtype)
+
+
+def _fill(xp, x, a, b, pads):
+    """Images a..b of x into the padded buffer -> the buffer's first b - a images."""
+    h, w = x.shape[1:3]
+    xp[:b - a, pads[0]:pads[0] + h, pads[2]:pads[2] + w] = x[a:b]
+    return xp[:b - a]
 
 
 def winograd_input_grad(dz, w, pads, in_hw):
@@ -223,19 +277,22 @@ def winograd_weight_grad(x, dz, pads):
     Each thread sums its own images; the threads' sums are added in chunk order (bit-identical
     reruns for a given thread count)."""
     n, _, _, c = x.shape
-    f = dz.shape[3]
-    th, tw = _tiles(dz.shape[1:3])
+    oh, ow, f = dz.shape[1:]
+    th, tw = _tiles((oh, ow))
     dz = np.ascontiguousarray(dz)
 
     def part(lo, hi):
         steps = _steps(lo, hi, th * tw)
         images = steps[0][1] - steps[0][0]
+        xp = _padded(x, images, th, tw)
+        whole = oh == 4 * th and ow == 4 * tw         # else dz goes through a zero-bordered buffer
+        gp = None if whole else np.zeros((images, 4 * th, 4 * tw, f), x.dtype)
         v, dm = _buffer(images, th * tw, c, x.dtype), _buffer(images, th * tw, f, x.dtype)
         du, tmp = np.zeros((36, c, f), x.dtype), np.empty((36, c, f), x.dtype)
         for a, b in steps:
             t = (b - a) * th * tw
-            _input_tiles(x[a:b], pads[0], pads[2], th, tw, v)
-            _gradient_tiles(dz[a:b], th, tw, dm)
+            _input_tiles(_fill(xp, x, a, b, pads), th, tw, v)
+            _gradient_tiles(dz[a:b] if whole else _fill(gp, dz, a, b, (0, 0, 0, 0)), th, tw, dm)
             np.matmul(v[:, :t].transpose(0, 2, 1), dm[:, :t], out=tmp)
             du += tmp
         return du
