@@ -316,9 +316,11 @@ def test_batchnorm_training_forward_matches_the_formula(rng, shape):
     np.testing.assert_allclose(layer.buffers["running_mean"], 0.1 * mean, rtol=1e-5, atol=1e-7)
 
 
-WINOGRAD_CASES = [  # (n, h, w, c, f, pads): odd sizes (a half tile at the edge), valid, same, one side
-    (2, 7, 9, 32, 33, (1, 1, 1, 1)), (3, 8, 8, 32, 32, (0, 0, 0, 0)), (1, 5, 4, 40, 32, (1, 0, 0, 1)),
-    (2, 3, 3, 32, 48, (1, 1, 1, 1)), (1, 6, 11, 64, 32, (0, 1, 1, 0)),
+WINOGRAD_CASES = [  # (n, h, w, c, f, pads, activation): odd sizes (cut tiles at the edge), valid,
+    # same, one side; the activation fused into the output transform (softmax after it)
+    (2, 7, 9, 32, 33, (1, 1, 1, 1), "relu"), (3, 8, 8, 32, 32, (0, 0, 0, 0), "softmax"),
+    (1, 5, 4, 40, 32, (1, 0, 0, 1), "leaky_relu"), (2, 3, 3, 32, 48, (1, 1, 1, 1), "tanh"),
+    (1, 6, 11, 64, 32, (0, 1, 1, 0), "sigmoid"), (2, 13, 10, 16, 16, (1, 1, 1, 1), "linear"),
 ]
 
 
@@ -327,14 +329,14 @@ WINOGRAD_CASES = [  # (n, h, w, c, f, pads): odd sizes (a half tile at the edge)
 def test_winograd_matches_naive_forward_and_input_gradient(rng, case, dtype):
     from cnncli.kernels import winograd
 
-    n, h, w, c, f, pads = case
+    n, h, w, c, f, pads, act = case
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
     wt = (rng.standard_normal((3, 3, c, f)) * 0.2).astype(dtype)
     b = rng.standard_normal(f).astype(dtype)
     oh, ow = h + pads[0] + pads[1] - 2, w + pads[2] + pads[3] - 2
-    y = winograd.winograd_conv(x, winograd.filter_tiles(wt), pads, (oh, ow), b, "relu")
+    y = winograd.winograd_conv(x, winograd.filter_tiles(wt), pads, (oh, ow), b, act, 0.1)
     w_b = np.ascontiguousarray(wt.transpose(3, 2, 0, 1))               # (F, C, 3, 3)
-    ref = naive.activation(naive.conv2d(nchw(x), w_b, b, (1, 1), pads), "relu")
+    ref = naive.activation_nchw(naive.conv2d(nchw(x), w_b, b, (1, 1), pads), act, 0.1)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol * np.abs(ref).max())
     dz = rng.standard_normal((n, oh, ow, f)).astype(dtype)
