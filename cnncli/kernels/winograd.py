@@ -30,8 +30,8 @@ import numpy as np
 from numba import njit
 
 from . import JIT
-from .activation import activate
-from .parallel import run_chunks
+from .activation import activate, activation_grad
+from .parallel import column_sums, run_chunks
 
 TILES_PER_STEP = 256    # tiles per batch of 36 GEMMs (VGG layers, fwd + dw + dx: 128 tiles 39.4 ms, 256 38.8, 512 40.4, 1024 46.4)
 SKEW = 7                # extra rows between the 36 planes of a buffer (see the docstring)
@@ -228,25 +228,105 @@ def winograd_conv(x, u, pads, out_hw, bias=None, act="linear", alpha=0.01):
     x (N, H, W, C) C-contiguous, u (36, C, F) -> y (N, OH, OW, F). Images are split over threads;
     each thread copies a few images at a time into a zero-bordered buffer, then runs them through
     the transforms and 36 single-threaded GEMMs."""
-    n, _, _, c = x.shape
-    f = u.shape[2]
-    th, tw = _tiles(out_hw)
-    y = np.empty((n,) + tuple(out_hw) + (f,), x.dtype)
+    y = np.empty((x.shape[0],) + tuple(out_hw) + (u.shape[2],), x.dtype)
 
     def part(lo, hi):
-        steps = _steps(lo, hi, th * tw)
-        images = steps[0][1] - steps[0][0]
-        xp = _padded(x, images, th, tw)
-        v, m = _buffer(images, th * tw, c, x.dtype), _buffer(images, th * tw, f, x.dtype)
-        for a, b in steps:
-            t = (b - a) * th * tw
-            _input_tiles(_fill(xp, x, a, b, pads), th, tw, v)
-            np.matmul(v[:, :t], u, out=m[:, :t])
-            _output_tiles(m, th, tw, y[a:b])
+        _convolve_images(x[lo:hi], u, pads, y[lo:hi])
         activate(y[lo:hi], act, alpha, bias)
 
-    run_chunks(n, part)
+    run_chunks(x.shape[0], part)
     return y
+
+
+def winograd_backward(dy, x, y, w, act, alpha, pads, need_dx=True, need_db=True):
+    """-> (dx or None, dw (3, 3, C, F), db (F,) or None) of y = act(conv3x3(x, w) + b), stride 1,
+    in one pass over the threads: each takes its images' dz = dy act'(y), adds their share of dw
+    and db, and convolves their dz into dx. Shares are summed in chunk order (bit-identical reruns
+    for a given thread count)."""
+    n, h, w_in, c = x.shape
+    f = w.shape[3]
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty(x.shape, x.dtype) if need_dx else None
+    turned = filter_tiles(np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))) if need_dx else None
+    back_pads = tuple(2 - p for p in pads)
+
+    def part(lo, hi):
+        dz = np.ascontiguousarray(activation_grad(dy[lo:hi], y[lo:hi], act, alpha))
+        du = _weight_grad_images(x[lo:hi], dz, pads)
+        db = column_sums(dz.reshape(-1, f)) if need_db else None
+        if need_dx:
+            _convolve_images(dz, turned, back_pads, dx[lo:hi])
+        return du, db
+
+    parts = run_chunks(n, part)
+    du, db = parts[0]
+    for pdu, pdb in parts[1:]:
+        du += pdu
+        if need_db:
+            db += pdb
+    return dx, _filter_grad(du), db
+
+
+def winograd_input_grad(dz, w, pads, in_hw):
+    """dL/dx of a stride-1 3x3 convolution from dz = dL/d(pre-activation) (N, OH, OW, F):
+    the convolution of dz with the filters turned 180 degrees, channels and filters swapped,
+    padded by 2 - p on each side. w (3, 3, C, F) -> dx (N, H, W, C)."""
+    turned = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))   # (3, 3, F, C)
+    return winograd_conv(np.ascontiguousarray(dz), filter_tiles(turned), tuple(2 - p for p in pads), in_hw)
+
+
+def winograd_weight_grad(x, dz, pads):
+    """dL/dw (3, 3, C, F) of a stride-1 3x3 convolution of x (N, H, W, C) from dz (N, OH, OW, F):
+    dU = sum over tiles V^T dM (36 GEMMs per run of images), then dw = G^T dU G in float64."""
+    dz = np.ascontiguousarray(dz)
+    parts = run_chunks(x.shape[0], lambda lo, hi: _weight_grad_images(x[lo:hi], dz[lo:hi], pads))
+    du = parts[0]
+    for p in parts[1:]:
+        du += p
+    return _filter_grad(du)
+
+
+def _convolve_images(x, u, pads, y):
+    """y[...] = conv3x3(x) with U = filter_tiles(w), on this thread, a few images at a time."""
+    n, c, f = x.shape[0], x.shape[3], u.shape[2]
+    th, tw = _tiles(y.shape[1:3])
+    steps = _steps(0, n, th * tw)
+    images = steps[0][1] - steps[0][0]
+    xp = _padded(x, images, th, tw)
+    v, m = _buffer(images, th * tw, c, x.dtype), _buffer(images, th * tw, f, x.dtype)
+    for a, b in steps:
+        t = (b - a) * th * tw
+        _input_tiles(_fill(xp, x, a, b, pads), th, tw, v)
+        np.matmul(v[:, :t], u, out=m[:, :t])
+        _output_tiles(m, th, tw, y[a:b])
+
+
+def _weight_grad_images(x, dz, pads):
+    """-> dU (36, C, F) = sum over the tiles of images x, dz of V^T dM, on this thread."""
+    n, c = x.shape[0], x.shape[3]
+    oh, ow, f = dz.shape[1:]
+    th, tw = _tiles((oh, ow))
+    steps = _steps(0, n, th * tw)
+    images = steps[0][1] - steps[0][0]
+    xp = _padded(x, images, th, tw)
+    whole = oh == 4 * th and ow == 4 * tw         # else dz goes through a zero-bordered buffer
+    gp = None if whole else np.zeros((images, 4 * th, 4 * tw, f), x.dtype)
+    v, dm = _buffer(images, th * tw, c, x.dtype), _buffer(images, th * tw, f, x.dtype)
+    du, tmp = np.zeros((36, c, f), x.dtype), np.empty((36, c, f), x.dtype)
+    for a, b in steps:
+        t = (b - a) * th * tw
+        _input_tiles(_fill(xp, x, a, b, pads), th, tw, v)
+        _gradient_tiles(dz[a:b] if whole else _fill(gp, dz, a, b, (0, 0, 0, 0)), th, tw, dm)
+        np.matmul(v[:, :t].transpose(0, 2, 1), dm[:, :t], out=tmp)
+        du += tmp
+    return du
+
+
+def _filter_grad(du):
+    """dU (36, C, F) -> dw (3, 3, C, F) = G^T dU G per (c, f), in float64."""
+    c, f = du.shape[1:]
+    dw = GG.T @ du.reshape(36, -1).astype(np.float64)
+    return dw.astype(du.dtype).reshape(3, 3, c, f)
 
 
 def _padded(x, images, th, tw):
@@ -260,47 +340,3 @@ def _fill(xp, x, a, b, pads):
     h, w = x.shape[1:3]
     xp[:b - a, pads[0]:pads[0] + h, pads[2]:pads[2] + w] = x[a:b]
     return xp[:b - a]
-
-
-def winograd_input_grad(dz, w, pads, in_hw):
-    """dL/dx of a stride-1 3x3 convolution from dz = dL/d(pre-activation) (N, OH, OW, F):
-    the convolution of dz with the filters turned 180 degrees, channels and filters swapped,
-    padded by 2 - p on each side. w (3, 3, C, F) -> dx (N, H, W, C)."""
-    turned = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))   # (3, 3, F, C)
-    t, b, left, r = pads
-    return winograd_conv(np.ascontiguousarray(dz), filter_tiles(turned), (2 - t, 2 - b, 2 - left, 2 - r), in_hw)
-
-
-def winograd_weight_grad(x, dz, pads):
-    """dL/dw (3, 3, C, F) of a stride-1 3x3 convolution of x (N, H, W, C) from dz (N, OH, OW, F):
-    dU = sum over tiles V^T dM (36 GEMMs per run of images), then dw = G^T dU G in float64.
-    Each thread sums its own images; the threads' sums are added in chunk order (bit-identical
-    reruns for a given thread count)."""
-    n, _, _, c = x.shape
-    oh, ow, f = dz.shape[1:]
-    th, tw = _tiles((oh, ow))
-    dz = np.ascontiguousarray(dz)
-
-    def part(lo, hi):
-        steps = _steps(lo, hi, th * tw)
-        images = steps[0][1] - steps[0][0]
-        xp = _padded(x, images, th, tw)
-        whole = oh == 4 * th and ow == 4 * tw         # else dz goes through a zero-bordered buffer
-        gp = None if whole else np.zeros((images, 4 * th, 4 * tw, f), x.dtype)
-        v, dm = _buffer(images, th * tw, c, x.dtype), _buffer(images, th * tw, f, x.dtype)
-        du, tmp = np.zeros((36, c, f), x.dtype), np.empty((36, c, f), x.dtype)
-        for a, b in steps:
-            t = (b - a) * th * tw
-            _input_tiles(_fill(xp, x, a, b, pads), th, tw, v)
-            _gradient_tiles(dz[a:b] if whole else _fill(gp, dz, a, b, (0, 0, 0, 0)), th, tw, dm)
-            np.matmul(v[:, :t].transpose(0, 2, 1), dm[:, :t], out=tmp)
-            du += tmp
-        return du
-
-    parts = run_chunks(n, part)
-    du = parts[0]
-    for p in parts[1:]:
-        du += p
-    # dw[i, j] = sum_ab G[a, i] G[b, j] du[a, b]
-    dw = GG.T @ du.reshape(36, -1).astype(np.float64)
-    return dw.astype(x.dtype).reshape(3, 3, c, f)

@@ -157,13 +157,9 @@ class Conv(Layer):
         if self.algorithm == "depthwise":
             dx, dw, db = depthwise_backward(*args, need_dx, self.alpha)
         elif self.algorithm == "winograd":   # dx is a 3x3 convolution too; dw from the same tiles
-            from ..kernels.activation import activation_grad
-            from ..kernels.parallel import column_sums
-            from ..kernels.winograd import winograd_input_grad, winograd_weight_grad
-            dz = activation_grad(dy, y, self.activation, self.alpha)
-            dw = winograd_weight_grad(x, dz, self.pads)
-            db = column_sums(dz.reshape(-1, self.filters))
-            dx = winograd_input_grad(dz, self.params["weight"], self.pads, x.shape[1:3]) if need_dx else None
+            from ..kernels.winograd import winograd_backward
+            dx, dw, db = winograd_backward(dy, x, y, self.params["weight"], self.activation, self.alpha, self.pads,
+                                           need_dx, self.bias)
         elif self.groups > 1:
             dx, dw, db = grouped_conv2d_backward(*args, self.out_hw, self.groups, need_dx, self.alpha, cols)
         else:
