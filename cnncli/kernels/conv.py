@@ -230,20 +230,21 @@ def _group_slices(c, f, groups):
     return [(slice(k * cg, (k + 1) * cg), slice(k * fg, (k + 1) * fg)) for k in range(groups)]
 
 
-def grouped_conv2d_forward(x, w, bias, act, stride, pads, out_hw, groups, alpha=0.01, workspace=None):
+def grouped_conv2d_forward(x, w, bias, act, stride, pads, out_hw, groups, alpha=0.01, workspace=None, keep=True):
     """y = act(grouped conv(x, w) + bias): conv2d_forward on each group's channels and filters.
 
     x: (N, H, W, C); w: (FH, FW, C/g, F); bias: (F,) or None
     -> (y (N, OH, OW, F), a list of each group's kept columns, or None).
     Each group runs on contiguous copies of its channels and filters (threads split its images);
     the bias and activation (softmax spans all groups) come last, over the whole output.
-    The groups' columns together are as big as an ordinary conv's, so the same size rule decides.
+    The groups' columns together are as big as an ordinary conv's, so the same size rule decides;
+    keep=False (inference) never keeps them.
     """
     n, _, _, c = x.shape
     fh, fw, cg, f = w.shape
     assert cg * groups == c and f % groups == 0, (x.shape, w.shape, groups)
     p = out_hw[0] * out_hw[1]
-    may_keep = keeps_columns(n, p, fh * fw * c, is_pointwise((fh, fw), stride, pads), x.dtype.itemsize)
+    may_keep = keep and keeps_columns(n, p, fh * fw * c, is_pointwise((fh, fw), stride, pads), x.dtype.itemsize)
     y = np.empty((n,) + tuple(out_hw) + (f,), x.dtype)
     kept = []
     for k, (cs, fs) in enumerate(_group_slices(c, f, groups)):
