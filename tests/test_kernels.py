@@ -391,3 +391,24 @@ def test_winograd_training_step_equals_im2col(rng, monkeypatch):
     assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5)
     for k in runs[0][1]:
         np.testing.assert_allclose(runs[0][1][k], runs[1][1][k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_winograd_training_step_is_bit_identical_run_to_run(rng):
+    """Threads split the images; each thread's weight-gradient share is added in chunk order, so
+    two steps on the same batch give the same bits (the rule for every threaded kernel)."""
+    from cnncli.kernels.parallel import n_threads
+    from cnncli.losses import Loss
+    from cnncli.model import Model
+
+    m = Model((16, 16, 16), [("conv", {"filters": 32, "size": 3, "padding": 1, "activation": "relu"}),
+                             ("conv", {"filters": 32, "size": 3, "padding": 1, "bias": False}),
+                             ("globalavgpool", {}), ("dense", {"units": 3, "activation": "softmax"})], seed=2)
+    assert [layer.algorithm for layer in m.layers[:2]] == ["winograd", "winograd"]
+    x, y = rng.standard_normal((9, 16, 16, 16)).astype(np.float32), np.arange(9) % 3
+    runs = []
+    for _ in range(2):
+        m.gradients(x, y, Loss(m.head))
+        runs.append({k: g.copy() for k, _, g in m.named_params()})
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k], err_msg=k)
+    print(f"threads: {n_threads()}")
