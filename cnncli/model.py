@@ -295,14 +295,18 @@ class Model:
         the activation after them itself. Winograd filters are transformed here, once per
         evaluation. -> {conv index: (filters, bias, activation, alpha), folded index: None}.
         Folded only where the conv is linear, each link has one reader, and the chain does not
-        end the network (its softmax / sigmoid belongs to the loss)."""
+        end the network (its softmax / sigmoid belongs to the loss). Winograd convs that fold
+        nothing are in the plan too, their filters transformed once per evaluation."""
         plan, last = {}, len(self.layers) - 1
         for i, conv in enumerate(self.layers):
-            if conv.kind != "conv" or conv.activation != "linear" or len(self.readers[i]) != 1:
+            if conv.kind != "conv":
                 continue
-            j = self.readers[i][0]
-            bn = self.layers[j]
-            if bn.kind != "batchnorm" or j == last:
+            j = self.readers[i][0] if len(self.readers[i]) == 1 else None
+            bn = self.layers[j] if j is not None else None
+            if conv.activation != "linear" or bn is None or bn.kind != "batchnorm" or j == last:
+                if conv.algorithm == "winograd" and i != last:
+                    plan[i] = (conv.inference_filters(conv.params["weight"]), conv.params.get("bias"),
+                               conv.activation, conv.alpha)
                 continue
             var = bn.buffers["running_var"].astype(np.float64)
             scale = bn.params["weight"].astype(np.float64) / np.sqrt(var + bn.eps)

@@ -188,6 +188,12 @@ def test_inference_plan_folds_exactly_the_chains_it_may(rng):
     plan = m.inference_plan()
     assert sorted(i for i, step in plan.items() if step is None) == [1, 2, 4, 5, 9]
     assert sorted(i for i, step in plan.items() if step is not None) == [0, 3, 8]
+    m2 = Model((16, 16, 32), [("conv", {"filters": 32, "size": 3, "padding": 1, "activation": "relu"}),
+                              ("globalavgpool", {}), ("dense", {"units": 2, "activation": "softmax"})], seed=0)
+    filters, bias, act, _ = m2.inference_plan()[0]    # a Winograd conv folds nothing: filters transformed
+    assert filters.shape == (36, 32, 32) and act == "relu" and bias is m2.layers[0].params["bias"]
+    x = rng.standard_normal((3, 16, 16, 32)).astype(np.float32)
+    np.testing.assert_array_equal(m2.forward(x, plan=m2.inference_plan()), m2.forward(x))
     assert [plan[i][2] for i in (0, 3, 8)] == ["relu", "leaky_relu", "linear"]
     assert plan[3][3] == 0.2
     assert plan[0][0].shape == (36, 32, 32)   # Winograd filters, transformed once
