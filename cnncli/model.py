@@ -19,6 +19,7 @@ import numpy as np
 
 from .layers import ALIASES, LAYERS, WIRING, LayerError
 from .losses import Loss
+from .shards import Shards
 
 INPUT = -1  # the source index of the network's input
 
@@ -137,6 +138,7 @@ class Model:
         self.output_shape = shapes[len(self.layers) - 1]
         self.head = self._find_head()
         self.dtype = np.dtype(dtype)
+        self.shards = Shards(self)
         if build_params:
             self.init_params(seed if init else None)
 
@@ -270,11 +272,13 @@ class Model:
 
     def gradients(self, x, labels, loss):
         """Zero the gradients, forward, fused loss, finite check, backward -> (loss, probabilities).
-        Raises Diverged (before backward) when the loss is NaN or infinite."""
+        Raises Diverged (before backward) when the loss is NaN or infinite. Where shards.py says
+        so, each thread runs its share of the batch through the whole network."""
         self.zero_grad()
+        if self.shards.usable(len(x), training=True):
+            return self.shards.gradients(x, labels, loss, _check_finite)
         value, dlogits, probs = loss(self.forward(x, training=True), labels)
-        if not math.isfinite(value):
-            raise Diverged(value)
+        _check_finite(value)
         self.backward(dlogits)
         return value, probs
 
@@ -335,7 +339,8 @@ class Model:
         probs, total, seen = [], 0.0, 0
         plan = self.inference_plan()
         for x, labels in batches:
-            logits = self.forward(x, training=False, plan=plan)
+            split = self.shards.usable(len(x), training=False)
+            logits = self.shards.forward(x, plan) if split else self.forward(x, training=False, plan=plan)
             if views > 1:
                 log_p = _mean_of_views(loss.log_probabilities(logits), views)
                 probs.append(np.exp(log_p))
@@ -367,6 +372,11 @@ class Model:
         for i, layer in enumerate(self.layers):
             names = list(layer.param_shapes()) + list(layer.buffer_shapes())
             layer.load({k: arrays[f"layers.{i}.{k}"] for k in names})
+
+
+def _check_finite(loss):
+    if not math.isfinite(loss):
+        raise Diverged(loss)
 
 
 def _mean_of_views(log_p, views):

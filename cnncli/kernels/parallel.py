@@ -12,8 +12,10 @@ gradients) are added in chunk order, so results are bit-identical run to run for
 thread count (CNNCLI_THREADS, default: the CPUs this process may use).
 """
 
+import contextlib
 import ctypes
 import os
+import threading
 
 import numpy as np
 from concurrent.futures import ThreadPoolExecutor
@@ -83,19 +85,41 @@ def chunks(n, parts):
     return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def serial():
+    """Inside: run_chunks runs on the calling thread (a thread that already holds one share of the
+    batch, as shards.py's, splits it no further)."""
+    before = getattr(_local, "serial", False)
+    _local.serial = True
+    try:
+        yield
+    finally:
+        _local.serial = before
+
+
 def run_chunks(n, fn, min_per_chunk=1):
     """fn(lo, hi) over chunks of range(n), one per thread; the caller runs the first chunk.
     Returns the results in chunk order."""
     global _pool
-    t = min(n_threads(), max(n // min_per_chunk, 1))
+    t = 1 if getattr(_local, "serial", False) else min(n_threads(), max(n // min_per_chunk, 1))
     if t <= 1:
         return [fn(0, n)]
     if _pool is None:
         _pool = ThreadPoolExecutor(n_threads() - 1, thread_name_prefix="cnncli")
     pieces = chunks(n, t)
-    futures = [_pool.submit(fn, lo, hi) for lo, hi in pieces[1:]]
+    futures = [_pool.submit(_with_errstate, np.geterr(), fn, lo, hi) for lo, hi in pieces[1:]]
     first = fn(*pieces[0])
     return [first] + [f.result() for f in futures]
+
+
+def _with_errstate(err, fn, lo, hi):
+    """fn(lo, hi) under the caller's numpy error handling (np.errstate is per thread): a training
+    step that ignores overflow, as a diverging one does, ignores it in every thread."""
+    with np.errstate(**err):
+        return fn(lo, hi)
 
 
 def column_sums(a):

@@ -196,7 +196,7 @@ class Layer:
     def forget(self):
         """Drop what the last forward kept for backward, and any reusable workspace: for the
         layers an inference plan folds away, which run no forward of their own."""
-        for name in ("_cache", "_y", "_workspace"):
+        for name in ("_cache", "_y", "_workspace", "_mask"):
             if hasattr(self, name):
                 setattr(self, name, None)
 

@@ -54,14 +54,21 @@ class Dropout(Layer):
     def scratch_bytes(self, batch_size):
         return math.prod(self.out_shape) * 4  # the mask
 
-    def forward(self, x, training, record=False):
-        if not training or self.rate == 0.0:
-            self._mask = None
-            return x
+    def mask(self, shape, dtype):
+        """A training mask of this shape: 0 with probability `rate`, else 1 / (1 - rate); None
+        for rate 0."""
+        if self.rate == 0.0:
+            return None
         keep = 1.0 - self.rate
-        self._mask = (self.rng.random(x.shape, dtype=np.float32) < keep).astype(x.dtype)
-        self._mask *= x.dtype.type(1.0 / keep)
-        return x * self._mask
+        mask = (self.rng.random(shape, dtype=np.float32) < keep).astype(dtype)
+        mask *= mask.dtype.type(1.0 / keep)
+        return mask
+
+    def forward(self, x, training, record=False):
+        # preset: this batch's mask, drawn beforehand for a larger batch (shards.py)
+        preset = getattr(self, "preset", None)
+        self._mask = None if not training else preset if preset is not None else self.mask(x.shape, x.dtype)
+        return x if self._mask is None else x * self._mask
 
     def backward(self, dy, need_dx=True):
         return dy if self._mask is None else dy * self._mask

@@ -1,0 +1,112 @@
+"""Each thread runs its share of the batch through the whole network: one hand-off for forward and
+one for backward per step, instead of one or more per layer (a hand-off costs ~46 us on the
+2-core machine the benchmarks run on; LeNet-5's step made ~10 of them).
+
+A shard is a copy of the model whose layers share the parameters and running statistics but keep
+their own gradients, caches and workspaces. Inside a shard's thread the kernels split nothing
+further (parallel.serial). Between forward and backward the logits of all shards are joined and
+the loss runs once on the whole batch, on the calling thread: label smoothing, class weights,
+mixed labels and the process-wide loss of MPI training see the batch exactly as without shards.
+The shards' parameter gradients are then added in shard order (bit-identical reruns for a given
+thread count); dropout masks are drawn for the whole batch before the split, as one thread
+would draw them.
+
+Training uses shards only for networks without batchnorm (its batch statistics span the shards:
+a step would need the shards to meet inside each batchnorm layer). Inference uses them for every
+network: batchnorm reads its running statistics there.
+"""
+
+import copy
+
+import numpy as np
+
+
+class Shards:
+    def __init__(self, model):
+        self.model = model
+        self._copies = []
+
+    def usable(self, n, training):
+        """Split a batch of n images this way? More than one thread and image, and in training no
+        batchnorm layer."""
+        from .kernels.parallel import n_threads   # here: importing the kernels loads numba
+
+        if n_threads() < 2 or n < 2:
+            return False
+        return not training or all(layer.kind != "batchnorm" for layer in self.model.layers)
+
+    def _shards(self, parts):
+        """`parts` copies of the model, each layer's parameters, buffers and settings shared with
+        the model's (re-pointed every call: the model may have been given new arrays)."""
+        model = self.model
+        while len(self._copies) < parts:
+            shard = copy.copy(model)
+            shard.layers = [copy.copy(layer) for layer in model.layers]
+            for layer in shard.layers:
+                layer.grads = {k: np.zeros_like(g) for k, g in layer.grads.items()}
+            self._copies.append(shard)
+        for shard in self._copies[:parts]:
+            for mine, theirs in zip(shard.layers, model.layers):
+                mine.params, mine.buffers = theirs.params, theirs.buffers
+                mine.activation = theirs.activation
+                for k, g in theirs.grads.items():
+                    if mine.grads[k].shape != g.shape:
+                        mine.grads[k] = np.zeros_like(g)
+        return self._copies[:parts]
+
+    def forward(self, x, plan=None):
+        """Inference logits of x (N, H, W, C), each thread running its images through all layers."""
+        from .kernels.parallel import chunks, n_threads, run_chunks, serial
+
+        pieces = chunks(len(x), n_threads())
+        shards = self._shards(len(pieces))
+        index = {lo: k for k, (lo, _) in enumerate(pieces)}
+
+        def part(lo, hi):
+            with serial():
+                return shards[index[lo]].forward(x[lo:hi], training=False, plan=plan)
+
+        logits = np.concatenate(run_chunks(len(x), part))
+        for layer in self.model.layers + [layer for shard in shards for layer in shard.layers]:
+            layer.forget()    # inference keeps nothing alive, the training workspaces included
+        return logits
+
+    def gradients(self, x, labels, loss, diverged):
+        """Model.gradients by shards -> (loss, probabilities). diverged(value) raises before backward."""
+        from .kernels.parallel import chunks, n_threads, run_chunks, serial
+
+        model = self.model
+        pieces = chunks(len(x), n_threads())
+        shards = self._shards(len(pieces))
+        index = {lo: k for k, (lo, _) in enumerate(pieces)}
+        for i, layer in enumerate(model.layers):
+            if layer.kind == "dropout":   # the whole batch's mask, drawn as one thread would
+                full = layer.mask((len(x),) + layer.in_shape, model.dtype)
+                for shard, (lo, hi) in zip(shards, pieces):
+                    shard.layers[i].preset = None if full is None else full[lo:hi]
+        for shard in shards:
+            shard.zero_grad()
+
+        def forward(lo, hi):
+            with serial():
+                return shards[index[lo]].forward(x[lo:hi], training=True)
+
+        value, dlogits, probs = loss(np.concatenate(run_chunks(len(x), forward)), labels)
+        diverged(value)
+        dlogits = np.ascontiguousarray(dlogits)
+
+        def backward(lo, hi):
+            with serial():
+                shards[index[lo]].backward(dlogits[lo:hi])
+
+        run_chunks(len(x), backward)
+        for i, layer in enumerate(model.layers):
+            for name, g in layer.grads.items():
+                for shard in shards:          # in shard order: the same bits every run
+                    g += shard.layers[i].grads[name]
+        for shard in shards:
+            for layer in shard.layers:
+                layer.forget()
+                if layer.kind == "dropout":
+                    layer.preset = None
+        return value, probs

@@ -1,0 +1,90 @@
+"""Shards: each thread runs its share of the batch through the whole network (shards.py). The
+same step as layer by layer: loss, probabilities, gradients and dropout masks."""
+
+import numpy as np
+import pytest
+
+from cnncli.kernels.parallel import n_threads, run_chunks, serial
+from cnncli.losses import Loss
+from cnncli.model import Diverged, Model
+from cnncli.targets import Mixed
+
+pytestmark = pytest.mark.skipif(n_threads() < 2, reason="shards need 2 or more threads (CNNCLI_THREADS)")
+
+NET = [("conv", {"filters": 16, "size": 5, "padding": "same", "activation": "relu"}),
+       ("maxpool", {"size": 2}),
+       ("conv", {"filters": 32, "size": 3, "padding": 1, "activation": "leaky_relu"}),   # winograd (16x16)
+       ("avgpool", {"size": 2}), ("flatten", {}),
+       ("dense", {"units": 20, "activation": "tanh"}), ("dropout", {"rate": 0.4}),
+       ("dense", {"units": 4, "activation": "softmax"})]
+
+
+def _layer_by_layer(model, monkeypatch):
+    monkeypatch.setattr(model.shards, "usable", lambda n, training: False)
+
+
+def _step(model, x, labels, loss):
+    value, probs = model.gradients(x, labels, loss)
+    return value, probs, {k: g.copy() for k, _, g in model.named_params()}
+
+
+@pytest.mark.parametrize("labels_kind", ["plain", "mixed"])
+def test_a_sharded_step_equals_the_layer_by_layer_step(rng, monkeypatch, labels_kind):
+    x = rng.standard_normal((11, 32, 32, 3)).astype(np.float32)
+    y = np.arange(11) % 4
+    labels = y if labels_kind == "plain" else Mixed(y, (y + 1) % 4, rng.uniform(0, 1, 11).astype(np.float32))
+    loss = Loss("softmax", smoothing=0.1, class_weights=[1.0, 2.0, 0.5, 1.5])
+    sharded = Model((32, 32, 3), NET, seed=4)
+    assert sharded.layers[2].algorithm == "winograd" and sharded.shards.usable(11, training=True)
+    plain = Model((32, 32, 3), NET, seed=4)
+    _layer_by_layer(plain, monkeypatch)
+    a, b = _step(sharded, x, labels, loss), _step(plain, x, labels, loss)
+    assert a[0] == pytest.approx(b[0], rel=1e-6)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-7)
+    for k in a[2]:                         # the same dropout masks: the same gradients
+        np.testing.assert_allclose(a[2][k], b[2][k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert any(np.abs(g).sum() > 0 for g in a[2].values())
+
+
+def test_sharded_steps_are_bit_identical_run_to_run(rng):
+    x, y = rng.standard_normal((9, 32, 32, 3)).astype(np.float32), np.arange(9) % 4
+    runs = []
+    for _ in range(2):
+        m = Model((32, 32, 3), NET, seed=1)
+        runs.append(_step(m, x, y, Loss("softmax")))
+    assert runs[0][0] == runs[1][0]
+    for k in runs[0][2]:
+        np.testing.assert_array_equal(runs[0][2][k], runs[1][2][k], err_msg=k)
+
+
+def test_sharded_inference_equals_one_thread(rng, monkeypatch):
+    """Inference splits every network, batchnorm included (running statistics)."""
+    specs = [("conv", {"filters": 16, "size": 3, "padding": 1, "bias": False}), ("batchnorm", {}), ("relu", {}),
+             ("conv", {"filters": 16, "size": 3, "padding": 1, "from": -3}), ("add", {"from": [-2, -1]}),
+             ("globalavgpool", {}), ("dense", {"units": 3, "activation": "softmax"})]
+    m = Model((10, 10, 4), specs, seed=0)
+    m.layers[1].buffers["running_mean"][:] = rng.standard_normal(16)
+    x = rng.standard_normal((7, 10, 10, 4)).astype(np.float32)
+    assert m.shards.usable(7, training=False) and not m.shards.usable(7, training=True)
+    split = m.predict_proba(x)
+    _layer_by_layer(m, monkeypatch)
+    np.testing.assert_allclose(split, m.predict_proba(x), rtol=1e-6, atol=1e-7)
+
+
+def test_a_diverged_sharded_step_stops_before_backward(rng):
+    m = Model((32, 32, 3), NET, seed=0)
+    x = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
+    x[2, 3, 3, 0] = np.nan
+    with pytest.raises(Diverged):
+        m.gradients(x, np.arange(4) % 4, Loss("softmax"))
+    assert all(not g.any() for _, _, g in m.named_params())
+
+
+def test_inside_a_shard_kernels_split_nothing_further():
+    calls = []
+    with serial():
+        run_chunks(100, lambda lo, hi: calls.append((lo, hi)))
+    assert calls == [(0, 100)]
+    calls.clear()
+    run_chunks(100, lambda lo, hi: calls.append((lo, hi)))
+    assert len(calls) == min(n_threads(), 100)
