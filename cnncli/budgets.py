@@ -11,6 +11,22 @@ def is_pointwise(size, stride, pads):
     return tuple(size) == (1, 1) and tuple(stride) == (1, 1) and not any(pads)
 
 
+# First layers (1 to 3 channels) build their im2col columns transposed, from planar images
+# (kernels/conv.py); at stride 1 each column row is one contiguous run of a padded plane, computed
+# at every padded column ("wide": the fw - 1 extra outputs per row are dropped after the GEMM).
+PLANAR_MAX_CHANNELS = 3
+
+
+def column_positions(channels, size, stride, pads, in_hw, out_hw):
+    """Rows of the im2col matrix per image: the output positions, or out_h x padded width for
+    the wide planar columns of a stride-1 layer of at most PLANAR_MAX_CHANNELS channels."""
+    oh, ow = out_hw
+    planar = channels <= PLANAR_MAX_CHANNELS and not is_pointwise(size, stride, pads)
+    if planar and tuple(stride) == (1, 1):
+        return oh * (in_hw[1] + pads[2] + pads[3])
+    return oh * ow
+
+
 def keeps_columns(images, positions, depth, pointwise, itemsize=4):
     """Does a conv layer keep its batch's columns (images x positions rows, depth wide)?"""
     return not pointwise and images * positions * depth * itemsize <= KEEP_COLUMNS_BYTES

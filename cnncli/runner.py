@@ -461,6 +461,10 @@ WARM_UP = [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "
            ("maxpool", {"size": 2}), ("maxpool", {"size": 3, "stride": 1, "padding": "same"}),
            ("avgpool", {"size": 2}), ("softmax", {}), ("globalmaxpool", {}),
            ("dense", {"units": 2, "activation": "softmax"})]
+# ... and a strided first layer: planar columns built position by position (stride 1 builds them
+# as contiguous runs, the "wide" way)
+WARM_UP_STRIDED = [("conv", {"filters": 2, "size": 3, "stride": 2}), ("flatten", {}),
+                   ("dense", {"units": 2, "activation": "softmax"})]
 
 
 def warm_up(cfg):
@@ -472,10 +476,11 @@ def warm_up(cfg):
 
     start = time.perf_counter()
     c = cfg.model.input[2]
-    model = Model((8, 8, c), WARM_UP, seed=0)
     x = np.zeros((2, 8, 8, c), np.float32)
-    model.gradients(x, np.zeros(2, np.int64), Loss(model.head))
-    model.predict_proba(x)
+    for specs in (WARM_UP, WARM_UP_STRIDED):
+        model = Model((8, 8, c), specs, seed=0)
+        model.gradients(x, np.zeros(2, np.int64), Loss(model.head))
+        model.predict_proba(x)
     prepare_batch(np.zeros((1, 8, 8, c), np.uint8), [0.0] * c, [1.0] * c)
     mix_batch(np.zeros((2, 8, 8, c), np.float32), [1, 0], [0.5, 1.0], [[-1] * 4, [0, 4, 0, 4]])
     return time.perf_counter() - start, cache_counts()[1] > 0

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..budgets import is_pointwise, keeps_columns, uses_winograd
+from ..budgets import column_positions, is_pointwise, keeps_columns, uses_winograd
 from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot,
                    padding_arg, pair, positive_int, resolve_padding, stride_pad)
 
@@ -85,7 +85,9 @@ class Conv(Layer):
         if self.algorithm in ("depthwise", "winograd"):
             return 0
         fh, fw = self.size
-        positions, depth = self.out_hw[0] * self.out_hw[1], fh * fw * self.in_shape[2]
+        positions = column_positions(self.in_shape[2], self.size, self.stride, self.pads, self.in_shape[:2],
+                                     self.out_hw)
+        depth = fh * fw * self.in_shape[2]
         pointwise = is_pointwise(self.size, self.stride, self.pads)
         return positions * depth * 4 if keeps_columns(batch_size, positions, depth, pointwise) else 0
 
