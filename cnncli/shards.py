@@ -11,12 +11,15 @@ The shards' parameter gradients are then added in shard order (bit-identical rer
 thread count); dropout masks are drawn for the whole batch before the split, as one thread
 would draw them.
 
-Training uses shards only for networks without batchnorm (its batch statistics span the shards:
-a step would need the shards to meet inside each batchnorm layer). Inference uses them for every
-network: batchnorm reads its running statistics there.
+Batchnorm's batch statistics span the shards: its sums go through a ThreadTotal, where the
+shards meet (one barrier per sum; a batchnorm layer makes three per step against five thread
+hand-offs layer by layer), and one shard updates the running statistics. Training with batchnorm
+synchronised over processes (MPI) runs layer by layer. Inference reads running statistics.
 """
 
+import contextlib
 import copy
+import threading
 
 import numpy as np
 
@@ -28,12 +31,12 @@ class Shards:
 
     def usable(self, n, training):
         """Split a batch of n images this way? More than one thread and image, and in training no
-        batchnorm layer."""
+        batchnorm synchronised over processes."""
         from .kernels.parallel import n_threads   # here: importing the kernels loads numba
 
         if n_threads() < 2 or n < 2:
             return False
-        return not training or all(layer.kind != "batchnorm" for layer in self.model.layers)
+        return not training or all(getattr(layer, "sync", None) is None for layer in self.model.layers)
 
     def _shards(self, parts):
         """`parts` copies of the model, each layer's parameters, buffers and settings shared with
@@ -84,11 +87,15 @@ class Shards:
                 full = layer.mask((len(x),) + layer.in_shape, model.dtype)
                 for shard, (lo, hi) in zip(shards, pieces):
                     shard.layers[i].preset = None if full is None else full[lo:hi]
-        for shard in shards:
+        sums = ThreadTotal(len(shards))
+        for k, shard in enumerate(shards):
             shard.zero_grad()
+            for layer in shard.layers:
+                if layer.kind == "batchnorm":
+                    layer.sync, layer.keeps_running = sums.shard(k), k == 0
 
         def forward(lo, hi):
-            with serial():
+            with serial(), sums.guard():
                 return shards[index[lo]].forward(x[lo:hi], training=True)
 
         value, dlogits, probs = loss(np.concatenate(run_chunks(len(x), forward)), labels)
@@ -96,7 +103,7 @@ class Shards:
         dlogits = np.ascontiguousarray(dlogits)
 
         def backward(lo, hi):
-            with serial():
+            with serial(), sums.guard():
                 shards[index[lo]].backward(dlogits[lo:hi])
 
         run_chunks(len(x), backward)
@@ -109,4 +116,39 @@ class Shards:
                 layer.forget()
                 if layer.kind == "dropout":
                     layer.preset = None
+                if layer.kind == "batchnorm":
+                    layer.sync = None
         return value, probs
+
+
+class ThreadTotal:
+    """Sums float64 arrays over the shards of one step: shard k calls shard(k)(values) and gets
+    the sum of all shards' values, added in shard order (the same bits in every shard and every
+    run). One barrier per sum: the slots alternate between two sets, and a shard cannot write a
+    set again before every shard has passed the barrier after reading it."""
+
+    def __init__(self, parts):
+        self.barrier = threading.Barrier(parts)
+        self.slots = [[None] * parts, [None] * parts]
+        self.calls = [0] * parts
+
+    def shard(self, k):
+        def total(values):
+            slots = self.slots[self.calls[k] % 2]
+            self.calls[k] += 1
+            slots[k] = np.asarray(values, np.float64)
+            self.barrier.wait()
+            out = slots[0].copy()
+            for v in slots[1:]:
+                out += v
+            return out
+        return total
+
+    @contextlib.contextmanager
+    def guard(self):
+        """A shard that fails breaks the barrier, so the others stop waiting (and fail too)."""
+        try:
+            yield
+        except BaseException:
+            self.barrier.abort()
+            raise

@@ -57,15 +57,17 @@ def test_sharded_steps_are_bit_identical_run_to_run(rng):
         np.testing.assert_array_equal(runs[0][2][k], runs[1][2][k], err_msg=k)
 
 
-def test_sharded_inference_equals_one_thread(rng, monkeypatch):
-    """Inference splits every network, batchnorm included (running statistics)."""
-    specs = [("conv", {"filters": 16, "size": 3, "padding": 1, "bias": False}), ("batchnorm", {}), ("relu", {}),
+BN_NET = [("conv", {"filters": 16, "size": 3, "padding": 1, "bias": False}), ("batchnorm", {}), ("relu", {}),
              ("conv", {"filters": 16, "size": 3, "padding": 1, "from": -3}), ("add", {"from": [-2, -1]}),
              ("globalavgpool", {}), ("dense", {"units": 3, "activation": "softmax"})]
-    m = Model((10, 10, 4), specs, seed=0)
+
+
+def test_sharded_inference_equals_one_thread(rng, monkeypatch):
+    """Inference splits every network, batchnorm included (running statistics)."""
+    m = Model((10, 10, 4), BN_NET, seed=0)
     m.layers[1].buffers["running_mean"][:] = rng.standard_normal(16)
     x = rng.standard_normal((7, 10, 10, 4)).astype(np.float32)
-    assert m.shards.usable(7, training=False) and not m.shards.usable(7, training=True)
+    assert m.shards.usable(7, training=False)
     split = m.predict_proba(x)
     _layer_by_layer(m, monkeypatch)
     np.testing.assert_allclose(split, m.predict_proba(x), rtol=1e-6, atol=1e-7)
@@ -88,3 +90,46 @@ def test_inside_a_shard_kernels_split_nothing_further():
     calls.clear()
     run_chunks(100, lambda lo, hi: calls.append((lo, hi)))
     assert len(calls) == min(n_threads(), 100)
+
+
+def test_a_sharded_step_with_batchnorm_uses_the_whole_batch_statistics(rng, monkeypatch):
+    """The shards meet in batchnorm's sums: loss, gradients and running statistics as one thread
+    computes them over the whole batch (9 images: shards of 5 and 4)."""
+    x, y = rng.standard_normal((9, 10, 10, 4)).astype(np.float32) * 2 + 1, np.arange(9) % 3
+    runs = []
+    for split in (True, False):
+        m = Model((10, 10, 4), BN_NET, seed=6)
+        if not split:
+            _layer_by_layer(m, monkeypatch)
+        assert m.shards.usable(9, training=True) is split
+        runs.append(_step(m, x, y, Loss("softmax")) + ({k: v.copy() for k, v in m.layers[1].buffers.items()},))
+    (la, pa, ga, ba), (lb, pb, gb, bb) = runs
+    assert la == pytest.approx(lb, rel=1e-6)
+    for k in ga:
+        np.testing.assert_allclose(ga[k], gb[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    for k in ba:    # updated once, not once per shard
+        np.testing.assert_allclose(ba[k], bb[k], rtol=1e-6, err_msg=k)
+
+
+def test_batchnorm_synchronised_over_processes_trains_layer_by_layer():
+    m = Model((10, 10, 4), BN_NET, seed=0)
+    m.layers[1].sync = lambda values: values       # as distributed.py sets it
+    assert not m.shards.usable(8, training=True) and m.shards.usable(8, training=False)
+
+
+def test_a_failing_shard_releases_the_others(rng, monkeypatch):
+    """One shard raising inside a step breaks the batchnorm barrier: no thread waits forever."""
+    from cnncli.layers.batchnorm import BatchNorm
+
+    m = Model((10, 10, 4), BN_NET, seed=0)
+    real = BatchNorm.forward
+
+    def flaky(self, x, training, record=False):
+        if len(x) == 4:                            # the second shard of 9 images
+            raise RuntimeError("boom")
+        return real(self, x, training, record)
+
+    monkeypatch.setattr(BatchNorm, "forward", flaky)
+    x = rng.standard_normal((9, 10, 10, 4)).astype(np.float32)
+    with pytest.raises(Exception):
+        m.gradients(x, np.arange(9) % 3, Loss("softmax"))

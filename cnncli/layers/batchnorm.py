@@ -21,7 +21,8 @@ class BatchNorm(Layer):
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise LayerError(f"'eps' must be a positive number, got {eps!r}", "eps")
         self.eps = float(eps)
-        self.sync = None  # set by distributed.py: sums over processes
+        self.sync = None  # set by distributed.py: sums over processes (shards.py: over threads)
+        self.keeps_running = True  # updates the running statistics (one shard of a batch does)
 
     def config(self):
         return {"momentum": self.momentum, "eps": self.eps}
@@ -51,12 +52,13 @@ class BatchNorm(Layer):
         dt = x.dtype.type
         if training:
             mean, var, m = batch_stats(x2, self.sync)  # float64; m: rows of the whole batch
-            mom = dt(self.momentum)
-            unbiased = (var * (m / max(m - 1, 1))).astype(x.dtype)
-            self.buffers["running_mean"] *= dt(1) - mom
-            self.buffers["running_mean"] += mom * mean.astype(x.dtype)
-            self.buffers["running_var"] *= dt(1) - mom
-            self.buffers["running_var"] += mom * unbiased
+            if self.keeps_running:
+                mom = dt(self.momentum)
+                unbiased = (var * (m / max(m - 1, 1))).astype(x.dtype)
+                self.buffers["running_mean"] *= dt(1) - mom
+                self.buffers["running_mean"] += mom * mean.astype(x.dtype)
+                self.buffers["running_var"] *= dt(1) - mom
+                self.buffers["running_var"] += mom * unbiased
         else:
             mean = self.buffers["running_mean"].astype(np.float64)
             var = self.buffers["running_var"].astype(np.float64)
