@@ -447,40 +447,25 @@ def validate(model, batches, dist=None):
     return (dist or Single()).average(loss, correct, len(probs))
 
 
-# A tiny network that touches every kernel once: its first run compiles them (float32), later runs
-# load them from numba's cache. It stands in for the user's network, which may be huge. The first
-# conv sees the model's 1 or 3 channels (planar im2col), the second 4 (row im2col, and col2im as
-# it is not the first layer), then a depthwise and a grouped conv, batchnorm; the pools take the
-# 2x2 fast path and the general kernel.
-WARM_UP = [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}),
-           ("conv", {"filters": 4, "size": 3, "padding": "same"}),
-           ("conv", {"filters": 4, "size": 3, "padding": "same", "groups": 4}),   # depthwise kernels
-           ("conv", {"filters": 4, "size": 3, "padding": "same", "groups": 2}),   # grouped im2col
-           ("conv", {"filters": 32, "size": 1}), ("conv", {"filters": 32, "size": 3, "padding": 1}),  # winograd
-           ("conv", {"filters": 2, "size": 1}), ("batchnorm", {}),
-           ("maxpool", {"size": 2}), ("maxpool", {"size": 3, "stride": 1, "padding": "same"}),
-           ("avgpool", {"size": 2}), ("softmax", {}), ("globalmaxpool", {}),
-           ("dense", {"units": 2, "activation": "softmax"})]
-# ... and a strided first layer: planar columns built position by position (stride 1 builds them
-# as contiguous runs, the "wide" way)
-WARM_UP_STRIDED = [("conv", {"filters": 2, "size": 3, "stride": 2}), ("flatten", {}),
-                   ("dense", {"units": 2, "activation": "softmax"})]
-
-
 def warm_up(cfg):
-    """Compile (or load) the kernels before the clock starts. -> (seconds, compiled anything?)."""
+    """Compile (or load) the kernels the configured network uses, before the clock starts: one
+    training step and predictions of that network on two blank images, then the batch
+    preparation kernels. Numba compiles per argument type, not per shape, so these are the kernels
+    of every later batch (the tests check that a full-size step compiles nothing more). Warming up
+    the user's own network compiles only what it uses: the quickstart's cold compile took 9.7-10.3 s
+    with a generic network touching every kernel, and far less this way (BENCHMARKS.md).
+    -> (seconds, compiled anything?)."""
     from .kernels import cache_counts
     from .kernels.augment import mix_batch, prepare_batch
     from .losses import Loss
-    from .model import Model
 
     start = time.perf_counter()
+    model = cfg.model.build(seed=0)
     c = cfg.model.input[2]
-    x = np.zeros((2, 8, 8, c), np.float32)
-    for specs in (WARM_UP, WARM_UP_STRIDED):
-        model = Model((8, 8, c), specs, seed=0)
-        model.gradients(x, np.zeros(2, np.int64), Loss(model.head))
-        model.predict_proba(x)
+    x = np.zeros((2,) + tuple(cfg.model.input), np.float32)
+    model.gradients(x, np.zeros(2, np.int64), Loss(model.head))
+    model.predict_proba(x)          # split over threads
+    model.predict_proba(x[:1])      # one image: layer by layer
     prepare_batch(np.zeros((1, 8, 8, c), np.uint8), [0.0] * c, [1.0] * c)
     mix_batch(np.zeros((2, 8, 8, c), np.float32), [1, 0], [0.5, 1.0], [[-1] * 4, [0, 4, 0, 4]])
     return time.perf_counter() - start, cache_counts()[1] > 0

@@ -5,6 +5,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PROGRAM = textwrap.dedent("""
     import json, time
@@ -38,14 +44,61 @@ def test_second_process_does_not_recompile(tmp_path):
     print(f"cold {cold['seconds']:.2f}s, warm {warm['seconds']:.2f}s")
 
 
-def test_warm_up_compiles_every_kernel_the_float32_path_uses():
-    code = textwrap.dedent("""
+# Networks that between them touch every kernel of the float32 path: planar first layers (wide at
+# stride 1, position by position at stride 2), row im2col and col2im, depthwise, grouped, 1x1,
+# Winograd, batchnorm, the pools' fast and general paths, dropout, add, concat.
+WARM_UP_CASES = {
+    "every layer": ([8, 8, 3], [
+        {"conv": {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}},
+        {"conv": {"filters": 4, "size": 3, "padding": "same"}},
+        {"conv": {"filters": 4, "size": 3, "padding": "same", "groups": 4}},
+        {"conv": {"filters": 4, "size": 3, "padding": "same", "groups": 2}},
+        {"conv": {"filters": 32, "size": 1}}, {"conv": {"filters": 32, "size": 3, "padding": 1, "bias": False}},
+        "batchnorm", "relu", {"conv": {"filters": 32, "size": 3, "padding": 1, "from": -3}},
+        {"add": {"from": [-2, -1]}}, {"conv": {"filters": 2, "size": 1}},
+        {"maxpool": {"size": 2}}, {"maxpool": {"size": 3, "stride": 1, "padding": "same"}},
+        {"avgpool": {"size": 2}}, "softmax", "globalmaxpool", {"dropout": {"rate": 0.3}},
+        {"dense": {"units": 2, "activation": "softmax"}}]),
+    "gray, strided": ([9, 9, 1], [
+        {"conv": {"filters": 3, "size": 3, "stride": 2}}, {"conv": {"filters": 3, "size": 1, "from": "input"}},
+        {"globalavgpool": {"from": -1}}, {"globalavgpool": {"from": -3}}, {"concat": {"from": [-2, -1]}},
+        {"dense": {"units": 1, "activation": "sigmoid"}}]),
+    "quickstart": None,
+}
+
+
+@pytest.mark.parametrize("case", list(WARM_UP_CASES))
+def test_after_the_warm_up_a_full_size_step_compiles_nothing(tmp_path, case):
+    """warm_up compiles the kernels of the configured network from two blank images; training
+    steps and predictions at real batch sizes (split over threads or not) then compile nothing."""
+    spec = WARM_UP_CASES[case]
+    arch = "configs/quickstart.yaml" if spec is None else tmp_path / "arch.yaml"
+    if spec is not None:
+        arch.write_text(yaml.safe_dump({"input": spec[0], "layers": spec[1]}))
+    code = textwrap.dedent(f"""
+        import numpy as np
         from types import SimpleNamespace
+        from cnncli import config
+        from cnncli.kernels import cache_counts
+        from cnncli.kernels.augment import prepare_batch
+        from cnncli.losses import Loss
         from cnncli.runner import warm_up
-        from cnncli.kernels import dispatchers
-        for c in (1, 3):
-            warm_up(SimpleNamespace(model=SimpleNamespace(input=(8, 8, c))))
-        print(sorted(f.__name__ for f in dispatchers() if not f.signatures))
+        path = {str(arch)!r}
+        arch = config.load(path).model if path.endswith("quickstart.yaml") else config.load_architecture(path)
+        seconds, compiled = warm_up(SimpleNamespace(model=arch))
+        assert compiled
+        before = cache_counts()[1]
+        m = arch.build(seed=1)
+        for n in (16, 5):
+            x = np.random.default_rng(0).standard_normal((n,) + tuple(arch.input)).astype(np.float32)
+            m.gradients(x, np.arange(n) % m.n_classes, Loss(m.head, 0.1))
+            m.predict_proba(x)
+        prepare_batch(np.zeros((3, 20, 20, arch.input[2]), np.uint8), [0.5] * arch.input[2], [0.2] * arch.input[2])
+        print(cache_counts()[1] - before, round(seconds, 1))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    misses, seconds = out.stdout.split()
+    print(f"{case}: warm-up {seconds} s")
+    assert misses == "0", f"{misses} kernels compiled after the warm-up"

@@ -142,7 +142,8 @@ def _output_tiles(m, th, tw, y):
                         _at_row(s, i, o[i], 0, f_out)
                     for a in range(min(4, oh - i0)):
                         for b in range(min(4, ow - j0)):
-                            y[n, i0 + a, j0 + b, :] = o[a, b, :]
+                            for f in range(f_out):   # a loop, not a slice: compiles in a fraction
+                                y[n, i0 + a, j0 + b, f] = o[a, b, f]
 
 
 @njit(inline="always")
