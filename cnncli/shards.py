@@ -38,23 +38,27 @@ class Shards:
             return False
         return not training or all(getattr(layer, "sync", None) is None for layer in self.model.layers)
 
-    def _shards(self, parts):
+    def _shards(self, parts, training):
         """`parts` copies of the model, each layer's parameters, buffers and settings shared with
-        the model's (re-pointed every call: the model may have been given new arrays)."""
+        the model's (re-pointed every call: the model may have been given new arrays). Training:
+        shard 0 adds into the model's own gradients, the others into their own (summed after);
+        inference shares the model's gradients, which it never touches."""
         model = self.model
         while len(self._copies) < parts:
             shard = copy.copy(model)
             shard.layers = [copy.copy(layer) for layer in model.layers]
             for layer in shard.layers:
-                layer.grads = {k: np.zeros_like(g) for k, g in layer.grads.items()}
+                layer.forget()        # a copy made after a step holds that step's workspaces: not its own
             self._copies.append(shard)
-        for shard in self._copies[:parts]:
+        for k, shard in enumerate(self._copies[:parts]):
             for mine, theirs in zip(shard.layers, model.layers):
                 mine.params, mine.buffers = theirs.params, theirs.buffers
                 mine.activation = theirs.activation
-                for k, g in theirs.grads.items():
-                    if mine.grads[k].shape != g.shape:
-                        mine.grads[k] = np.zeros_like(g)
+                if not training or k == 0:
+                    mine.grads = theirs.grads
+                    continue
+                if mine.grads is theirs.grads or any(mine.grads[n].shape != g.shape for n, g in theirs.grads.items()):
+                    mine.grads = {n: np.zeros_like(g) for n, g in theirs.grads.items()}
         return self._copies[:parts]
 
     def forward(self, x, plan=None):
@@ -62,7 +66,7 @@ class Shards:
         from .kernels.parallel import chunks, n_threads, run_chunks, serial
 
         pieces = chunks(len(x), n_threads())
-        shards = self._shards(len(pieces))
+        shards = self._shards(len(pieces), training=False)
         index = {lo: k for k, (lo, _) in enumerate(pieces)}
 
         def part(lo, hi):
@@ -80,45 +84,50 @@ class Shards:
 
         model = self.model
         pieces = chunks(len(x), n_threads())
-        shards = self._shards(len(pieces))
+        shards = self._shards(len(pieces), training=True)
         index = {lo: k for k, (lo, _) in enumerate(pieces)}
-        for i, layer in enumerate(model.layers):
-            if layer.kind == "dropout":   # the whole batch's mask, drawn as one thread would
-                full = layer.mask((len(x),) + layer.in_shape, model.dtype)
-                for shard, (lo, hi) in zip(shards, pieces):
-                    shard.layers[i].preset = None if full is None else full[lo:hi]
         sums = ThreadTotal(len(shards))
-        for k, shard in enumerate(shards):
-            shard.zero_grad()
-            for layer in shard.layers:
-                if layer.kind == "batchnorm":
-                    layer.sync, layer.keeps_running = sums.shard(k), k == 0
+        try:
+            for i, layer in enumerate(model.layers):
+                if layer.kind == "dropout":   # the whole batch's mask, drawn as one thread would
+                    full = layer.mask((len(x),) + layer.in_shape, model.dtype)
+                    for shard, (lo, hi) in zip(shards, pieces):
+                        shard.layers[i].preset = None if full is None else full[lo:hi]
+            for k, shard in enumerate(shards):
+                if k:                     # shard 0's are the model's own, zeroed already
+                    shard.zero_grad()
+                for layer in shard.layers:
+                    if layer.kind == "batchnorm":
+                        layer.sync, layer.keeps_running = sums.shard(k), k == 0
 
-        def forward(lo, hi):
-            with serial(), sums.guard():
-                return shards[index[lo]].forward(x[lo:hi], training=True)
+            def forward(lo, hi):
+                with serial(), sums.guard():
+                    return shards[index[lo]].forward(x[lo:hi], training=True)
 
-        value, dlogits, probs = loss(np.concatenate(run_chunks(len(x), forward)), labels)
-        diverged(value)
-        dlogits = np.ascontiguousarray(dlogits)
+            value, dlogits, probs = loss(np.concatenate(run_chunks(len(x), forward)), labels)
+            diverged(value)
+            dlogits = np.ascontiguousarray(dlogits)
 
-        def backward(lo, hi):
-            with serial(), sums.guard():
-                shards[index[lo]].backward(dlogits[lo:hi])
+            def backward(lo, hi):
+                with serial(), sums.guard():
+                    shards[index[lo]].backward(dlogits[lo:hi])
 
-        run_chunks(len(x), backward)
-        for i, layer in enumerate(model.layers):
-            for name, g in layer.grads.items():
-                for shard in shards:          # in shard order: the same bits every run
-                    g += shard.layers[i].grads[name]
-        for shard in shards:
-            for layer in shard.layers:
-                layer.forget()
-                if layer.kind == "dropout":
-                    layer.preset = None
-                if layer.kind == "batchnorm":
-                    layer.sync = None
-        return value, probs
+            run_chunks(len(x), backward)
+            for i, layer in enumerate(model.layers):
+                for name, g in layer.grads.items():
+                    for shard in shards[1:]:  # onto shard 0's, in shard order: the same bits every run
+                        g += shard.layers[i].grads[name]
+            return value, probs
+        finally:   # nothing of this step stays behind, even when it failed (Diverged, Ctrl-C) ...
+            for shard in shards:
+                for layer in shard.layers:
+                    workspace = getattr(layer, "_workspace", None)
+                    layer.forget()
+                    layer._workspace = workspace      # ... but the conv workspaces, reused next step
+                    if layer.kind == "dropout":
+                        layer.preset = None
+                    if layer.kind == "batchnorm":
+                        layer.sync = None
 
 
 class ThreadTotal:

@@ -47,7 +47,7 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
         agreed.fingerprint = fingerprint(config=_shared_settings(cfg), force=force)
     data, weights = _prepare(cfg, model, report, comm)
     comm.broadcast_model(model)
-    kernels = _warm_up(cfg, report)   # a first run compiles for a while: before the old run is touched
+    kernels = _warm_up(cfg, report, model)   # a first run compiles for a while: before the old run is touched
     # everything is checked: only now is the folder made, locked, and an earlier run cleared (--force)
     with comm.agreement():
         lock = claim_output(cfg.output, force) if comm.root else None
@@ -164,9 +164,9 @@ def _write_skipped(output, skipped):
     write_text_atomic(output / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped))
 
 
-def _warm_up(cfg, report):
+def _warm_up(cfg, report, model):
     report.phase("preparing kernels (compiled on the first run, then loaded from the cache)...")
-    seconds, compiled = warm_up(cfg)
+    seconds, compiled = warm_up(cfg, model)
     return f"kernels {'compiled' if compiled else 'loaded from cache'} in {seconds:.1f}s"
 
 
@@ -268,7 +268,7 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
     report.message(f"resuming {run_dir} at epoch {state.epoch + 1}" +
                    (f", batch {state.batch + 1}" if state.batch else "") +
                    (f"; {schedule_note}" if schedule_note else ""))
-    return _run(trainer, report, _warm_up(cfg, report))
+    return _run(trainer, report, _warm_up(cfg, report, trainer.model))
 
 
 def _reopen(state, cfg, run_dir, planned):

@@ -242,7 +242,7 @@ def test_force_keeps_the_old_run_when_the_kernel_warm_up_fails(tmp_path, monkeyp
     train(cfg, reporter=QuietReporter())
     before = (tmp_path / "run" / "last.npz").read_bytes()
 
-    def interrupted(cfg):
+    def interrupted(cfg, model=None):
         raise KeyboardInterrupt   # Ctrl-C during a first run's long compile
     monkeypatch.setattr(train_mod, "warm_up", interrupted)
     with pytest.raises(KeyboardInterrupt):

@@ -114,3 +114,19 @@ def test_mobilenet_like_network_gradient_and_float32_step(rng):
     fast = Model((8, 8, 3), specs, seed=3)
     loss, _ = fast.gradients(x.astype(np.float32), labels, Loss(fast.head))
     assert np.isfinite(loss) and all(g.dtype == np.float32 for _, _, g in fast.named_params())
+
+
+@pytest.mark.parametrize("in_shape,args,expected", [
+    ((28, 28, 1), {"filters": 6, "size": 5, "padding": 2}, 28 * 32 * 25 * 4),     # wide: 28 rows x 32 padded columns
+    ((8, 8, 6), {"filters": 4, "size": 3, "padding": 1, "groups": 2}, 8 * 10 * 54 * 4),  # 3 channels per group: wide
+    ((9, 9, 3), {"filters": 4, "size": 3, "stride": 2}, 4 * 4 * 27 * 4),          # strided: output positions
+    ((8, 8, 4), {"filters": 4, "size": 3, "padding": 1}, 64 * 36 * 4),            # row im2col
+    ((8, 8, 32), {"filters": 32, "size": 3, "padding": 1}, 0),                   # winograd keeps no columns
+])
+def test_inspect_counts_the_im2col_columns_kept_per_image(in_shape, args, expected):
+    """The per-image scratch memory `inspect` adds for a conv layer that keeps its columns, by hand."""
+    from cnncli.model import build_layer
+
+    layer = build_layer("conv", args)
+    layer.build(in_shape)
+    assert layer.scratch_bytes(64) == expected

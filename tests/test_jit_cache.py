@@ -102,3 +102,28 @@ def test_after_the_warm_up_a_full_size_step_compiles_nothing(tmp_path, case):
     misses, seconds = out.stdout.split()
     print(f"{case}: warm-up {seconds} s")
     assert misses == "0", f"{misses} kernels compiled after the warm-up"
+
+
+def test_the_warm_up_leaves_the_run_as_it_found_it():
+    """warm_up borrows the run's parameters and gradient arrays (no second copy of the network):
+    afterwards the parameters, batchnorm statistics and dropout stream are untouched and the
+    gradients zero."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from cnncli import config
+    from cnncli.runner import warm_up
+
+    arch = config.parse_architecture({"input": [8, 8, 3], "layers": [
+        {"conv": {"filters": 4, "size": 3, "padding": "same"}}, "batchnorm", "relu", "flatten",
+        {"dropout": {"rate": 0.5}}, {"dense": {"units": 2, "activation": "softmax"}}]}, "test")
+    model = arch.build(seed=4)
+    model.layers[1].buffers["running_mean"][:] = 0.25
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    model.layers[4].rng = np.random.default_rng(7)
+    warm_up(SimpleNamespace(model=arch), model)
+    after = model.state_dict()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    assert all(not g.any() for _, _, g in model.named_params())
+    assert model.layers[4].rng.random() == np.random.default_rng(7).random()

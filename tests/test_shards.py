@@ -133,3 +133,37 @@ def test_a_failing_shard_releases_the_others(rng, monkeypatch):
     x = rng.standard_normal((9, 10, 10, 4)).astype(np.float32)
     with pytest.raises(Exception):
         m.gradients(x, np.arange(9) % 3, Loss("softmax"))
+
+
+def test_shards_made_after_a_one_thread_step_share_no_workspace(rng):
+    """A one-image step runs layer by layer and leaves the conv's kept columns on the layer; the
+    shards copied from it afterwards must not all write into that one buffer (review finding)."""
+    specs = [("conv", {"filters": 8, "size": 3, "padding": "same"}), ("maxpool", {"size": 2}),
+             ("flatten", {}), ("dense", {"units": 3, "activation": "softmax"})]
+    x, y = rng.standard_normal((2, 6, 6, 3)).astype(np.float32), np.array([0, 2])
+    used = Model((6, 6, 3), specs, seed=3)
+    used.gradients(x[:1], y[:1], Loss("softmax"))
+    fresh = Model((6, 6, 3), specs, seed=3)
+    for _ in range(2):     # the first sharded step, and the next (when shards keep their workspaces)
+        a, b = _step(used, x, y, Loss("softmax")), _step(fresh, x, y, Loss("softmax"))
+        for k in a[2]:
+            np.testing.assert_allclose(a[2][k], b[2][k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_a_shard_failing_on_another_thread_shows_its_own_error(rng, monkeypatch):
+    """The calling thread's shard then fails only at the broken barrier: the error raised is the
+    one that broke it."""
+    from cnncli.layers.batchnorm import BatchNorm
+
+    m = Model((10, 10, 4), BN_NET, seed=0)
+    real = BatchNorm.forward
+
+    def flaky(self, x, training, record=False):
+        if len(x) == 5:                            # the second shard of 9 images (4 + 5)
+            raise RuntimeError("boom")
+        return real(self, x, training, record)
+
+    monkeypatch.setattr(BatchNorm, "forward", flaky)
+    x = rng.standard_normal((9, 10, 10, 4)).astype(np.float32)
+    with pytest.raises(RuntimeError, match="boom"):
+        m.gradients(x, np.arange(9) % 3, Loss("softmax"))

@@ -18,7 +18,9 @@ One LLVM option for every kernel: no interleaving of vectorised loops. With LLVM
 vector bodies per iteration) a loop over 16 channels never enters its vector body (8 floats x 4
 > 16) and runs scalar; the Winograd transforms loop over the channels of one tile. Measured, one
 thread, 256 tiles, ms default / no interleaving: 16 channels input transform 0.060 / 0.047,
-gradient transform 0.071 / 0.039; 128 channels 0.36 / 0.34 and 0.22 / 0.19.
+gradient transform 0.071 / 0.039; 128 channels 0.36 / 0.34 and 0.22 / 0.19. The option is LLVM's
+own, so it holds for every numba function the process compiles afterwards (a program importing
+cnncli next to its own numba code gets it too: a matter of speed, never of results).
 """
 
 import llvmlite.binding

@@ -10,7 +10,7 @@ Padding is implicit: cells outside the input read as zero, so no padded copy is 
 import numpy as np
 from numba import njit
 
-from ..budgets import PLANAR_MAX_CHANNELS, is_pointwise, keeps_columns
+from ..budgets import PLANAR_MAX_CHANNELS, column_positions, is_pointwise, keeps_columns
 from . import JIT
 from .activation import activate, activation_grad
 from .parallel import column_sums, run_chunks
@@ -284,8 +284,8 @@ def grouped_conv2d_forward(x, w, bias, act, stride, pads, out_hw, groups, alpha=
     n, _, _, c = x.shape
     fh, fw, cg, f = w.shape
     assert cg * groups == c and f % groups == 0, (x.shape, w.shape, groups)
-    p = out_hw[0] * out_hw[1]
-    may_keep = keep and keeps_columns(n, p, fh * fw * c, is_pointwise((fh, fw), stride, pads), x.dtype.itemsize)
+    rows = column_positions(cg, (fh, fw), stride, pads, x.shape[1:3], out_hw)   # per image, in each group
+    may_keep = keep and keeps_columns(n, rows, fh * fw * c, is_pointwise((fh, fw), stride, pads), x.dtype.itemsize)
     y = np.empty((n,) + tuple(out_hw) + (f,), x.dtype)
     kept = []
     for k, (cs, fs) in enumerate(_group_slices(c, f, groups)):

@@ -111,8 +111,15 @@ def run_chunks(n, fn, min_per_chunk=1):
         _pool = ThreadPoolExecutor(n_threads() - 1, thread_name_prefix="cnncli")
     pieces = chunks(n, t)
     futures = [_pool.submit(_with_errstate, np.geterr(), fn, lo, hi) for lo, hi in pieces[1:]]
-    first = fn(*pieces[0])
-    return [first] + [f.result() for f in futures]
+    results, errors = [], []
+    for get in [lambda: fn(*pieces[0])] + [f.result for f in futures]:   # every chunk finishes
+        try:
+            results.append(get())
+        except BaseException as e:
+            errors.append(e)
+    if errors:   # the chunk that failed first, not one it released from a barrier (shards.py)
+        raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+    return results
 
 
 def _with_errstate(err, fn, lo, hi):

@@ -85,8 +85,8 @@ class Conv(Layer):
         if self.algorithm in ("depthwise", "winograd"):
             return 0
         fh, fw = self.size
-        positions = column_positions(self.in_shape[2], self.size, self.stride, self.pads, self.in_shape[:2],
-                                     self.out_hw)
+        positions = column_positions(self.in_shape[2] // self.groups, self.size, self.stride, self.pads,
+                                     self.in_shape[:2], self.out_hw)   # each group's columns: its channels
         depth = fh * fw * self.in_shape[2]
         pointwise = is_pointwise(self.size, self.stride, self.pads)
         return positions * depth * 4 if keeps_columns(batch_size, positions, depth, pointwise) else 0
