@@ -427,3 +427,16 @@ def test_batch_statistics_stay_exact_far_from_zero(rng, mean, std):
     assert rows == 20000
     np.testing.assert_allclose(m, x64.mean(axis=0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(v, x64.var(axis=0), rtol=1e-9)
+
+
+@pytest.mark.parametrize("fn", ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize("inputs", [2, 3])
+def test_an_add_layer_sums_and_activates_in_one_pass(rng, fn, inputs):
+    """The add layer's kernel against numpy: act(a + b (+ c)), NaN passing through."""
+    xs = [rng.standard_normal((3, 4, 5, 6)).astype(np.float32) for _ in range(inputs)]
+    xs[0][0, 0, 0, 0] = np.nan
+    y = act_k.added(xs, fn, 0.1)
+    want = naive.activation(sum(x.astype(np.float64) for x in xs), fn, 0.1)
+    assert y.dtype == np.float32 and y.shape == xs[0].shape
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    assert np.isnan(y[0, 0, 0, 0])

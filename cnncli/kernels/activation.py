@@ -14,30 +14,45 @@ CODES = {"linear": LINEAR, "relu": RELU, "leaky_relu": LEAKY_RELU,
          "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
 
 
+@njit(inline="always")
+def _act(v, act, alpha, zero, one):
+    # one value through the activation (codes above; softmax has kernels of its own); zero and
+    # one in the arrays' type, so float32 stays float32
+    if act == RELU:  # written so that NaN passes through (NaN < 0 is false)
+        return zero if v < zero else v
+    if act == LEAKY_RELU:
+        return v * alpha if v < zero else v
+    if act == SIGMOID:
+        if v >= zero:
+            return one / (one + np.exp(-v))
+        e = np.exp(v)
+        return e / (one + e)
+    if act == TANH:
+        return np.tanh(v)
+    return v
+
+
 @njit(**JIT)
 def _bias_act(z, b, act, alpha):
     rows, feats = z.shape
     has_bias = b.shape[0] == feats
-    one = z.dtype.type(1)
-    zero = z.dtype.type(0)
+    zero, one = z.dtype.type(0), z.dtype.type(1)
     for r in range(rows):
         for f in range(feats):
             v = z[r, f]
             if has_bias:
                 v += b[f]
-            if act == RELU:  # written so that NaN passes through (NaN < 0 is false)
-                v = zero if v < zero else v
-            elif act == LEAKY_RELU:
-                v = v * alpha if v < zero else v
-            elif act == SIGMOID:
-                if v >= zero:
-                    v = one / (one + np.exp(-v))
-                else:
-                    e = np.exp(v)
-                    v = e / (one + e)
-            elif act == TANH:
-                v = np.tanh(v)
-            z[r, f] = v
+            z[r, f] = _act(v, act, alpha, zero, one)
+
+
+@njit(**JIT)
+def _sum_act(a, c, act, alpha, out):
+    # out = act(a + c): an add layer's sum and activation in one pass
+    rows, feats = a.shape
+    zero, one = out.dtype.type(0), out.dtype.type(1)
+    for r in range(rows):
+        for f in range(feats):
+            out[r, f] = _act(a[r, f] + c[r, f], act, alpha, zero, one)
 
 
 @njit(**JIT)
@@ -106,6 +121,21 @@ def activate(z, act, alpha=0.01, bias=None):
     b = np.empty(0, z.dtype) if bias is None else bias
     _bias_act(_rows(z), b, code, z.dtype.type(alpha))
     return z
+
+
+def added(xs, act, alpha=0.01):
+    """act(sum of the arrays xs) as a new array (an add layer): the first two summed and activated
+    in one pass (numpy's add, then the activation, took three)."""
+    code = CODES[act]
+    a, c = np.ascontiguousarray(xs[0]), np.ascontiguousarray(xs[1])
+    y = np.empty(np.broadcast_shapes(a.shape, c.shape), np.result_type(a, c))
+    if len(xs) > 2 or code == SOFTMAX:
+        np.add(a, c, out=y)
+        for x in xs[2:]:
+            y += x
+        return activate(y, act, alpha)
+    _sum_act(_rows(a), _rows(c), code, y.dtype.type(alpha), _rows(y))
+    return y
 
 
 def activation_grad(dy, y, act, alpha=0.01):

@@ -34,12 +34,9 @@ class Add(Layer):
         return f"{len(self.in_shape)} inputs"
 
     def forward(self, xs, training, record=False):
-        from ..kernels.activation import activate
+        from ..kernels.activation import added
 
-        y = xs[0] + xs[1]
-        for x in xs[2:]:
-            y += x
-        activate(y, self.activation, self.alpha)
+        y = added(xs, self.activation, self.alpha)
         self._y = y if training or record else None
         return y
 
