@@ -326,7 +326,7 @@ WINOGRAD_CASES = [  # (n, h, w, c, f, pads, activation): odd sizes (cut tiles at
 
 @pytest.mark.parametrize("case", WINOGRAD_CASES, ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_winograd_matches_naive_forward_and_input_gradient(rng, case, dtype):
+def test_winograd_matches_naive_forward_and_gradients(rng, case, dtype):
     from cnncli.kernels import winograd
 
     n, h, w, c, f, pads, act = case
@@ -340,9 +340,11 @@ def test_winograd_matches_naive_forward_and_input_gradient(rng, case, dtype):
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol * np.abs(ref).max())
     dz = rng.standard_normal((n, oh, ow, f)).astype(dtype)
-    dx = winograd.winograd_input_grad(dz, wt, pads, (h, w))
-    dx_ref, _, _ = naive.conv2d_backward(nchw(x), w_b, nchw(dz), (1, 1), pads)
+    dx, dw, db = winograd.winograd_backward(dz, x, dz, wt, "linear", 0.1, pads)   # linear: y unread
+    dx_ref, dw_ref, db_ref = naive.conv2d_backward(nchw(x), w_b, nchw(dz), (1, 1), pads)
     np.testing.assert_allclose(nchw(dx), dx_ref, rtol=tol, atol=tol * np.abs(dx_ref).max())
+    np.testing.assert_allclose(dw.transpose(3, 2, 0, 1), dw_ref, rtol=tol, atol=tol * np.abs(dw_ref).max())
+    np.testing.assert_allclose(db, db_ref, rtol=tol, atol=tol * np.abs(db_ref).max())
 
 
 def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):

@@ -244,10 +244,11 @@ def winograd_backward(dy, x, y, w, act, alpha, pads, need_dx=True, need_db=True)
     in one pass over the threads: each takes its images' dz = dy act'(y), adds their share of dw
     and db, and convolves their dz into dx. Shares are summed in chunk order (bit-identical reruns
     for a given thread count)."""
-    n, h, w_in, c = x.shape
     f = w.shape[3]
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
+    # dx is the convolution of dz with the filters turned 180 degrees, channels and filters
+    # swapped, padded by 2 - p on each side
     turned = filter_tiles(np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))) if need_dx else None
     back_pads = tuple(2 - p for p in pads)
 
@@ -259,32 +260,13 @@ def winograd_backward(dy, x, y, w, act, alpha, pads, need_dx=True, need_db=True)
             _convolve_images(dz, turned, back_pads, dx[lo:hi])
         return du, db
 
-    parts = run_chunks(n, part)
+    parts = run_chunks(len(x), part)
     du, db = parts[0]
     for pdu, pdb in parts[1:]:
         du += pdu
         if need_db:
             db += pdb
     return dx, _filter_grad(du), db
-
-
-def winograd_input_grad(dz, w, pads, in_hw):
-    """dL/dx of a stride-1 3x3 convolution from dz = dL/d(pre-activation) (N, OH, OW, F):
-    the convolution of dz with the filters turned 180 degrees, channels and filters swapped,
-    padded by 2 - p on each side. w (3, 3, C, F) -> dx (N, H, W, C)."""
-    turned = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))   # (3, 3, F, C)
-    return winograd_conv(np.ascontiguousarray(dz), filter_tiles(turned), tuple(2 - p for p in pads), in_hw)
-
-
-def winograd_weight_grad(x, dz, pads):
-    """dL/dw (3, 3, C, F) of a stride-1 3x3 convolution of x (N, H, W, C) from dz (N, OH, OW, F):
-    dU = sum over tiles V^T dM (36 GEMMs per run of images), then dw = G^T dU G in float64."""
-    dz = np.ascontiguousarray(dz)
-    parts = run_chunks(x.shape[0], lambda lo, hi: _weight_grad_images(x[lo:hi], dz[lo:hi], pads))
-    du = parts[0]
-    for p in parts[1:]:
-        du += p
-    return _filter_grad(du)
 
 
 def _convolve_images(x, u, pads, y):
