@@ -17,14 +17,19 @@ def is_pointwise(size, stride, pads):
 PLANAR_MAX_CHANNELS = 3
 
 
+def planar_columns(channels, size, stride, pads):
+    """-> (planar, wide): does the layer build its columns from planar images, and at stride 1
+    as contiguous runs (every padded column computed)?"""
+    planar = channels <= PLANAR_MAX_CHANNELS and not is_pointwise(size, stride, pads)
+    return planar, planar and tuple(stride) == (1, 1)
+
+
 def column_positions(channels, size, stride, pads, in_hw, out_hw):
     """Rows of the im2col matrix per image: the output positions, or out_h x padded width for
-    the wide planar columns of a stride-1 layer of at most PLANAR_MAX_CHANNELS channels."""
+    wide planar columns."""
     oh, ow = out_hw
-    planar = channels <= PLANAR_MAX_CHANNELS and not is_pointwise(size, stride, pads)
-    if planar and tuple(stride) == (1, 1):
-        return oh * (in_hw[1] + pads[2] + pads[3])
-    return oh * ow
+    wide = planar_columns(channels, size, stride, pads)[1]
+    return oh * (in_hw[1] + pads[2] + pads[3]) if wide else oh * ow
 
 
 def keeps_columns(images, positions, depth, pointwise, itemsize=4):

@@ -10,7 +10,7 @@ Padding is implicit: cells outside the input read as zero, so no padded copy is 
 import numpy as np
 from numba import njit
 
-from ..budgets import PLANAR_MAX_CHANNELS, column_positions, is_pointwise, keeps_columns
+from ..budgets import column_positions, is_pointwise, keeps_columns, planar_columns
 from . import JIT
 from .activation import activate, activation_grad
 from .parallel import column_sums, run_chunks
@@ -125,11 +125,13 @@ class _Geometry:
         self.p = self.oh * self.ow                 # output positions per image
         self.k = self.fh * self.fw * self.c        # GEMM depth
         self.identity = is_pointwise((self.fh, self.fw), stride, pads)
-        self.planar = self.c <= PLANAR_MAX_CHANNELS and not self.identity  # see _im2col_planar_t
-        self.wide = wide and self.planar and tuple(stride) == (1, 1)       # see _im2col_wide_t
+        # planar: _im2col_planar_t; wide: _im2col_wide_t (wide=False: position by position)
+        self.planar, wide_ok = planar_columns(self.c, (self.fh, self.fw), stride, pads)
+        self.wide = wide and wide_ok
         self.hp, self.wp = self.h + pads[0] + pads[1], self.w + pads[2] + pads[3]
-        # column rows per image (budgets.column_positions says the same)
-        self.pc = self.oh * self.wp if self.wide else self.p
+        # column rows per image: budgets.column_positions, the rule inspect's memory estimate uses
+        self.pc = (column_positions(self.c, (self.fh, self.fw), stride, pads, (self.h, self.w), out_hw)
+                   if self.wide else self.p)
         self.step = max(1, ROWS_PER_STEP // self.pc)  # images per GEMM
 
     def columns(self, x, a, b, buf, offset=0):
