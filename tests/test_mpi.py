@@ -173,10 +173,18 @@ def test_a_killed_process_ends_the_job_with_one_clear_line_then_resume(tmp_path)
     assert done.returncode == 0, err
 
 
+def _sitecustomize(tmp_path, name, code):
+    """A folder holding a sitecustomize.py with `code`: on PYTHONPATH, every process runs it at
+    start-up (the tests' way to inject a fault into one rank)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(code)
+    return folder
+
+
 def test_a_crashed_process_is_named_and_ends_the_job(tmp_path):
-    fault = tmp_path / "fault"
-    fault.mkdir()
-    (fault / "sitecustomize.py").write_text(
+    fault = _sitecustomize(
+        tmp_path, "fault",
         "import os\nif os.environ.get('PMI_RANK') == '1':\n"
         "    from cnncli import model\n    real, calls = model.Model.train_step, [0]\n"
         "    def broken(self, *a, **k):\n        calls[0] += 1\n"
@@ -218,9 +226,7 @@ def test_processes_that_disagree_at_the_start_stop_together(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "run.yaml").write_text(cfg.read_text().replace(str(tmp_path / "data"), "data"))
-    old = tmp_path / "old"
-    old.mkdir()
-    (old / "sitecustomize.py").write_text("import cnncli\ncnncli.__version__ = '0.0.1'\n")
+    old = _sitecustomize(tmp_path, "old", "import cnncli\ncnncli.__version__ = '0.0.1'\n")
     mpmd = [str(MPIEXEC), "-n", "1", sys.executable, "-m", "cnncli", "train", str(cfg), ":"]
     cases = {
         "cannot read": ["-wdir", str(elsewhere), "-n", "1", sys.executable, "-m", "cnncli", "train", "run.yaml"],
@@ -247,9 +253,8 @@ def test_divergence_is_agreed_by_every_process(tmp_path):
 
 
 def test_a_full_disk_on_rank_0_stops_every_process(tmp_path):
-    full = tmp_path / "full"
-    full.mkdir()
-    (full / "sitecustomize.py").write_text(
+    full = _sitecustomize(
+        tmp_path, "full",
         "import errno, os\nif os.environ.get('PMI_RANK') == '0':\n    import numpy as np\n"
         "    def savez(f, **arrays):\n        raise OSError(errno.ENOSPC, 'No space left on device')\n"
         "    np.savez = savez\n")
