@@ -15,30 +15,16 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnncli.config import Augment, Cutout, RandomResizedCrop  # noqa: E402
 from cnncli.data.batches import Batches, channel_stats  # noqa: E402
 from cnncli.data.synthetic import SHAPES, draw  # noqa: E402
 
+from augment_examples import EXAMPLES, MIXING, augment  # noqa: E402  (beside this script)
+
 SIZE, ZOOM, COLUMNS = 32, 3, 6
-ROWS = [
-    ("flip: true", Augment(flip=True)),
-    ("vflip: true", Augment(vflip=True)),
-    ("crop_padding: 4", Augment(crop_padding=4)),
-    ("rotate: 30", Augment(rotate=30.0)),
-    ("scale: [0.7, 1.3]", Augment(scale=[0.7, 1.3])),
-    ("translate: 0.15", Augment(translate=0.15)),
-    ("shear: 20", Augment(shear=20.0)),
-    ("random_resized_crop: {scale: [0.35, 1], ratio: [0.75, 1.33]}",
-     Augment(random_resized_crop=RandomResizedCrop([0.35, 1.0], [0.75, 1.33]))),
-    ("brightness: 0.4", Augment(brightness=0.4)),
-    ("contrast: 0.6", Augment(contrast=0.6)),
-    ("saturation: 0.9", Augment(saturation=0.9)),
-    ("cutout: {size: 10, count: 1}", Augment(cutout=Cutout(10, 1))),
-    ("mixup: 0.4   (pairs: columns 1-6, 2-5, 3-4)", Augment(mixup=0.4)),
-    ("cutmix: 1.0   (pairs: columns 1-6, 2-5, 3-4)", Augment(cutmix=1.0)),
-    ("rotate 15, scale [0.85, 1.15], translate 0.1, shear 10, contrast 0.3, cutout 8",
-     Augment(rotate=15.0, scale=[0.85, 1.15], translate=0.1, shear=10.0, contrast=0.3, cutout=Cutout(8, 1))),
-]
+ROWS = [(text + ("   (pairs: columns 1-6, 2-5, 3-4)" if text.split(":")[0] in MIXING else ""), aug)
+        for text, aug in EXAMPLES]
+ROWS.append(("rotate 15, scale [0.85, 1.15], translate 0.1, shear 10, contrast 0.3, cutout 8",
+             augment("rotate: 15, scale: [0.85, 1.15], translate: 0.1, shear: 10, contrast: 0.3, cutout: {size: 8}")))
 
 
 def samples():

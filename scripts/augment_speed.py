@@ -17,31 +17,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnncli.config import Augment, Cutout, RandomResizedCrop  # noqa: E402
+from cnncli.config import Augment  # noqa: E402
 from cnncli.data.batches import Batches  # noqa: E402
 from cnncli.data.synthetic import SHAPES, draw  # noqa: E402
 
-KEYS = [
-    ("none (normalise only)", Augment()),
-    ("flip", Augment(flip=True)),
-    ("vflip", Augment(vflip=True)),
-    ("crop_padding: 4", Augment(crop_padding=4)),
-    ("rotate: 30", Augment(rotate=30.0)),
-    ("scale: [0.7, 1.3]", Augment(scale=[0.7, 1.3])),
-    ("translate: 0.15", Augment(translate=0.15)),
-    ("shear: 20", Augment(shear=20.0)),
-    ("random_resized_crop", Augment(random_resized_crop=RandomResizedCrop([0.35, 1.0], [0.75, 1.33]))),
-    ("brightness: 0.4", Augment(brightness=0.4)),
-    ("contrast: 0.6", Augment(contrast=0.6)),
-    ("saturation: 0.9", Augment(saturation=0.9)),
-    ("cutout: {size: 10}", Augment(cutout=Cutout(10, 1))),
-    ("mixup: 0.4", Augment(mixup=0.4)),
-    ("cutmix: 1.0", Augment(cutmix=1.0)),
-    ("all of them", Augment(flip=True, vflip=True, crop_padding=4, rotate=30.0, scale=[0.7, 1.3], translate=0.15,
-                            shear=20.0, random_resized_crop=RandomResizedCrop([0.35, 1.0], [0.75, 1.33]),
-                            brightness=0.4, contrast=0.6, saturation=0.9, cutout=Cutout(10, 1), mixup=0.4,
-                            cutmix=1.0)),
-]
+from augment_examples import ALL, EXAMPLES  # noqa: E402  (beside this script)
+
+KEYS = [("none (normalise only)", Augment())] + EXAMPLES + [("all of them", ALL)]
 
 
 def images_per_second(images, augment, batch=64, repeats=3):
