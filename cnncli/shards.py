@@ -121,9 +121,7 @@ class Shards:
         finally:   # nothing of this step stays behind, even when it failed (Diverged, Ctrl-C) ...
             for shard in shards:
                 for layer in shard.layers:
-                    workspace = getattr(layer, "_workspace", None)
-                    layer.forget()
-                    layer._workspace = workspace      # ... but the conv workspaces, reused next step
+                    layer.forget(workspace=False)     # ... but the conv workspaces, reused next step
                     if layer.kind == "dropout":
                         layer.preset = None
                     if layer.kind == "batchnorm":

@@ -193,10 +193,11 @@ class Layer:
         for g in self.grads.values():
             g[...] = 0
 
-    def forget(self):
-        """Drop what the last forward kept for backward, and any reusable workspace: for the
-        layers an inference plan folds away, which run no forward of their own."""
-        for name in ("_cache", "_y", "_workspace", "_mask"):
+    def forget(self, workspace=True):
+        """Drop what the last forward kept for backward (the layers an inference plan folds away
+        run no forward of their own), and any reusable workspace unless workspace=False (a shard
+        between training steps keeps its conv columns buffer, as a layer does)."""
+        for name in ("_cache", "_y", "_mask") + (("_workspace",) if workspace else ()):
             if hasattr(self, name):
                 setattr(self, name, None)
 

@@ -44,6 +44,7 @@ class Dropout(Layer):
         super().__init__()
         self.rate = check_rate(rate, "rate")
         self.rng = np.random.default_rng(0)  # replaced by the model's seeded generator
+        self.preset = None  # a mask drawn beforehand for this batch (shards.py), else one is drawn
 
     def config(self):
         return {"rate": self.rate}
@@ -65,8 +66,7 @@ class Dropout(Layer):
         return mask
 
     def forward(self, x, training, record=False):
-        # preset: this batch's mask, drawn beforehand for a larger batch (shards.py)
-        preset = getattr(self, "preset", None)
+        preset = self.preset
         self._mask = None if not training else preset if preset is not None else self.mask(x.shape, x.dtype)
         return x if self._mask is None else x * self._mask
 
