@@ -471,9 +471,10 @@ def warm_up(cfg, model=None):
             if mine.kind == "dropout":
                 mine.rng = np.random.default_rng(0)
     c = cfg.model.input[2]
-    x = np.zeros((2,) + tuple(cfg.model.input), np.float32)
-    net.gradients(x, np.zeros(2, np.int64), Loss(net.head))
-    net.predict_proba(x)            # split over threads
+    train = getattr(cfg, "train", None)        # two images (split over threads), or the batch's one
+    x = np.zeros((min(2, train.batch_size if train else 2),) + tuple(cfg.model.input), np.float32)
+    net.gradients(x, np.zeros(len(x), np.int64), Loss(net.head))
+    net.predict_proba(x)            # split over threads (two images)
     net.predict_proba(x[:1])        # one image: layer by layer
     if model is not None:
         model.zero_grad()

@@ -248,3 +248,22 @@ def test_force_keeps_the_old_run_when_the_kernel_warm_up_fails(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         train(cfg, force=True, reporter=QuietReporter())
     assert (tmp_path / "run" / "last.npz").read_bytes() == before
+
+
+def test_a_network_too_big_to_run_is_one_line_before_the_old_run_is_touched(tmp_path, monkeypatch):
+    """The warm-up runs the user's own network on two images: out of memory there is one line
+    naming the input size and the fix, and --force has not cleared the earlier run."""
+    import cnncli.train as train_mod
+    from cnncli.errors import CnnError
+
+    cfg = _config(tmp_path)
+    train(cfg, reporter=QuietReporter())
+    before = (tmp_path / "run" / "last.npz").read_bytes()
+
+    def too_big(cfg, model=None):
+        raise MemoryError
+    monkeypatch.setattr(train_mod, "warm_up", too_big)
+    with pytest.raises(CnnError, match=r"out of memory running the network on 2 image\(s\) of \d+x\d+x\d+: lower "
+                                       r"model.input"):
+        train(cfg, force=True, reporter=QuietReporter())
+    assert (tmp_path / "run" / "last.npz").read_bytes() == before
