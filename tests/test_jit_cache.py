@@ -23,10 +23,21 @@ PROGRAM = textwrap.dedent("""
                             ("maxpool", {"size": 2}), ("avgpool", {"size": 2}),
                             ("conv", {"filters": 4, "size": 3, "activation": "tanh"}),
                             ("globalmaxpool", {}), ("dense", {"units": 3, "activation": "softmax"})])
-    m.gradients(np.ones((2, 12, 12, 3), np.float32), np.array([0, 1]), Loss(m.head))
-    m.predict_proba(np.ones((1, 12, 12, 3), np.float32))
+    x = np.linspace(0, 1, 2 * 12 * 12 * 3, dtype=np.float32).reshape(2, 12, 12, 3)
+    m.gradients(x, np.array([0, 1]), Loss(m.head))
+    p = m.predict_proba(x)
     hits, misses = cache_counts()
-    print(json.dumps({"hits": hits, "misses": misses, "seconds": time.perf_counter() - t0}))
+    seconds = time.perf_counter() - t0
+    import sys
+    refreshed = "numba.np.npyimpl" in sys.modules     # imported by numba's registry refresh
+    from numba import njit                            # a compile after the loads still works
+
+    @njit(cache=False)
+    def root_sum(a):
+        return np.sqrt(a).sum()
+
+    print(json.dumps({"hits": hits, "misses": misses, "seconds": seconds, "refreshed": refreshed,
+                      "probabilities": p.tolist(), "compiled": root_sum(np.arange(4.0))}))
 """)
 
 
@@ -41,6 +52,11 @@ def test_second_process_does_not_recompile(tmp_path):
     warm = _run(tmp_path)
     assert cold["misses"] > 0, "the first process on an empty cache must compile"
     assert warm["misses"] == 0 and warm["hits"] >= cold["misses"], warm
+    # loading from the cache skips numba's registry refresh (kernels._load_without_refresh), and
+    # what it loads computes what the compiling process computed
+    assert cold["refreshed"] and not warm["refreshed"]
+    assert warm["probabilities"] == cold["probabilities"]
+    assert warm["compiled"] == cold["compiled"] == pytest.approx(1 + 2 ** 0.5 + 3 ** 0.5)
     print(f"cold {cold['seconds']:.2f}s, warm {warm['seconds']:.2f}s")
 
 
