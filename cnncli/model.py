@@ -139,6 +139,7 @@ class Model:
         self.head = self._find_head()
         self.dtype = np.dtype(dtype)
         self.shards = Shards(self)
+        self._plan = None     # inference_plan's last plan, with copies of what it folded
         if build_params:
             self.init_params(seed if init else None)
 
@@ -274,6 +275,7 @@ class Model:
         """Zero the gradients, forward, fused loss, finite check, backward -> (loss, probabilities).
         Raises Diverged (before backward) when the loss is NaN or infinite. Where shards.py says
         so, each thread runs its share of the batch through the whole network."""
+        self._plan = None     # the parameters are about to change: no folded copies kept meanwhile
         self.zero_grad()
         if self.shards.usable(len(x), training=True):
             return self.shards.gradients(x, labels, loss, _check_finite)
@@ -293,6 +295,25 @@ class Model:
         return value, probs
 
     def inference_plan(self):
+        """_fold()'s plan, kept between evaluations until what it folds changes: each call compares
+        the conv and batchnorm arrays, and the activation settings, with the copies kept beside the
+        plan (exact equality, a fraction of folding's cost) and folds again only when one differs.
+        A training step drops it (gradients), so that it holds no memory while the model trains.
+        Measured, batch 64, 2 threads, predict_proba images/s: ResNet-20 3,901-3,941 -> 4,086-4,193
+        (folding took 0.74 ms a call), VGG-CIFAR 6,200 -> 6,855."""
+        arrays = [a for layer in self.layers if layer.kind in ("conv", "batchnorm")
+                  for a in (*layer.params.values(), *layer.buffers.values())]
+        settings = [(layer.kind, getattr(layer, "activation", None), getattr(layer, "alpha", None),
+                     getattr(layer, "eps", None)) for layer in self.layers]
+        kept = self._plan
+        if (kept is not None and kept[1] == settings and len(kept[0]) == len(arrays)
+                and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(kept[0], arrays))):
+            return kept[2]
+        plan = self._fold()
+        self._plan = ([a.copy() for a in arrays], settings, plan)
+        return plan
+
+    def _fold(self):
         """Inference folds each conv -> batchnorm (-> activation) chain into the conv: with the
         running statistics batchnorm is y = s x + t per channel, s = weight / sqrt(var + eps),
         t = bias - mean s, so the conv takes filters w s and bias b s + t (in float64), and applies

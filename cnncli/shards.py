@@ -47,6 +47,7 @@ class Shards:
         while len(self._copies) < parts:
             shard = copy.copy(model)
             shard.layers = [copy.copy(layer) for layer in model.layers]
+            shard._plan = None        # the model's kept inference plan is the model's alone
             for layer in shard.layers:
                 layer.forget()        # a copy made after a step holds that step's workspaces: not its own
             self._copies.append(shard)

@@ -212,6 +212,32 @@ def test_folded_inference_equals_layer_by_layer(rng):
         m.forward(x, training=True, plan=m.inference_plan())
 
 
+def test_inference_plan_is_kept_until_what_it_folds_changes(rng):
+    """The plan is reused while the arrays it folds are unchanged, folded again after any in-place
+    change (a conv weight, a batchnorm statistic, an activation setting), and dropped by training."""
+    from cnncli.losses import Loss
+
+    m = _fold_model(rng)
+    x = rng.standard_normal((4, 16, 16, 32)).astype(np.float32)
+    first = m.inference_plan()
+    assert m.inference_plan() is first
+    changes = [lambda: m.layers[0].params["weight"].__setitem__((0, 0, 0, 0), 0.5),     # Winograd conv
+               lambda: m.layers[4].buffers["running_var"].__setitem__(1, 9.0),          # batchnorm statistic
+               lambda: m.layers[8].params["bias"].__setitem__(0, -3.0),                 # grouped conv's bias
+               lambda: setattr(m.layers[5], "alpha", 0.3)]                              # folded activation
+    for change in changes:
+        before = m.inference_plan()
+        change()
+        after = m.inference_plan()
+        assert after is not before
+        plain = m.forward(x)
+        np.testing.assert_allclose(m.forward(x, plan=after), plain, rtol=1e-4, atol=1e-4 * np.abs(plain).max())
+        np.testing.assert_allclose(m.predict_proba(x), m.evaluate([(x, None)])[0])
+    assert m.layers[5].alpha == 0.3 and after[3][3] == 0.3
+    m.gradients(x, np.arange(4) % 3, Loss(m.head))
+    assert m._plan is None
+
+
 def test_folding_uses_the_batchnorm_formula_by_hand():
     """One 1x1 conv of one channel, bias 0.5, weight 2; batchnorm mean 1, var 3, eps 1, gamma 4,
     beta -1: y = 4 (2x + 0.5 - 1) / sqrt(3 + 1) - 1 = 4x - 2. The plan's filter is 4, its bias -2."""
