@@ -268,6 +268,7 @@ def main():
         return "n/a" if v is None else f"{v:,.0f}{unit}"
 
     say(f"machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}; Python {platform.python_version()}")
+    say(f"numpy's BLAS: {peaks[0]['blas']}")
     say(f"batch {BATCH}, SGD momentum 0.9, medians of {a.repeats} alternating rounds, each in a fresh process")
     if torch_ok:
         say(f"PyTorch {next(iter(rows.values())).get('torch', '')}")
@@ -281,8 +282,8 @@ def main():
         say(f"| {net} | inference images/s | {fmt(r['infer_ips'][0])} | {fmt(r['infer_ips'][1])} | {ratio(r['infer_ips'])} |")
         say(f"| {net} | peak RSS, training (MB) | {fmt(r['rss_mb'][0])} | {fmt(r['rss_mb'][1])} | {ratio(r['rss_mb'])} |")
     say()
-    say(f"machine peak: {peak:.1f} GFLOP/s (float32 2048×2048 matmul in numpy, {peaks[0]['blas']}, "
-        f"its own threads; median of {len(peaks)} runs, best of each)")
+    say(f"machine peak: {peak:.1f} GFLOP/s (float32 2048×2048 matmul in numpy, its BLAS's own threads; "
+        f"median of {len(peaks)} runs, best of each)")
     say("GFLOP/s as direct convolution would need them (multiply-adds × 2 × images/s; × 3 for a training "
         "step: forward, input gradient, weight gradient), cnncli / PyTorch, (share of the peak):")
 
