@@ -285,6 +285,55 @@ def test_conv_matches_naive_without_kept_columns(rng, case, monkeypatch):
     test_conv_matches_naive(rng, case, np.float32)
 
 
+# thin stride-1 layers (1 to 3 channels, at most budgets.DIRECT_MAX_FILTERS filters): taps per row of
+# 1 to 5 (7 wide: 5 + 2), asymmetric padding, blocks of rows that do not divide the map, one pixel
+DIRECT_CASES = [
+    (3, 28, 28, 1, 6, (5, 5), (2, 2, 2, 2), "relu"),             # LeNet-5's first layer
+    (2, 33, 30, 3, 8, (3, 3), (1, 1, 1, 1), "tanh"),
+    (2, 9, 7, 2, 3, (7, 7), (0, 1, 3, 2), "leaky_relu"),
+    (1, 5, 5, 1, 1, (1, 4), (0, 0, 2, 1), "sigmoid"),
+    (2, 40, 3, 1, 2, (2, 1), (1, 0, 0, 0), "softmax"),
+    (1, 1, 1, 3, 4, (3, 3), (1, 1, 1, 1), "linear"),
+]
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_thin_conv_at_inference_matches_naive(rng, case, dtype):
+    """Inference (no columns kept) convolves thin layers directly; the training forward (columns
+    and GEMM) and the naive convolution give the same outputs."""
+    n, h, w, c, f, size, pads, act = case
+    assert budgets.direct_at_inference(c, size, (1, 1), pads, f)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    wt = rng.standard_normal((f, c) + size).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    out_hw = (h + pads[0] + pads[1] - size[0] + 1, w + pads[2] + pads[3] - size[1] + 1)
+    w_int = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    y, kept = conv_k.conv2d_forward(x, w_int, b, act, (1, 1), pads, out_hw, 0.2, may_keep=False)
+    assert kept is None and y.dtype == dtype
+    ref = naive.activation_nchw(naive.conv2d(nchw(x).astype(np.float64), wt.astype(np.float64),
+                                             b.astype(np.float64), (1, 1), pads), act, 0.2)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol * np.abs(ref).max())
+    y_train, _ = conv_k.conv2d_forward(x, w_int, b, act, (1, 1), pads, out_hw, 0.2)
+    np.testing.assert_allclose(y, y_train, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def test_direct_conv_rule():
+    from cnncli.model import Model
+
+    m = Model((28, 28, 1), [("conv", {"filters": 6, "size": 5, "padding": "same"}),
+                            ("conv", {"filters": 16, "size": 5}), ("globalavgpool", {}),
+                            ("dense", {"units": 2, "activation": "softmax"})], seed=0)
+    assert m.layers[0].describe().endswith(", direct at inference")     # inspect's layer table shows it
+    assert "direct" not in m.layers[1].describe()
+    assert budgets.direct_at_inference(1, (5, 5), (1, 1), (2, 2, 2, 2), 6)
+    assert not budgets.direct_at_inference(3, (3, 3), (1, 1), (1, 1, 1, 1), 16)   # GEMM wins from 16 filters
+    assert not budgets.direct_at_inference(3, (3, 3), (2, 2), (1, 1, 1, 1), 8)    # stride 2: columns
+    assert not budgets.direct_at_inference(4, (3, 3), (1, 1), (1, 1, 1, 1), 8)    # 4+ channels: columns
+    assert not budgets.direct_at_inference(1, (1, 1), (1, 1), (0, 0, 0, 0), 8)    # 1x1: the input is the columns
+
+
 @pytest.mark.parametrize("c", [1, 3, 5])
 def test_im2col_helper_matches_naive_windows(rng, c):
     x = rng.standard_normal((2, 5, 6, c)).astype(np.float32)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..budgets import column_positions, is_pointwise, keeps_columns, uses_winograd
+from ..budgets import column_positions, direct_at_inference, is_pointwise, keeps_columns, uses_winograd
 from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot,
                    padding_arg, pair, positive_int, resolve_padding, stride_pad)
 
@@ -94,8 +94,11 @@ class Conv(Layer):
     def describe(self):
         grouping = "" if self.groups == 1 else " depthwise" if self.depthwise() else f" g{self.groups}"
         depth = self.in_shape[2] // self.groups
+        direct = self.algorithm == "im2col" and direct_at_inference(depth, self.size, self.stride, self.pads,
+                                                                     self.filters)
         return (f"{self.filters}× {self.size[0]}×{self.size[1]}×{depth}{grouping}, " + stride_pad(self)
-                + (", winograd" if self.algorithm == "winograd" else ""))
+                + (", winograd" if self.algorithm == "winograd" else "")
+                + (", direct at inference" if direct else ""))
 
     def receptive(self):
         return self.size, self.stride
@@ -113,10 +116,12 @@ class Conv(Layer):
 
     def forward(self, x, training, record=False):
         # (N, H, W, C) -> (N, OH, OW, F); training reuses the columns array next step, inference
-        # keeps nothing alive
+        # keeps nothing alive. record (inference with a backward after, Grad-CAM) computes as
+        # inference does, bit for bit (thin layers convolve directly there), and its backward
+        # builds the columns again
         workspace = getattr(self, "_workspace", None) if training else None
         y, cols = self._convolve(x, self.params["weight"], self.params.get("bias"), self.activation, self.alpha,
-                                 workspace, keep=training or record)
+                                 workspace, keep=training)
         self._workspace = cols if training else None
         self._cache = (x, y, cols) if training or record else None
         return y
