@@ -150,10 +150,16 @@ def _blas_name():
         name = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
     except Exception:  # older numpy: no dict form
         name = "numpy's BLAS"
-    with open("/proc/self/maps") as f:
-        paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
+    except OSError:   # not Linux
+        paths = []
     for path in paths:
-        lib = ctypes.CDLL(path)
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
         for fn in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
             if hasattr(lib, fn):
                 getattr(lib, fn).restype = ctypes.c_char_p

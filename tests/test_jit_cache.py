@@ -143,3 +143,35 @@ def test_the_warm_up_leaves_the_run_as_it_found_it():
         np.testing.assert_array_equal(after[k], before[k], err_msg=k)
     assert all(not g.any() for _, _, g in model.named_params())
     assert model.layers[4].rng.random() == np.random.default_rng(7).random()
+
+
+def test_other_numba_code_loads_from_the_cache_as_numba_does(tmp_path):
+    """cnncli's cache loads skip numba's registry refresh for its own kernels only: a user's cached
+    @vectorize, which needs the registries to build its ufunc wrapper when it loads, still loads
+    in a process whose cnncli kernels came from the cache (first run: compiled; second: loaded)."""
+    (tmp_path / "users_ufunc.py").write_text(textwrap.dedent("""
+        from numba import vectorize
+
+        @vectorize(["float64(float64)"], cache=True)
+        def plus_one(x):
+            return x + 1.0
+    """))
+    program = textwrap.dedent("""
+        import json, sys
+        import numpy as np
+        from cnncli.model import Model
+        m = Model((12, 12, 3), [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}),
+                                ("globalmaxpool", {}), ("dense", {"units": 3, "activation": "softmax"})])
+        m.predict_proba(np.ones((2, 12, 12, 3), np.float32))
+        refreshed = "numba.np.npyimpl" in sys.modules     # imported by numba's registry refresh
+        import users_ufunc
+        print(json.dumps({"refreshed": refreshed, "ufunc": users_ufunc.plus_one(np.arange(3.0)).tolist()}))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path) + os.pathsep + str(ROOT))
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert runs[0]["refreshed"] and not runs[1]["refreshed"]    # the second run's cnncli kernels: loaded
+    assert runs[0]["ufunc"] == runs[1]["ufunc"] == [1.0, 2.0, 3.0]

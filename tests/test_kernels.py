@@ -327,6 +327,9 @@ def test_direct_conv_rule():
                             ("dense", {"units": 2, "activation": "softmax"})], seed=0)
     assert m.layers[0].describe().endswith(", direct at inference")     # inspect's layer table shows it
     assert "direct" not in m.layers[1].describe()
+    grouped = Model((8, 8, 6), [("conv", {"filters": 8, "size": 3, "padding": 1, "groups": 2}),
+                                ("globalavgpool", {}), ("dense", {"units": 2, "activation": "softmax"})], seed=0)
+    assert grouped.layers[0].describe() == "8× 3×3×3 g2, s1, pad 1, direct at inference"   # 4 filters per group
     assert budgets.direct_at_inference(1, (5, 5), (1, 1), (2, 2, 2, 2), 6)
     assert not budgets.direct_at_inference(3, (3, 3), (1, 1), (1, 1, 1, 1), 16)   # GEMM wins from 16 filters
     assert not budgets.direct_at_inference(3, (3, 3), (2, 2), (1, 1, 1, 1), 8)    # stride 2: columns

@@ -224,7 +224,8 @@ def test_inference_plan_is_kept_until_what_it_folds_changes(rng):
     changes = [lambda: m.layers[0].params["weight"].__setitem__((0, 0, 0, 0), 0.5),     # Winograd conv
                lambda: m.layers[4].buffers["running_var"].__setitem__(1, 9.0),          # batchnorm statistic
                lambda: m.layers[8].params["bias"].__setitem__(0, -3.0),                 # grouped conv's bias
-               lambda: setattr(m.layers[5], "alpha", 0.3)]                              # folded activation
+               lambda: setattr(m.layers[5], "alpha", 0.3),                              # folded activation
+               lambda: m.layers[9].params.update(weight=m.layers[9].params["weight"] * 2)]  # a new array
     for change in changes:
         before = m.inference_plan()
         change()

@@ -35,18 +35,28 @@ JIT = dict(cache=True, nogil=True)
 llvmlite.binding.set_option("", "--force-vector-interleave=1")
 
 
+_numba_load_overload = caching.Cache.load_overload
+
+
 def _load_without_refresh(self, sig, target_context):
-    """numba's Cache.load_overload without its first step, target_context.refresh(): that step
-    imports numba's implementations of Python and numpy and installs every typing template,
-    130 ms that only compiling needs (numba's compiler refreshes the contexts itself before it
-    compiles). Machine code loaded from the cache needs numba's runtime (NRT) linked, no more."""
+    """numba's Cache.load_overload, for cnncli's own kernels without its first step,
+    target_context.refresh(): that step imports numba's implementations of Python and numpy and
+    installs every typing template, 128 ms that only compiling needs (numba's compiler refreshes
+    the contexts itself before it compiles). Machine code loaded from the cache needs numba's
+    runtime (NRT) linked, no more. Any other numba function in the process (a user's, or a
+    @vectorize whose loading generates a wrapper and so needs the registries) loads as numba does."""
+    if not getattr(getattr(self, "_py_func", None), "__module__", "").startswith(__name__ + "."):
+        return _numba_load_overload(self, sig, target_context)
     nrt.rtsys.initialize(target_context)
     with self._guard_against_spurious_io_errors():
         return self._load_overload(sig, target_context)
 
 
-if hasattr(caching.Cache, "_load_overload") and hasattr(caching.Cache, "_guard_against_spurious_io_errors"):
-    caching.Cache.load_overload = _load_without_refresh     # another numba: its own, slower load
+# numba's load_overload is refresh, guard, _load_overload (checked in 0.59.1's and 0.68.1's source);
+# a later numba keeps its own until someone checks it again
+if (tuple(int(v) for v in numba.__version__.split(".")[:2]) <= (0, 68)
+        and hasattr(caching.Cache, "_load_overload") and hasattr(caching.Cache, "_guard_against_spurious_io_errors")):
+    caching.Cache.load_overload = _load_without_refresh
 
 
 def dispatchers():

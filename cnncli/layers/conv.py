@@ -94,8 +94,8 @@ class Conv(Layer):
     def describe(self):
         grouping = "" if self.groups == 1 else " depthwise" if self.depthwise() else f" g{self.groups}"
         depth = self.in_shape[2] // self.groups
-        direct = self.algorithm == "im2col" and direct_at_inference(depth, self.size, self.stride, self.pads,
-                                                                     self.filters)
+        direct = self.algorithm in ("im2col", "grouped") and direct_at_inference(
+            depth, self.size, self.stride, self.pads, self.filters // self.groups)
         return (f"{self.filters}× {self.size[0]}×{self.size[1]}×{depth}{grouping}, " + stride_pad(self)
                 + (", winograd" if self.algorithm == "winograd" else "")
                 + (", direct at inference" if direct else ""))
