@@ -22,7 +22,7 @@ gradient transform 0.071 / 0.039; 128 channels 0.36 / 0.34 and 0.22 / 0.19. The 
 own, so it holds for every numba function the process compiles afterwards (a program importing
 cnncli next to its own numba code gets it too: a matter of speed, never of results).
 
-Loading a kernel from the cache skips numba's registry refresh (_load_without_refresh below):
+Loading one of these kernels from the cache skips numba's registry refresh (_load_without_refresh):
 one-image `cnncli predict` with a warm cache, median of 9, 0.53 -> 0.39 s.
 """
 
