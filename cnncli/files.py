@@ -88,8 +88,8 @@ def unlock(fd):
 
 
 def lock_holder(path):
-    """What the holder of a run lock wrote into it ('pid 123 on host'), or '' if unreadable."""
+    """What the holder of a run lock wrote into it ('pid 123 on host'), or 'another process'."""
     try:
-        return Path(path).read_text().strip()
+        return Path(path).read_text().strip() or "another process"
     except OSError:
-        return ""
+        return "another process"

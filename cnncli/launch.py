@@ -102,6 +102,7 @@ def _relay(stream, spoken):
 def _last_word(n, code, run_dir):
     """The job failed and no process said why (Hydra killed them all): where the run stands."""
     from . import checkpoint
+    from .runner import resume_hint, saved_at
 
     folder = None
     try:
@@ -113,8 +114,8 @@ def _last_word(n, code, run_dir):
         last = Path(folder) / "last.npz"
         try:
             state = checkpoint.load(last)[1]["state"]
-            at = f"epoch {state['epoch']}" + (f" and {state['batch']} batches" if state.get("batch") else "")
-            where = f"; {last} (after {at}) is intact; continue with: cnncli train --resume {folder} --processes {n}"
+            at = saved_at(state["epoch"], state.get("batch"))
+            where = f"; {last} (after {at}) is intact; continue with: {resume_hint(folder, n)}"
         except Exception:
             where = f"; no checkpoint in {folder} yet"
     sys.stderr.write(f"error: a process of the job was killed (mpiexec's exit status {code}) and the job "

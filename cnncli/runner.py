@@ -25,13 +25,24 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
-from .files import write_text_atomic
+from .files import lock_holder, write_text_atomic
 from .errors import CnnError
 from .viz.live import LiveCurves
 
 RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt", "curves.png")
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
            "data_wait")  # data_wait: fraction of the epoch spent waiting for the next batch
+
+
+def resume_hint(output, processes=1):
+    """The command that continues a run exactly where its last.npz stopped."""
+    on = f" on {processes} processes (mpiexec -n {processes} or --processes {processes})" if processes > 1 else ""
+    return f"cnncli train --resume {output}{on}"
+
+
+def saved_at(epoch, batch):
+    """Where a last.npz stopped, in words: 'epoch 3' or 'epoch 3 and 40 batches of epoch 4'."""
+    return f"epoch {epoch}" + (f" and {batch} batches of epoch {epoch + 1}" if batch else "")
 
 
 class Interrupted(Exception):
@@ -42,9 +53,8 @@ class Interrupted(Exception):
 
     def __init__(self, output, epoch, batch, processes=1):
         where = f"in epoch {epoch + 1} after batch {batch}" if batch else f"after epoch {epoch}"
-        on = f" on {processes} processes (mpiexec -n {processes} or --processes {processes})" if processes > 1 else ""
         super().__init__(f"interrupted {where}; saved {output}/last.npz. "
-                         f"Continue exactly where it stopped with: cnncli train --resume {output}{on}")
+                         f"Continue exactly where it stopped with: {resume_hint(output, processes)}")
 
 
 class OutputClosed(Interrupted):
@@ -119,15 +129,9 @@ def in_use(output):
     except OSError:
         return None
     if fd is None:
-        return lock_holder_text(lock)
+        return lock_holder(lock)
     unlock(fd)
     return None
-
-
-def lock_holder_text(lock):
-    from .files import lock_holder
-
-    return lock_holder(lock) or "another process"
 
 
 def in_use_error(output, holder):
@@ -137,12 +141,12 @@ def in_use_error(output, holder):
 
 def check_output(output, force):
     """Refuse a folder in use, holding a run (unless force), or that cannot be written; touch
-    nothing. -> the run files a forced start will replace."""
+    nothing."""
     output = Path(output)
     holder = in_use(output)
     if holder:
         raise in_use_error(output, holder)
-    existing = run_files(output, force)
+    run_files(output, force)
     nearest = output
     while not nearest.exists() and nearest != nearest.parent:
         nearest = nearest.parent
@@ -151,7 +155,6 @@ def check_output(output, force):
     if reason:
         raise CnnError(f"cannot write to output folder {output} ({reason}): pick a writable folder "
                        "with --set output=PATH")
-    return existing
 
 
 def run_files(output, force):
@@ -171,7 +174,7 @@ def lock_run(output):
     lock = Path(output) / LOCK
     fd = try_lock(lock)
     if fd is None:
-        raise in_use_error(output, lock_holder_text(lock))
+        raise in_use_error(output, lock_holder(lock))
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
     return fd
@@ -250,13 +253,14 @@ class Trainer:
             meta = self.meta("last")
             meta["state"] = st.__dict__
             checkpoint.save(self.output / "last.npz", arrays, meta)
-            self.saved = f"epoch {st.epoch}" + (f" and {st.batch} batches of epoch {st.epoch + 1}" if st.batch else "")
+            self.saved = saved_at(st.epoch, st.batch)
         self.dist.root_does(write)
 
     def save_best(self):
-        with self.evaluated() as model:
-            arrays = model.state_dict()
-        self.dist.root_does(lambda: checkpoint.save(self.output / "best.npz", arrays, self.meta("best")))
+        def write():
+            with self.evaluated() as model:
+                checkpoint.save(self.output / "best.npz", model.state_dict(), self.meta("best"))
+        self.dist.root_does(write)
 
     # --- the loop ---
     def lr_at(self, step):
@@ -299,7 +303,7 @@ class Trainer:
                     self.validating = False
                     if self.stopping(now=True) and st.epoch < t.epochs and not st.finished:
                         raise self.stop_reason()  # last.npz was just saved at the epoch's end
-            if not st.finished:
+            if not st.finished:    # resumed at or past a lowered train.epochs: no epoch ran to mark it
                 st.finished = "epochs"
                 self.save_last()
         except MemoryError:
@@ -334,7 +338,6 @@ class Trainer:
 
     def train_epoch(self, epoch, n_batches):
         from .model import Diverged
-        from .targets import hard
 
         st, t = self.state, self.cfg.train
         rng = self._seed_epoch(epoch)
@@ -379,7 +382,7 @@ class Trainer:
         """Where the run stands, for the message when another process of the job is lost."""
         st = self.state
         return (f"in epoch {st.epoch + 1} at batch {st.batch + 1}: the job stops; {self._kept()}; continue "
-                f"with: cnncli train --resume {self.output} on {self.dist.size} processes")
+                f"with: {resume_hint(self.output, self.dist.size)}")
 
     def end_epoch(self):
         st = self.state
@@ -402,6 +405,8 @@ class Trainer:
         patience = self.cfg.train.patience
         if patience and st.bad_epochs >= patience:
             st.finished = "early_stop"
+        elif st.epoch >= self.cfg.train.epochs:
+            st.finished = "epochs"       # saved below with the last epoch, not written again after it
         self.dist.root_does(write_text_atomic, self.output / "metrics.csv", metrics_csv(st.history))
         self.save_last()
         self.report.epoch_end(row, improved, st.finished)

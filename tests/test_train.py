@@ -79,6 +79,20 @@ def test_outputs_and_checkpoint_contract(tmp_path):
     assert again["train"]["seed"] == 3 and again["model"]["input"] == [12, 12, 3]
 
 
+def test_each_epoch_writes_last_npz_once(tmp_path, monkeypatch):
+    """last.npz is written once per epoch, the last one included (it was written a second time
+    after the final epoch, to mark the run finished), and the run is marked finished."""
+    from cnncli import runner
+
+    saved = []
+    real = runner.checkpoint.save
+    monkeypatch.setattr(runner.checkpoint, "save", lambda path, *a, **k: (saved.append(path.name), real(path, *a, **k)))
+    res = train(write_config(tmp_path), reporter=QuietReporter())
+    assert saved.count("last.npz") == 3
+    _, meta, _ = checkpoint.load_model(res.output / "last.npz")
+    assert meta["state"]["finished"] == "epochs"
+
+
 def test_same_config_same_seed_bit_identical(tmp_path):
     a = train(write_config(tmp_path, "a"), reporter=QuietReporter())
     b = train(write_config(tmp_path, "b"), reporter=QuietReporter())
