@@ -94,6 +94,11 @@ class Shards:
                     full = layer.mask((len(x),) + layer.in_shape, model.dtype)
                     for shard, (lo, hi) in zip(shards, pieces):
                         shard.layers[i].preset = None if full is None else full[lo:hi]
+                if getattr(layer, "algorithm", None) == "winograd":   # the filters transformed once, not per shard
+                    from .kernels.winograd import filter_tiles, turned_tiles
+                    tiles = (filter_tiles(layer.params["weight"]), turned_tiles(layer.params["weight"]))
+                    for shard in shards:
+                        shard.layers[i].tiles = tiles
             for k, shard in enumerate(shards):
                 if k:                     # shard 0's are the model's own, zeroed already
                     shard.zero_grad()
@@ -125,6 +130,8 @@ class Shards:
                     layer.forget(workspace=False)     # ... but the conv workspaces, reused next step
                     if layer.kind == "dropout":
                         layer.preset = None
+                    if layer.kind == "conv":
+                        layer.tiles = None
                     if layer.kind == "batchnorm":
                         layer.sync = None
 

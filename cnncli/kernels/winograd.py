@@ -210,6 +210,12 @@ def filter_tiles(w):
     return u.astype(w.dtype).reshape(36, w.shape[2], w.shape[3])
 
 
+def turned_tiles(w):
+    """U of the filters turned by 180 degrees, channels and filters swapped: the input gradient
+    of a stride-1 3x3 convolution is the convolution of dz with these (winograd_backward)."""
+    return filter_tiles(np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)))
+
+
 def _tiles(out_hw):
     return -(-out_hw[0] // OUT), -(-out_hw[1] // OUT)
 
@@ -239,17 +245,17 @@ def winograd_conv(x, u, pads, out_hw, bias=None, act="linear", alpha=0.01):
     return y
 
 
-def winograd_backward(dy, x, y, w, act, alpha, pads, need_dx=True, need_db=True):
+def winograd_backward(dy, x, y, w, act, alpha, pads, need_dx=True, need_db=True, turned=None):
     """-> (dx or None, dw (3, 3, C, F), db (F,) or None) of y = act(conv3x3(x, w) + b), stride 1,
     in one pass over the threads: each takes its images' dz = dy act'(y), adds their share of dw
     and db, and convolves their dz into dx. Shares are summed in chunk order (bit-identical reruns
-    for a given thread count)."""
+    for a given thread count). turned: turned_tiles(w), when the caller has it already."""
     f = w.shape[3]
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
-    # dx is the convolution of dz with the filters turned 180 degrees, channels and filters
-    # swapped, padded by 2 - p on each side
-    turned = filter_tiles(np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))) if need_dx else None
+    # dx is the convolution of dz with the filters turned, padded by 2 - p on each side
+    if need_dx and turned is None:
+        turned = turned_tiles(w)
     back_pads = tuple(2 - p for p in pads)
 
     def part(lo, hi):

@@ -27,6 +27,9 @@ class Conv(Layer):
         self.bias = boolean(bias, "bias")
         self.activation = activation_name(activation)
         self.alpha = alpha_arg(alpha)
+        # Winograd: this step's (U, turned U) of the filters, transformed once for all the shards
+        # (Shards.gradients sets and clears it); None: each call transforms them itself
+        self.tiles = None
 
     def config(self):
         pad = self.padding if isinstance(self.padding, str) else list(self.padding)
@@ -120,8 +123,9 @@ class Conv(Layer):
         # inference does, bit for bit (thin layers convolve directly there), and its backward
         # builds the columns again
         workspace = getattr(self, "_workspace", None) if training else None
-        y, cols = self._convolve(x, self.params["weight"], self.params.get("bias"), self.activation, self.alpha,
-                                 workspace, keep=training)
+        weight, ready = (self.tiles[0], True) if self.tiles is not None else (self.params["weight"], False)
+        y, cols = self._convolve(x, weight, self.params.get("bias"), self.activation, self.alpha,
+                                 workspace, keep=training, ready=ready)
         self._workspace = cols if training else None
         self._cache = (x, y, cols) if training or record else None
         return y
@@ -169,7 +173,7 @@ class Conv(Layer):
         elif self.algorithm == "winograd":   # dx is a 3x3 convolution too; dw from the same tiles
             from ..kernels.winograd import winograd_backward
             dx, dw, db = winograd_backward(dy, x, y, self.params["weight"], self.activation, self.alpha, self.pads,
-                                           need_dx, self.bias)
+                                           need_dx, self.bias, None if self.tiles is None else self.tiles[1])
         elif self.groups > 1:
             dx, dw, db = grouped_conv2d_backward(*args, self.out_hw, self.groups, need_dx, self.alpha, cols)
         else:
