@@ -24,15 +24,16 @@ def planar_columns(channels, size, stride, pads):
     return planar, planar and tuple(stride) == (1, 1)
 
 
-# At inference, wide layers (planar, stride 1) with at most this many filters convolve directly:
-# each output row a sum of shifted rows of the padded planes, no columns (kernels/conv.py).
+# A forward that keeps no columns (inference; training of a layer too big to keep them) convolves
+# wide layers (planar, stride 1) with at most this many filters directly: each output row a sum of
+# shifted rows of the padded planes, no columns (kernels/conv.py).
 # Forward, 32 images, one thread, ms direct / columns + GEMM: LeNet-5's 28x28x1 5x5 -> 6
 # 0.31 / 0.37-0.45; 32x32x1 3x3 -> 8 0.29-0.31 / 0.32-0.35; but 32x32x3 3x3 -> 16 1.37 / 0.59.
 DIRECT_MAX_FILTERS = 8
 
 
-def direct_at_inference(channels, size, stride, pads, filters):
-    """Does a conv layer convolve directly at inference (no columns, no GEMM)?"""
+def convolves_directly(channels, size, stride, pads, filters):
+    """Does a conv layer convolve directly (no columns, no GEMM) when its forward keeps no columns?"""
     return planar_columns(channels, size, stride, pads)[1] and filters <= DIRECT_MAX_FILTERS
 
 

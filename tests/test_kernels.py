@@ -303,7 +303,7 @@ def test_direct_thin_conv_at_inference_matches_naive(rng, case, dtype):
     """Inference (no columns kept) convolves thin layers directly; the training forward (columns
     and GEMM) and the naive convolution give the same outputs."""
     n, h, w, c, f, size, pads, act = case
-    assert budgets.direct_at_inference(c, size, (1, 1), pads, f)
+    assert budgets.convolves_directly(c, size, (1, 1), pads, f)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
     wt = rng.standard_normal((f, c) + size).astype(dtype)
     b = rng.standard_normal(f).astype(dtype)
@@ -330,11 +330,11 @@ def test_direct_conv_rule():
     grouped = Model((8, 8, 6), [("conv", {"filters": 8, "size": 3, "padding": 1, "groups": 2}),
                                 ("globalavgpool", {}), ("dense", {"units": 2, "activation": "softmax"})], seed=0)
     assert grouped.layers[0].describe() == "8× 3×3×3 g2, s1, pad 1, direct at inference"   # 4 filters per group
-    assert budgets.direct_at_inference(1, (5, 5), (1, 1), (2, 2, 2, 2), 6)
-    assert not budgets.direct_at_inference(3, (3, 3), (1, 1), (1, 1, 1, 1), 16)   # GEMM wins from 16 filters
-    assert not budgets.direct_at_inference(3, (3, 3), (2, 2), (1, 1, 1, 1), 8)    # stride 2: columns
-    assert not budgets.direct_at_inference(4, (3, 3), (1, 1), (1, 1, 1, 1), 8)    # 4+ channels: columns
-    assert not budgets.direct_at_inference(1, (1, 1), (1, 1), (0, 0, 0, 0), 8)    # 1x1: the input is the columns
+    assert budgets.convolves_directly(1, (5, 5), (1, 1), (2, 2, 2, 2), 6)
+    assert not budgets.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 16)   # GEMM wins from 16 filters
+    assert not budgets.convolves_directly(3, (3, 3), (2, 2), (1, 1, 1, 1), 8)    # stride 2: columns
+    assert not budgets.convolves_directly(4, (3, 3), (1, 1), (1, 1, 1, 1), 8)    # 4+ channels: columns
+    assert not budgets.convolves_directly(1, (1, 1), (1, 1), (0, 0, 0, 0), 8)    # 1x1: the input is the columns
 
 
 @pytest.mark.parametrize("c", [1, 3, 5])

@@ -10,7 +10,7 @@ Padding is implicit: cells outside the input read as zero, so no padded copy is 
 import numpy as np
 from numba import njit
 
-from ..budgets import column_positions, direct_at_inference, is_pointwise, keeps_columns, planar_columns
+from ..budgets import column_positions, convolves_directly, is_pointwise, keeps_columns, planar_columns
 from . import JIT
 from .activation import activate, activation_grad
 from .parallel import column_sums, run_chunks
@@ -258,16 +258,18 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     cache-sized buffer and multiplies it by w in a single-threaded GEMM. `workspace`, the columns
     array this returned last time, is reused when it fits (a fresh one costs page faults).
     may_keep=False never keeps the columns (a grouped layer applies the size rule to all its groups).
+    A forward that keeps no columns convolves thin layers directly (budgets.convolves_directly).
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
     y = np.empty((g.n, g.oh, g.ow, g.f), x.dtype)
-    if not may_keep and direct_at_inference(g.c, (g.fh, g.fw), stride, pads, g.f):
+    keep = may_keep and g.keeps_columns(x.dtype)
+    if not keep and convolves_directly(g.c, (g.fh, g.fw), stride, pads, g.f):
         _direct_forward(x, w, bias, act, alpha, g, y)
         return y, None
     w2 = w.reshape(g.k, g.f)
     y2 = y.reshape(g.n * g.p, g.f)
     kept = None
-    if may_keep and g.keeps_columns(x.dtype):
+    if keep:
         shape = (g.k, g.n * g.pc) if g.planar else (g.n * g.pc, g.k)
         fits = workspace is not None and workspace.shape == shape and workspace.dtype == x.dtype
         kept = workspace if fits else g.buffer(x.dtype, g.n)

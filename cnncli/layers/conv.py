@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..budgets import column_positions, direct_at_inference, is_pointwise, keeps_columns, uses_winograd
+from ..budgets import column_positions, convolves_directly, is_pointwise, keeps_columns, uses_winograd
 from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot,
                    padding_arg, pair, positive_int, resolve_padding, stride_pad)
 
@@ -97,7 +97,7 @@ class Conv(Layer):
     def describe(self):
         grouping = "" if self.groups == 1 else " depthwise" if self.depthwise() else f" g{self.groups}"
         depth = self.in_shape[2] // self.groups
-        direct = self.algorithm in ("im2col", "grouped") and direct_at_inference(
+        direct = self.algorithm in ("im2col", "grouped") and convolves_directly(
             depth, self.size, self.stride, self.pads, self.filters // self.groups)
         return (f"{self.filters}× {self.size[0]}×{self.size[1]}×{depth}{grouping}, " + stride_pad(self)
                 + (", winograd" if self.algorithm == "winograd" else "")
