@@ -31,7 +31,8 @@ class ConfigError(CnnError):
 def read_yaml(path):
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: no such file")
+        raise ConfigError(f"{path}: no such file: check the path, or write a starter config with "
+                          "`cnncli init DATA_FOLDER`")
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; give a YAML file")
     try:
@@ -675,6 +676,19 @@ def load(path, overrides=()):
         if model_path.is_file():
             raw["model"] = read_yaml(model_path)
     raw = apply_overrides(raw, overrides)
+    try:
+        return _parse(raw, path)
+    except ConfigError as e:
+        if not overrides:
+            raise
+        try:                       # the file alone is fine: the mistake came in with --set
+            _parse(read_yaml(path), path)
+        except ConfigError:
+            raise e from None
+        raise ConfigError(f"{e} (with --set {' '.join(overrides)})") from None
+
+
+def _parse(raw, path):
     if is_architecture(raw):
         return parse_architecture(raw, str(path))
     return parse_run(raw, str(path), path.parent)

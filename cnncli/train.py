@@ -217,11 +217,16 @@ def _resume(run_dir, overrides, report, comm):
             if comm.root:  # the run folder may be on rank 0's machine alone: it reads, the others receive
                 if not run_dir.is_dir():
                     raise CnnError(f"--resume {run_dir}: no such run folder (give the output folder of a run)")
+                again = f"cnncli train {run_dir / 'config.yaml'} --force"
                 if not last.exists():
                     raise CnnError(f"{run_dir} has no last.npz to resume from: no epoch finished yet? "
-                                   "Start the run again with --force")
+                                   f"Start the run again with: {again}")
                 lock = lock_run(run_dir)
-                loaded = checkpoint.load(last)
+                try:
+                    loaded = checkpoint.load(last)
+                except checkpoint.CheckpointError as e:
+                    raise CnnError(f"{e}; it cannot be resumed: start the run again with: {again} (add "
+                                   f"--set train.init={run_dir / 'best.npz'} to begin from best.npz's weights)") from None
             agreed.fingerprint = fingerprint(resume=str(run_dir), overrides=list(overrides or ()))
         arrays, meta = comm.bcast(loaded)
         return _resume_locked(run_dir, last, arrays, meta, overrides, report, comm)

@@ -114,6 +114,7 @@ def test_missing_file_is_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cnncli", "inspect", str(tmp_path / "nope.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+    assert "cnncli init" in proc.stderr and proc.stderr.count("\n") == 1     # and what to do
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
@@ -211,3 +212,13 @@ def test_resolved_config_shows_every_augmentation_key_with_its_default():
     assert d["train"]["ema"] == 0.0
     cfg = config.load(ROOT / "configs" / "mnist.yaml", ["data.augment.cutout.size=8", "data.augment.mixup=0.2"])
     assert cfg.data.augment.cutout.size == 8 and cfg.data.augment.cutout.count == 1 and cfg.data.augment.mixup == 0.2
+
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+
+
+def test_a_mistake_made_with_set_names_set_not_only_the_file():
+    with pytest.raises(ConfigError) as e:
+        config.load(QUICKSTART, ["train.lrr=0.1"])
+    assert "unknown key 'lrr'" in str(e.value) and "(with --set train.lrr=0.1)" in str(e.value)
+    config.load(QUICKSTART, ["train.lr=0.1"])          # a good --set: no error

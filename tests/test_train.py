@@ -93,6 +93,20 @@ def test_each_epoch_writes_last_npz_once(tmp_path, monkeypatch):
     assert meta["state"]["finished"] == "epochs"
 
 
+def test_resume_without_a_usable_last_npz_says_how_to_start_again(tmp_path):
+    res = train(write_config(tmp_path, epochs=1), reporter=QuietReporter())
+    last = res.output / "last.npz"
+    last.write_bytes(last.read_bytes()[:100])                       # truncated
+    with pytest.raises(CnnError) as e:
+        train(resume=res.output, reporter=QuietReporter())
+    assert "cannot be resumed" in str(e.value) and f"cnncli train {res.output / 'config.yaml'} --force" in str(e.value)
+    assert f"train.init={res.output / 'best.npz'}" in str(e.value)
+    last.unlink()
+    with pytest.raises(CnnError, match="no last.npz to resume from") as e:
+        train(resume=res.output, reporter=QuietReporter())
+    assert f"cnncli train {res.output / 'config.yaml'} --force" in str(e.value)
+
+
 def test_same_config_same_seed_bit_identical(tmp_path):
     a = train(write_config(tmp_path, "a"), reporter=QuietReporter())
     b = train(write_config(tmp_path, "b"), reporter=QuietReporter())
