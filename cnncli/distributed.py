@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 
 from .errors import CnnError
-from .targets import hard
+from .targets import count_correct
 
 # (rank variable, size variable), set by the launcher in each process it starts; first match wins
 LAUNCHERS = (("PMI_RANK", "PMI_SIZE"),                          # MPICH's mpiexec (Hydra), Intel MPI
@@ -129,7 +129,7 @@ class ShareLoss:
         weights = self.loss.class_weights
         self.weight = float(weights[labels].sum()) if weights is not None else float(len(labels))
         self.value = value * self.weight
-        self.correct = int((probs.argmax(axis=1) == hard(labels)).sum())
+        self.correct = count_correct(probs, labels)
         self.images = len(labels)
         return 0.0, dlogits * dlogits.dtype.type(self.weight), probs
 
@@ -158,7 +158,7 @@ class Single:
     def step(self, model, x, y, loss, optimizer, stop=(False, False)):
         """The one training step on this process's images -> (mean loss, correct, images) of the batch."""
         value, probs = model.train_step(x, y, loss, optimizer)
-        return value, int((probs.argmax(axis=1) == hard(y)).sum()), len(y)
+        return value, count_correct(probs, y), len(y)
 
     def stopping(self, interrupted, gone):
         """-> (interrupted, gone) as the processes agreed at the last step: every process stops

@@ -51,14 +51,10 @@ class EMA:
         """The inverse of state(): arrays holds 'ema.layers.<i>.<name>' entries."""
         prefix = "ema."
         averaged = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-        live = [a.copy() for a in self.targets]
-        try:
+        with self.applied():        # the model's own weights come back after
             self.model.load_state_dict(averaged)
             for avg, a in zip(self.average, self.targets):
                 avg[...] = a
-        finally:
-            for a, own in zip(self.targets, live):
-                a[...] = own
 
 
 def has_state(arrays):

@@ -439,6 +439,7 @@ def validate(model, batches, dist=None):
     """(loss, accuracy) of a Batches in inference mode, through the one evaluation, Model.evaluate.
     Over several processes each evaluates its share and dist adds up the sums."""
     from .distributed import Single
+    from .targets import count_correct
 
     labels = []
 
@@ -448,7 +449,7 @@ def validate(model, batches, dist=None):
                 labels.append(y)
                 yield x, y
     probs, loss = model.evaluate(pairs())
-    correct = int((probs.argmax(axis=1) == np.concatenate(labels)).sum()) if labels else 0
+    correct = count_correct(probs, np.concatenate(labels)) if labels else 0
     return (dist or Single()).average(loss, correct, len(probs))
 
 

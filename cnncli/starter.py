@@ -70,20 +70,18 @@ def fit_to_folder(folder):
     from PIL import Image
 
     from .data.decode import GRAY_MODES
-    from .data.folder import SPLITS, scan
+    from .data.folder import scan, split_folders
 
     folder = Path(folder)
-    subs = ({p.name.lower(): p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    subs = ({p.name: p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
             if folder.is_dir() else {})
-    split_names = [n for n in subs if n in SPLITS]
+    splits = split_folders(list(subs))
     train_dir, val_dir, test_dir = folder, None, None
-    if split_names and len(split_names) == len(subs):
-        train_dir = next((subs[n] for n in subs if SPLITS[n] == "train"), None)
-        if train_dir is None:
+    if splits:
+        if "train" not in splits:
             raise CnnError(f"{folder} holds {', '.join(sorted(subs))} but no train folder: point --data at "
                            "a folder with one sub-folder per class, or with train/ (and val/)")
-        val_dir = next((subs[n] for n in subs if SPLITS[n] == "val"), None)
-        test_dir = next((subs[n] for n in subs if SPLITS[n] == "test"), None)
+        train_dir, val_dir, test_dir = (subs[splits[k]] if k in splits else None for k in ("train", "val", "test"))
     listing = scan(train_dir, role="data")
     files = listing.files
     step = max(1, len(files) // SAMPLE)

@@ -35,3 +35,8 @@ class Mixed:
 def hard(labels):
     """Plain int labels as they are; the dominant class of Mixed labels."""
     return labels.dominant() if isinstance(labels, Mixed) else labels
+
+
+def count_correct(probs, labels):
+    """How many rows of probs have their top class at the (dominant) label."""
+    return int((probs.argmax(axis=1) == hard(labels)).sum())

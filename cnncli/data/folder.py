@@ -31,16 +31,26 @@ SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "
           "test": "test", "testing": "test"}
 
 
+def split_folders(names):
+    """{'train' | 'val' | 'test': name} when every one of the sub-folder names is a split's (in any
+    case: Train, validation, ...), the first of each kind; else {}."""
+    if not names or any(n.lower() not in SPLITS for n in names):
+        return {}
+    found = {}
+    for n in names:
+        found.setdefault(SPLITS[n.lower()], n)
+    return found
+
+
 def _refuse_split_folders(root, names, role, classes):
     """A folder whose sub-folders are train/val/test splits, given where a folder of classes is
     expected (data.train: data/shapes): say which sub-folder was meant."""
-    splits = [n for n in names if n.lower() in SPLITS]
-    if not splits or len(splits) != len(names) or (classes is not None and set(names) <= set(classes)):
+    splits = split_folders(names)
+    if not splits or (classes is not None and set(names) <= set(classes)):
         return
-    want = "val" if role in ("val", "evaluate") else "train"
-    pick = next((n for n in splits if SPLITS[n.lower()] == want), splits[0])
+    pick = splits.get("val" if role in ("val", "evaluate") else "train", names[0])
     where = {"train": " (set data.train to it)", "val": " (set data.val to it)"}.get(role, "")
-    raise CnnError(f"{root} holds the splits {', '.join(splits)}, not class folders: did you mean "
+    raise CnnError(f"{root} holds the splits {', '.join(names)}, not class folders: did you mean "
                    f"{root / pick}?{where}")
 
 

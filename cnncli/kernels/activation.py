@@ -128,7 +128,7 @@ def added(xs, act, alpha=0.01):
     in one pass (numpy's add, then the activation, took three)."""
     code = CODES[act]
     a, c = np.ascontiguousarray(xs[0]), np.ascontiguousarray(xs[1])
-    y = np.empty(np.broadcast_shapes(a.shape, c.shape), np.result_type(a, c))
+    y = np.empty(a.shape, np.result_type(a, c))     # the add layer's inputs share one shape
     if len(xs) > 2 or code == SOFTMAX:
         np.add(a, c, out=y)
         for x in xs[2:]:

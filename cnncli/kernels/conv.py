@@ -206,11 +206,7 @@ class _Geometry:
             return x[a:b].reshape(-1, self.c)
         args = (self.fh, self.fw, self.sh, self.sw, self.pads[0], self.pads[2], self.oh, self.ow)
         if self.wide:
-            xpad = np.zeros((b - a, self.c, self.hp * self.wp + self.fw), x.dtype)
-            planes = xpad[:, :, :self.hp * self.wp].reshape(b - a, self.c, self.hp, self.wp)
-            planes[:, :, self.pads[0]:self.pads[0] + self.h, self.pads[2]:self.pads[2] + self.w] = \
-                x[a:b].transpose(0, 3, 1, 2)
-            _im2col_wide_t(xpad, self.c, self.fh, self.fw, self.wp, self.pc, buf, offset)
+            _im2col_wide_t(self.padded_planes(x, a, b), self.c, self.fh, self.fw, self.wp, self.pc, buf, offset)
             return self.stored(buf, offset, b - a)
         if self.planar:  # (N, H, W, C) -> (N, C, H, W): a reshape for one channel, else a small copy
             xp = np.ascontiguousarray(x[a:b].transpose(0, 3, 1, 2))
@@ -219,6 +215,15 @@ class _Geometry:
         cols = self.stored(buf, offset, b - a)
         _im2col(x[a:b], *args, cols)
         return cols
+
+    def padded_planes(self, x, a, b):
+        """Images a..b of x as padded planes, each flat with fw spare zeros at its end:
+        (b - a, C, Hp * Wp + FW), as _im2col_wide_t and _direct_wide read them."""
+        xpad = np.zeros((b - a, self.c, self.hp * self.wp + self.fw), x.dtype)
+        planes = xpad[:, :, :self.hp * self.wp].reshape(b - a, self.c, self.hp, self.wp)
+        planes[:, :, self.pads[0]:self.pads[0] + self.h, self.pads[2]:self.pads[2] + self.w] = \
+            x[a:b].transpose(0, 3, 1, 2)
+        return xpad
 
     def stored(self, buf, offset, images):
         """The (rows, K) columns of `images` images kept in buf from row `offset`."""
@@ -301,11 +306,8 @@ def _direct_forward(x, w, bias, act, alpha, g, y):
     rows = max(1, DIRECT_BLOCK // g.wp)
 
     def part(lo, hi):
-        xpad = np.zeros((hi - lo, g.c, g.hp * g.wp + g.fw), x.dtype)
-        planes = xpad[:, :, :g.hp * g.wp].reshape(hi - lo, g.c, g.hp, g.wp)
-        planes[:, :, g.pads[0]:g.pads[0] + g.h, g.pads[2]:g.pads[2] + g.w] = x[lo:hi].transpose(0, 3, 1, 2)
         acc = np.empty((g.f, rows * g.wp), x.dtype)
-        _direct_wide(xpad, wt, g.wp, g.oh, g.ow, acc, y[lo:hi])
+        _direct_wide(g.padded_planes(x, lo, hi), wt, g.wp, g.oh, g.ow, acc, y[lo:hi])
         activate(y[lo:hi], act, alpha, bias)
 
     run_chunks(g.n, part)
