@@ -60,7 +60,7 @@ def metadata(loaded, output):
             "output": output, "head": loaded.model.head, "cnncli_version": __version__}
 
 
-def to_onnx(onnx, loaded, opset, logits, name):
+def to_onnx(loaded, opset, logits, name):
     """Loaded checkpoint -> (ModelProto, {layer index: tensor name})."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -118,7 +118,7 @@ def export(ckpt_path, out_path, opset=DEFAULT_OPSET, logits=False):
     if weights > MAX_PROTO_BYTES - (16 << 20):
         raise CnnError(f"{ckpt_path}: {weights / 2**30:.1f} GiB of weights is more than one .onnx file holds "
                        "(protobuf's 2 GiB limit)")
-    proto, outs = to_onnx(onnx, loaded, opset, logits, Path(ckpt_path).stem)
+    proto, outs = to_onnx(loaded, opset, logits, Path(ckpt_path).stem)
     onnx.checker.check_model(proto, full_check=True)
     check_shapes(onnx, proto, model, outs)
     data = proto.SerializeToString()
