@@ -41,3 +41,18 @@ def shapes_run(tmp_path_factory):
     train(config, [f"data.train={data / 'train'}", f"data.val={data / 'val'}", f"data.cache_dir={cache}",
                    "train.epochs=8", "train.lr=0.005", f"output={run}"], reporter=QuietReporter())
     return run, data, cache
+
+
+def without_launcher(**extra):
+    """os.environ without an MPI or Slurm launcher's variables (a test run inside one would
+    otherwise make every cnncli it starts a rank), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "SLURM_"))}
+    return dict(env, **extra)
+
+
+def sitecustomize(folder, code):
+    """A folder holding a sitecustomize.py with `code`: on PYTHONPATH, every Python process runs it
+    at start-up (the tests' way to hide a module or inject a fault into one rank)."""
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(code)
+    return folder

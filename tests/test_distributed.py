@@ -16,6 +16,7 @@ from cnncli.data.share import Share, piece
 from cnncli.distributed import launched, threads_per_process
 from cnncli.losses import Loss
 
+from .conftest import sitecustomize, without_launcher
 from .imagegen import make_folder
 
 
@@ -169,34 +170,26 @@ def _tiny_config(tmp_path):
     return path
 
 
-def _clean_env(tmp_path, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "SLURM_"))}
-    return dict(env, **extra)
-
-
 def test_a_plain_train_never_imports_mpi(tmp_path):
     cfg = _tiny_config(tmp_path)
     code = ("import sys; from cnncli.cli.app import app\n"
             "try:\n    app(['train', sys.argv[1], '-q'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "assert 'mpi4py' not in sys.modules and 'cnncli.mpi' not in sys.modules, 'MPI was imported'\n")
     res = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True,
-                         env=_clean_env(tmp_path))
+                         env=without_launcher())
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "run" / "last.npz").exists()
 
 
 def _without_mpi(tmp_path):
     """A PYTHONPATH under which mpi4py cannot be found, as before `pip install 'cnncli[mpi]'`."""
-    block = tmp_path / "no_mpi"
-    block.mkdir()
-    (block / "sitecustomize.py").write_text("import sys\nsys.modules['mpi4py'] = None\n")
-    return str(block)
+    return str(sitecustomize(tmp_path / "no_mpi", "import sys\nsys.modules['mpi4py'] = None\n"))
 
 
 def test_processes_without_mpi_installed_say_what_to_install(tmp_path):
     cfg = _tiny_config(tmp_path)
     res = subprocess.run([sys.executable, "-m", "cnncli", "train", str(cfg), "--processes", "2"],
-                         capture_output=True, text=True, env=_clean_env(tmp_path, PYTHONPATH=_without_mpi(tmp_path)))
+                         capture_output=True, text=True, env=without_launcher(PYTHONPATH=_without_mpi(tmp_path)))
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "pip install 'cnncli[mpi]'" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "run").exists()
@@ -207,7 +200,7 @@ def test_started_by_a_launcher_without_mpi_installed(tmp_path):
     blocked = _without_mpi(tmp_path)
     for rank, lines in (("0", 1), ("1", 0)):   # rank 0 says it, once
         res = subprocess.run([sys.executable, "-m", "cnncli", "train", str(cfg)], capture_output=True, text=True,
-                             env=_clean_env(tmp_path, PYTHONPATH=blocked, PMI_RANK=rank, PMI_SIZE="2"))
+                             env=without_launcher(PYTHONPATH=blocked, PMI_RANK=rank, PMI_SIZE="2"))
         assert res.returncode == 2 and res.stderr.count("\n") == lines, res.stderr
         assert lines == 0 or "pip install 'cnncli[mpi]'" in res.stderr
 
@@ -215,7 +208,7 @@ def test_started_by_a_launcher_without_mpi_installed(tmp_path):
 def test_processes_under_a_launcher_is_refused(tmp_path):
     cfg = _tiny_config(tmp_path)
     res = subprocess.run([sys.executable, "-m", "cnncli", "train", str(cfg), "--processes", "2"],
-                         capture_output=True, text=True, env=_clean_env(tmp_path, PMI_RANK="0", PMI_SIZE="2"))
+                         capture_output=True, text=True, env=without_launcher(PMI_RANK="0", PMI_SIZE="2"))
     assert res.returncode == 2 and "drop --processes" in res.stderr and res.stderr.count("\n") == 1
 
 

@@ -19,6 +19,7 @@ from cnncli import checkpoint
 from cnncli.progress import QuietReporter
 from cnncli.train import train
 
+from .conftest import sitecustomize, without_launcher
 from .imagegen import make_folder
 from .test_train import assert_same_weights, weights
 
@@ -37,8 +38,7 @@ TOLERANCE = 1e-5   # relative, weights after one epoch: float sums in another or
 
 
 def _env(tmp_path, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "SLURM_"))}
-    return dict(env, CNNCLI_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1", **extra)
+    return without_launcher(CNNCLI_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1", **extra)
 
 
 def _config(tmp_path, name="run", model=PLAIN, per_class=50, **train_kw):
@@ -179,18 +179,9 @@ def test_a_killed_process_ends_the_job_with_one_clear_line_then_resume(tmp_path)
     assert done.returncode == 0, err
 
 
-def _sitecustomize(tmp_path, name, code):
-    """A folder holding a sitecustomize.py with `code`: on PYTHONPATH, every process runs it at
-    start-up (the tests' way to inject a fault into one rank)."""
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "sitecustomize.py").write_text(code)
-    return folder
-
-
 def test_a_crashed_process_is_named_and_ends_the_job(tmp_path):
-    fault = _sitecustomize(
-        tmp_path, "fault",
+    fault = sitecustomize(
+        tmp_path / "fault",
         "import os\nif os.environ.get('PMI_RANK') == '1':\n"
         "    from cnncli import model\n    real, calls = model.Model.train_step, [0]\n"
         "    def broken(self, *a, **k):\n        calls[0] += 1\n"
@@ -232,7 +223,7 @@ def test_processes_that_disagree_at_the_start_stop_together(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "run.yaml").write_text(cfg.read_text().replace(str(tmp_path / "data"), "data"))
-    old = _sitecustomize(tmp_path, "old", "import cnncli\ncnncli.__version__ = '0.0.1'\n")
+    old = sitecustomize(tmp_path / "old", "import cnncli\ncnncli.__version__ = '0.0.1'\n")
     mpmd = [str(MPIEXEC), "-n", "1", sys.executable, "-m", "cnncli", "train", str(cfg), ":"]
     cases = {
         "cannot read": ["-wdir", str(elsewhere), "-n", "1", sys.executable, "-m", "cnncli", "train", "run.yaml"],
@@ -259,8 +250,8 @@ def test_divergence_is_agreed_by_every_process(tmp_path):
 
 
 def test_a_full_disk_on_rank_0_stops_every_process(tmp_path):
-    full = _sitecustomize(
-        tmp_path, "full",
+    full = sitecustomize(
+        tmp_path / "full",
         "import errno, os\nif os.environ.get('PMI_RANK') == '0':\n    import numpy as np\n"
         "    def savez(f, **arrays):\n        raise OSError(errno.ENOSPC, 'No space left on device')\n"
         "    np.savez = savez\n")
