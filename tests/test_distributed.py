@@ -2,7 +2,6 @@
 process's share of a batch, the share loss, synchronised batchnorm (two threads standing in for
 two processes), and what a plain `cnncli train` must never do (import MPI)."""
 
-import os
 import subprocess
 import sys
 import threading
