@@ -123,9 +123,10 @@ def build_report(run_dir, data=None):
 
 def _metrics(html, history, rep, ckpt, best_epoch, where):
     last = history[-1] if history else {}
-    items = [(f"{rep['accuracy']:.1%}", f"accuracy of {ckpt.name}"), (f"{rep['loss']:.4f}", "loss (cross-entropy)"),
-             (f"{rep['top_k_accuracy']:.1%}", f"top-{rep['top_k']} accuracy"), (f"{rep['images']:,}", "images"),
-             (f"{best_epoch}", f"epoch of {ckpt.name}")]
+    items = [(f"{rep['accuracy']:.1%}", f"accuracy of {ckpt.name}"), (f"{rep['loss']:.4f}", "loss (cross-entropy)")]
+    if rep["top_k"] < len(rep["classes"]):    # top-k of all the classes is 100% by definition
+        items.append((f"{rep['top_k_accuracy']:.1%}", f"top-{rep['top_k']} accuracy"))
+    items += [(f"{rep['images']:,}", "images"), (f"{best_epoch}", f"epoch of {ckpt.name}")]
     rows = [[k, "" if last.get(k) is None else (f"{last[k]:.4g}" if isinstance(last[k], float) else last[k])]
             for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")]
     total = sum(r.get("seconds") or 0 for r in history)

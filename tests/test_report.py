@@ -39,6 +39,7 @@ def test_report_is_one_self_contained_file(shapes_run):
                  "Layers", "Config", "64× 3×3×32, s1, same", "lr: 0.005", "(the run&#x27;s validation folder)"):
         assert text in page, text
     assert page.count("<tr>") >= 4 + 8 + 10          # per class, last epoch, layers
+    assert "top-4 accuracy" not in page                # 4 classes: top-4 is 100% by definition
 
 
 def test_report_of_a_run_with_a_validation_split(tmp_path, monkeypatch):
