@@ -27,9 +27,11 @@ def planar_columns(channels, size, stride, pads):
 # A forward that keeps no columns (inference; training of a layer too big to keep them) convolves
 # wide layers (planar, stride 1) with at most this many filters directly: each output row a sum of
 # shifted rows of the padded planes, no columns (kernels/conv.py).
-# Forward, 32 images, one thread, ms direct / columns + GEMM: LeNet-5's 28x28x1 5x5 -> 6
-# 0.31 / 0.37-0.45; 32x32x1 3x3 -> 8 0.29-0.31 / 0.32-0.35; but 32x32x3 3x3 -> 16 1.37 / 0.59.
-DIRECT_MAX_FILTERS = 8
+# Forward, 32 images, one thread, ms direct / columns + GEMM (bias and ReLU included):
+# LeNet-5's 28x28x1 5x5 -> 6 0.17 / 0.38; 32x32x3 3x3 -> 16 0.50-0.55 / 0.61; 64x64x3 3x3 -> 16
+# 1.8-2.0 / 3.8; 128x128x1 5x5 -> 8 3.4 / 11.8; but 32x32x3 3x3 -> 32 1.08 / 0.77 and -> 64
+# 2.0 / 1.7-1.8.
+DIRECT_MAX_FILTERS = 16
 
 
 def convolves_directly(channels, size, stride, pads, filters):

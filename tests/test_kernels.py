@@ -294,14 +294,19 @@ DIRECT_CASES = [
     (1, 5, 5, 1, 1, (1, 4), (0, 0, 2, 1), "sigmoid"),
     (2, 40, 3, 1, 2, (2, 1), (1, 0, 0, 0), "softmax"),
     (1, 1, 1, 3, 4, (3, 3), (1, 1, 1, 1), "linear"),
+    (2, 12, 11, 3, 16, (3, 3), (1, 1, 1, 1), "relu"),          # ResNet-20's first layer
+    (1, 10, 9, 2, 5, (4, 6), (2, 1, 3, 2), "relu"),            # an odd filter count, taps 4 and 5 + 1
 ]
 
 
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_direct_thin_conv_at_inference_matches_naive(rng, case, dtype):
+@pytest.mark.parametrize("block", [conv_k.DIRECT_BLOCK, 40])
+def test_direct_thin_conv_at_inference_matches_naive(rng, case, dtype, block, monkeypatch):
     """Inference (no columns kept) convolves thin layers directly; the training forward (columns
-    and GEMM) and the naive convolution give the same outputs."""
+    and GEMM) and the naive convolution give the same outputs, whole maps at a time or a few
+    rows (block: output positions per pass)."""
+    monkeypatch.setattr(conv_k, "DIRECT_BLOCK", block)
     n, h, w, c, f, size, pads, act = case
     assert budgets.convolves_directly(c, size, (1, 1), pads, f)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
@@ -331,7 +336,8 @@ def test_direct_conv_rule():
                                 ("globalavgpool", {}), ("dense", {"units": 2, "activation": "softmax"})], seed=0)
     assert grouped.layers[0].describe() == "8× 3×3×3 g2, s1, pad 1, direct at inference"   # 4 filters per group
     assert budgets.convolves_directly(1, (5, 5), (1, 1), (2, 2, 2, 2), 6)
-    assert not budgets.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 16)   # GEMM wins from 16 filters
+    assert budgets.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 16)
+    assert not budgets.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 17)   # GEMM wins at 32 filters
     assert not budgets.convolves_directly(3, (3, 3), (2, 2), (1, 1, 1, 1), 8)    # stride 2: columns
     assert not budgets.convolves_directly(4, (3, 3), (1, 1), (1, 1, 1, 1), 8)    # 4+ channels: columns
     assert not budgets.convolves_directly(1, (1, 1), (1, 1), (0, 0, 0, 0), 8)    # 1x1: the input is the columns
