@@ -24,9 +24,9 @@ def planar_columns(channels, size, stride, pads):
     return planar, planar and tuple(stride) == (1, 1)
 
 
-# A forward that keeps no columns (inference; training of a layer too big to keep them) convolves
-# wide layers (planar, stride 1) with at most this many filters directly: each output row a sum of
-# shifted rows of the padded planes, no columns (kernels/conv.py).
+# Wide layers (planar, stride 1) with at most this many filters convolve directly, in training
+# and inference: each output row a sum of shifted rows of the padded planes, and each weight
+# gradient a dot product of such rows with dz; no columns (kernels/conv.py).
 # Forward, 32 images, one thread, ms direct / columns + GEMM (bias and ReLU included):
 # LeNet-5's 28x28x1 5x5 -> 6 0.17 / 0.38; 32x32x3 3x3 -> 16 0.50-0.55 / 0.61; 64x64x3 3x3 -> 16
 # 1.8-2.0 / 3.8; 128x128x1 5x5 -> 8 3.4 / 11.8; but 32x32x3 3x3 -> 32 1.08 / 0.77 and -> 64

@@ -117,8 +117,10 @@ def test_mobilenet_like_network_gradient_and_float32_step(rng):
 
 
 @pytest.mark.parametrize("in_shape,args,expected", [
-    ((28, 28, 1), {"filters": 6, "size": 5, "padding": 2}, 28 * 32 * 25 * 4),     # wide: 28 rows x 32 padded columns
-    ((8, 8, 6), {"filters": 4, "size": 3, "padding": 1, "groups": 2}, 8 * 10 * 54 * 4),  # 3 channels per group: wide
+    ((28, 28, 1), {"filters": 20, "size": 5, "padding": 2}, 28 * 32 * 25 * 4),    # wide: 28 rows x 32 padded columns
+    ((8, 8, 6), {"filters": 40, "size": 3, "padding": 1, "groups": 2}, 8 * 10 * 54 * 4),  # 3 channels per group: wide
+    ((28, 28, 1), {"filters": 6, "size": 5, "padding": 2}, 0),                   # up to 16 filters: direct, no columns
+    ((8, 8, 6), {"filters": 4, "size": 3, "padding": 1, "groups": 2}, 0),        # direct in each group
     ((9, 9, 3), {"filters": 4, "size": 3, "stride": 2}, 4 * 4 * 27 * 4),          # strided: output positions
     ((8, 8, 4), {"filters": 4, "size": 3, "padding": 1}, 64 * 36 * 4),            # row im2col
     ((8, 8, 32), {"filters": 32, "size": 3, "padding": 1}, 0),                   # winograd keeps no columns

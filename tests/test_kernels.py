@@ -330,11 +330,11 @@ def test_direct_conv_rule():
     m = Model((28, 28, 1), [("conv", {"filters": 6, "size": 5, "padding": "same"}),
                             ("conv", {"filters": 16, "size": 5}), ("globalavgpool", {}),
                             ("dense", {"units": 2, "activation": "softmax"})], seed=0)
-    assert m.layers[0].describe().endswith(", direct at inference")     # inspect's layer table shows it
+    assert m.layers[0].describe().endswith(", direct")     # inspect's layer table shows it
     assert "direct" not in m.layers[1].describe()
     grouped = Model((8, 8, 6), [("conv", {"filters": 8, "size": 3, "padding": 1, "groups": 2}),
                                 ("globalavgpool", {}), ("dense", {"units": 2, "activation": "softmax"})], seed=0)
-    assert grouped.layers[0].describe() == "8× 3×3×3 g2, s1, pad 1, direct at inference"   # 4 filters per group
+    assert grouped.layers[0].describe() == "8× 3×3×3 g2, s1, pad 1, direct"   # 4 filters per group
     assert budgets.convolves_directly(1, (5, 5), (1, 1), (2, 2, 2, 2), 6)
     assert budgets.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 16)
     assert not budgets.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 17)   # GEMM wins at 32 filters

@@ -189,6 +189,132 @@ def _direct_wide(xpad, wt, bias, act, alpha, wp, oh, ow, acc, y):
                         y[n, i0 + i, j, f] = acc[f, i * wp + j]
 
 
+@njit(inline="always")
+def _dots(o, xs, off, dv, k, m):
+    # dv[t] += sum_q o[q] xs[off + t + q] for t < k <= 5: the weight gradient of k taps, _taps
+    # turned around (the sums are reductions: fastmath's reassociation lets LLVM vectorise them)
+    if k >= 5:
+        s0 = s1 = s2 = s3 = s4 = o.dtype.type(0)
+        x0, x1, x2 = xs[off:off + m], xs[off + 1:off + 1 + m], xs[off + 2:off + 2 + m]
+        x3, x4 = xs[off + 3:off + 3 + m], xs[off + 4:off + 4 + m]
+        for q in range(m):
+            a = o[q]
+            s0 += a * x0[q]
+            s1 += a * x1[q]
+            s2 += a * x2[q]
+            s3 += a * x3[q]
+            s4 += a * x4[q]
+        dv[0] += s0
+        dv[1] += s1
+        dv[2] += s2
+        dv[3] += s3
+        dv[4] += s4
+    elif k == 3:
+        s0 = s1 = s2 = o.dtype.type(0)
+        x0, x1, x2 = xs[off:off + m], xs[off + 1:off + 1 + m], xs[off + 2:off + 2 + m]
+        for q in range(m):
+            a = o[q]
+            s0 += a * x0[q]
+            s1 += a * x1[q]
+            s2 += a * x2[q]
+        dv[0] += s0
+        dv[1] += s1
+        dv[2] += s2
+    else:
+        for t in range(k):
+            s0 = o.dtype.type(0)
+            x0 = xs[off + t:off + t + m]
+            for q in range(m):
+                s0 += o[q] * x0[q]
+            dv[t] += s0
+
+
+@njit(inline="always")
+def _dots2(o, p, xs, off, dv, du, k, m):
+    # _dots for two filters at once (o into dv, p into du): each loaded run of xs used twice
+    if k >= 5:
+        s0 = s1 = s2 = s3 = s4 = o.dtype.type(0)
+        t0 = t1 = t2 = t3 = t4 = o.dtype.type(0)
+        x0, x1, x2 = xs[off:off + m], xs[off + 1:off + 1 + m], xs[off + 2:off + 2 + m]
+        x3, x4 = xs[off + 3:off + 3 + m], xs[off + 4:off + 4 + m]
+        for q in range(m):
+            a, b = o[q], p[q]
+            v0, v1, v2, v3, v4 = x0[q], x1[q], x2[q], x3[q], x4[q]
+            s0 += a * v0
+            s1 += a * v1
+            s2 += a * v2
+            s3 += a * v3
+            s4 += a * v4
+            t0 += b * v0
+            t1 += b * v1
+            t2 += b * v2
+            t3 += b * v3
+            t4 += b * v4
+        dv[0] += s0
+        dv[1] += s1
+        dv[2] += s2
+        dv[3] += s3
+        dv[4] += s4
+        du[0] += t0
+        du[1] += t1
+        du[2] += t2
+        du[3] += t3
+        du[4] += t4
+    elif k == 3:
+        s0 = s1 = s2 = o.dtype.type(0)
+        t0 = t1 = t2 = o.dtype.type(0)
+        x0, x1, x2 = xs[off:off + m], xs[off + 1:off + 1 + m], xs[off + 2:off + 2 + m]
+        for q in range(m):
+            a, b = o[q], p[q]
+            v0, v1, v2 = x0[q], x1[q], x2[q]
+            s0 += a * v0
+            s1 += a * v1
+            s2 += a * v2
+            t0 += b * v0
+            t1 += b * v1
+            t2 += b * v2
+        dv[0] += s0
+        dv[1] += s1
+        dv[2] += s2
+        du[0] += t0
+        du[1] += t1
+        du[2] += t2
+    else:
+        _dots(o, xs, off, dv, k, m)
+        _dots(p, xs, off, du, k, m)
+
+
+@njit(fastmath={"reassoc", "contract"}, **JIT)
+def _direct_dw(xpad, dz, wp, dzp, dw):
+    # Weight gradient of _direct_wide: dw[f, c, kh, kw] += sum_{n, i, j} dz[n, i, j, f]
+    # xpad[n, c, (i + kh) Wp + j + kw]. dz (N, OH, OW, F); dzp (F, OH * Wp) scratch: an image's dz
+    # as wide planes, zero at the dropped columns j >= OW, so that each tap is one dot product of
+    # runs as long as the map; dw (F, C, FH, FW). Filters two by two, as _direct_wide.
+    n_img, oh, ow, f_n = dz.shape
+    c, fh, fw = dw.shape[1], dw.shape[2], dw.shape[3]
+    m = oh * wp
+    dzp[:] = 0
+    for n in range(n_img):
+        for i in range(oh):
+            r = dz[n, i]
+            for f in range(f_n):
+                o = dzp[f, i * wp:i * wp + ow]
+                for j in range(ow):
+                    o[j] = r[j, f]
+        for f in range(0, f_n, 2):
+            g = min(f + 1, f_n - 1)
+            o, p = dzp[f], dzp[g]
+            for ci in range(c):
+                xs = xpad[n, ci]
+                for kh in range(fh):
+                    for k0 in range(0, fw, 5):
+                        k = min(5, fw - k0)
+                        if g > f:
+                            _dots2(o, p, xs, kh * wp + k0, dw[f, ci, kh, k0:], dw[g, ci, kh, k0:], k, m)
+                        else:
+                            _dots(o, xs, kh * wp + k0, dw[f, ci, kh, k0:], k, m)
+
+
 # output positions per block of _direct_wide. Each _taps call has a fixed cost (views, alias
 # checks), so long runs pay even when the F blocks leave L1: one thread, 32 images, blocks of
 # 256 / 1024 / 4096 positions: LeNet-5's first layer 0.26 / 0.17 / 0.17 ms, 32x32x3 3x3 -> 16
@@ -243,6 +369,8 @@ class _Geometry:
         self.pc = (column_positions(self.c, (self.fh, self.fw), stride, pads, (self.h, self.w), out_hw)
                    if self.wide else self.p)
         self.step = max(1, ROWS_PER_STEP // self.pc)  # images per GEMM
+        # no columns at all: _direct_wide forward, _direct_dw backward (dx still by col2im)
+        self.direct = convolves_directly(self.c, (self.fh, self.fw), stride, pads, self.f)
 
     def columns(self, x, a, b, buf, offset=0):
         """(b-a)*PC x K matrix of images a..b, written into buf from row `offset`
@@ -308,14 +436,15 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     cache-sized buffer and multiplies it by w in a single-threaded GEMM. `workspace`, the columns
     array this returned last time, is reused when it fits (a fresh one costs page faults).
     may_keep=False never keeps the columns (a grouped layer applies the size rule to all its groups).
-    A forward that keeps no columns convolves thin layers directly (budgets.convolves_directly).
+    Thin layers convolve directly and keep nothing (budgets.convolves_directly): their backward
+    needs no columns either.
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
     y = np.empty((g.n, g.oh, g.ow, g.f), x.dtype)
-    keep = may_keep and g.keeps_columns(x.dtype)
-    if not keep and convolves_directly(g.c, (g.fh, g.fw), stride, pads, g.f):
+    if g.direct:
         _direct_forward(x, w, bias, act, alpha, g, y)
         return y, None
+    keep = may_keep and g.keeps_columns(x.dtype)
     w2 = w.reshape(g.k, g.f)
     y2 = y.reshape(g.n * g.p, g.f)
     kept = None
@@ -345,7 +474,7 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
 
 
 def _direct_forward(x, w, bias, act, alpha, g, y):
-    """conv2d_forward of a thin stride-1 layer at inference by _direct_wide: the images split over
+    """conv2d_forward of a thin stride-1 layer by _direct_wide: the images split over
     threads, each thread's images padded into planes and convolved in one call."""
     wt = np.ascontiguousarray(w.transpose(3, 2, 0, 1))
     rows = max(1, DIRECT_BLOCK // g.wp)
@@ -370,24 +499,31 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
     dz = dy * act'(y);  dw = cols^T dz;  db = sum dz;  dx = col2im(dz w^T).
     `kept` are the forward pass's columns when it kept them; otherwise they are recomputed per
     chunk (cheaper in memory than keeping a big layer's columns, and the recompute hits the cache).
+    Thin layers (no columns: _Geometry.direct) take dw by _direct_dw from the padded planes.
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
     w2 = w.reshape(g.k, g.f)
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
 
-    step = g.n if kept is not None else g.step
+    step = g.n if kept is not None or g.direct else g.step
 
     def part(lo, hi):
-        buf = g.buffer(x.dtype) if kept is None else None
+        buf = g.buffer(x.dtype) if kept is None and not g.direct else None
         dw, db = np.zeros((g.k, g.f), x.dtype), np.zeros(g.f, x.dtype)
         tmp = np.empty((g.k, g.f), x.dtype)
         for a in range(lo, hi, step):
             b = min(a + step, hi)
             dz = activation_grad(dy[a:b], y[a:b], act, alpha).reshape(-1, g.f)
-            cols = g.stored(kept, a * g.pc, b - a) if kept is not None else g.columns(x, a, b, buf)
-            np.matmul(cols.T, g.wide_rows(dz, b - a) if g.wide else dz, out=tmp)
-            dw += tmp
+            if g.direct:
+                dwt = np.zeros((g.f, g.c, g.fh, g.fw), x.dtype)
+                _direct_dw(g.padded_planes(x, a, b), dz.reshape(b - a, g.oh, g.ow, g.f), g.wp,
+                           np.empty((g.f, g.oh * g.wp), x.dtype), dwt)
+                dw += dwt.transpose(2, 3, 1, 0).reshape(g.k, g.f)
+            else:
+                cols = g.stored(kept, a * g.pc, b - a) if kept is not None else g.columns(x, a, b, buf)
+                np.matmul(cols.T, g.wide_rows(dz, b - a) if g.wide else dz, out=tmp)
+                dw += tmp
             db += column_sums(dz)
             if need_dx:
                 dcols = dz @ w2.T

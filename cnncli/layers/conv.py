@@ -85,7 +85,7 @@ class Conv(Layer):
     def scratch_bytes(self, batch_size):
         """The im2col columns, when the layer keeps them from forward to backward (all groups'
         columns together are as many as an ordinary conv's; depthwise builds none)."""
-        if self.algorithm in ("depthwise", "winograd"):
+        if self.algorithm in ("depthwise", "winograd") or self.direct():
             return 0
         fh, fw = self.size
         positions = column_positions(self.in_shape[2] // self.groups, self.size, self.stride, self.pads,
@@ -94,14 +94,17 @@ class Conv(Layer):
         pointwise = is_pointwise(self.size, self.stride, self.pads)
         return positions * depth * 4 if keeps_columns(batch_size, positions, depth, pointwise) else 0
 
+    def direct(self):
+        """Does each group convolve directly, with no im2col columns (budgets.convolves_directly)?"""
+        return self.algorithm in ("im2col", "grouped") and convolves_directly(
+            self.in_shape[2] // self.groups, self.size, self.stride, self.pads, self.filters // self.groups)
+
     def describe(self):
         grouping = "" if self.groups == 1 else " depthwise" if self.depthwise() else f" g{self.groups}"
         depth = self.in_shape[2] // self.groups
-        direct = self.algorithm in ("im2col", "grouped") and convolves_directly(
-            depth, self.size, self.stride, self.pads, self.filters // self.groups)
         return (f"{self.filters}× {self.size[0]}×{self.size[1]}×{depth}{grouping}, " + stride_pad(self)
                 + (", winograd" if self.algorithm == "winograd" else "")
-                + (", direct at inference" if direct else ""))
+                + (", direct" if self.direct() else ""))
 
     def receptive(self):
         return self.size, self.stride
@@ -120,8 +123,7 @@ class Conv(Layer):
     def forward(self, x, training, record=False):
         # (N, H, W, C) -> (N, OH, OW, F); training reuses the columns array next step, inference
         # keeps nothing alive. record (inference with a backward after, Grad-CAM) computes as
-        # inference does, bit for bit (thin layers convolve directly there), and its backward
-        # builds the columns again
+        # inference does, bit for bit, and its backward builds the columns again
         workspace = getattr(self, "_workspace", None) if training else None
         weight, ready = (self.tiles[0], True) if self.tiles is not None else (self.params["weight"], False)
         y, cols = self._convolve(x, weight, self.params.get("bias"), self.activation, self.alpha,
