@@ -184,9 +184,11 @@ def _direct_wide(xpad, wt, bias, act, alpha, wp, oh, ow, acc, y):
                     for q in range(m):
                         o[q] = _act(o[q] + bf, act, alpha, zero, one)
             for i in range(r):
-                for j in range(ow):
-                    for f in range(f_n):
-                        y[n, i0 + i, j, f] = acc[f, i * wp + j]
+                yr = y[n, i0 + i]
+                for f in range(f_n):
+                    o = acc[f, i * wp:i * wp + ow]
+                    for j in range(ow):
+                        yr[j, f] = o[j]
 
 
 @njit(inline="always")
