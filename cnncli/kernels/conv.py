@@ -18,23 +18,33 @@ from .parallel import column_sums, run_chunks
 
 @njit(**JIT)
 def _im2col(x, fh, fw, sh, sw, pt, pl, oh, ow, cols):
+    # Row (n, i, j) of cols holds the window at (i, j): for each kh, the FW * C values of input
+    # row ih from column j sw - pl on, one contiguous run when the window is inside the row
+    # (LeNet-5's second layer, 32 images, one thread: 69 us against 137 with a loop per kw and
+    # channel; col2im below 73 against 149).
     n_img, h, w, c = x.shape
     zero = x.dtype.type(0)
+    run = fw * c
+    xf = x.reshape(n_img, h, w * c)      # x C-contiguous: each row of the image one run
     for n in range(n_img):
         for i in range(oh):
             for j in range(ow):
                 row = (n * oh + i) * ow + j
+                iw0 = j * sw - pl
                 for kh in range(fh):
                     ih = i * sh - pt + kh
-                    for kw in range(fw):
-                        iw = j * sw - pl + kw
-                        base = (kh * fw + kw) * c
-                        if 0 <= ih < h and 0 <= iw < w:
+                    dst = cols[row, kh * run:(kh + 1) * run]
+                    if ih < 0 or ih >= h:
+                        dst[:] = zero
+                    elif iw0 >= 0 and iw0 + fw <= w:
+                        src = xf[n, ih, iw0 * c:iw0 * c + run]
+                        for t in range(run):
+                            dst[t] = src[t]
+                    else:
+                        for kw in range(fw):
+                            iw = iw0 + kw
                             for ci in range(c):
-                                cols[row, base + ci] = x[n, ih, iw, ci]
-                        else:
-                            for ci in range(c):
-                                cols[row, base + ci] = zero
+                                dst[kw * c + ci] = x[n, ih, iw, ci] if 0 <= iw < w else zero
 
 
 @njit(**JIT)
@@ -326,23 +336,33 @@ DIRECT_BLOCK = 4096
 
 @njit(**JIT)
 def _col2im(dcols, fh, fw, sh, sw, pt, pl, oh, ow, dx):
+    # dx[n, ih, iw, c] += every column entry that _im2col took from there, in the same order as a
+    # loop per kw and channel (so the same sums), a contiguous run of FW * C where the window is
+    # inside the row
     n_img, h, w, c = dx.shape
+    run = fw * c
+    dxf = dx.reshape(n_img, h, w * c)    # dx C-contiguous
     for n in range(n_img):
         dx[n] = 0
         for i in range(oh):
             for j in range(ow):
                 row = (n * oh + i) * ow + j
+                iw0 = j * sw - pl
                 for kh in range(fh):
                     ih = i * sh - pt + kh
                     if ih < 0 or ih >= h:
                         continue
-                    for kw in range(fw):
-                        iw = j * sw - pl + kw
-                        if iw < 0 or iw >= w:
-                            continue
-                        base = (kh * fw + kw) * c
-                        for ci in range(c):
-                            dx[n, ih, iw, ci] += dcols[row, base + ci]
+                    src = dcols[row, kh * run:(kh + 1) * run]
+                    if iw0 >= 0 and iw0 + fw <= w:
+                        dst = dxf[n, ih, iw0 * c:iw0 * c + run]
+                        for t in range(run):
+                            dst[t] += src[t]
+                    else:
+                        for kw in range(fw):
+                            iw = iw0 + kw
+                            if 0 <= iw < w:
+                                for ci in range(c):
+                                    dx[n, ih, iw, ci] += src[kw * c + ci]
 
 
 ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB)
