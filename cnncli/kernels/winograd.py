@@ -46,35 +46,37 @@ OUT = 4                 # outputs per tile side
 @njit(inline="always")
 def _bt_row(row, o, r, a, c_in):
     # r[a, j] = (B^T row[o:o + 6])[j]: one row of a tile through B (B^T on its transpose)
+    two, four, five = row.dtype.type(2), row.dtype.type(4), row.dtype.type(5)
     for c in range(c_in):
-        r[a, 0, c] = 4 * row[o, c] - 5 * row[o + 2, c] + row[o + 4, c]
+        r[a, 0, c] = four * row[o, c] - five * row[o + 2, c] + row[o + 4, c]
     for c in range(c_in):
-        r[a, 1, c] = row[o + 3, c] + row[o + 4, c] - 4 * (row[o + 1, c] + row[o + 2, c])
+        r[a, 1, c] = row[o + 3, c] + row[o + 4, c] - four * (row[o + 1, c] + row[o + 2, c])
     for c in range(c_in):
-        r[a, 2, c] = 4 * (row[o + 1, c] - row[o + 2, c]) + row[o + 4, c] - row[o + 3, c]
+        r[a, 2, c] = four * (row[o + 1, c] - row[o + 2, c]) + row[o + 4, c] - row[o + 3, c]
     for c in range(c_in):
-        r[a, 3, c] = 2 * (row[o + 3, c] - row[o + 1, c]) + row[o + 4, c] - row[o + 2, c]
+        r[a, 3, c] = two * (row[o + 3, c] - row[o + 1, c]) + row[o + 4, c] - row[o + 2, c]
     for c in range(c_in):
-        r[a, 4, c] = 2 * (row[o + 1, c] - row[o + 3, c]) + row[o + 4, c] - row[o + 2, c]
+        r[a, 4, c] = two * (row[o + 1, c] - row[o + 3, c]) + row[o + 4, c] - row[o + 2, c]
     for c in range(c_in):
-        r[a, 5, c] = 4 * row[o + 1, c] - 5 * row[o + 3, c] + row[o + 5, c]
+        r[a, 5, c] = four * row[o + 1, c] - five * row[o + 3, c] + row[o + 5, c]
 
 
 @njit(inline="always")
 def _bt_col(r, b, v, t, c_in):
     # v[6 i + b, t] = (B^T r[:, b])[i]: one column of R = d B through B^T
+    two, four, five = r.dtype.type(2), r.dtype.type(4), r.dtype.type(5)
     for c in range(c_in):
-        v[b, t, c] = 4 * r[0, b, c] - 5 * r[2, b, c] + r[4, b, c]
+        v[b, t, c] = four * r[0, b, c] - five * r[2, b, c] + r[4, b, c]
     for c in range(c_in):
-        v[6 + b, t, c] = r[3, b, c] + r[4, b, c] - 4 * (r[1, b, c] + r[2, b, c])
+        v[6 + b, t, c] = r[3, b, c] + r[4, b, c] - four * (r[1, b, c] + r[2, b, c])
     for c in range(c_in):
-        v[12 + b, t, c] = 4 * (r[1, b, c] - r[2, b, c]) + r[4, b, c] - r[3, b, c]
+        v[12 + b, t, c] = four * (r[1, b, c] - r[2, b, c]) + r[4, b, c] - r[3, b, c]
     for c in range(c_in):
-        v[18 + b, t, c] = 2 * (r[3, b, c] - r[1, b, c]) + r[4, b, c] - r[2, b, c]
+        v[18 + b, t, c] = two * (r[3, b, c] - r[1, b, c]) + r[4, b, c] - r[2, b, c]
     for c in range(c_in):
-        v[24 + b, t, c] = 2 * (r[1, b, c] - r[3, b, c]) + r[4, b, c] - r[2, b, c]
+        v[24 + b, t, c] = two * (r[1, b, c] - r[3, b, c]) + r[4, b, c] - r[2, b, c]
     for c in range(c_in):
-        v[30 + b, t, c] = 4 * r[1, b, c] - 5 * r[3, b, c] + r[5, b, c]
+        v[30 + b, t, c] = four * r[1, b, c] - five * r[3, b, c] + r[5, b, c]
 
 
 @njit(**JIT)
@@ -96,27 +98,29 @@ def _input_tiles(xp, th, tw, v):
 @njit(inline="always")
 def _at_col(m, t, b, s, f_out):
     # s[i, b] = (A^T m[b + 6 (0..5), t])[i]: one column of a tile through A^T
+    two, four, eight = m.dtype.type(2), m.dtype.type(4), m.dtype.type(8)
     for f in range(f_out):
         s[0, b, f] = m[b, t, f] + m[6 + b, t, f] + m[12 + b, t, f] + m[18 + b, t, f] + m[24 + b, t, f]
     for f in range(f_out):
-        s[1, b, f] = m[6 + b, t, f] - m[12 + b, t, f] + 2 * (m[18 + b, t, f] - m[24 + b, t, f])
+        s[1, b, f] = m[6 + b, t, f] - m[12 + b, t, f] + two * (m[18 + b, t, f] - m[24 + b, t, f])
     for f in range(f_out):
-        s[2, b, f] = m[6 + b, t, f] + m[12 + b, t, f] + 4 * (m[18 + b, t, f] + m[24 + b, t, f])
+        s[2, b, f] = m[6 + b, t, f] + m[12 + b, t, f] + four * (m[18 + b, t, f] + m[24 + b, t, f])
     for f in range(f_out):
-        s[3, b, f] = m[6 + b, t, f] - m[12 + b, t, f] + 8 * (m[18 + b, t, f] - m[24 + b, t, f]) + m[30 + b, t, f]
+        s[3, b, f] = m[6 + b, t, f] - m[12 + b, t, f] + eight * (m[18 + b, t, f] - m[24 + b, t, f]) + m[30 + b, t, f]
 
 
 @njit(inline="always")
 def _at_row(s, i, out, o, f_out):
     # out[o + j] = (s[i] A)[j]: one row of S = A^T m through A
+    two, four, eight = s.dtype.type(2), s.dtype.type(4), s.dtype.type(8)
     for f in range(f_out):
         out[o, f] = s[i, 0, f] + s[i, 1, f] + s[i, 2, f] + s[i, 3, f] + s[i, 4, f]
     for f in range(f_out):
-        out[o + 1, f] = s[i, 1, f] - s[i, 2, f] + 2 * (s[i, 3, f] - s[i, 4, f])
+        out[o + 1, f] = s[i, 1, f] - s[i, 2, f] + two * (s[i, 3, f] - s[i, 4, f])
     for f in range(f_out):
-        out[o + 2, f] = s[i, 1, f] + s[i, 2, f] + 4 * (s[i, 3, f] + s[i, 4, f])
+        out[o + 2, f] = s[i, 1, f] + s[i, 2, f] + four * (s[i, 3, f] + s[i, 4, f])
     for f in range(f_out):
-        out[o + 3, f] = s[i, 1, f] - s[i, 2, f] + 8 * (s[i, 3, f] - s[i, 4, f]) + s[i, 5, f]
+        out[o + 3, f] = s[i, 1, f] - s[i, 2, f] + eight * (s[i, 3, f] - s[i, 4, f]) + s[i, 5, f]
 
 
 @njit(**JIT)
@@ -149,6 +153,7 @@ def _output_tiles(m, th, tw, y):
 @njit(inline="always")
 def _a_col(g, i0, j0, j, s, f_out):
     # s[:, j] = A g[i0:i0 + 4, j0 + j]: one column of a 4x4 gradient block through A (6 from 4)
+    two, four, eight = g.dtype.type(2), g.dtype.type(4), g.dtype.type(8)
     for f in range(f_out):
         s[0, j, f] = g[i0, j0 + j, f]
     for f in range(f_out):
@@ -156,11 +161,11 @@ def _a_col(g, i0, j0, j, s, f_out):
     for f in range(f_out):
         s[2, j, f] = g[i0, j0 + j, f] - g[i0 + 1, j0 + j, f] + g[i0 + 2, j0 + j, f] - g[i0 + 3, j0 + j, f]
     for f in range(f_out):
-        s[3, j, f] = (g[i0, j0 + j, f] + 2 * g[i0 + 1, j0 + j, f] + 4 * g[i0 + 2, j0 + j, f]
-                      + 8 * g[i0 + 3, j0 + j, f])
+        s[3, j, f] = (g[i0, j0 + j, f] + two * g[i0 + 1, j0 + j, f] + four * g[i0 + 2, j0 + j, f]
+                      + eight * g[i0 + 3, j0 + j, f])
     for f in range(f_out):
-        s[4, j, f] = (g[i0, j0 + j, f] - 2 * g[i0 + 1, j0 + j, f] + 4 * g[i0 + 2, j0 + j, f]
-                      - 8 * g[i0 + 3, j0 + j, f])
+        s[4, j, f] = (g[i0, j0 + j, f] - two * g[i0 + 1, j0 + j, f] + four * g[i0 + 2, j0 + j, f]
+                      - eight * g[i0 + 3, j0 + j, f])
     for f in range(f_out):
         s[5, j, f] = g[i0 + 3, j0 + j, f]
 
@@ -168,6 +173,7 @@ def _a_col(g, i0, j0, j, s, f_out):
 @njit(inline="always")
 def _a_row(s, a, dm, t, f_out):
     # dm[6 a + b, t] = (s[a] A^T)[b]
+    two, four, eight = s.dtype.type(2), s.dtype.type(4), s.dtype.type(8)
     for f in range(f_out):
         dm[6 * a, t, f] = s[a, 0, f]
     for f in range(f_out):
@@ -175,9 +181,9 @@ def _a_row(s, a, dm, t, f_out):
     for f in range(f_out):
         dm[6 * a + 2, t, f] = s[a, 0, f] - s[a, 1, f] + s[a, 2, f] - s[a, 3, f]
     for f in range(f_out):
-        dm[6 * a + 3, t, f] = s[a, 0, f] + 2 * s[a, 1, f] + 4 * s[a, 2, f] + 8 * s[a, 3, f]
+        dm[6 * a + 3, t, f] = s[a, 0, f] + two * s[a, 1, f] + four * s[a, 2, f] + eight * s[a, 3, f]
     for f in range(f_out):
-        dm[6 * a + 4, t, f] = s[a, 0, f] - 2 * s[a, 1, f] + 4 * s[a, 2, f] - 8 * s[a, 3, f]
+        dm[6 * a + 4, t, f] = s[a, 0, f] - two * s[a, 1, f] + four * s[a, 2, f] - eight * s[a, 3, f]
     for f in range(f_out):
         dm[6 * a + 5, t, f] = s[a, 3, f]
 
