@@ -96,30 +96,17 @@ def _im2col_wide_t(xpad, c, fh, fw, wp, pc, cols_t, col0):
                     cols_t[k, col0 + n * pc:col0 + (n + 1) * pc] = xpad[n, ci, off:off + pc]
 
 
-@njit(inline="always")
-def _taps(o, xs, off, wv, k, m):
-    # o[q] += sum_t wv[t] xs[off + t + q] for q < m and t < k <= 5, one stored row per loop (LLVM
-    # vectorises it over q; the k products of a q stay in registers). Views, so that the loops
-    # index from 0 (an offset index in the loop kept it scalar: 2.2 ms against 0.24).
-    if k >= 5:
-        w0, w1, w2, w3, w4 = wv[0], wv[1], wv[2], wv[3], wv[4]
-        x0, x1, x2 = xs[off:off + m], xs[off + 1:off + 1 + m], xs[off + 2:off + 2 + m]
-        x3, x4 = xs[off + 3:off + 3 + m], xs[off + 4:off + 4 + m]
-        for q in range(m):
-            o[q] += w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q] + w4 * x4[q]
-    else:
-        for t in range(k):
-            w0 = wv[t]
-            x0 = xs[off + t:off + t + m]
-            for q in range(m):
-                o[q] += w0 * x0[q]
-
+# The direct kernels take filters two by two: each loaded run of the input serves both (LeNet-5's
+# first layer, 32 images: 56 us against 95 one filter at a time). An odd filter count comes with a
+# zero filter added (_even_filters). One loop shape per tap count: 5, 3 and any other up to 5 (each
+# shape more costs compile time, and the kernels compile on a user's first run).
 
 @njit(inline="always")
 def _taps2(o, p, xs, off, wv, wu, k, m):
-    # _taps for two filters at once (wv into o, wu into p): each loaded run of xs used twice.
-    # LeNet-5's first layer, 32 images: 56 us against 95 one filter at a time.
-    if k >= 5:
+    # o[q] += sum_t wv[t] xs[off + t + q] and p[q] += sum_t wu[t] xs[off + t + q] for q < m and
+    # t < k <= 5, one stored row per loop (LLVM vectorises it over q; the products of a q stay in
+    # registers). Views, so that the loops index from 0 (an offset index in the loop kept it scalar).
+    if k == 5:
         w0, w1, w2, w3, w4 = wv[0], wv[1], wv[2], wv[3], wv[4]
         u0, u1, u2, u3, u4 = wu[0], wu[1], wu[2], wu[3], wu[4]
         x0, x1, x2 = xs[off:off + m], xs[off + 1:off + 1 + m], xs[off + 2:off + 2 + m]
@@ -137,36 +124,27 @@ def _taps2(o, p, xs, off, wv, wu, k, m):
             o[q] += w0 * a + w1 * b + w2 * c
             p[q] += u0 * a + u1 * b + u2 * c
     else:
-        _taps(o, xs, off, wv, k, m)
-        _taps(p, xs, off, wu, k, m)
-
-
-@njit(inline="always")
-def _filter_taps(o, p, xpad, n, wt, f, g, q0, wp, m):
-    # o (and p, when g > f) += filter f's (and g's) taps over every channel of image n
-    c, fh, fw = wt.shape[1], wt.shape[2], wt.shape[3]
-    for ci in range(c):
-        xs = xpad[n, ci]
-        for kh in range(fh):
-            for k0 in range(0, fw, 5):
-                k = min(5, fw - k0)
-                if g > f:
-                    _taps2(o, p, xs, q0 + kh * wp + k0, wt[f, ci, kh, k0:], wt[g, ci, kh, k0:], k, m)
-                else:
-                    _taps(o, xs, q0 + kh * wp + k0, wt[f, ci, kh, k0:], k, m)
+        for t in range(k):
+            w0, u0 = wv[t], wu[t]
+            x0 = xs[off + t:off + t + m]
+            for q in range(m):
+                o[q] += w0 * x0[q]
+                p[q] += u0 * x0[q]
 
 
 @njit(**JIT)
 def _direct_wide(xpad, wt, bias, act, alpha, wp, oh, ow, acc, y):
     # Stride-1 convolution of few channels without columns. xpad (N, C, Hp * Wp + FW): padded
-    # planes, flat, as _im2col_wide_t reads them; wt (F, C, FH, FW); acc (F, rows * Wp) scratch.
+    # planes, flat, as _im2col_wide_t reads them; wt (F2, C, FH, FW), F2 = F rounded up to even
+    # (_even_filters); acc (F2, rows * Wp) scratch.
     # Output q = i Wp + j of filter f is sum_{c, kh, kw} wt[f, c, kh, kw] xpad[n, c, kh Wp + kw + q]
     # (j >= OW: dropped). A block of output rows at a time, filters two by two, each filter's
     # block a sum of shifted runs of the planes; then bias and activation on each filter's block
-    # (a loop of its own per activation, so that it vectorises: in the copy below, branches on
-    # the sign took 3 ns a value), and the copy into y (N, OH, OW, F). bias: (F,) or empty.
-    n_img = xpad.shape[0]
-    f_n = wt.shape[0]
+    # (ReLU a loop of its own, so that it vectorises: in the copy below, a branch on the sign
+    # took 3 ns a value), and the copy into y (N, OH, OW, F). bias: (F,) or empty.
+    n_img, c, _ = xpad.shape
+    f2, _, fh, fw = wt.shape
+    f_n = y.shape[3]
     rows = acc.shape[1] // wp
     has_bias = bias.shape[0] == f_n
     zero, one = y.dtype.type(0), y.dtype.type(1)
@@ -174,12 +152,15 @@ def _direct_wide(xpad, wt, bias, act, alpha, wp, oh, ow, acc, y):
         for i0 in range(0, oh, rows):
             r = min(rows, oh - i0)
             m, q0 = r * wp, i0 * wp
-            for f in range(0, f_n, 2):
-                g = min(f + 1, f_n - 1)
-                o, p = acc[f, :m], acc[g, :m]
-                o[:] = 0
-                p[:] = 0
-                _filter_taps(o, p, xpad, n, wt, f, g, q0, wp, m)
+            acc[:, :m] = 0
+            for f in range(0, f2, 2):
+                o, p = acc[f, :m], acc[f + 1, :m]
+                for ci in range(c):
+                    xs = xpad[n, ci]
+                    for kh in range(fh):
+                        for k0 in range(0, fw, 5):
+                            _taps2(o, p, xs, q0 + kh * wp + k0, wt[f, ci, kh, k0:], wt[f + 1, ci, kh, k0:],
+                                   min(5, fw - k0), m)
             for f in range(f_n):
                 o = acc[f, :m]
                 bf = bias[f] if has_bias else zero
@@ -187,9 +168,6 @@ def _direct_wide(xpad, wt, bias, act, alpha, wp, oh, ow, acc, y):
                     for q in range(m):
                         v = o[q] + bf
                         o[q] = zero if v < zero else v
-                elif act == LINEAR:
-                    for q in range(m):
-                        o[q] += bf
                 else:
                     for q in range(m):
                         o[q] = _act(o[q] + bf, act, alpha, zero, one)
@@ -202,49 +180,11 @@ def _direct_wide(xpad, wt, bias, act, alpha, wp, oh, ow, acc, y):
 
 
 @njit(inline="always")
-def _dots(o, xs, off, dv, k, m):
-    # dv[t] += sum_q o[q] xs[off + t + q] for t < k <= 5: the weight gradient of k taps, _taps
-    # turned around (the sums are reductions: fastmath's reassociation lets LLVM vectorise them)
-    if k >= 5:
-        s0 = s1 = s2 = s3 = s4 = o.dtype.type(0)
-        x0, x1, x2 = xs[off:off + m], xs[off + 1:off + 1 + m], xs[off + 2:off + 2 + m]
-        x3, x4 = xs[off + 3:off + 3 + m], xs[off + 4:off + 4 + m]
-        for q in range(m):
-            a = o[q]
-            s0 += a * x0[q]
-            s1 += a * x1[q]
-            s2 += a * x2[q]
-            s3 += a * x3[q]
-            s4 += a * x4[q]
-        dv[0] += s0
-        dv[1] += s1
-        dv[2] += s2
-        dv[3] += s3
-        dv[4] += s4
-    elif k == 3:
-        s0 = s1 = s2 = o.dtype.type(0)
-        x0, x1, x2 = xs[off:off + m], xs[off + 1:off + 1 + m], xs[off + 2:off + 2 + m]
-        for q in range(m):
-            a = o[q]
-            s0 += a * x0[q]
-            s1 += a * x1[q]
-            s2 += a * x2[q]
-        dv[0] += s0
-        dv[1] += s1
-        dv[2] += s2
-    else:
-        for t in range(k):
-            s0 = o.dtype.type(0)
-            x0 = xs[off + t:off + t + m]
-            for q in range(m):
-                s0 += o[q] * x0[q]
-            dv[t] += s0
-
-
-@njit(inline="always")
 def _dots2(o, p, xs, off, dv, du, k, m):
-    # _dots for two filters at once (o into dv, p into du): each loaded run of xs used twice
-    if k >= 5:
+    # dv[t] += sum_q o[q] xs[off + t + q] and du[t] += sum_q p[q] xs[off + t + q] for t < k <= 5:
+    # the weight gradients of k taps of two filters (the sums are reductions: fastmath's
+    # reassociation lets LLVM vectorise them)
+    if k == 5:
         s0 = s1 = s2 = s3 = s4 = o.dtype.type(0)
         t0 = t1 = t2 = t3 = t4 = o.dtype.type(0)
         x0, x1, x2 = xs[off:off + m], xs[off + 1:off + 1 + m], xs[off + 2:off + 2 + m]
@@ -292,18 +232,25 @@ def _dots2(o, p, xs, off, dv, du, k, m):
         du[1] += t1
         du[2] += t2
     else:
-        _dots(o, xs, off, dv, k, m)
-        _dots(p, xs, off, du, k, m)
+        for t in range(k):
+            s0 = t0 = o.dtype.type(0)
+            x0 = xs[off + t:off + t + m]
+            for q in range(m):
+                s0 += o[q] * x0[q]
+                t0 += p[q] * x0[q]
+            dv[t] += s0
+            du[t] += t0
 
 
 @njit(fastmath={"reassoc", "contract"}, **JIT)
 def _direct_dw(xpad, dz, wp, dzp, dw):
     # Weight gradient of _direct_wide: dw[f, c, kh, kw] += sum_{n, i, j} dz[n, i, j, f]
-    # xpad[n, c, (i + kh) Wp + j + kw]. dz (N, OH, OW, F); dzp (F, OH * Wp) scratch: an image's dz
-    # as wide planes, zero at the dropped columns j >= OW, so that each tap is one dot product of
-    # runs as long as the map; dw (F, C, FH, FW). Filters two by two, as _direct_wide.
+    # xpad[n, c, (i + kh) Wp + j + kw]. dz (N, OH, OW, F); dzp (F2, OH * Wp) scratch, F2 = F
+    # rounded up to even (a last row that stays zero): an image's dz as wide planes, zero at the
+    # dropped columns j >= OW, so that each tap is one dot product of runs as long as the map;
+    # dw (F2, C, FH, FW). Filters two by two, as _direct_wide.
     n_img, oh, ow, f_n = dz.shape
-    c, fh, fw = dw.shape[1], dw.shape[2], dw.shape[3]
+    f2, c, fh, fw = dw.shape
     m = oh * wp
     dzp[:] = 0
     for n in range(n_img):
@@ -313,21 +260,16 @@ def _direct_dw(xpad, dz, wp, dzp, dw):
                 o = dzp[f, i * wp:i * wp + ow]
                 for j in range(ow):
                     o[j] = r[j, f]
-        for f in range(0, f_n, 2):
-            g = min(f + 1, f_n - 1)
-            o, p = dzp[f], dzp[g]
+        for f in range(0, f2, 2):
+            o, p = dzp[f], dzp[f + 1]
             for ci in range(c):
                 xs = xpad[n, ci]
                 for kh in range(fh):
                     for k0 in range(0, fw, 5):
-                        k = min(5, fw - k0)
-                        if g > f:
-                            _dots2(o, p, xs, kh * wp + k0, dw[f, ci, kh, k0:], dw[g, ci, kh, k0:], k, m)
-                        else:
-                            _dots(o, xs, kh * wp + k0, dw[f, ci, kh, k0:], k, m)
+                        _dots2(o, p, xs, kh * wp + k0, dw[f, ci, kh, k0:], dw[f + 1, ci, kh, k0:], min(5, fw - k0), m)
 
 
-# output positions per block of _direct_wide. Each _taps call has a fixed cost (views, alias
+# output positions per block of _direct_wide. Each _taps2 call has a fixed cost (views, alias
 # checks), so long runs pay even when the F blocks leave L1: one thread, 32 images, blocks of
 # 256 / 1024 / 4096 positions: LeNet-5's first layer 0.26 / 0.17 / 0.17 ms, 32x32x3 3x3 -> 16
 # 1.18 / 0.73 / 0.53-0.57 ms, 64x64x3 3x3 -> 16 5.1 / 2.4 / 2.0 ms.
@@ -495,10 +437,18 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     return y, kept
 
 
+def _even_filters(wt):
+    """(F, C, FH, FW) filters, contiguous, with a zero filter after an odd count (the direct kernels
+    take them two by two)."""
+    out = np.zeros((wt.shape[0] + wt.shape[0] % 2,) + wt.shape[1:], wt.dtype)
+    out[:wt.shape[0]] = wt
+    return out
+
+
 def _direct_forward(x, w, bias, act, alpha, g, y):
     """conv2d_forward of a thin stride-1 layer by _direct_wide: the images split over
     threads, each thread's images padded into planes and convolved in one call."""
-    wt = np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+    wt = _even_filters(w.transpose(3, 2, 0, 1))
     rows = max(1, DIRECT_BLOCK // g.wp)
 
     b = np.zeros(0, x.dtype) if bias is None else bias
@@ -506,7 +456,7 @@ def _direct_forward(x, w, bias, act, alpha, g, y):
     inner = LINEAR if code == SOFTMAX else code    # softmax: across filters, a pass of its own
 
     def part(lo, hi):
-        acc = np.empty((g.f, rows * g.wp), x.dtype)
+        acc = np.empty((len(wt), rows * g.wp), x.dtype)
         _direct_wide(g.padded_planes(x, lo, hi), wt, b, inner, x.dtype.type(alpha), g.wp, g.oh, g.ow,
                      acc, y[lo:hi])
         if code == SOFTMAX:
@@ -538,10 +488,11 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
             b = min(a + step, hi)
             dz = activation_grad(dy[a:b], y[a:b], act, alpha).reshape(-1, g.f)
             if g.direct:
-                dwt = np.zeros((g.f, g.c, g.fh, g.fw), x.dtype)
+                f2 = g.f + g.f % 2
+                dwt = np.zeros((f2, g.c, g.fh, g.fw), x.dtype)
                 _direct_dw(g.padded_planes(x, a, b), dz.reshape(b - a, g.oh, g.ow, g.f), g.wp,
-                           np.empty((g.f, g.oh * g.wp), x.dtype), dwt)
-                dw += dwt.transpose(2, 3, 1, 0).reshape(g.k, g.f)
+                           np.empty((f2, g.oh * g.wp), x.dtype), dwt)
+                dw += dwt[:g.f].transpose(2, 3, 1, 0).reshape(g.k, g.f)
             else:
                 cols = g.stored(kept, a * g.pc, b - a) if kept is not None else g.columns(x, a, b, buf)
                 np.matmul(cols.T, g.wide_rows(dz, b - a) if g.wide else dz, out=tmp)
