@@ -35,7 +35,7 @@ DIRECT_MAX_FILTERS = 16
 
 
 def convolves_directly(channels, size, stride, pads, filters):
-    """Does a conv layer convolve directly (no columns, no GEMM) when its forward keeps no columns?"""
+    """Does a conv layer convolve directly (no columns, no GEMM), in training and inference?"""
     return planar_columns(channels, size, stride, pads)[1] and filters <= DIRECT_MAX_FILTERS
 
 

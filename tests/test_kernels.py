@@ -29,6 +29,8 @@ CONV_CASES = [
     (9, 24, 24, 2, 3, (3, 3), (1, 1), "same"),      # several GEMM steps per thread chunk
     (5, 10, 9, 1, 4, (3, 3), (2, 1), "same"),       # one channel: columns built transposed
     (3, 40, 40, 1, 2, (5, 5), (1, 1), 2),           # one channel, several steps per chunk
+    (2, 9, 8, 3, 20, (3, 3), (1, 1), "same"),       # thin, stride 1, > 16 filters: wide columns + GEMM
+    (3, 9, 10, 2, 5, (7, 7), (1, 1), "same"),       # direct: 7 wide (taps 5 + 2), an odd filter count
 ]
 
 
@@ -302,10 +304,10 @@ DIRECT_CASES = [
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("block", [conv_k.DIRECT_BLOCK, 40])
-def test_direct_thin_conv_at_inference_matches_naive(rng, case, dtype, block, monkeypatch):
-    """Inference (no columns kept) convolves thin layers directly; the training forward (columns
-    and GEMM) and the naive convolution give the same outputs, whole maps at a time or a few
-    rows (block: output positions per pass)."""
+def test_direct_thin_conv_matches_naive_and_columns(rng, case, dtype, block, monkeypatch):
+    """Thin layers convolve directly; the naive convolution and the columns + GEMM path (the
+    rule turned off) give the same outputs, whole maps at a time or a few rows (block: output
+    positions per pass), with every activation."""
     monkeypatch.setattr(conv_k, "DIRECT_BLOCK", block)
     n, h, w, c, f, size, pads, act = case
     assert budgets.convolves_directly(c, size, (1, 1), pads, f)
@@ -320,8 +322,9 @@ def test_direct_thin_conv_at_inference_matches_naive(rng, case, dtype, block, mo
                                              b.astype(np.float64), (1, 1), pads), act, 0.2)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol * np.abs(ref).max())
-    y_train, _ = conv_k.conv2d_forward(x, w_int, b, act, (1, 1), pads, out_hw, 0.2)
-    np.testing.assert_allclose(y, y_train, rtol=tol, atol=tol * np.abs(ref).max())
+    monkeypatch.setattr(budgets, "DIRECT_MAX_FILTERS", 0)
+    y_cols, _ = conv_k.conv2d_forward(x, w_int, b, act, (1, 1), pads, out_hw, 0.2)
+    np.testing.assert_allclose(y, y_cols, rtol=tol, atol=tol * np.abs(ref).max())
 
 
 def test_direct_conv_rule():

@@ -3,7 +3,9 @@
 The numba flags are defined once, here, and named at every decorator:
   JIT = compiled once and cached on disk (a second process loads it, no compile), and releasing
         the GIL (nogil) so that parallel.run_chunks can run it on several threads at once.
-No fastmath: it lets LLVM drop NaN/inf handling, and NaN detection must keep working.
+No fastmath: it lets LLVM drop NaN/inf handling, and NaN detection must keep working. One
+exception, named at its decorator: conv._direct_dw may reassociate and contract its sums (LLVM
+vectorises a reduction only then); those two flags keep NaN and inf as they are.
 
 Parallelism lives in parallel.py, not in numba's prange: the batch is split over Python threads,
 each running these kernels and a single-threaded BLAS GEMM on its own images. Measured on 2 cores,

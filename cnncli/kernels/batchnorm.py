@@ -39,8 +39,8 @@ def _block_rows(c):
 
 @njit(inline="always")
 def _tiled(v, c, width):
-    # v (C,) repeated to (width,): v[t % C]
-    out = np.empty(width, np.float64)
+    # v (C,) repeated to (width,): v[t % C], in v's type
+    out = np.empty(width, v.dtype)
     for t in range(width):
         out[t] = v[t % c]
     return out
@@ -109,7 +109,7 @@ def _grad_sums(dy, x, mean, inv_std, lo, hi, dbeta, dgamma):
     r = _block_rows(c)
     width = r * c
     acc_b, acc_g = np.zeros(width, np.float64), np.zeros(width, np.float64)
-    mean_t, inv_t = _tiled(mean, c, width).astype(x.dtype), _tiled(inv_std, c, width).astype(x.dtype)
+    mean_t, inv_t = _tiled(mean, c, width), _tiled(inv_std, c, width)
     xf, gf = x.reshape(-1), dy.reshape(-1)
     m = lo + (hi - lo) // r * r
     for base in range(lo * c, m * c, width):
@@ -134,8 +134,8 @@ def _grad_input(dy, x, mean, inv_std, a, b, d, lo, hi, dx):
     c = x.shape[1]
     r = _block_rows(c)
     width = r * c
-    mean_t, inv_t = _tiled(mean, c, width).astype(x.dtype), _tiled(inv_std, c, width).astype(x.dtype)
-    a_t, b_t, d_t = _tiled(a, c, width).astype(x.dtype), _tiled(b, c, width).astype(x.dtype), _tiled(d, c, width).astype(x.dtype)
+    mean_t, inv_t = _tiled(mean, c, width), _tiled(inv_std, c, width)
+    a_t, b_t, d_t = _tiled(a, c, width), _tiled(b, c, width), _tiled(d, c, width)
     xf, gf, of = x.reshape(-1), dy.reshape(-1), dx.reshape(-1)
     m = lo + (hi - lo) // r * r
     for base in range(lo * c, m * c, width):

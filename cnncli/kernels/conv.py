@@ -1,10 +1,14 @@
-"""Convolution as cross-correlation (no kernel flip), NHWC, via im2col / col2im.
+"""Convolution as cross-correlation (no kernel flip), NHWC, via im2col / col2im, or directly.
 
 Forward:  cols = im2col(x)            (rows, FH*FW*C), column order (kh, kw, c)
           y    = cols @ W             W: (FH*FW*C, F)      -> (N, OH, OW, F)
 Backward: dW   = cols.T @ dy,  dcols = dy @ W.T,  dx = col2im(dcols)
 The njit kernels work on any run of images; the wrappers feed them a few images at a time.
-Padding is implicit: cells outside the input read as zero, so no padded copy is made.
+Layers of many channels read padding implicitly (cells outside the input read as zero); thin
+ones (1-3 channels, budgets.planar_columns) copy their images into zero-padded planes, and at
+stride 1 with at most budgets.DIRECT_MAX_FILTERS filters they build no columns at all: the
+forward is a sum of shifted runs of those planes and dW a dot product of them with dz
+(_direct_wide, _direct_dw).
 """
 
 import numpy as np
@@ -350,7 +354,7 @@ class _Geometry:
             _im2col_planar_t(xp, *args, buf, offset)
             return self.stored(buf, offset, b - a)
         cols = self.stored(buf, offset, b - a)
-        _im2col(x[a:b], *args, cols)
+        _im2col(np.ascontiguousarray(x[a:b]), *args, cols)     # reads rows as runs: C order
         return cols
 
     def padded_planes(self, x, a, b):
@@ -478,21 +482,23 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
 
-    step = g.n if kept is not None or g.direct else g.step
+    # kept columns: one GEMM per thread; a direct layer without dx: one _direct_dw call per
+    # thread (with dx, steps of g.step images bound dz @ w^T, as for recomputed columns)
+    step = g.n if kept is not None or (g.direct and not need_dx) else g.step
+    f2 = g.f + g.f % 2      # _direct_dw takes filters two by two (_even_filters)
 
     def part(lo, hi):
         buf = g.buffer(x.dtype) if kept is None and not g.direct else None
         dw, db = np.zeros((g.k, g.f), x.dtype), np.zeros(g.f, x.dtype)
-        tmp = np.empty((g.k, g.f), x.dtype)
+        if g.direct:
+            dwt, dzp = np.zeros((f2, g.c, g.fh, g.fw), x.dtype), np.empty((f2, g.oh * g.wp), x.dtype)
+        else:
+            tmp = np.empty((g.k, g.f), x.dtype)
         for a in range(lo, hi, step):
             b = min(a + step, hi)
             dz = activation_grad(dy[a:b], y[a:b], act, alpha).reshape(-1, g.f)
             if g.direct:
-                f2 = g.f + g.f % 2
-                dwt = np.zeros((f2, g.c, g.fh, g.fw), x.dtype)
-                _direct_dw(g.padded_planes(x, a, b), dz.reshape(b - a, g.oh, g.ow, g.f), g.wp,
-                           np.empty((f2, g.oh * g.wp), x.dtype), dwt)
-                dw += dwt[:g.f].transpose(2, 3, 1, 0).reshape(g.k, g.f)
+                _direct_dw(g.padded_planes(x, a, b), dz.reshape(b - a, g.oh, g.ow, g.f), g.wp, dzp, dwt)
             else:
                 cols = g.stored(kept, a * g.pc, b - a) if kept is not None else g.columns(x, a, b, buf)
                 np.matmul(cols.T, g.wide_rows(dz, b - a) if g.wide else dz, out=tmp)
@@ -504,6 +510,8 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
                     dx[a:b] = dcols.reshape(dx[a:b].shape)
                 else:
                     _col2im(dcols, g.fh, g.fw, g.sh, g.sw, g.pads[0], g.pads[2], g.oh, g.ow, dx[a:b])
+        if g.direct:
+            dw += dwt[:g.f].transpose(2, 3, 1, 0).reshape(g.k, g.f)
         return dw, db
 
     parts = run_chunks(g.n, part)

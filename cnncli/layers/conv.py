@@ -121,9 +121,10 @@ class Conv(Layer):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def forward(self, x, training, record=False):
-        # (N, H, W, C) -> (N, OH, OW, F); training reuses the columns array next step, inference
-        # keeps nothing alive. record (inference with a backward after, Grad-CAM) computes as
-        # inference does, bit for bit, and its backward builds the columns again
+        # (N, H, W, C) -> (N, OH, OW, F); training reuses the columns array next step (a direct
+        # layer has none), inference keeps nothing alive. record (inference with a backward
+        # after, Grad-CAM) computes as inference does, bit for bit, and its backward builds the
+        # columns again where the layer uses them
         workspace = getattr(self, "_workspace", None) if training else None
         weight, ready = (self.tiles[0], True) if self.tiles is not None else (self.params["weight"], False)
         y, cols = self._convolve(x, weight, self.params.get("bias"), self.activation, self.alpha,
