@@ -230,6 +230,10 @@ def main():
 
     torch_ok = have_torch()
     lines = []
+    # Every process below loads cnncli's modules as a user's Python does, from the .pyc it wrote
+    # the first time: with PYTHONDONTWRITEBYTECODE set (some workplaces set it), a module edited
+    # since its last .pyc is compiled again at every start, which the startup figures then include.
+    no_pyc = os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None
 
     def say(text=""):
         print(text, flush=True)
@@ -275,6 +279,8 @@ def main():
 
     say(f"machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}; Python {platform.python_version()}")
     say(f"numpy's BLAS: {peaks[0]['blas']}")
+    if no_pyc:
+        say("PYTHONDONTWRITEBYTECODE was set: unset for these runs (modules load from their .pyc)")
     say(f"batch {BATCH}, SGD momentum 0.9, medians of {a.repeats} alternating rounds, each in a fresh process")
     if torch_ok:
         say(f"PyTorch {next(iter(rows.values())).get('torch', '')}")
