@@ -102,7 +102,7 @@ def _im2col_wide_t(xpad, c, fh, fw, wp, pc, cols_t, col0):
 
 # The direct kernels take filters two by two: each loaded run of the input serves both (LeNet-5's
 # first layer, 32 images: 56 us against 95 one filter at a time). An odd filter count comes with a
-# zero filter added (_even_filters). One loop shape per tap count: 5, 3 and any other up to 5 (each
+# zero filter added (_Geometry.f2). One loop shape per tap count: 5, 3 and any other up to 5 (each
 # shape more costs compile time, and the kernels compile on a user's first run).
 
 @njit(inline="always")
@@ -140,7 +140,7 @@ def _taps2(o, p, xs, off, wv, wu, k, m):
 def _direct_wide(xpad, wt, bias, act, alpha, wp, oh, ow, acc, y):
     # Stride-1 convolution of few channels without columns. xpad (N, C, Hp * Wp + FW): padded
     # planes, flat, as _im2col_wide_t reads them; wt (F2, C, FH, FW), F2 = F rounded up to even
-    # (_even_filters); acc (F2, rows * Wp) scratch.
+    # (_Geometry.f2); acc (F2, rows * Wp) scratch.
     # Output q = i Wp + j of filter f is sum_{c, kh, kw} wt[f, c, kh, kw] xpad[n, c, kh Wp + kw + q]
     # (j >= OW: dropped). A block of output rows at a time, filters two by two, each filter's
     # block a sum of shifted runs of the planes; then bias and activation on each filter's block
@@ -339,6 +339,7 @@ class _Geometry:
         self.step = max(1, ROWS_PER_STEP // self.pc)  # images per GEMM
         # no columns at all: _direct_wide forward, _direct_dw backward (dx still by col2im)
         self.direct = convolves_directly(self.c, (self.fh, self.fw), stride, pads, self.f)
+        self.f2 = self.f + self.f % 2   # the direct kernels take filters two by two
 
     def columns(self, x, a, b, buf, offset=0):
         """(b-a)*PC x K matrix of images a..b, written into buf from row `offset`
@@ -441,26 +442,18 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     return y, kept
 
 
-def _even_filters(wt):
-    """(F, C, FH, FW) filters, contiguous, with a zero filter after an odd count (the direct kernels
-    take them two by two)."""
-    out = np.zeros((wt.shape[0] + wt.shape[0] % 2,) + wt.shape[1:], wt.dtype)
-    out[:wt.shape[0]] = wt
-    return out
-
-
 def _direct_forward(x, w, bias, act, alpha, g, y):
     """conv2d_forward of a thin stride-1 layer by _direct_wide: the images split over
     threads, each thread's images padded into planes and convolved in one call."""
-    wt = _even_filters(w.transpose(3, 2, 0, 1))
+    wt = np.zeros((g.f2, g.c, g.fh, g.fw), x.dtype)     # (F2, C, FH, FW): a zero filter after an odd count
+    wt[:g.f] = w.transpose(3, 2, 0, 1)
     rows = max(1, DIRECT_BLOCK // g.wp)
-
     b = np.zeros(0, x.dtype) if bias is None else bias
     code = CODES[act]
     inner = LINEAR if code == SOFTMAX else code    # softmax: across filters, a pass of its own
 
     def part(lo, hi):
-        acc = np.empty((len(wt), rows * g.wp), x.dtype)
+        acc = np.empty((g.f2, rows * g.wp), x.dtype)
         _direct_wide(g.padded_planes(x, lo, hi), wt, b, inner, x.dtype.type(alpha), g.wp, g.oh, g.ow,
                      acc, y[lo:hi])
         if code == SOFTMAX:
@@ -485,13 +478,12 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
     # kept columns: one GEMM per thread; a direct layer without dx: one _direct_dw call per
     # thread (with dx, steps of g.step images bound dz @ w^T, as for recomputed columns)
     step = g.n if kept is not None or (g.direct and not need_dx) else g.step
-    f2 = g.f + g.f % 2      # _direct_dw takes filters two by two (_even_filters)
 
     def part(lo, hi):
         buf = g.buffer(x.dtype) if kept is None and not g.direct else None
         dw, db = np.zeros((g.k, g.f), x.dtype), np.zeros(g.f, x.dtype)
         if g.direct:
-            dwt, dzp = np.zeros((f2, g.c, g.fh, g.fw), x.dtype), np.empty((f2, g.oh * g.wp), x.dtype)
+            dwt, dzp = np.zeros((g.f2, g.c, g.fh, g.fw), x.dtype), np.empty((g.f2, g.oh * g.wp), x.dtype)
         else:
             tmp = np.empty((g.k, g.f), x.dtype)
         for a in range(lo, hi, step):
