@@ -453,37 +453,35 @@ def validate(model, batches, dist=None):
     return (dist or Single()).average(loss, correct, len(probs))
 
 
-def warm_up(cfg, model=None):
-    """Compile (or load) the kernels the configured network uses, before the clock starts: one
-    training step and predictions of that network on two blank images, then the batch
-    preparation kernels. Numba compiles per argument type, not per shape, so these are the kernels
-    of every later batch (the tests check that a full-size step compiles nothing more). Warming up
-    the user's own network compiles only what it uses: the quickstart's cold compile took 9.7-10.3 s
-    with a generic network touching every kernel, and far less this way (BENCHMARKS.md).
-    model: the run's network. The warm-up then borrows its parameters and gradient arrays (and
-    zeroes the gradients after) instead of holding a second copy; its batchnorm statistics and
-    dropout streams are the warm-up's own, so the run starts as without it.
+def warm_up(arch, model, images):
+    """Compile (or load) the kernels the network `arch` uses, before the clock starts: one
+    training step and predictions of that network on `images` blank images (2: split over
+    threads; the run's batch size when it is 1), then the batch preparation kernels. Numba
+    compiles per argument type, not per shape, so these are the kernels of every later batch (the
+    tests check that a full-size step compiles nothing more). Warming up the user's own network
+    compiles only what it uses: the quickstart's cold compile took 9.7-10.3 s with a generic
+    network touching every kernel, and far less this way (BENCHMARKS.md).
+    model: the run's network, built from arch. The warm-up borrows its parameters and gradient
+    arrays (and zeroes the gradients after) instead of holding a second copy; its batchnorm
+    statistics and dropout streams are the warm-up's own, so the run starts as without it.
     -> (seconds, compiled anything?)."""
     from .kernels import cache_counts
     from .kernels.augment import mix_batch, prepare_batch
     from .losses import Loss
 
     start = time.perf_counter()
-    net = cfg.model.build(seed=0, build_params=model is None)
-    if model is not None:
-        for mine, theirs in zip(net.layers, model.layers):
-            mine.params, mine.grads = theirs.params, theirs.grads
-            mine.buffers = {k: v.copy() for k, v in theirs.buffers.items()}
-            if mine.kind == "dropout":
-                mine.rng = np.random.default_rng(0)
-    c = cfg.model.input[2]
-    train = getattr(cfg, "train", None)        # two images (split over threads), or the batch's one
-    x = np.zeros((min(2, train.batch_size if train else 2),) + tuple(cfg.model.input), np.float32)
+    net = arch.build(seed=0, build_params=False)
+    for mine, theirs in zip(net.layers, model.layers):
+        mine.params, mine.grads = theirs.params, theirs.grads
+        mine.buffers = {k: v.copy() for k, v in theirs.buffers.items()}
+        if mine.kind == "dropout":
+            mine.rng = np.random.default_rng(0)
+    c = arch.input[2]
+    x = np.zeros((images,) + tuple(arch.input), np.float32)
     net.gradients(x, np.zeros(len(x), np.int64), Loss(net.head))
     net.predict_proba(x)            # split over threads (two images)
     net.predict_proba(x[:1])        # one image: layer by layer
-    if model is not None:
-        model.zero_grad()
+    model.zero_grad()
     prepare_batch(np.zeros((1, 8, 8, c), np.uint8), [0.0] * c, [1.0] * c)
     mix_batch(np.zeros((2, 8, 8, c), np.float32), [1, 0], [0.5, 1.0], [[-1] * 4, [0, 4, 0, 4]])
     return time.perf_counter() - start, cache_counts()[1] > 0

@@ -166,11 +166,12 @@ def _write_skipped(output, skipped):
 
 def _warm_up(cfg, report, model):
     report.phase("preparing kernels (compiled on the first run, then loaded from the cache)...")
+    images = min(2, cfg.train.batch_size)
     try:
-        seconds, compiled = warm_up(cfg, model)
+        seconds, compiled = warm_up(cfg.model, model, images)
     except MemoryError:   # before the run folder is touched: nothing to lose
         shape = "x".join(str(v) for v in cfg.model.input)
-        raise CnnError(f"out of memory running the network on {min(2, cfg.train.batch_size)} image(s) of "
+        raise CnnError(f"out of memory running the network on {images} image(s) of "
                        f"{shape}: lower model.input (resize the images) or use a smaller network") from None
     return f"kernels {'compiled' if compiled else 'loaded from cache'} in {seconds:.1f}s"
 

@@ -242,7 +242,7 @@ def test_force_keeps_the_old_run_when_the_kernel_warm_up_fails(tmp_path, monkeyp
     train(cfg, reporter=QuietReporter())
     before = (tmp_path / "run" / "last.npz").read_bytes()
 
-    def interrupted(cfg, model=None):
+    def interrupted(arch, model, images):
         raise KeyboardInterrupt   # Ctrl-C during a first run's long compile
     monkeypatch.setattr(train_mod, "warm_up", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -260,7 +260,7 @@ def test_a_network_too_big_to_run_is_one_line_before_the_old_run_is_touched(tmp_
     train(cfg, reporter=QuietReporter())
     before = (tmp_path / "run" / "last.npz").read_bytes()
 
-    def too_big(cfg, model=None):
+    def too_big(arch, model, images):
         raise MemoryError
     monkeypatch.setattr(train_mod, "warm_up", too_big)
     with pytest.raises(CnnError, match=r"out of memory running the network on 2 image\(s\) of \d+x\d+x\d+: lower "

@@ -93,7 +93,6 @@ def test_after_the_warm_up_a_full_size_step_compiles_nothing(tmp_path, case):
         arch.write_text(yaml.safe_dump({"input": spec[0], "layers": spec[1]}))
     code = textwrap.dedent(f"""
         import numpy as np
-        from types import SimpleNamespace
         from cnncli import config
         from cnncli.kernels import cache_counts
         from cnncli.kernels.augment import prepare_batch
@@ -101,10 +100,10 @@ def test_after_the_warm_up_a_full_size_step_compiles_nothing(tmp_path, case):
         from cnncli.runner import warm_up
         path = {str(arch)!r}
         arch = config.load(path).model if path.endswith("quickstart.yaml") else config.load_architecture(path)
-        seconds, compiled = warm_up(SimpleNamespace(model=arch))
+        m = arch.build(seed=1)
+        seconds, compiled = warm_up(arch, m, 2)
         assert compiled
         before = cache_counts()[1]
-        m = arch.build(seed=1)
         for n in (16, 5):
             x = np.random.default_rng(0).standard_normal((n,) + tuple(arch.input)).astype(np.float32)
             m.gradients(x, np.arange(n) % m.n_classes, Loss(m.head, 0.1))
@@ -125,7 +124,6 @@ def test_the_warm_up_leaves_the_run_as_it_found_it():
     afterwards the parameters, batchnorm statistics and dropout stream are untouched and the
     gradients zero."""
     import numpy as np
-    from types import SimpleNamespace
 
     from cnncli import config
     from cnncli.runner import warm_up
@@ -137,7 +135,7 @@ def test_the_warm_up_leaves_the_run_as_it_found_it():
     model.layers[1].buffers["running_mean"][:] = 0.25
     before = {k: v.copy() for k, v in model.state_dict().items()}
     model.layers[4].rng = np.random.default_rng(7)
-    warm_up(SimpleNamespace(model=arch), model)
+    warm_up(arch, model, 2)
     after = model.state_dict()
     for k in before:
         np.testing.assert_array_equal(after[k], before[k], err_msg=k)
