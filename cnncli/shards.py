@@ -41,8 +41,8 @@ class Shards:
     def _shards(self, parts, training):
         """`parts` copies of the model, each layer's parameters, buffers and settings shared with
         the model's (re-pointed every call: the model may have been given new arrays). Training:
-        shard 0 adds into the model's own gradients, the others into their own (summed after);
-        inference shares the model's gradients, which it never touches."""
+        shard 0 adds into the model's own gradients, the others into gradients of their own, made
+        once (and again if the shapes change) and summed after. Inference touches no gradients."""
         model = self.model
         while len(self._copies) < parts:
             shard = copy.copy(model)
@@ -50,15 +50,18 @@ class Shards:
             shard._plan = None        # the model's kept inference plan is the model's alone
             for layer in shard.layers:
                 layer.forget()        # a copy made after a step holds that step's workspaces: not its own
+                if self._copies:      # shards after the first: gradients of their own
+                    layer.grads = {n: np.zeros_like(g) for n, g in layer.grads.items()}
             self._copies.append(shard)
         for k, shard in enumerate(self._copies[:parts]):
             for mine, theirs in zip(shard.layers, model.layers):
                 mine.params, mine.buffers = theirs.params, theirs.buffers
                 mine.activation = theirs.activation
-                if not training or k == 0:
-                    mine.grads = theirs.grads
+                if not training:
                     continue
-                if mine.grads is theirs.grads or any(mine.grads[n].shape != g.shape for n, g in theirs.grads.items()):
+                if k == 0:
+                    mine.grads = theirs.grads
+                elif any(n not in mine.grads or mine.grads[n].shape != g.shape for n, g in theirs.grads.items()):
                     mine.grads = {n: np.zeros_like(g) for n, g in theirs.grads.items()}
         return self._copies[:parts]
 
