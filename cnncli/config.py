@@ -32,7 +32,7 @@ def read_yaml(path):
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such file: check the path, or write a starter config with "
-                          "`cnncli init DATA_FOLDER`")
+                          "`cnncli init DIR --data DATA_FOLDER`")
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; give a YAML file")
     try:
@@ -685,7 +685,14 @@ def load(path, overrides=()):
             _parse(read_yaml(path), path)
         except ConfigError:
             raise e from None
-        raise ConfigError(f"{e} (with --set {' '.join(overrides)})") from None
+        raise from_overrides(e, overrides) from None
+
+
+def from_overrides(error, overrides):
+    """A config error that came in with --set, saying so: the items whose last key the message
+    names (all of them when none does)."""
+    named = [o for o in overrides if f"'{o.partition('=')[0].strip().split('.')[-1]}'" in str(error)]
+    return ConfigError(f"{error} (with --set {' '.join(named or overrides)})")
 
 
 def _parse(raw, path):

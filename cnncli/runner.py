@@ -162,7 +162,7 @@ def run_files(output, force):
     existing = [name for name in RUN_FILES if (Path(output) / name).exists()]
     if existing and not force:
         raise CnnError(f"{output} already holds a run ({', '.join(existing)}): continue it with "
-                       f"`cnncli train --resume {output}`, start over with --force, or set another output")
+                       f"`{resume_hint(output)}`, start over with --force, or set another output")
     return existing
 
 

@@ -218,21 +218,31 @@ def _resume(run_dir, overrides, report, comm):
             if comm.root:  # the run folder may be on rank 0's machine alone: it reads, the others receive
                 if not run_dir.is_dir():
                     raise CnnError(f"--resume {run_dir}: no such run folder (give the output folder of a run)")
-                again = f"cnncli train {run_dir / 'config.yaml'} --force"
                 if not last.exists():
                     raise CnnError(f"{run_dir} has no last.npz to resume from: no epoch finished yet? "
-                                   f"Start the run again with: {again}")
+                                   f"{_restart_hint(run_dir)}")
                 lock = lock_run(run_dir)
                 try:
                     loaded = checkpoint.load(last)
                 except checkpoint.CheckpointError as e:
-                    raise CnnError(f"{e}; it cannot be resumed: start the run again with: {again} (add "
-                                   f"--set train.init={run_dir / 'best.npz'} to begin from best.npz's weights)") from None
+                    raise CnnError(f"{e}; it cannot be resumed. {_restart_hint(run_dir)}") from None
             agreed.fingerprint = fingerprint(resume=str(run_dir), overrides=list(overrides or ()))
         arrays, meta = comm.bcast(loaded)
         return _resume_locked(run_dir, last, arrays, meta, overrides, report, comm)
     finally:
         unlock(lock)
+
+
+def _restart_hint(run_dir):
+    """How to start a run that cannot be resumed again, losing nothing: its config.yaml with the
+    output named (a relative output in it would resolve against the current folder), from
+    best.npz's weights in a new folder when there is one, else from scratch in the same folder."""
+    run = f"cnncli train {run_dir / 'config.yaml'}"
+    best = run_dir / "best.npz"
+    if best.exists():
+        return (f"Start again from best.npz's weights in a new folder with: {run} --set train.init={best} "
+                f"--set output={run_dir}-restart")
+    return f"Start it again with: {run} --set output={run_dir} --force"
 
 
 def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
@@ -241,7 +251,10 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
             raise CnnError(f"{last} holds no training state: it cannot be resumed")
         planned = meta["config"].get("train", {}).get("epochs") if isinstance(meta["config"].get("train"), dict) else None
         raw = config.apply_overrides(meta["config"], overrides)
-        cfg = config.parse_run(raw, str(run_dir / "config.yaml"), run_dir)
+        try:                   # the run's own config parsed when it began: a mistake here is --set's
+            cfg = config.parse_run(raw, str(run_dir / "config.yaml"), run_dir)
+        except config.ConfigError as e:
+            raise config.from_overrides(e, overrides) from None
         cfg.output = str(run_dir)
         try:
             state = State(**meta["state"])
@@ -270,7 +283,7 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
             from .ema import has_state
             if not has_state(arrays):
                 raise CnnError(f"{last} holds no moving average of the weights (ema.*) for train.ema: "
-                               "it cannot be resumed exactly; start the run again with --force")
+                               f"it cannot be resumed exactly. {_restart_hint(run_dir)}")
             try:
                 trainer.ema.load_state(arrays)
             except (KeyError, ValueError):

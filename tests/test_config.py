@@ -222,3 +222,6 @@ def test_a_mistake_made_with_set_names_set_not_only_the_file():
         config.load(QUICKSTART, ["train.lrr=0.1"])
     assert "unknown key 'lrr'" in str(e.value) and "(with --set train.lrr=0.1)" in str(e.value)
     config.load(QUICKSTART, ["train.lr=0.1"])          # a good --set: no error
+    with pytest.raises(ConfigError) as e:                # only the item at fault is named
+        config.load(QUICKSTART, ["train.epochs=1", "train.lrr=0.1"])
+    assert str(e.value).endswith("(with --set train.lrr=0.1)")

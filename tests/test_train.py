@@ -99,12 +99,21 @@ def test_resume_without_a_usable_last_npz_says_how_to_start_again(tmp_path):
     last.write_bytes(last.read_bytes()[:100])                       # truncated
     with pytest.raises(CnnError) as e:
         train(resume=res.output, reporter=QuietReporter())
-    assert "cannot be resumed" in str(e.value) and f"cnncli train {res.output / 'config.yaml'} --force" in str(e.value)
-    assert f"train.init={res.output / 'best.npz'}" in str(e.value)
+    run = f"cnncli train {res.output / 'config.yaml'}"
+    assert "cannot be resumed" in str(e.value)       # from best.npz, in a new folder: nothing is cleared
+    assert f"{run} --set train.init={res.output / 'best.npz'} --set output={res.output}-restart" in str(e.value)
     last.unlink()
+    (res.output / "best.npz").unlink()
     with pytest.raises(CnnError, match="no last.npz to resume from") as e:
         train(resume=res.output, reporter=QuietReporter())
-    assert f"cnncli train {res.output / 'config.yaml'} --force" in str(e.value)
+    assert f"{run} --set output={res.output} --force" in str(e.value)    # the output named, not the config's relative one
+
+
+def test_a_mistake_made_with_set_on_resume_names_set(tmp_path):
+    res = train(write_config(tmp_path, epochs=1), reporter=QuietReporter())
+    with pytest.raises(CnnError) as e:
+        train(resume=res.output, overrides=["train.epochs=abc"], reporter=QuietReporter())
+    assert "'epochs' must be an integer" in str(e.value) and "(with --set train.epochs=abc)" in str(e.value)
 
 
 def test_same_config_same_seed_bit_identical(tmp_path):
