@@ -60,9 +60,10 @@ def test_second_process_does_not_recompile(tmp_path):
     print(f"cold {cold['seconds']:.2f}s, warm {warm['seconds']:.2f}s")
 
 
-# Networks that between them touch every kernel of the float32 path: planar first layers (wide at
-# stride 1, position by position at stride 2), row im2col and col2im, depthwise, grouped, 1x1,
-# Winograd, batchnorm, the pools' fast and general paths, dropout, add, concat.
+# Networks that between them touch every kernel of the float32 path: thin first layers (direct
+# up to 16 filters, wide columns beyond, position by position at stride 2), row im2col and
+# col2im, depthwise, grouped, 1x1, Winograd, batchnorm, the pools' fast and general paths,
+# dropout, add, concat.
 WARM_UP_CASES = {
     "every layer": ([8, 8, 3], [
         {"conv": {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}},
@@ -77,8 +78,9 @@ WARM_UP_CASES = {
         {"dense": {"units": 2, "activation": "softmax"}}]),
     "gray, strided": ([9, 9, 1], [
         {"conv": {"filters": 3, "size": 3, "stride": 2}}, {"conv": {"filters": 3, "size": 1, "from": "input"}},
-        {"globalavgpool": {"from": -1}}, {"globalavgpool": {"from": -3}}, {"concat": {"from": [-2, -1]}},
-        {"dense": {"units": 1, "activation": "sigmoid"}}]),
+        {"conv": {"filters": 20, "size": 3, "padding": 1, "from": "input"}},      # wide columns + GEMM
+        {"globalavgpool": {"from": -3}}, {"globalavgpool": {"from": -3}}, {"globalavgpool": {"from": -3}},
+        {"concat": {"from": [-3, -2, -1]}}, {"dense": {"units": 1, "activation": "sigmoid"}}]),
     "quickstart": None,
 }
 
