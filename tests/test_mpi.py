@@ -120,6 +120,8 @@ def test_ctrl_c_stops_every_process_at_one_batch_and_resumes_exactly(tmp_path):
     moved = train(resume=tmp_path / "cut", overrides=[f"train.epochs={epochs + 1}"], reporter=notes)
     assert moved.state.epoch == epochs + 1 and moved.state.processes == 1
     assert any("trained on 2 process(es) and continues on 1" in text for text in notes.messages)
+    assert all("trained on 2 process(es) and continues on 1" in text     # and no other note
+               for text in notes.messages if text.startswith("note:"))
 
 
 class Recorder(QuietReporter):

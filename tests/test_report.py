@@ -114,3 +114,17 @@ def test_report_in_a_real_browser(shapes_run, tmp_path):
     cells = (np.abs(img - [8, 48, 107]).sum(axis=-1) < 60).sum()           # the confusion matrix' diagonal
     assert blue > 300 and orange > 300 and cells > 2000, (blue, orange, cells)
     assert n_colours(img) > 1000
+
+
+@pytest.mark.parametrize("classes,shown", [(6, True), (5, False)])
+def test_the_top_k_card_shows_only_when_k_is_below_the_number_of_classes(classes, shown):
+    """Top-5 accuracy means something with 6 classes; with 5 it is 100% by definition."""
+    from pathlib import Path
+
+    from cnncli.report import _metrics
+    from cnncli.viz import html
+
+    rep = {"accuracy": 0.5, "loss": 1.0, "top_k": min(5, classes), "top_k_accuracy": 0.875,
+           "classes": [str(i) for i in range(classes)], "images": 40}
+    cards = _metrics(html, [], rep, Path("best.npz"), 3, "val")
+    assert ("87.5%" in cards and "top-5 accuracy" in cards) == shown
