@@ -23,8 +23,8 @@ from augment_examples import EXAMPLES, MIXING, augment  # noqa: E402  (beside th
 SIZE, ZOOM, COLUMNS = 32, 3, 6
 ROWS = [(text + ("   (pairs: columns 1-6, 2-5, 3-4)" if text.split(":")[0] in MIXING else ""), aug)
         for text, aug in EXAMPLES]
-ROWS.append(("rotate 15, scale [0.85, 1.15], translate 0.1, shear 10, contrast 0.3, cutout 8",
-             augment("rotate: 15, scale: [0.85, 1.15], translate: 0.1, shear: 10, contrast: 0.3, cutout: {size: 8}")))
+COMBINED = "rotate: 15, scale: [0.85, 1.15], translate: 0.1, shear: 10, contrast: 0.3, cutout: {size: 8}"
+ROWS.append((COMBINED, augment(COMBINED)))      # the label is the config text, as in every other row
 
 
 def samples():
