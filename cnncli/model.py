@@ -321,11 +321,11 @@ class Model:
         """Inference folds each conv -> batchnorm (-> activation) chain into the conv: with the
         running statistics batchnorm is y = s x + t per channel, s = weight / sqrt(var + eps),
         t = bias - mean s, so the conv takes filters w s and bias b s + t (in float64), and applies
-        the activation after them itself. Winograd filters are transformed here, once per
-        evaluation. -> {conv index: (filters, bias, activation, alpha), folded index: None}.
+        the activation after them itself. Winograd filters are transformed here, once per plan
+        (inference_plan keeps it). -> {conv index: (filters, bias, activation, alpha), folded index: None}.
         Folded only where the conv is linear, each link has one reader, and the chain does not
         end the network (its softmax / sigmoid belongs to the loss). Winograd convs that fold
-        nothing are in the plan too, their filters transformed once per evaluation."""
+        nothing are in the plan too, their filters transformed once per plan."""
         plan, last = {}, len(self.layers) - 1
         for i, conv in enumerate(self.layers):
             if conv.kind != "conv":

@@ -460,7 +460,7 @@ def warm_up(arch, model, images):
     compiles per argument type, not per shape, so these are the kernels of every later batch (the
     tests check that a full-size step compiles nothing more). Warming up the user's own network
     compiles only what it uses: the quickstart's cold compile took 9.7-10.3 s with a generic
-    network touching every kernel, and far less this way (BENCHMARKS.md).
+    network touching every kernel, 6.9 s this way (measured 2026-11-26, docs/performance.md).
     model: the run's network, built from arch. The warm-up borrows its parameters and gradient
     arrays (and zeroes the gradients after) instead of holding a second copy; its batchnorm
     statistics and dropout streams are the warm-up's own, so the run starts as without it.

@@ -1,5 +1,5 @@
 """Each thread runs its share of the batch through the whole network: one hand-off for forward and
-one for backward per step, instead of one or more per layer (a hand-off costs ~46 us on the
+one for backward per step, instead of one or more per layer (a hand-off costs ~49 us on the
 2-core machine the benchmarks run on; LeNet-5's step made ~10 of them).
 
 A shard is a copy of the model whose layers share the parameters and running statistics but keep
