@@ -155,9 +155,10 @@ class Single:
         """Called by the Trainer before its optimizer reads the gradients. where() -> text naming
         the run's position and checkpoint, for a message when another process is lost."""
 
-    def step(self, model, x, y, loss, optimizer, stop=(False, False)):
-        """The one training step on this process's images -> (mean loss, correct, images) of the batch."""
-        value, probs = model.train_step(x, y, loss, optimizer)
+    def step(self, model, x, y, loss, optimizer, stop=(False, False), rngs=None):
+        """The one training step on this process's images -> (mean loss, correct, images) of the
+        batch. rngs: the random layers' streams (Model.gradients)."""
+        value, probs = model.train_step(x, y, loss, optimizer, rngs=rngs)
         return value, count_correct(probs, y), len(y)
 
     def stopping(self, interrupted, gone):

@@ -16,7 +16,7 @@ MAX_CONV_ROWS = 6   # feature-map rows in a picture; deeper nets show this many,
 
 def conv_layers(model):
     """Indices of the conv layers whose output is a spatial map."""
-    return [i for i, layer in enumerate(model.layers) if layer.kind == "conv" and is_spatial(layer)]
+    return [i for i, layer in enumerate(model.layers) if layer.has_filters and is_spatial(layer)]
 
 
 def shown_conv_layers(model, limit=MAX_CONV_ROWS):

@@ -14,10 +14,6 @@ import numpy as np
 
 from .errors import CnnError
 
-# layers whose output is a feature map computed from the image (pooling only resamples one)
-CONV_LIKE = ("conv", "batchnorm", "activation", "add", "concat")
-
-
 def is_spatial(layer):
     """A layer whose output is a feature map (h, w, c) with more than one position."""
     shape = layer.out_shape
@@ -28,7 +24,7 @@ def default_layer(model):
     """The last conv-like layer whose output is still a spatial map (for a chain: the last conv;
     for a residual net: the last block's add), else the last spatial layer of any kind."""
     spatial = [i for i, layer in enumerate(model.layers) if is_spatial(layer)]
-    conv_like = [i for i in spatial if model.layers[i].kind in CONV_LIKE]
+    conv_like = [i for i in spatial if model.layers[i].conv_like]   # each layer's answer (pooling: no)
     if not spatial:
         raise CnnError("this network has no layer with a spatial output (h x w x c) to explain: "
                        "Grad-CAM needs a convolutional network")

@@ -71,10 +71,10 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
     sweep = rates(start, end, steps)
     losses, stopped = [], "end"
     with np.errstate(over="ignore", invalid="ignore"):
-        for lr, (x, y) in zip(sweep, _batches(data.train, model, t)):
+        for lr, (x, y, rngs) in zip(sweep, _batches(data.train, model, t)):
             opt.lr = float(lr)
             try:
-                value, _ = model.train_step(x, y, loss, opt)
+                value, _ = model.train_step(x, y, loss, opt, rngs=rngs)
             except Diverged:
                 stopped = "diverged"
                 break
@@ -100,11 +100,11 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
 
 
 def _batches(train, model, t):
-    """Training batches, epoch after epoch, seeded as training's epoch e is (data order, dropout)."""
+    """(x, y, the random layers' streams): training batches, epoch after epoch, seeded as
+    training's epoch e is (data order, dropout)."""
     e = 0
     while True:
-        for i, layer in enumerate(model.layers):
-            if layer.kind == "dropout":
-                layer.rng = np.random.default_rng([t.seed, e, 1, i])
-        yield from train.epoch(np.random.default_rng([t.seed, e, 0]), shuffle=t.shuffle)
+        rngs = {i: np.random.default_rng([t.seed, e, 1, i]) for i in model.random_layers()}
+        for x, y in train.epoch(np.random.default_rng([t.seed, e, 0]), shuffle=t.shuffle):
+            yield x, y, rngs
         e += 1

@@ -11,13 +11,12 @@ PyTorch / ONNX layout: conv weight (F, C/groups, FH, FW), dense weight (units, i
 dense after flatten sees (C, H, W) order, batchnorm weight / bias / running_mean / running_var.
 """
 
-import contextlib
 import difflib
 import math
 
 import numpy as np
 
-from .layers import ALIASES, LAYERS, WIRING, LayerError
+from .layers import ALIASES, LAYERS, WIRING, Context, LayerError
 from .losses import Loss
 from .shards import Shards
 
@@ -137,8 +136,15 @@ class Model:
                 raise SpecError(i, str(e), e.key) from None
         self.output_shape = shapes[len(self.layers) - 1]
         self.head = self._find_head()
+        # the loss fuses the output's softmax / sigmoid: the last layer computes logits
+        last = self.layers[-1].split_head()[1]
+        last.build(self.layers[-1].in_shape)
+        self.layers[-1] = last
+        for i, layer in enumerate(self.layers):
+            layer.index = i
         self.dtype = np.dtype(dtype)
         self.shards = Shards(self)
+        self.rngs = {i: np.random.default_rng(0) for i in self.random_layers()}   # init_params seeds them
         self._plan = None     # inference_plan's last plan, with copies of what it folded
         if build_params:
             self.init_params(seed if init else None)
@@ -165,32 +171,38 @@ class Model:
         return 2 if self.head == "sigmoid" else self.output_shape[0]
 
     def _init_activations(self):
-        """The activation that follows each layer, looking through batchnorm and dropout to the
-        first reader: decides He or Glorot initialisation for conv -> batchnorm -> relu (or an add
-        with relu) as for conv+relu."""
+        """The activation that follows each layer, looking through the layers whose init_role
+        is "through" (batchnorm, dropout) to the first reader: decides He or Glorot
+        initialisation for conv -> batchnorm -> relu (or an add with relu) as for conv+relu."""
         acts = []
         for i, layer in enumerate(self.layers):
             act, j = layer.activation, i
             while act == "linear" and self.readers[j]:
                 j = self.readers[j][0]
                 nxt = self.layers[j]
-                if nxt.kind in ("activation", "add"):
+                if nxt.init_role == "supplies":
                     act = nxt.activation
                     break
-                if nxt.kind not in ("batchnorm", "dropout"):
+                if nxt.init_role != "through":
                     break
             acts.append(act)
         return acts
 
     def init_params(self, seed):
-        """Every random number comes from this one seed: a child stream per layer.
+        """Every random number comes from this one seed: a child stream per layer, which also
+        becomes the layer's random stream (dropout) in `rngs` until a trainer passes its own.
         seed None: zeros, for weights about to be loaded."""
         children = np.random.SeedSequence(seed if seed is not None else 0).spawn(len(self.layers))
-        for layer, child, act in zip(self.layers, children, self._init_activations()):
+        self.rngs = {}
+        for i, (layer, child, act) in enumerate(zip(self.layers, children, self._init_activations())):
             rng = np.random.default_rng(child) if seed is not None else None
             layer.init_params(rng, self.dtype, act)
-            if layer.kind == "dropout":
-                layer.rng = rng or np.random.default_rng(0)
+            if layer.random:
+                self.rngs[i] = rng or np.random.default_rng(0)
+
+    def random_layers(self):
+        """The indices of the layers that draw random numbers in training (dropout)."""
+        return [i for i, layer in enumerate(self.layers) if layer.random]
 
     def named_params(self):
         """[(key, param, grad)] with keys 'layers.<i>.<name>' as in checkpoints."""
@@ -201,97 +213,98 @@ class Model:
         return sum(layer.n_params() for layer in self.layers)
 
     # --- computation ---
-    @contextlib.contextmanager
-    def _logits(self):
-        """The last layer's softmax / sigmoid is fused into the loss: it runs linear here."""
-        last = self.layers[-1]
-        act, last.activation = last.activation, "linear"
-        try:
-            yield
-        finally:
-            last.activation = act
+    def context(self, training=False, record=False, rngs=None, reduce=None):
+        """A step's Context (layers/context.py); rngs default to the model's own streams."""
+        return Context(training=training, record=record, rngs=self.rngs if rngs is None else rngs, reduce=reduce)
 
-    def forward(self, x, training=False, record=False, keep=(), plan=None):
+    def forward(self, x, training=False, record=False, keep=(), plan=None, ctx=None):
         """(N, H, W, C) -> logits (N, K): the output activation is left to the loss.
         An output is dropped as soon as the last layer that reads it has run, unless its index
         is in `keep`: then -> (logits, {index: output}). record: inference, but keep what
         backward needs (for gradients of an inference-mode output, as Grad-CAM takes).
-        plan: inference_plan()'s folded layers (inference only, nothing recorded or kept)."""
-        if plan and (training or record or keep):
+        plan: inference_plan()'s folded layers (inference only, nothing recorded or kept).
+        ctx: the step's Context, when the caller made one (training and record then come from it)."""
+        ctx = ctx or self.context(training, record)
+        if plan and (ctx.training or ctx.record or keep):
             raise ValueError("a folded plan is for plain inference: no training, record or keep")
         plan = plan or {}
         outs = {INPUT: np.ascontiguousarray(x, dtype=self.dtype)}
         unread = {INPUT: sum(src.count(INPUT) for src in self.sources)}
         kept = {}
-        with self._logits():
-            for i, layer in enumerate(self.layers):
-                ins = [outs[j] for j in self.sources[i]]
-                for j in self.sources[i]:
-                    unread[j] -= 1
-                    if not unread[j]:
-                        del outs[j]
-                if i in plan:   # folded: into the conv before it (None), or the conv doing it all
-                    layer.forget()
-                    outs[i] = ins[0] if plan[i] is None else layer.forward_folded(ins[0], *plan[i])
-                else:
-                    outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], training, record)
-                unread[i] = len(self.readers[i])
-                if i in keep:
-                    kept[i] = outs[i]
-                del ins
+        for i, layer in enumerate(self.layers):
+            ins = [outs[j] for j in self.sources[i]]
+            for j in self.sources[i]:
+                unread[j] -= 1
+                if not unread[j]:
+                    del outs[j]
+            if i in plan:   # folded: into the conv before it (None), or the conv doing it all
+                layer.forget()
+                outs[i] = ins[0] if plan[i] is None else layer.forward_folded(ins[0], *plan[i])
+            else:
+                outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], ctx)
+            unread[i] = len(self.readers[i])
+            if i in keep:
+                kept[i] = outs[i]
+            del ins
         logits = outs[len(self.layers) - 1]
         return (logits, kept) if keep else logits
 
-    def backward(self, dlogits, keep=()):
+    def backward(self, dlogits, keep=(), ctx=None):
         """Back-propagate dL/dlogits; adds into each layer's grads. A layer read by several
         others gets the sum of their gradients. -> {index: dL/d output} for the indices in keep;
-        with keep, the walk stops at the lowest kept layer (layers below it get no gradients)."""
+        with keep, the walk stops at the lowest kept layer (layers below it get no gradients).
+        ctx: the forward's Context (its batchnorm reducer, its Winograd tiles)."""
         if INPUT in keep:
             raise ValueError("keep names layers (0, 1, ...): the input has no gradient kept here")
+        ctx = ctx or self.context()
         lowest = min(keep, default=INPUT)
         pending = {len(self.layers) - 1: dlogits}
         kept = {}
-        with self._logits():
-            for i in range(len(self.layers) - 1, -1, -1):
-                if i not in pending or i < lowest:  # keep stops the walk at its lowest layer
-                    continue
-                layer, src = self.layers[i], self.sources[i]
-                if i in keep:
-                    kept[i] = pending[i]
-                need_dx = any(j != INPUT for j in src) and i > lowest
-                dx = layer.backward(pending.pop(i), need_dx=need_dx)
-                if not need_dx:
-                    continue
-                for j, d in zip(src, dx if layer.n_inputs is None else [dx]):
-                    if j != INPUT:
-                        pending[j] = d if j not in pending else pending[j] + d  # never in place: d may be shared
+        for i in range(len(self.layers) - 1, -1, -1):
+            if i not in pending or i < lowest:  # keep stops the walk at its lowest layer
+                continue
+            layer, src = self.layers[i], self.sources[i]
+            if i in keep:
+                kept[i] = pending[i]
+            need_dx = any(j != INPUT for j in src) and i > lowest
+            dx = layer.backward(pending.pop(i), ctx, need_dx=need_dx)
+            if not need_dx:
+                continue
+            for j, d in zip(src, dx if layer.n_inputs is None else [dx]):
+                if j != INPUT:
+                    pending[j] = d if j not in pending else pending[j] + d  # never in place: d may be shared
         return kept
 
     def zero_grad(self):
         for layer in self.layers:
             layer.zero_grad()
 
-    def gradients(self, x, labels, loss):
+    def gradients(self, x, labels, loss, rngs=None, reduce=None):
         """Zero the gradients, forward, fused loss, finite check, backward -> (loss, probabilities).
         Raises Diverged (before backward) when the loss is NaN or infinite. Where shards.py says
-        so, each thread runs its share of the batch through the whole network."""
+        so, each thread runs its share of the batch through the whole network.
+        rngs: {layer index: Generator} for the random layers (default: the model's own);
+        reduce: batchnorm's sum over the processes sharing the batch (MPI), else None."""
         self._plan = None     # the parameters are about to change: no folded copies kept meanwhile
         self.zero_grad()
-        if self.shards.usable(len(x), training=True):
-            return self.shards.gradients(x, labels, loss, _check_finite)
-        value, dlogits, probs = loss(self.forward(x, training=True), labels)
+        ctx = self.context(training=True, rngs=rngs, reduce=reduce)
+        if self.shards.usable(len(x), ctx):
+            return self.shards.gradients(x, labels, loss, _check_finite, ctx)
+        value, dlogits, probs = loss(self.forward(x, ctx=ctx), labels)
         _check_finite(value)
-        self.backward(dlogits)
+        self.backward(dlogits, ctx=ctx)
         return value, probs
 
-    def train_step(self, x, labels, loss, optimizer, gradients_ready=None):
+    def train_step(self, x, labels, loss, optimizer, gradients_ready=None, rngs=None, reduce=None):
         """The one training step -> (loss, probabilities). `gradients_ready(model)` is called at
         the point where the batch's gradients are complete, before the optimizer reads them:
-        the place for an all-reduce across processes, clipping or accumulation."""
-        value, probs = self.gradients(x, labels, loss)
+        the place for an all-reduce across processes, clipping or accumulation. The optimizer
+        is handed the gradient arrays the layers hold now, so an array replaced after it was
+        built (a view of MPI's flat buffer) is the one it reads."""
+        value, probs = self.gradients(x, labels, loss, rngs, reduce)
         if gradients_ready is not None:
             gradients_ready(self)
-        optimizer.step()
+        optimizer.step(self.named_params())
         return value, probs
 
     def inference_plan(self):
@@ -325,31 +338,26 @@ class Model:
         (inference_plan keeps it). -> {conv index: (filters, bias, activation, alpha), folded index: None}.
         Folded only where the conv is linear, each link has one reader, and the chain does not
         end the network (its softmax / sigmoid belongs to the loss). Winograd convs that fold
-        nothing are in the plan too, their filters transformed once per plan."""
+        nothing are in the plan too, their filters transformed once per plan. Which layer folds
+        what is each layer's answer: absorbs_affine / inference_entry (conv), inference_affine
+        (batchnorm), standalone_function (activation)."""
         plan, last = {}, len(self.layers) - 1
-        for i, conv in enumerate(self.layers):
-            if conv.kind != "conv":
-                continue
+        for i, layer in enumerate(self.layers):
             j = self.readers[i][0] if len(self.readers[i]) == 1 else None
-            bn = self.layers[j] if j is not None else None
-            if conv.activation != "linear" or bn is None or bn.kind != "batchnorm" or j == last:
-                if conv.algorithm == "winograd" and i != last:
-                    plan[i] = (conv.inference_filters(conv.params["weight"]), conv.params.get("bias"),
-                               conv.activation, conv.alpha)
+            affine = self.layers[j].inference_affine() if j is not None and j != last else None
+            if affine is None or not layer.absorbs_affine():
+                entry = layer.inference_entry() if i != last else None
+                if entry is not None:
+                    plan[i] = entry
                 continue
-            var = bn.buffers["running_var"].astype(np.float64)
-            scale = bn.params["weight"].astype(np.float64) / np.sqrt(var + bn.eps)
-            shift = bn.params["bias"] - bn.buffers["running_mean"].astype(np.float64) * scale
-            bias = shift + (conv.params["bias"] * scale if conv.bias else 0.0)
-            weight = (conv.params["weight"] * scale).astype(self.dtype)     # (FH, FW, C/g, F): F is last
-            act, alpha = "linear", conv.alpha
-            if len(self.readers[j]) == 1:
+            act, alpha = "linear", layer.alpha
+            if len(self.readers[j]) == 1 and self.readers[j][0] != last:
                 k = self.readers[j][0]
-                after = self.layers[k]
-                if after.kind == "activation" and k != last:
-                    act, alpha = after.activation, after.alpha
+                function = self.layers[k].standalone_function()
+                if function is not None:
+                    act, alpha = function
                     plan[k] = None
-            plan[i] = (conv.inference_filters(weight), bias.astype(self.dtype), act, alpha)
+            plan[i] = layer.inference_entry(affine, act, alpha)
             plan[j] = None
         return plan
 
@@ -364,7 +372,7 @@ class Model:
         probs, total, seen = [], 0.0, 0
         plan = self.inference_plan()
         for x, labels in batches:
-            split = self.shards.usable(len(x), training=False)
+            split = self.shards.usable(len(x), self.context())
             logits = self.shards.forward(x, plan) if split else self.forward(x, training=False, plan=plan)
             if views > 1:
                 log_p = _mean_of_views(loss.log_probabilities(logits), views)

@@ -174,9 +174,8 @@ class Mpi(Single):
             view[...] = g
             layer.grads[name] = view
             at += g.size
-        for layer in model.layers:
-            if layer.kind == "batchnorm":
-                layer.sync = self.total
+        # batch statistics (batchnorm) summed over the processes, passed to each step's layers
+        self.reduce = self.total if any(layer.batch_statistics for layer in model.layers) else None
         self.where = where
 
     def total(self, values):
@@ -185,19 +184,20 @@ class Mpi(Single):
         self.collective(lambda: self.comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM), self.step_limit())
         return out
 
-    def step(self, model, x, y, loss, optimizer, stop=(False, False)):
+    def step(self, model, x, y, loss, optimizer, stop=(False, False), rngs=None):
         if self.share_loss is None or self.share_loss.loss is not loss:
             self.share_loss = ShareLoss(loss)
         self.started = time.monotonic()
         self.local_stop = stop
         if len(y):
-            model.train_step(x, y, self.share_loss, optimizer, gradients_ready=self.gradients_ready)
+            model.train_step(x, y, self.share_loss, optimizer, gradients_ready=self.gradients_ready, rngs=rngs,
+                             reduce=self.reduce)
         else:  # a last batch smaller than the job: no image here, but every collective of the step
             self.share_loss.nothing()
             model.zero_grad()
-            _empty_pass(model)
+            _empty_pass(model, model.context(training=True, rngs=rngs, reduce=self.reduce))
             self.gradients_ready(model)
-            optimizer.step()
+            optimizer.step(model.named_params())
         return self.batch
 
     def gradients_ready(self, model):
@@ -281,14 +281,14 @@ class Mpi(Single):
         return None
 
 
-def _empty_pass(model):
+def _empty_pass(model, ctx):
     """A process without images in a batch joins each batchnorm's sums in the order a step makes
     them: forward front to back, backward back to front (with zero rows, so it adds nothing)."""
-    norms = [layer for layer in model.layers if layer.kind == "batchnorm"]
+    norms = [layer for layer in model.layers if layer.batch_statistics]
     for layer in norms:
-        layer.forward(np.zeros((0,) + layer.in_shape, model.dtype), training=True)
+        layer.forward(np.zeros((0,) + layer.in_shape, model.dtype), ctx)
     for layer in reversed(norms):
-        layer.backward(np.zeros((0,) + layer.out_shape, model.dtype), need_dx=False)
+        layer.backward(np.zeros((0,) + layer.out_shape, model.dtype), ctx, need_dx=False)
 
 
 def _difference(a, b, path=""):

@@ -5,6 +5,10 @@ batchnorm parameters. SGD and Adam add it to the gradient (L2); AdamW decouples 
   SGD:      v = mu v + g;         w -= lr (g + mu v) if nesterov else lr v
   Adam(W):  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr m_hat / (sqrt(v_hat) + eps)
 State (velocities, moments, step count) is a flat dict of arrays, saved in checkpoints for resume.
+
+An optimizer keeps no parameter or gradient arrays: step(params) is handed Model.named_params()
+as they are at that step, so a gradient array replaced after the optimizer was built (MPI's views
+of its flat buffer) cannot leave it stepping on stale zeros, whatever order things were built in.
 """
 
 import math
@@ -14,7 +18,7 @@ import numpy as np
 
 class Optimizer:
     def __init__(self, params, lr, weight_decay=0.0):
-        self.params = params  # [(key, param, grad)] from Model.named_params()
+        """params: [(key, param, grad)] from Model.named_params(), for the shapes of the slots."""
         self.lr = lr
         self.weight_decay = weight_decay
         self.step_count = 0
@@ -42,9 +46,10 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = momentum, nesterov
         self.slots = {"velocity": {k: np.zeros_like(p) for k, p, _ in params}} if momentum else {}
 
-    def step(self):
+    def step(self, params):
+        """One update of every (key, param, grad) in params (Model.named_params())."""
         self.step_count += 1
-        for key, p, g in self.params:
+        for key, p, g in params:
             dt = p.dtype.type
             if self.decays(p):
                 g = g + dt(self.weight_decay) * p
@@ -65,12 +70,13 @@ class Adam(Optimizer):
         self.slots = {"m": {k: np.zeros_like(p) for k, p, _ in params},
                       "v": {k: np.zeros_like(p) for k, p, _ in params}}
 
-    def step(self):
+    def step(self, params):
+        """One update of every (key, param, grad) in params (Model.named_params())."""
         self.step_count += 1
         b1, b2 = self.betas
         t = self.step_count
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-        for key, p, g in self.params:
+        for key, p, g in params:
             dt = p.dtype.type
             if self.decays(p):
                 if self.decoupled:

@@ -215,7 +215,7 @@ class Trainer:
         t = cfg.train
         self.model = model
         self.dist = dist or Single()
-        self.dist.attach(model, self._where)  # before the optimizer takes the gradient arrays
+        self.dist.attach(model, self._where)
         self.class_weights = class_weights
         self.loss = Loss(model.head, t.label_smoothing, class_weights)
         self.opt = from_config(model.named_params(), t)
@@ -224,6 +224,7 @@ class Trainer:
             from .ema import EMA
             self.ema = EMA(model, t.ema)
         self.state = state or State(processes=self.dist.size)
+        self.rngs = None          # the random layers' streams of the epoch (_seed_epoch)
         self.stop_requested = 0
         self.validating = False   # Ctrl-C says what it waits for
         self.saved = None  # what last.npz holds, for messages
@@ -271,16 +272,13 @@ class Trainer:
         return learning_rate(step - start * n, n, t.epochs - start, t.lr, t.schedule,
                              t.warmup_epochs if start == 0 else 0.0, t.step_size, t.gamma, t.min_lr)
 
-    def _dropouts(self):
-        return [(i, layer) for i, layer in enumerate(self.model.layers) if layer.kind == "dropout"]
-
     def _seed_epoch(self, epoch):
+        """-> the epoch's data generator; the random layers' streams (dropout) into self.rngs."""
         seed = self.cfg.train.seed
-        for i, layer in self._dropouts():
-            layer.rng = np.random.default_rng(self.dist.seed(seed, epoch, 1, i))
+        self.rngs = {i: np.random.default_rng(self.dist.seed(seed, epoch, 1, i)) for i in self.model.random_layers()}
         if self.state.dropout_rng:  # resuming mid-epoch: the generators as they were
-            for (_, layer), st in zip(self._dropouts(), self.state.dropout_rng):
-                layer.rng.bit_generator.state = st
+            for rng, st in zip(self.rngs.values(), self.state.dropout_rng):
+                rng.bit_generator.state = st
             self.state.dropout_rng = None
         return np.random.default_rng([seed, epoch, 0])
 
@@ -350,7 +348,7 @@ class Trainer:
             self.opt.lr = self.lr_at(step)
             try:
                 loss, correct, seen = self.dist.step(self.model, x, y, self.loss, self.opt,
-                                                     (self.stop_requested > 0, self.report.gone))
+                                                     (self.stop_requested > 0, self.report.gone), self.rngs)
             except Diverged as e:
                 self._diverged(e.loss, epoch, b)
             if self.ema:
@@ -363,7 +361,7 @@ class Trainer:
             self.report.batch(b + 1, p["loss"] / p["seen"], p["correct"] / p["seen"], p["seen"] / max(elapsed, 1e-9))
             if self.stopping():
                 p["seconds"] = elapsed
-                st.dropout_rng = self.dist.gather([layer.rng.bit_generator.state for _, layer in self._dropouts()])
+                st.dropout_rng = self.dist.gather([rng.bit_generator.state for rng in self.rngs.values()])
                 return
         p["seconds"] += time.perf_counter() - start
 
@@ -474,8 +472,6 @@ def warm_up(arch, model, images):
     for mine, theirs in zip(net.layers, model.layers):
         mine.params, mine.grads = theirs.params, theirs.grads
         mine.buffers = {k: v.copy() for k, v in theirs.buffers.items()}
-        if mine.kind == "dropout":
-            mine.rng = np.random.default_rng(0)
     c = arch.input[2]
     x = np.zeros((images,) + tuple(arch.input), np.float32)
     net.gradients(x, np.zeros(len(x), np.int64), Loss(net.head))

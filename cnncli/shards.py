@@ -29,14 +29,14 @@ class Shards:
         self.model = model
         self._copies = []
 
-    def usable(self, n, training):
+    def usable(self, n, ctx):
         """Split a batch of n images this way? More than one thread and image, and in training no
-        batchnorm synchronised over processes."""
+        batchnorm sums over processes (ctx.reduce: MPI's, which runs layer by layer)."""
         from .kernels.parallel import n_threads   # here: importing the kernels loads numba
 
         if n_threads() < 2 or n < 2:
             return False
-        return not training or all(getattr(layer, "sync", None) is None for layer in self.model.layers)
+        return not ctx.training or ctx.reduce is None
 
     def _shards(self, parts, training):
         """`parts` copies of the model, each layer's parameters, buffers and settings shared with
@@ -56,7 +56,6 @@ class Shards:
         for k, shard in enumerate(self._copies[:parts]):
             for mine, theirs in zip(shard.layers, model.layers):
                 mine.params, mine.buffers = theirs.params, theirs.buffers
-                mine.activation = theirs.activation
                 if not training:
                     continue
                 if k == 0:
@@ -75,15 +74,18 @@ class Shards:
 
         def part(lo, hi):
             with serial():
-                return shards[index[lo]].forward(x[lo:hi], training=False, plan=plan)
+                return shards[index[lo]].forward(x[lo:hi], plan=plan)
 
         logits = np.concatenate(run_chunks(len(x), part))
         for layer in self.model.layers + [layer for shard in shards for layer in shard.layers]:
             layer.forget()    # inference keeps nothing alive, the training workspaces included
         return logits
 
-    def gradients(self, x, labels, loss, diverged):
-        """Model.gradients by shards -> (loss, probabilities). diverged(value) raises before backward."""
+    def gradients(self, x, labels, loss, diverged, ctx):
+        """Model.gradients by shards -> (loss, probabilities). diverged(value) raises before
+        backward. ctx: the step's Context; each shard gets its own, with its slice of the batch's
+        random draws (dropout masks, drawn for the whole batch as one thread would), the Winograd
+        tiles computed once for all, and batchnorm's sums over the shards."""
         from .kernels.parallel import chunks, n_threads, run_chunks, serial
 
         model = self.model
@@ -92,26 +94,18 @@ class Shards:
         index = {lo: k for k, (lo, _) in enumerate(pieces)}
         sums = ThreadTotal(len(shards))
         try:
-            for i, layer in enumerate(model.layers):
-                if layer.kind == "dropout":   # the whole batch's mask, drawn as one thread would
-                    full = layer.mask((len(x),) + layer.in_shape, model.dtype)
-                    for shard, (lo, hi) in zip(shards, pieces):
-                        shard.layers[i].preset = None if full is None else full[lo:hi]
-                if getattr(layer, "algorithm", None) == "winograd":   # the filters transformed once, not per shard
-                    from .kernels.winograd import filter_tiles, turned_tiles
-                    tiles = (filter_tiles(layer.params["weight"]), turned_tiles(layer.params["weight"]))
-                    for shard in shards:
-                        shard.layers[i].tiles = tiles
-            for k, shard in enumerate(shards):
-                if k:                     # shard 0's are the model's own, zeroed already
-                    shard.zero_grad()
-                for layer in shard.layers:
-                    if layer.kind == "batchnorm":
-                        layer.sync, layer.keeps_running = sums.shard(k), k == 0
+            layers = model.layers
+            draws = {i: layers[i].draw((len(x),) + layers[i].in_shape, model.dtype, ctx.rngs[i])
+                     for i in model.random_layers()}
+            tiles = {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(layers)) if t is not None}
+            ctxs = [ctx.but(masks={i: None if d is None else d[lo:hi] for i, d in draws.items()}, tiles=tiles,
+                            reduce=sums.shard(k), keeps_running=k == 0) for k, (lo, hi) in enumerate(pieces)]
+            for shard in shards[1:]:      # shard 0's are the model's own, zeroed already
+                shard.zero_grad()
 
             def forward(lo, hi):
                 with serial(), sums.guard():
-                    return shards[index[lo]].forward(x[lo:hi], training=True)
+                    return shards[index[lo]].forward(x[lo:hi], ctx=ctxs[index[lo]])
 
             value, dlogits, probs = loss(np.concatenate(run_chunks(len(x), forward)), labels)
             diverged(value)
@@ -119,7 +113,7 @@ class Shards:
 
             def backward(lo, hi):
                 with serial(), sums.guard():
-                    shards[index[lo]].backward(dlogits[lo:hi])
+                    shards[index[lo]].backward(dlogits[lo:hi], ctx=ctxs[index[lo]])
 
             run_chunks(len(x), backward)
             for i, layer in enumerate(model.layers):
@@ -131,12 +125,6 @@ class Shards:
             for shard in shards:
                 for layer in shard.layers:
                     layer.forget(workspace=False)     # ... but the conv workspaces, reused next step
-                    if layer.kind == "dropout":
-                        layer.preset = None
-                    if layer.kind == "conv":
-                        layer.tiles = None
-                    if layer.kind == "batchnorm":
-                        layer.sync = None
 
 
 class ThreadTotal:

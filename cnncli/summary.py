@@ -27,13 +27,14 @@ def summarize(arch, batch_size=None, optimizer="adam", momentum=0.9):
             (kh, kw), (sh, sw) = layer.receptive()
             fields[i] = ((rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1]), (jump[0] * sh, jump[1] * sw))
         out_elems = math.prod(layer.out_shape)
-        act_bytes += out_elems * BYTES + layer.scratch_bytes(batch_size or 1)
+        act_bytes += out_elems * BYTES + layer.scratch_bytes(batch_size or 1) + layer.activation_bytes()
         rows.append({
             "index": i,
             "type": layer.kind,
             "from": ["input" if j == INPUT else j for j in model.sources[i]],
             "config": layer.describe(),
-            "activation": layer.activation if layer.kind != "activation" else "",
+            "activation": (model.head if i == len(model.layers) - 1 else layer.activation)
+            if layer.standalone_function() is None else "",
             "output_shape": list(layer.out_shape),
             "params": layer.n_params(),
             "buffers": layer.n_buffers(),

@@ -138,7 +138,7 @@ def _check_batch_statistics(cfg, model):
     if cfg.train.batch_size > 1:
         return
     for i, layer in enumerate(model.layers):
-        if layer.kind == "batchnorm" and math.prod(layer.in_shape[:-1]) == 1:
+        if layer.batch_statistics and math.prod(layer.in_shape[:-1]) == 1:
             raise CnnError(f"{cfg.source}: train.batch_size 1 leaves layers[{i}] (batchnorm) one value per "
                            "channel to normalise: use train.batch_size 2 or more")
 

@@ -13,7 +13,7 @@ CASES = [
     ("wrong type", ARCH + "  - conv: {filters: four}\n", "layers[0] (conv, 'filters'): 'filters' must be a positive integer"),
     ("non-positive size", ARCH + "  - conv: {filters: 4, size: 0}\n", "layers[0] (conv, 'size'): 'size' values must be integers >= 1"),
     ("bad padding word", ARCH + "  - conv: {filters: 4, padding: full}\n", "'padding' must be 'valid', 'same'"),
-    ("bad activation", ARCH + "  - conv: {filters: 4, activation: relu6}\n", "'activation' must be one of"),
+    ("bad activation", ARCH + "  - conv: {filters: 4, activation: mish}\n", "'activation' must be one of"),
     ("filter larger than input", "input: [4, 4, 1]\nlayers:\n  - conv: {filters: 2, size: 5}\n  - globalavgpool\n  - softmax\n",
      "layers[0] (conv, 'size'): the 5x5 filter is larger than its input 4x4"),
     ("pool larger than padded input", "input: [6, 6, 1]\nlayers:\n  - conv: {filters: 2, size: 3}\n  - maxpool: {size: 5}\n  - flatten\n  - dense: {units: 2, activation: softmax}\n",

@@ -4,6 +4,8 @@ These read like the textbook: pad with zeros, slide the window, multiply and add
 They take the boundary (PyTorch / ONNX) layout, so they also check the layout conversion.
 """
 
+import math
+
 import numpy as np
 
 
@@ -114,6 +116,19 @@ def activation(z, fn, alpha=0.01):
         return 1 / (1 + np.exp(-z))
     if fn == "tanh":
         return np.tanh(z)
+    # PyTorch's definitions (torch.nn.functional), written out
+    if fn == "relu6":
+        return np.minimum(np.maximum(z, 0), 6)
+    if fn == "hardsigmoid":             # relu6(z + 3) / 6, not ONNX's default slope 0.2
+        return np.minimum(np.maximum(z + 3, 0), 6) / 6
+    if fn == "hardswish":
+        return z * np.minimum(np.maximum(z + 3, 0), 6) / 6
+    if fn == "silu":
+        return z / (1 + np.exp(-z))
+    if fn == "gelu":                    # z Phi(z), Phi the standard normal CDF
+        return z * 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    if fn == "gelu_tanh":
+        return 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3)))
     if fn == "softmax":
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
@@ -167,7 +182,8 @@ def network_forward(model, state, x_nchw):
         else:
             raise ValueError(kind)
         outs[i] = x
-    return outs[len(model.layers) - 1]
+    # the model's last layer computes logits (the loss fuses the head): the head applied here
+    return activation(outs[len(model.layers) - 1], model.head)
 
 
 def activation_nchw(x, fn, alpha=0.01):

@@ -120,6 +120,7 @@ class ThreadSum:
 
 @pytest.mark.parametrize("shape,cuts", [((10, 4, 4, 3), [0, 3, 10]), ((9, 5), [0, 0, 4, 9])])
 def test_synchronised_batchnorm_equals_one_batch(shape, cuts):
+    from cnncli.layers import Context
     from cnncli.layers.batchnorm import BatchNorm
 
     rng = np.random.default_rng(5)
@@ -133,16 +134,16 @@ def test_synchronised_batchnorm_equals_one_batch(shape, cuts):
         bn.params["weight"][...] = np.linspace(0.5, 1.5, shape[-1])
         return bn
     one = layer()
-    y = one.forward(x, training=True)
-    dx = one.backward(dy)
+    alone = Context(training=True)
+    y = one.forward(x, alone)
+    dx = one.backward(dy, alone)
     n = len(cuts) - 1
     sums, layers, out = ThreadSum(n), [layer() for _ in range(n)], [None] * n
-    for r, bn in enumerate(layers):
-        bn.sync = sums.total_for(r)
+    ctxs = [Context(training=True, reduce=sums.total_for(r)) for r in range(n)]
 
     def run(r):
         lo, hi = cuts[r], cuts[r + 1]
-        out[r] = (layers[r].forward(x[lo:hi], training=True), layers[r].backward(dy[lo:hi]))
+        out[r] = (layers[r].forward(x[lo:hi], ctxs[r]), layers[r].backward(dy[lo:hi], ctxs[r]))
     threads = [threading.Thread(target=run, args=(r,)) for r in range(n)]
     for t in threads:
         t.start()

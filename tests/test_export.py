@@ -79,6 +79,24 @@ GENERATED = {
         {"concat": {"from": [-3, -1]}},
         {"dense": {"units": 3}},
         "softmax"]},
+    # every activation function, fused into conv, dense and add, and standalone (some written out
+    # as several ONNX nodes below opset 20: checked at every opset by test_layer_contract)
+    "functions": {"input": [9, 8, 3], "layers": [
+        {"conv": {"filters": 6, "size": 3, "padding": "same", "activation": "relu6", "name": "a"}},
+        {"conv": {"filters": 6, "size": 3, "padding": "same", "activation": "hardswish"}},
+        {"add": {"from": ["a", -1], "activation": "silu"}},
+        "gelu",
+        {"conv": {"filters": 6, "size": 3, "groups": 6, "padding": 1, "activation": "gelu_tanh"}},
+        "batchnorm",
+        "hardsigmoid",
+        {"conv": {"filters": 4, "size": 1, "activation": "silu"}},
+        "hardswish",
+        "relu6",
+        "globalavgpool",
+        {"dense": {"units": 7, "activation": "gelu"}},
+        {"dense": {"units": 5, "activation": "gelu_tanh"}},
+        "silu",
+        {"dense": {"units": 3, "activation": "softmax"}}]},
     # a standalone sigmoid head; a strided valid conv that drops the last rows; avgpool without padding
     "sigmoid_layer_head": {"input": [7, 9, 1], "layers": [
         {"conv": {"filters": 3, "size": 2, "stride": 3}},
@@ -297,10 +315,10 @@ def test_cli_help_states_the_defaults_the_code_uses():
 
 def test_check_failure_exits_1_naming_the_difference(tmp_path, monkeypatch):
     """A real exporter bug (the extra `same` row put at the top instead of the bottom) is caught."""
-    from cnncli.export import graph
+    from cnncli.layers import conv
 
     ckpt = random_checkpoint(tmp_path / "m.npz", "same_sigmoid")
-    monkeypatch.setattr(graph, "onnx_pads", lambda p: [p[1], p[3], p[0], p[2]])
+    monkeypatch.setattr(conv, "onnx_pads", lambda p: [p[1], p[3], p[0], p[2]])   # the conv layer's own emitter
     res = CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), "--check"])
     assert res.exit_code == 1
     assert "differs from cnncli by" in res.output and "Traceback" not in res.output

@@ -127,8 +127,8 @@ def test_gradcam_weights_match_finite_differences_through_a_graph(rng, wiring):
     real = target.forward
     shift = {}
 
-    def shifted(x_, training, record=False):
-        y = real(x_, training, record).copy()
+    def shifted(x_, ctx):
+        y = real(x_, ctx).copy()
         if shift:
             y[..., shift["c"]] += shift["d"]
         return y

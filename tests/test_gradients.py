@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from cnncli.layers import Context
 from cnncli.losses import Loss, log_softmax, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from cnncli.model import Model, build_layer
 
@@ -61,23 +62,23 @@ def test_layer_backward_matches_finite_differences(rng, kind, args, in_shape):
     x = rng.standard_normal((3,) + in_shape)
     r = rng.standard_normal((3,) + layer.out_shape)
 
-    def f():
-        if kind == "dropout":
-            layer.rng = np.random.default_rng(99)
-        return float(np.sum(layer.forward(x, training=True) * r))
+    def f():   # dropout draws the same mask each time: a fresh stream seeded alike
+        ctx = Context(training=True, rngs={None: np.random.default_rng(99)})
+        return float(np.sum(layer.forward(x, ctx) * r))
 
+    ctx = Context(training=True)
     f()
-    dx = layer.backward(r.copy())
+    dx = layer.backward(r.copy(), ctx)
     assert_grad_close(f, x, dx, rng)
     for name, p in layer.params.items():
         f()
         layer.zero_grad()
-        layer.backward(r.copy())
+        layer.backward(r.copy(), ctx)
         assert_grad_close(f, p, layer.grads[name].copy(), rng)
     if layer.params:  # gradients add up: a second backward without zero_grad doubles them
         once = {k: g.copy() for k, g in layer.grads.items()}
         f()
-        layer.backward(r.copy())
+        layer.backward(r.copy(), ctx)
         for k, g in layer.grads.items():
             np.testing.assert_allclose(g, 2 * once[k], rtol=1e-12, err_msg=k)
 
@@ -143,17 +144,13 @@ def test_whole_network_gradient(rng, specs, n_out):
     labels = np.array([0, 1, 1, 0]) if n_out == 2 else np.array([0, 2, 1, 2])
     loss_fn = sigmoid_binary_cross_entropy if model.head == "sigmoid" else softmax_cross_entropy
 
-    def reseed():
-        for layer in model.layers:
-            if layer.kind == "dropout":
-                layer.rng = np.random.default_rng(5)
+    def streams():   # each dropout layer's stream, seeded alike for every evaluation
+        return {i: np.random.default_rng(5) for i in model.random_layers()}
 
     def f():
-        reseed()
-        return loss_fn(model.forward(x, training=True), labels, 0.05)[0]
+        return loss_fn(model.forward(x, ctx=model.context(training=True, rngs=streams())), labels, 0.05)[0]
 
-    reseed()
-    model.gradients(x, labels, Loss(model.head, 0.05))
+    model.gradients(x, labels, Loss(model.head, 0.05), rngs=streams())
     grads = {k: g.copy() for k, _, g in model.named_params()}
     for key, p, _ in model.named_params():
         assert_grad_close(f, p, grads[key], rng, k=10)

@@ -227,8 +227,8 @@ def test_forward_drops_outputs_once_read(monkeypatch, rng):
     for i, layer in enumerate(model.layers):
         real = layer.forward
 
-        def spy(x, training, record=False, _real=real, _i=i):
-            y = _real(x, training, record)
+        def spy(x, ctx, _real=real, _i=i):
+            y = _real(x, ctx)
             alive[_i] = weakref.ref(y)
             seen[_i] = sorted(j for j, ref in alive.items() if ref() is not None and j != _i)
             return y
@@ -415,8 +415,8 @@ def test_gradient_of_an_inference_output_with_respect_to_a_feature_map(rng, spec
     real = layer.forward
     shift = {}
 
-    def shifted(x_, training, record=False):
-        y = real(x_, training, record).copy()
+    def shifted(x_, ctx):
+        y = real(x_, ctx).copy()
         if shift:
             y[0, ..., shift["f"]] += shift["d"]
         return y

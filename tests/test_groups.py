@@ -8,6 +8,7 @@ from cnncli import config
 from cnncli.config import ConfigError
 from cnncli.model import build_layer
 from cnncli.summary import summarize
+from cnncli.layers import Context
 
 from . import naive
 from .conftest import nchw
@@ -64,7 +65,7 @@ def test_export_is_the_pytorch_layout_and_loads_back(rng, groups, c, f):
     x = rng.standard_normal((2, 6, 5, c)).astype(np.float32)
     want = np.tanh(naive.conv2d(nchw(x).astype(np.float64), out["weight"].astype(np.float64),
                                 out["bias"].astype(np.float64), layer.stride, layer.pads, groups))
-    np.testing.assert_allclose(nchw(layer.forward(x, training=False)), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(nchw(layer.forward(x, Context())), want, rtol=1e-5, atol=1e-5)
 
     again = build_layer("conv", layer.config())
     again.build((6, 5, c))
@@ -80,13 +81,14 @@ def test_inference_keeps_nothing_and_training_adds_gradients(rng, groups):
     layer.build((7, 7, 4))
     layer.init_params(rng, np.float32, "linear")
     x = rng.standard_normal((3, 7, 7, 4)).astype(np.float32)
-    layer.forward(x, training=False)
+    layer.forward(x, Context())
     assert layer._cache is None and layer._workspace is None
-    y = layer.forward(x, training=True)
-    layer.backward(np.ones_like(y))
+    training = Context(training=True)
+    y = layer.forward(x, training)
+    layer.backward(np.ones_like(y), training)
     once = layer.grads["weight"].copy()
-    layer.forward(x, training=True)
-    layer.backward(np.ones_like(y))
+    layer.forward(x, training)
+    layer.backward(np.ones_like(y), training)
     np.testing.assert_allclose(layer.grads["weight"], 2 * once, rtol=1e-6)
 
 

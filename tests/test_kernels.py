@@ -359,6 +359,7 @@ def test_im2col_helper_matches_naive_windows(rng, c):
 @pytest.mark.parametrize("shape", [(3, 5, 4, 6), (7, 9), (1, 1, 1, 2)])
 def test_batchnorm_training_forward_matches_the_formula(rng, shape):
     """The compiled batch statistics and normalisation against numpy's textbook formula."""
+    from cnncli.layers import Context
     from cnncli.layers.batchnorm import BatchNorm
 
     layer = BatchNorm(eps=1e-3)
@@ -367,7 +368,7 @@ def test_batchnorm_training_forward_matches_the_formula(rng, shape):
     layer.params["weight"][:] = rng.standard_normal(shape[-1])
     layer.params["bias"][:] = rng.standard_normal(shape[-1])
     x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
-    y = layer.forward(x, training=True)
+    y = layer.forward(x, Context(training=True))
     x2 = x.reshape(-1, shape[-1]).astype(np.float64)
     mean, var = x2.mean(axis=0), x2.var(axis=0)
     ref = (x2 - mean) / np.sqrt(var + 1e-3) * layer.params["weight"] + layer.params["bias"]

@@ -17,27 +17,28 @@ def _one(value=1.0, grad=0.5, ndim=2):
 def test_sgd_plain_and_momentum():
     p, g, params = _one()
     opt = SGD(params, lr=0.1)
-    opt.step()
+    opt.step(params)
     assert p.item() == pytest.approx(1.0 - 0.1 * 0.5)
     p, g, params = _one()
     opt = SGD(params, lr=0.1, momentum=0.9)
-    opt.step()            # v = 0.5,            p = 1 - 0.05
-    opt.step()            # v = 0.45 + 0.5,     p = 0.95 - 0.095
+    opt.step(params)            # v = 0.5,            p = 1 - 0.05
+    opt.step(params)            # v = 0.45 + 0.5,     p = 0.95 - 0.095
     assert p.item() == pytest.approx(0.855)
 
 
 def test_sgd_nesterov():
     p, g, params = _one()
     opt = SGD(params, lr=0.1, momentum=0.9, nesterov=True)
-    opt.step()            # v = 0.5; step = g + 0.9 v = 0.95; p = 1 - 0.095
+    opt.step(params)            # v = 0.5; step = g + 0.9 v = 0.95; p = 1 - 0.095
     assert p.item() == pytest.approx(0.905)
 
 
 def test_weight_decay_on_weights_only():
     w, gw, _ = _one(2.0, 0.0, ndim=2)
     b, gb, _ = _one(2.0, 0.0, ndim=1)
-    opt = SGD([("w", w, gw), ("b", b, gb)], lr=0.1, weight_decay=0.5)
-    opt.step()
+    params = [("w", w, gw), ("b", b, gb)]
+    opt = SGD(params, lr=0.1, weight_decay=0.5)
+    opt.step(params)
     assert w.item() == pytest.approx(2.0 - 0.1 * 0.5 * 2.0)
     assert b.item() == 2.0
 
@@ -46,31 +47,31 @@ def test_adam_first_steps_move_by_lr():
     # bias-corrected Adam moves by ~lr * sign(g) while the gradient is constant
     p, g, params = _one()
     opt = Adam(params, lr=0.01)
-    opt.step()
+    opt.step(params)
     assert p.item() == pytest.approx(1.0 - 0.01, abs=1e-7)
-    opt.step()
+    opt.step(params)
     assert p.item() == pytest.approx(1.0 - 0.02, abs=1e-7)
 
 
 def test_adamw_decouples_decay():
     p, g, params = _one(2.0, 0.0)
-    AdamW(params, lr=0.1, weight_decay=0.5).step()
+    AdamW(params, lr=0.1, weight_decay=0.5).step(params)
     assert p.item() == pytest.approx(2.0 * (1 - 0.1 * 0.5))   # zero gradient: decay alone
     p, g, params = _one(2.0, 0.0)
-    Adam(params, lr=0.1, weight_decay=0.5).step()               # L2: g = 1.0 -> Adam step of lr
+    Adam(params, lr=0.1, weight_decay=0.5).step(params)               # L2: g = 1.0 -> Adam step of lr
     assert p.item() == pytest.approx(2.0 - 0.1, abs=1e-6)
 
 
 def test_optimizer_state_round_trip():
     p, g, params = _one()
     a = Adam(params, lr=0.01)
-    a.step()
+    a.step(params)
     state = {k: v.copy() for k, v in a.state().items()}
     p2 = p.copy()
     b = Adam([("w", p2, g)], lr=0.01)
     b.load_state(state)
-    a.step()
-    b.step()
+    a.step(params)
+    b.step([("w", p2, g)])
     assert p2.item() == p.item() and b.step_count == 2
 
 
@@ -87,3 +88,32 @@ def test_schedules_by_hand():
         pytest.approx([0.1, 0.5, 1.0])
     assert learning_rate(10, schedule="cosine", warmup_epochs=1, **kw) == 1.0
     assert learning_rate(30, schedule="cosine", warmup_epochs=1, **kw) == pytest.approx(0.5 * (1 + math.cos(math.pi / 2)))
+
+
+def test_the_optimizer_reads_the_gradient_arrays_of_each_step():
+    """A gradient array replaced after the optimizer was built (MPI's attach makes every gradient
+    a view of one flat buffer) is the one the step reads: built in either order, the optimizer
+    cannot step on stale zeros. On the old code (the optimizer kept the arrays it was given at
+    construction) the swapped model did not move."""
+    from cnncli.losses import Loss
+    from cnncli.model import Model
+
+    specs = [("flatten", {}), ("dense", {"units": 3, "activation": "softmax"})]
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 2, 2, 1)).astype(np.float32), np.array([0, 1, 2, 0, 1, 2])
+    moved = []
+    for swap in (False, True):
+        model = Model((2, 2, 1), specs, seed=0)
+        opt = SGD(model.named_params(), lr=0.5)
+        if swap:    # as Mpi.attach does, after the optimizer exists
+            flat = np.zeros(sum(g.size for layer in model.layers for g in layer.grads.values()), np.float32)
+            at = 0
+            for layer in model.layers:
+                for name, g in layer.grads.items():
+                    layer.grads[name] = flat[at:at + g.size].reshape(g.shape)
+                    at += g.size
+        before = model.layers[1].params["weight"].copy()
+        model.train_step(x, y, Loss(model.head), opt)
+        moved.append(model.layers[1].params["weight"] - before)
+    assert np.abs(moved[0]).max() > 0
+    np.testing.assert_array_equal(moved[1], moved[0])

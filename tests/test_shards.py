@@ -22,7 +22,7 @@ NET = [("conv", {"filters": 16, "size": 5, "padding": "same", "activation": "rel
 
 
 def _layer_by_layer(model, monkeypatch):
-    monkeypatch.setattr(model.shards, "usable", lambda n, training: False)
+    monkeypatch.setattr(model.shards, "usable", lambda n, ctx: False)
 
 
 def _step(model, x, labels, loss):
@@ -37,7 +37,7 @@ def test_a_sharded_step_equals_the_layer_by_layer_step(rng, monkeypatch, labels_
     labels = y if labels_kind == "plain" else Mixed(y, (y + 1) % 4, rng.uniform(0, 1, 11).astype(np.float32))
     loss = Loss("softmax", smoothing=0.1, class_weights=[1.0, 2.0, 0.5, 1.5])
     sharded = Model((32, 32, 3), NET, seed=4)
-    assert sharded.layers[2].algorithm == "winograd" and sharded.shards.usable(11, training=True)
+    assert sharded.layers[2].algorithm == "winograd" and sharded.shards.usable(11, sharded.context(training=True))
     plain = Model((32, 32, 3), NET, seed=4)
     _layer_by_layer(plain, monkeypatch)
     a, b = _step(sharded, x, labels, loss), _step(plain, x, labels, loss)
@@ -69,7 +69,7 @@ def test_sharded_inference_equals_one_thread(rng, monkeypatch):
     m = Model((10, 10, 4), BN_NET, seed=0)
     m.layers[1].buffers["running_mean"][:] = rng.standard_normal(16)
     x = rng.standard_normal((7, 10, 10, 4)).astype(np.float32)
-    assert m.shards.usable(7, training=False)
+    assert m.shards.usable(7, m.context())
     split = m.predict_proba(x)
     _layer_by_layer(m, monkeypatch)
     np.testing.assert_allclose(split, m.predict_proba(x), rtol=1e-6, atol=1e-7)
@@ -103,7 +103,7 @@ def test_a_sharded_step_with_batchnorm_uses_the_whole_batch_statistics(rng, monk
         m = Model((10, 10, 4), BN_NET, seed=6)
         if not split:
             _layer_by_layer(m, monkeypatch)
-        assert m.shards.usable(9, training=True) is split
+        assert m.shards.usable(9, m.context(training=True)) is split
         runs.append(_step(m, x, y, Loss("softmax")) + ({k: v.copy() for k, v in m.layers[1].buffers.items()},))
     (la, pa, ga, ba), (lb, pb, gb, bb) = runs
     assert la == pytest.approx(lb, rel=1e-6)
@@ -115,8 +115,8 @@ def test_a_sharded_step_with_batchnorm_uses_the_whole_batch_statistics(rng, monk
 
 def test_batchnorm_synchronised_over_processes_trains_layer_by_layer():
     m = Model((10, 10, 4), BN_NET, seed=0)
-    m.layers[1].sync = lambda values: values       # as distributed.py sets it
-    assert not m.shards.usable(8, training=True) and m.shards.usable(8, training=False)
+    over_processes = m.context(training=True, reduce=lambda values: values)   # as mpi.py passes it
+    assert not m.shards.usable(8, over_processes) and m.shards.usable(8, m.context())
 
 
 @pytest.mark.parametrize("where", ["calling thread", "pool thread"])
@@ -132,10 +132,10 @@ def test_a_failing_shard_releases_the_others_and_shows_its_own_error(rng, monkey
     x = rng.standard_normal((9, 10, 10, 4)).astype(np.float32)
     outcome = []
 
-    def flaky(self, x, training, record=False):
+    def flaky(self, x, ctx):
         if (threading.current_thread() is runner) == (where == "calling thread"):
             raise RuntimeError("boom")
-        return real(self, x, training, record)
+        return real(self, x, ctx)
 
     def step():        # the thread calling gradients: its own shard runs on it
         try:

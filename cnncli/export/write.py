@@ -66,7 +66,7 @@ def to_onnx(loaded, opset, logits, name):
 
     model = loaded.model
     h, w, c = model.input_shape
-    g = Graph(helper, numpy_helper)
+    g = Graph(helper, numpy_helper, opset)
     output, outs = build_graph(g, model, loaded.mean, loaded.std, logits)
     k = model.output_shape[0] if logits else model.n_classes
     graph = helper.make_graph(

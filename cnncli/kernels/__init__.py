@@ -61,13 +61,22 @@ if (tuple(int(v) for v in numba.__version__.split(".")[:2]) <= (0, 68)
     caching.Cache.load_overload = _load_without_refresh
 
 
-def dispatchers():
-    """Every numba kernel in this package (imports them all); not the helpers compiled into the
-    kernels that call them (inline="always"), which are never compiled on their own."""
-    from . import activation, augment, batchnorm, conv, depthwise, pool, winograd
+def modules():
+    """The names of this package's kernel modules (every .py here but this one)."""
+    import pkgutil
+
+    return sorted(m.name for m in pkgutil.iter_modules(__path__))
+
+
+def dispatchers(names=None):
+    """Every numba kernel in the named modules (default: all of them; imports them); not the
+    helpers compiled into the kernels that call them (inline="always"), which are never
+    compiled on their own. Which modules a network needs: layers.kernel_modules()."""
+    import importlib
 
     found = []
-    for module in (activation, augment, batchnorm, conv, depthwise, pool, winograd):
+    for name in modules() if names is None else names:
+        module = importlib.import_module(f"{__name__}.{name}")
         found += [f for f in vars(module).values() if isinstance(f, numba.core.dispatcher.Dispatcher)
                   and f.targetoptions.get("inline") != "always"]
     return found

@@ -16,7 +16,7 @@ from numba import njit
 
 from ..budgets import column_positions, convolves_directly, is_pointwise, keeps_columns, planar_columns
 from . import JIT
-from .activation import CODES, LINEAR, RELU, SOFTMAX, _act, activate, activation_grad
+from .activation import CODES, LINEAR, RELU, SOFTMAX, _act, activate, activation_grad, constants
 from .parallel import column_sums, run_chunks
 
 
@@ -151,7 +151,8 @@ def _direct_wide(xpad, wt, bias, act, alpha, wp, oh, ow, acc, y):
     f_n = y.shape[3]
     rows = acc.shape[1] // wp
     has_bias = bias.shape[0] == f_n
-    zero, one = y.dtype.type(0), y.dtype.type(1)
+    k = constants(y)
+    zero = k[0]
     for n in range(n_img):
         for i0 in range(0, oh, rows):
             r = min(rows, oh - i0)
@@ -174,7 +175,7 @@ def _direct_wide(xpad, wt, bias, act, alpha, wp, oh, ow, acc, y):
                         o[q] = zero if v < zero else v
                 else:
                     for q in range(m):
-                        o[q] = _act(o[q] + bf, act, alpha, zero, one)
+                        o[q] = _act(o[q] + bf, act, alpha, k)
             for i in range(r):
                 yr = y[n, i0 + i]
                 for f in range(f_n):

@@ -1,6 +1,6 @@
-"""activation: a standalone non-linearity (relu, leaky_relu, sigmoid, tanh, softmax, linear).
+"""activation: a standalone non-linearity (any of functions.FUNCTIONS: relu, relu6, silu, ...).
 
-Conv and dense layers take `activation:` directly; this layer is for orders such as
+Conv, dense and add layers take `activation:` directly; this layer is for orders such as
 conv -> batchnorm -> relu, and for the softmax that ends a fully convolutional network.
 """
 
@@ -9,6 +9,10 @@ from .base import Layer, activation_name, alpha_arg
 
 class Activation(Layer):
     kind = "activation"
+    activation_key = "fn"
+    conv_like = True          # a conv -> batchnorm -> relu block's output
+    init_role = "supplies"
+    kernels = ("activation",)
 
     def __init__(self, fn="relu", alpha=0.01):
         super().__init__()
@@ -21,14 +25,23 @@ class Activation(Layer):
     def describe(self):
         return self.activation
 
-    def forward(self, x, training, record=False):
+    def onnx(self, g, xs, w, prefix, out):
+        return xs[0]          # the function itself is added after, as for any fused activation
+
+    def standalone_function(self):
+        return self.activation, self.alpha
+
+    def forward(self, x, ctx):
         from ..kernels.activation import activate
 
         y = activate(x.copy(), self.activation, self.alpha)
-        self._y = y if training or record else None
+        self._kept = None
+        if ctx.training or ctx.record:
+            self._kept = x if self.kernel_activation(ctx) != self.activation else y
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         from ..kernels.activation import activation_grad
 
-        return activation_grad(dy, self._y, self.activation, self.alpha)
+        kept, self._kept = self._kept, None
+        return activation_grad(dy, kept, self.activation, self.alpha)

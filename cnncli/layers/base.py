@@ -8,14 +8,25 @@ Shapes here are per image: (H, W, C) for feature maps, (D,) for vectors. A merge
 
 Gradients add up: backward does `grads[name] += ...`, and the model zeroes them once per step,
 so a parameter's gradient is right however many paths reach it.
+
+forward(x, ctx) and backward(dy, ctx) take the step's Context (context.py): the training flag,
+dropout's streams, the batchnorm reducer, Winograd tiles. A layer keeps between its forward and
+its backward only what its backward needs, and nothing outside it writes its attributes.
+
+A layer answers for itself what the rest of cnncli asks of each kind (tests/test_layer_contract.py
+fails when a kind leaves one out): its ONNX nodes (`onnx`), whether Grad-CAM counts it as
+conv-like (`conv_like`), what the He / Glorot look-ahead does at it (`init_role`), the kernel
+modules it runs (`kernels`: the JIT warm-up and cache counts derive from them), and its row in
+docs/layers.md.
 """
 
 import math
 
 import numpy as np
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
-RELU_FAMILY = ("relu", "leaky_relu")
+from .functions import FUNCTIONS
+
+ACTIVATIONS = tuple(FUNCTIONS)
 
 
 class LayerError(ValueError):
@@ -118,7 +129,17 @@ class Layer:
 
     kind = "layer"          # the name used in YAML and in the registry
     activation = "linear"   # layers with a fused activation override this
+    activation_key = None   # the constructor argument naming it ("activation"; "fn")
     n_inputs = 1            # None: two or more inputs, passed as lists (merge layers)
+    index = None            # its place in the model (Model sets it once, at build): its key in a Context
+    # per-kind answers, declared by every kind (tests/test_layer_contract.py):
+    conv_like = None        # Grad-CAM: does its output hold features computed from the image?
+    init_role = None        # He / Glorot look-ahead: "supplies" (its activation decides),
+    #                         "through" (look on to its reader) or "stops"
+    kernels = None          # the kernel modules (cnncli/kernels/<name>.py) its forward and backward run
+    has_filters = False     # its output channels are filter responses (explain draws its maps)
+    random = False          # draws random numbers in training (dropout): its stream is ctx.rngs[index]
+    batch_statistics = False  # training sums over the batch (batchnorm): ctx.reduce, and no 1-value batches
 
     def __init__(self):
         self.params = {}    # name -> array, internal layout
@@ -167,6 +188,11 @@ class Layer:
         """Bytes per image a training forward keeps for backward beyond its output (for inspect)."""
         return 0
 
+    def activation_bytes(self):
+        """Bytes per image a training forward keeps for its fused activation's derivative beyond
+        its output: the input z, for the functions whose derivative needs it."""
+        return math.prod(self.out_shape) * 4 if FUNCTIONS[self.activation].keeps == "input" else 0
+
     def describe(self):
         """Short text for the layer table: filter size, stride, padding, units..."""
         return ""
@@ -175,19 +201,88 @@ class Layer:
         """(kernel, stride) per axis for the receptive-field walk; (1, 1) for point-wise layers."""
         return (1, 1), (1, 1)
 
+    def onnx(self, g, xs, w, prefix, out):
+        """Emit this layer's ONNX nodes (before its fused activation) into g (export/graph.py's
+        Graph): xs the input tensor names, w its arrays in the checkpoint layout, prefix
+        'layers.<i>', out the name the result should take -> the output tensor's name."""
+        raise NotImplementedError(f"{self.kind} has no ONNX export")
+
+    def split_head(self):
+        """-> (its activation, the same layer without it), for the model's last layer: the loss
+        fuses the softmax / sigmoid, so the network itself computes logits."""
+        if self.activation_key is None:
+            return "linear", self
+        return self.activation, type(self)(**{**self.config(), self.activation_key: "linear"})
+
+    # --- inference folding (Model._fold): None / False where a layer takes no part ---
+    def inference_affine(self):
+        """At inference, y = scale x + shift per channel? -> (scale, shift) in float64 (batchnorm)."""
+        return None
+
+    def absorbs_affine(self):
+        """Can this layer take a following per-channel affine map into its own parameters?"""
+        return False
+
+    def inference_entry(self, affine=None, act="linear", alpha=0.01):
+        """The arguments of forward_folded for this layer, with `affine` (scale, shift) folded
+        in and `act` applied after it; None when it has no folded form."""
+        return None
+
+    def standalone_function(self):
+        """(function, alpha) for a layer that only applies an activation function, else None."""
+        return None
+
+    # --- what a step split over threads draws and computes once, before the split ---
+    def draw(self, shape, dtype, rng):
+        """A random layer's draw for a whole batch of this shape from its stream (a dropout
+        mask), made before the batch is split so that threads draw what one thread would."""
+        return None
+
+    def step_tiles(self):
+        """Work on the parameters done once per step for all the threads (Winograd's filter
+        tiles), or None."""
+        return None
+
     # --- computation ---
     def init_params(self, rng, dtype, init_activation):
-        """Create parameters; init_activation picks He (relu family) or Glorot."""
+        """Create parameters; init_activation picks He (FUNCTIONS[...].he) or Glorot."""
 
-    def forward(self, x, training, record=False):
-        """x (N, ...) -> y. training: batch statistics, dropout, and keep what backward needs.
-        record: keep what backward needs in inference too (gradients of an inference-mode
-        output, as Grad-CAM takes). Neither: keep nothing alive after it returns."""
+    def forward(self, x, ctx):
+        """x (N, ...) -> y. ctx.training: batch statistics, dropout, and keep what backward
+        needs. ctx.record: keep what backward needs in inference too (gradients of an
+        inference-mode output, as Grad-CAM takes). Neither: keep nothing alive after it returns."""
         raise NotImplementedError
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         """dL/dy -> dL/dx (a list for a merge layer; None where not needed); adds into grads."""
         raise NotImplementedError
+
+    # --- a fused activation: what the kernel applies, and what backward keeps ---
+    def kernel_activation(self, ctx):
+        """The activation the kernel applies in this call: all of it, unless a backward follows
+        and the derivative needs the input z (FUNCTIONS[...].keeps): then none, and
+        finish_activation applies it after, keeping z."""
+        if (ctx.training or ctx.record) and FUNCTIONS[self.activation].keeps == "input":
+            return "linear"
+        return self.activation
+
+    def finish_activation(self, z, ctx):
+        """The kernel's output z (kernel_activation applied) -> (y, what backward keeps): y
+        itself, or z beside a new y where the derivative needs the input."""
+        if self.kernel_activation(ctx) == self.activation:
+            return z, z
+        from ..kernels.activation import activate
+
+        return activate(z.copy(), self.activation, self.alpha), z
+
+    def activation_backward(self, dy, kept):
+        """-> (dL/d(what the kernel's backward takes), the activation it applies): an activation
+        kept from its output goes to the kernel fused; one kept from its input is taken here."""
+        if FUNCTIONS[self.activation].keeps != "input":
+            return dy, self.activation
+        from ..kernels.activation import activation_grad
+
+        return activation_grad(dy, kept, self.activation, self.alpha), "linear"
 
     def zero_grad(self):
         for g in self.grads.values():
@@ -197,7 +292,7 @@ class Layer:
         """Drop what the last forward kept for backward (the layers an inference plan folds away
         run no forward of their own), and any reusable workspace unless workspace=False (a shard
         between training steps keeps its conv columns buffer, as a layer does)."""
-        for name in ("_cache", "_y", "_mask") + (("_workspace",) if workspace else ()):
+        for name in ("_cache", "_kept", "_mask") + (("_workspace",) if workspace else ()):
             if hasattr(self, name):
                 setattr(self, name, None)
 
@@ -226,16 +321,22 @@ def stride_pad(layer):
     return f"{s}, {p}"
 
 
+def onnx_pads(pads):
+    """cnncli (top, bottom, left, right) -> ONNX (top, left, bottom, right)."""
+    top, bottom, left, right = pads
+    return [top, left, bottom, right]
+
+
 def fmt_shape(shape):
     return "x".join(str(d) for d in shape)
 
 
 def he_or_glorot(rng, shape, fan_in, fan_out, activation, dtype):
-    """He normal, std = sqrt(2 / fan_in), for the relu family; Glorot uniform otherwise.
-    rng None: zeros (the weights are about to be loaded)."""
+    """He normal, std = sqrt(2 / fan_in), for the relu family (FUNCTIONS[...].he); Glorot
+    uniform otherwise. rng None: zeros (the weights are about to be loaded)."""
     if rng is None:
         return np.zeros(shape, dtype)
-    if activation in RELU_FAMILY:
+    if FUNCTIONS[activation].he:
         w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
     else:
         limit = math.sqrt(6.0 / (fan_in + fan_out))

@@ -3,8 +3,9 @@
 Training: y = weight * (x - mean_B) / sqrt(var_B + eps) + bias, with batch statistics, and
 running_mean/var <- (1 - momentum) * running + momentum * batch (unbiased var, as PyTorch).
 Inference: the same formula with the running statistics (constants: dL/dx = weight inv_std dL/dy).
-Data-parallel training sets `sync` (a function summing float64 arrays over the processes): the
-batch statistics are then those of the whole batch, as with one process (synchronised batchnorm).
+A step over several threads or processes passes `ctx.reduce` (a function summing float64 arrays
+over them): the batch statistics are then those of the whole batch, as with one process
+(synchronised batchnorm); `ctx.keeps_running` says whether this call updates the running ones.
 """
 
 import numpy as np
@@ -14,6 +15,10 @@ from .base import Layer, LayerError, rate
 
 class BatchNorm(Layer):
     kind = "batchnorm"
+    conv_like = True          # a conv -> batchnorm block's output
+    init_role = "through"
+    kernels = ("batchnorm",)
+    batch_statistics = True
 
     def __init__(self, momentum=0.1, eps=1e-5):
         super().__init__()
@@ -21,8 +26,6 @@ class BatchNorm(Layer):
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise LayerError(f"'eps' must be a positive number, got {eps!r}", "eps")
         self.eps = float(eps)
-        self.sync = None  # set by distributed.py: sums over processes (shards.py: over threads)
-        self.keeps_running = True  # updates the running statistics (one shard of a batch does)
 
     def config(self):
         return {"momentum": self.momentum, "eps": self.eps}
@@ -44,15 +47,27 @@ class BatchNorm(Layer):
         self.buffers = {"running_mean": np.zeros(c, dtype), "running_var": np.ones(c, dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
-    def forward(self, x, training, record=False):
+    def onnx(self, g, xs, w, prefix, out):
+        # inference form: weight * (x - running_mean) / sqrt(running_var + eps) + bias, per channel (axis 1)
+        names = [g.const(f"{prefix}.{k}", w[k]) for k in ("weight", "bias", "running_mean", "running_var")]
+        return g.node("BatchNormalization", [xs[0], *names], out, epsilon=self.eps)
+
+    def inference_affine(self):
+        # y = s x + t with the running statistics: s = weight / sqrt(var + eps), t = bias - mean s
+        var = self.buffers["running_var"].astype(np.float64)
+        scale = self.params["weight"].astype(np.float64) / np.sqrt(var + self.eps)
+        return scale, self.params["bias"] - self.buffers["running_mean"].astype(np.float64) * scale
+
+    def forward(self, x, ctx):
         from ..kernels.batchnorm import batch_stats, normalize
 
         c = x.shape[-1]
         x2 = np.ascontiguousarray(x).reshape(-1, c)  # (M, C): each position of each image is a sample
         dt = x.dtype.type
+        training = ctx.training
         if training:
-            mean, var, m = batch_stats(x2, self.sync)  # float64; m: rows of the whole batch
-            if self.keeps_running:
+            mean, var, m = batch_stats(x2, ctx.reduce)  # float64; m: rows of the whole batch
+            if ctx.keeps_running:
                 mom = dt(self.momentum)
                 unbiased = (var * (m / max(m - 1, 1))).astype(x.dtype)
                 self.buffers["running_mean"] *= dt(1) - mom
@@ -66,10 +81,10 @@ class BatchNorm(Layer):
         scale = self.params["weight"] * inv_std
         y = normalize(x2, scale, self.params["bias"] - mean * scale)
         # backward differs: batch statistics depend on x; running statistics are constants
-        self._cache = (x2, mean, inv_std, training) if training or record else None
+        self._cache = (x2, mean, inv_std, training) if training or ctx.record else None
         return y.reshape(x.shape)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         from ..kernels.batchnorm import batchnorm_backward
 
         if self._cache is None:
@@ -78,7 +93,7 @@ class BatchNorm(Layer):
         self._cache = None
         dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
         dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx, batch,
-                                               self.sync)
+                                               ctx.reduce)
         self.grads["weight"] += dgamma
         self.grads["bias"] += dbeta
         return None if dx is None else dx.reshape(dy.shape)

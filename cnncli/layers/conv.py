@@ -9,12 +9,17 @@ import math
 import numpy as np
 
 from ..budgets import column_positions, convolves_directly, is_pointwise, keeps_columns, uses_winograd
-from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot,
+from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot, onnx_pads,
                    padding_arg, pair, positive_int, resolve_padding, stride_pad)
 
 
 class Conv(Layer):
     kind = "conv"
+    activation_key = "activation"
+    conv_like = True
+    has_filters = True
+    init_role = "supplies"
+    kernels = ("activation", "conv", "depthwise", "winograd")
 
     def __init__(self, filters, size=3, stride=1, padding="valid", groups=1, bias=True, activation=None,
                  alpha=0.01):
@@ -27,9 +32,6 @@ class Conv(Layer):
         self.bias = boolean(bias, "bias")
         self.activation = activation_name(activation)
         self.alpha = alpha_arg(alpha)
-        # Winograd: this step's (U, turned U) of the filters, transformed once for all the shards
-        # (Shards.gradients sets and clears it); None: each call transforms them itself
-        self.tiles = None
 
     def config(self):
         pad = self.padding if isinstance(self.padding, str) else list(self.padding)
@@ -120,17 +122,28 @@ class Conv(Layer):
             self.params["bias"] = np.zeros(f, dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
-    def forward(self, x, training, record=False):
+    def onnx(self, g, xs, w, prefix, out):
+        inputs = [xs[0], g.const(f"{prefix}.weight", w["weight"])]
+        if self.bias:
+            inputs.append(g.const(f"{prefix}.bias", w["bias"]))
+        return g.node("Conv", inputs, out, kernel_shape=list(self.size), strides=list(self.stride),
+                      pads=onnx_pads(self.pads), group=self.groups)
+
+    def forward(self, x, ctx):
         # (N, H, W, C) -> (N, OH, OW, F); training reuses the columns array next step (a direct
         # layer has none), inference keeps nothing alive. record (inference with a backward
         # after, Grad-CAM) computes as inference does, bit for bit, and its backward builds the
-        # columns again where the layer uses them
+        # columns again where the layer uses them. ctx.tiles: this step's Winograd filters,
+        # transformed once for all the threads
+        training = ctx.training
         workspace = getattr(self, "_workspace", None) if training else None
-        weight, ready = (self.tiles[0], True) if self.tiles is not None else (self.params["weight"], False)
-        y, cols = self._convolve(x, weight, self.params.get("bias"), self.activation, self.alpha,
+        tiles = ctx.tiles.get(self.index)
+        weight, ready = (tiles[0], True) if tiles is not None else (self.params["weight"], False)
+        z, cols = self._convolve(x, weight, self.params.get("bias"), self.kernel_activation(ctx), self.alpha,
                                  workspace, keep=training, ready=ready)
+        y, kept = self.finish_activation(z, ctx)
         self._workspace = cols if training else None
-        self._cache = (x, y, cols) if training or record else None
+        self._cache = (x, kept, cols) if training or ctx.record else None
         return y
 
     def inference_filters(self, weight):
@@ -139,6 +152,32 @@ class Conv(Layer):
         from ..kernels.winograd import filter_tiles
 
         return filter_tiles(weight) if self.algorithm == "winograd" else weight
+
+    def absorbs_affine(self):
+        return self.activation == "linear"
+
+    def inference_entry(self, affine=None, act="linear", alpha=0.01):
+        """With a batchnorm after it (affine = (s, t)): filters w s and bias b s + t, computed in
+        float64. Without: the Winograd filters transformed once, or None (nothing to fold)."""
+        if affine is None:
+            if self.algorithm != "winograd":
+                return None
+            return (self.inference_filters(self.params["weight"]), self.params.get("bias"), self.activation,
+                    self.alpha)
+        scale, shift = affine
+        dtype = self.params["weight"].dtype
+        bias = shift + (self.params["bias"] * scale if self.bias else 0.0)
+        weight = (self.params["weight"] * scale).astype(dtype)     # (FH, FW, C/g, F): F is last
+        return self.inference_filters(weight), bias.astype(dtype), act, alpha
+
+    def step_tiles(self):
+        """Work on the filters done once per training step for all the threads (Winograd's
+        (U, turned U)), or None; the shards pass it to each thread in ctx.tiles."""
+        if self.algorithm != "winograd":
+            return None
+        from ..kernels.winograd import filter_tiles, turned_tiles
+
+        return filter_tiles(self.params["weight"]), turned_tiles(self.params["weight"])
 
     def forward_folded(self, x, filters, bias, activation, alpha):
         """Inference with other parameters: batchnorm folded in, and the activation after it
@@ -165,18 +204,20 @@ class Conv(Layer):
             return grouped_conv2d_forward(x, *args, self.groups, alpha, workspace, keep)
         return conv2d_forward(x, *args, alpha, workspace, keep)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         from ..kernels.conv import conv2d_backward, grouped_conv2d_backward
         from ..kernels.depthwise import depthwise_backward
 
-        x, y, cols = self._cache
-        args = (dy, x, y, self.params["weight"], self.activation, self.stride, self.pads)
+        x, kept, cols = self._cache
+        dy, act = self.activation_backward(dy, kept)
+        args = (dy, x, kept, self.params["weight"], act, self.stride, self.pads)
         if self.algorithm == "depthwise":
             dx, dw, db = depthwise_backward(*args, need_dx, self.alpha)
         elif self.algorithm == "winograd":   # dx is a 3x3 convolution too; dw from the same tiles
             from ..kernels.winograd import winograd_backward
-            dx, dw, db = winograd_backward(dy, x, y, self.params["weight"], self.activation, self.alpha, self.pads,
-                                           need_dx, self.bias, None if self.tiles is None else self.tiles[1])
+            tiles = ctx.tiles.get(self.index)
+            dx, dw, db = winograd_backward(dy, x, kept, self.params["weight"], act, self.alpha, self.pads,
+                                           need_dx, self.bias, None if tiles is None else tiles[1])
         elif self.groups > 1:
             dx, dw, db = grouped_conv2d_backward(*args, self.out_hw, self.groups, need_dx, self.alpha, cols)
         else:

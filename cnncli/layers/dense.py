@@ -7,6 +7,10 @@ from .base import Layer, LayerError, activation_name, alpha_arg, boolean, fmt_sh
 
 class Dense(Layer):
     kind = "dense"
+    activation_key = "activation"
+    conv_like = False
+    init_role = "supplies"
+    kernels = ("activation", "dense")
 
     def __init__(self, units, bias=True, activation=None, alpha=0.01):
         super().__init__()
@@ -44,19 +48,27 @@ class Dense(Layer):
             self.params["bias"] = np.zeros(u, dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
-    def forward(self, x, training, record=False):
+    def onnx(self, g, xs, w, prefix, out):
+        inputs = [xs[0], g.const(f"{prefix}.weight", w["weight"])]
+        if self.bias:
+            inputs.append(g.const(f"{prefix}.bias", w["bias"]))
+        return g.node("Gemm", inputs, out, transB=1)  # x W^T + b
+
+    def forward(self, x, ctx):
         from ..kernels.dense import dense_forward
 
         # (N, D) @ (D, U) -> (N, U)
-        y = dense_forward(x, self.params["weight"], self.params.get("bias"), self.activation, self.alpha)
-        self._cache = (x, y) if training or record else None
+        z = dense_forward(x, self.params["weight"], self.params.get("bias"), self.kernel_activation(ctx), self.alpha)
+        y, kept = self.finish_activation(z, ctx)
+        self._cache = (x, kept) if ctx.training or ctx.record else None
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         from ..kernels.dense import dense_backward
 
-        x, y = self._cache
-        dx, dw, db = dense_backward(dy, x, y, self.params["weight"], self.activation, need_dx, self.alpha)
+        x, kept = self._cache
+        dy, act = self.activation_backward(dy, kept)
+        dx, dw, db = dense_backward(dy, x, kept, self.params["weight"], act, need_dx, self.alpha)
         self.grads["weight"] += dw
         if self.bias:
             self.grads["bias"] += db

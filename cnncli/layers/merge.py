@@ -15,6 +15,10 @@ class Add(Layer):
 
     kind = "add"
     n_inputs = None
+    activation_key = "activation"
+    conv_like = True          # a residual block's output
+    init_role = "supplies"
+    kernels = ("activation",)
 
     def __init__(self, activation=None, alpha=0.01):
         super().__init__()
@@ -33,18 +37,25 @@ class Add(Layer):
     def describe(self):
         return f"{len(self.in_shape)} inputs"
 
-    def forward(self, xs, training, record=False):
-        from ..kernels.activation import added
-
-        y = added(xs, self.activation, self.alpha)
-        self._y = y if training or record else None
+    def onnx(self, g, xs, w, prefix, out):
+        # ((x1 + x2) + x3) + ...: cnncli's order of additions
+        y = g.node("Add", xs[:2], out if len(xs) == 2 else f"{prefix}.sum1")
+        for k, x in enumerate(xs[2:], start=2):
+            y = g.node("Add", [y, x], out if k == len(xs) - 1 else f"{prefix}.sum{k}")
         return y
 
-    def backward(self, dy, need_dx=True):
+    def forward(self, xs, ctx):
+        from ..kernels.activation import added
+
+        y, kept = self.finish_activation(added(xs, self.kernel_activation(ctx), self.alpha), ctx)
+        self._kept = kept if ctx.training or ctx.record else None
+        return y
+
+    def backward(self, dy, ctx, need_dx=True):
         from ..kernels.activation import activation_grad
 
-        dz = activation_grad(dy, self._y, self.activation, self.alpha)
-        self._y = None
+        kept, self._kept = self._kept, None
+        dz = activation_grad(dy, kept, self.activation, self.alpha)
         return [dz] * len(self.in_shape) if need_dx else None
 
 
@@ -54,6 +65,9 @@ class Concat(Layer):
 
     kind = "concat"
     n_inputs = None
+    conv_like = True          # an Inception block's output
+    init_role = "stops"
+    kernels = ()
 
     def output_shape(self, in_shapes):
         ranks = {len(s) for s in in_shapes}
@@ -67,10 +81,13 @@ class Concat(Layer):
     def describe(self):
         return " + ".join(str(s[-1]) for s in self.in_shape) + (" channels" if len(self.out_shape) == 3 else "")
 
-    def forward(self, xs, training, record=False):
+    def onnx(self, g, xs, w, prefix, out):
+        return g.node("Concat", xs, out, axis=1)  # the channels of maps, or the features of vectors
+
+    def forward(self, xs, ctx):
         return np.concatenate(xs, axis=-1)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         if not need_dx:
             return None
         ends = np.cumsum([s[-1] for s in self.in_shape])[:-1]

@@ -3,10 +3,14 @@ convolutional network (h x w x c -> c)."""
 
 import math
 
-from .base import Layer, LayerError, fmt_shape, padding_arg, pair, resolve_padding, stride_pad
+from .base import Layer, LayerError, fmt_shape, onnx_pads, padding_arg, pair, resolve_padding, stride_pad
 
 
 class _Pool(Layer):
+    conv_like = False         # pooling only resamples a feature map
+    init_role = "stops"
+    kernels = ("pool",)
+
     def __init__(self, size=2, stride=None, padding="valid"):
         super().__init__()
         self.size = pair(size, "size")
@@ -47,21 +51,27 @@ class _Pool(Layer):
     def receptive(self):
         return self.size, self.stride
 
+    def _onnx_window(self):
+        return dict(kernel_shape=list(self.size), strides=list(self.stride), pads=onnx_pads(self.pads))
+
 
 class MaxPool(_Pool):
     kind = "maxpool"
 
-    def forward(self, x, training, record=False):
+    def onnx(self, g, xs, w, prefix, out):
+        return g.node("MaxPool", xs, out, **self._onnx_window())  # a padded cell is never the maximum
+
+    def forward(self, x, ctx):
         from ..kernels.pool import maxpool_forward
 
         y, arg = maxpool_forward(x, self.size, self.stride, self.pads, self.out_hw)
-        self._cache = (arg, x.shape) if training or record else None
+        self._cache = (arg, x.shape) if ctx.training or ctx.record else None
         return y
 
     def scratch_bytes(self, batch_size):
         return math.prod(self.out_shape) * 4  # int32 argmax
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         from ..kernels.pool import maxpool_backward
 
         arg, x_shape = self._cache
@@ -72,19 +82,32 @@ class MaxPool(_Pool):
 class AvgPool(_Pool):
     kind = "avgpool"
 
-    def forward(self, x, training, record=False):
+    def onnx(self, g, xs, w, prefix, out):
+        # the mean over the real cells under the window, as cnncli
+        return g.node("AveragePool", xs, out, count_include_pad=0, **self._onnx_window())
+
+    def forward(self, x, ctx):
         from ..kernels.pool import avgpool_forward
 
         self._x_shape = x.shape
         return avgpool_forward(x, self.size, self.stride, self.pads, self.out_hw)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         from ..kernels.pool import avgpool_backward
 
         return avgpool_backward(dy, self._x_shape, self.size, self.stride, self.pads)
 
 
 class _GlobalPool(Layer):
+    conv_like = False
+    init_role = "stops"
+    kernels = ("pool",)
+    onnx_op = None
+
+    def onnx(self, g, xs, w, prefix, out):
+        # (N, C, H, W) -> (N, C, 1, 1) -> (N, C)
+        return g.node("Flatten", [g.node(self.onnx_op, xs, f"{prefix}.pool")], out, axis=1)
+
     def output_shape(self, in_shape):
         if len(in_shape) != 3:
             raise LayerError(f"{self.kind} needs an h x w x channels input, got {fmt_shape(in_shape)}")
@@ -99,14 +122,15 @@ class _GlobalPool(Layer):
 
 class GlobalAvgPool(_GlobalPool):
     kind = "globalavgpool"
+    onnx_op = "GlobalAveragePool"
 
-    def forward(self, x, training, record=False):
+    def forward(self, x, ctx):
         from ..kernels.pool import global_avgpool_forward
 
         self._x_shape = x.shape
         return global_avgpool_forward(x)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         from ..kernels.pool import global_avgpool_backward
 
         return global_avgpool_backward(dy, self._x_shape)
@@ -114,18 +138,19 @@ class GlobalAvgPool(_GlobalPool):
 
 class GlobalMaxPool(_GlobalPool):
     kind = "globalmaxpool"
+    onnx_op = "GlobalMaxPool"
 
-    def forward(self, x, training, record=False):
+    def forward(self, x, ctx):
         from ..kernels.pool import global_maxpool_forward
 
         y, arg = global_maxpool_forward(x)
-        self._cache = (arg, x.shape) if training or record else None
+        self._cache = (arg, x.shape) if ctx.training or ctx.record else None
         return y
 
     def scratch_bytes(self, batch_size):
         return math.prod(self.out_shape) * 4  # int32 argmax
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         from ..kernels.pool import global_maxpool_backward
 
         arg, x_shape = self._cache

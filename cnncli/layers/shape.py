@@ -11,6 +11,9 @@ class Flatten(Layer):
     """h x w x c -> (c*h*w,) in (C, H, W) order, so dense weights match PyTorch / ONNX."""
 
     kind = "flatten"
+    conv_like = False
+    init_role = "stops"
+    kernels = ()
 
     def output_shape(self, in_shape):
         n = 1
@@ -21,13 +24,17 @@ class Flatten(Layer):
     def describe(self):
         return f"{fmt_shape(self.in_shape)} → {self.out_shape[0]:,} (c,h,w order)"
 
-    def forward(self, x, training, record=False):
+    def onnx(self, g, xs, w, prefix, out):
+        # (N, C, H, W) -> (N, C*H*W): (c, h, w) order, as cnncli's flatten and its dense weights
+        return g.node("Flatten", xs, out, axis=1) if len(self.in_shape) == 3 else xs[0]
+
+    def forward(self, x, ctx):
         self._x_shape = x.shape
         if x.ndim == 4:  # (N, H, W, C) -> (N, C, H, W) -> (N, C*H*W)
             x = x.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(x).reshape(x.shape[0], -1)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         if len(self._x_shape) == 4:
             n, h, w, c = self._x_shape
             return np.ascontiguousarray(dy.reshape(n, c, h, w).transpose(0, 2, 3, 1))
@@ -39,12 +46,14 @@ class Dropout(Layer):
     scaled by 1 / (1 - rate); at inference it is the identity."""
 
     kind = "dropout"
+    conv_like = False
+    init_role = "through"
+    kernels = ()
+    random = True
 
     def __init__(self, rate=0.5):
         super().__init__()
         self.rate = check_rate(rate, "rate")
-        self.rng = np.random.default_rng(0)  # replaced by the model's seeded generator
-        self.preset = None  # a mask drawn beforehand for this batch (shards.py), else one is drawn
 
     def config(self):
         return {"rate": self.rate}
@@ -55,20 +64,27 @@ class Dropout(Layer):
     def scratch_bytes(self, batch_size):
         return math.prod(self.out_shape) * 4  # the mask
 
-    def mask(self, shape, dtype):
-        """A training mask of this shape: 0 with probability `rate`, else 1 / (1 - rate); None
-        for rate 0."""
+    def onnx(self, g, xs, w, prefix, out):
+        return xs[0]          # the identity at inference
+
+    def draw(self, shape, dtype, rng):
+        """A training mask of this shape from rng: 0 with probability `rate`, else 1 / (1 - rate);
+        None for rate 0."""
         if self.rate == 0.0:
             return None
         keep = 1.0 - self.rate
-        mask = (self.rng.random(shape, dtype=np.float32) < keep).astype(dtype)
+        mask = (rng.random(shape, dtype=np.float32) < keep).astype(dtype)
         mask *= mask.dtype.type(1.0 / keep)
         return mask
 
-    def forward(self, x, training, record=False):
-        preset = self.preset
-        self._mask = None if not training else preset if preset is not None else self.mask(x.shape, x.dtype)
+    def forward(self, x, ctx):
+        """ctx.masks[index]: this batch's mask drawn beforehand (the thread shards), else one
+        drawn from ctx.rngs[index], the layer's stream."""
+        self._mask = None
+        if ctx.training:
+            preset = ctx.masks.get(self.index)
+            self._mask = preset if preset is not None else self.draw(x.shape, x.dtype, ctx.rngs[self.index])
         return x if self._mask is None else x * self._mask
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True):
         return dy if self._mask is None else dy * self._mask
