@@ -19,7 +19,7 @@ import yaml
 
 from .errors import CnnError
 from .layers import ALIASES, LAYERS, WIRING
-from .optim import SCHEDULES
+from .engine.optim import SCHEDULES
 
 
 class ConfigError(CnnError):

@@ -1,11 +1,11 @@
-"""Training over several processes, data-parallel on MPI: the interface the runner and `train`
+"""Training over several processes, data-parallel on MPI: the interface the trainer and `train`
 use, its one-process implementation (`Single`), and how a process learns that a launcher started it.
 
 Horovod's recipe: rank 0's initial state is broadcast, each process trains on its share of every
 global batch, gradients are summed by one all-reduce per step, rank 0 alone prints and writes.
 The MPI implementation is cnncli/mpi.py; it is imported (with mpi4py) only when a launcher
 (mpiexec, mpirun, srun) started several processes, so a plain `cnncli train` never loads MPI.
-Every method of `Single` is what one process does anyway: the runner has no `if mpi` branches.
+Every method of `Single` is what one process does anyway: the trainer has no `if mpi` branches.
 """
 
 import atexit
@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 
 from .errors import CnnError
-from .targets import count_correct
+from .engine.mixed import count_correct
 
 # (rank variable, size variable), set by the launcher in each process it starts; first match wins
 LAUNCHERS = (("PMI_RANK", "PMI_SIZE"),                          # MPICH's mpiexec (Hydra), Intel MPI

@@ -102,7 +102,8 @@ def _relay(stream, spoken):
 def _last_word(n, code, run_dir):
     """The job failed and no process said why (Hydra killed them all): where the run stands."""
     from . import checkpoint
-    from .runner import resume_hint, saved_at
+    from .engine.run_folder import resume_hint
+    from .engine.trainer import saved_at
 
     folder = None
     try:

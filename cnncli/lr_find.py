@@ -52,9 +52,9 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
     """Sweep and draw out -> {"lrs", "losses", "smoothed", "suggestion", "valley", "stopped"}."""
     from . import config
     from .data.dataset import prepare
-    from .losses import Loss
+    from .engine.losses import Loss
     from .model import Diverged
-    from .optim import from_config
+    from .engine.optim import from_config
     from .train import _check_classes, _class_weights
 
     if not (0 < start < end) or not all(math.isfinite(v) for v in (start, end)):

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .layers import ALIASES, LAYERS, WIRING, LayerError
-from .losses import Loss
+from .engine.losses import Loss
 from .shards import Shards
 
 INPUT = -1  # the source index of the network's input

@@ -23,7 +23,7 @@ def main():
     sys.path.insert(0, str(ROOT))
     from cnncli.data.synthetic import write_shapes
     from cnncli.explain import explain
-    from cnncli.progress import PlainReporter
+    from cnncli.engine.progress import PlainReporter
     from cnncli.train import train
 
     os.environ["CNNCLI_CURVES"] = "1"   # the curves are what we are here for

@@ -48,8 +48,8 @@ def worker(net, batch, seconds):
     from cnncli import config
     from cnncli.data.share import piece
     from cnncli.distributed import world
-    from cnncli.losses import Loss
-    from cnncli.optim import SGD
+    from cnncli.engine.losses import Loss
+    from cnncli.engine.optim import SGD
 
     comm = world()
     model = config.load(ROOT / NETS[net]).build(seed=0)

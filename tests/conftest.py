@@ -31,7 +31,7 @@ def shapes_run(tmp_path_factory):
     from pathlib import Path
 
     from cnncli.data.synthetic import write_shapes
-    from cnncli.progress import QuietReporter
+    from cnncli.engine.progress import QuietReporter
     from cnncli.train import train
 
     root = tmp_path_factory.mktemp("shapes")

@@ -13,7 +13,7 @@ import yaml
 from cnncli.data.batches import Batches
 from cnncli.data.share import Share, piece
 from cnncli.distributed import launched, threads_per_process
-from cnncli.losses import Loss
+from cnncli.engine.losses import Loss
 
 from .conftest import sitecustomize, without_launcher
 from .imagegen import make_folder

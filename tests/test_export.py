@@ -231,7 +231,7 @@ def test_padding_is_written_out_in_onnx_order(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small checkpoint trained on image files (resize: crop, 3 classes) and its data folder."""
-    from cnncli.progress import QuietReporter
+    from cnncli.engine.progress import QuietReporter
     from cnncli.train import train
 
     from .imagegen import make_folder

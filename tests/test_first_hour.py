@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from cnncli.cli.app import app
 from cnncli.errors import CnnError
-from cnncli.progress import PlainReporter, QuietReporter
+from cnncli.engine.progress import PlainReporter, QuietReporter
 from cnncli.train import train
 
 from .imagegen import make_folder
@@ -169,17 +169,17 @@ class Recorder(PlainReporter):
 
 
 def test_ctrl_c_during_validation_is_said_in_order(tmp_path, monkeypatch):
-    import cnncli.runner as runner
-    from cnncli.runner import Interrupted
+    import cnncli.engine.trainer as trainer
+    from cnncli.engine.trainer import Interrupted
 
-    real = runner.validate
+    real = trainer.validate
 
     def validate_then_ctrl_c(model, batches, *dist):
         import signal
         out = real(model, batches, *dist)
         signal.raise_signal(signal.SIGINT)   # Ctrl-C while epoch 1 validates
         return out
-    monkeypatch.setattr(runner, "validate", validate_then_ctrl_c)
+    monkeypatch.setattr(trainer, "validate", validate_then_ctrl_c)
     rec = Recorder()
     with pytest.raises(Interrupted, match="interrupted after epoch 1; saved"):
         train(_config(tmp_path, epochs=3), reporter=rec)
@@ -211,7 +211,7 @@ def test_label_smoothing_labels_the_loss(tmp_path):
     epochs = [line for line in rec.lines if line.startswith("epoch ")]
     assert epochs and all("loss (smoothed) " in line for line in epochs)
     from cnncli.config import Augment, Train
-    from cnncli.runner import loss_name
+    from cnncli.engine.trainer import loss_name
     assert loss_name(Train(), Augment(cutmix=1.0)) == "loss (mixed)"       # soft targets: above val_loss too
     assert loss_name(Train(label_smoothing=0.1), Augment(mixup=0.2)) == "loss (smoothed, mixed)"
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cnncli import config
 from cnncli.cli.app import app
 from cnncli.config import ConfigError, parse_architecture
-from cnncli.losses import Loss
+from cnncli.engine.losses import Loss
 from cnncli.model import INPUT, Model
 from cnncli.summary import summarize
 
@@ -362,7 +362,7 @@ def test_shipped_graph_networks_by_hand(path, params):
 def test_a_graph_network_trains_predicts_and_inspects(tmp_path):
     """End to end through the CLI functions: a residual block with a concat, on real files."""
     from cnncli.predict import evaluate, predict
-    from cnncli.progress import QuietReporter
+    from cnncli.engine.progress import QuietReporter
     from cnncli.train import train
 
     from .imagegen import make_folder

@@ -92,7 +92,7 @@ def test_inference_keeps_nothing_and_training_adds_gradients(rng, groups):
 
 def test_mobilenet_like_network_gradient_and_float32_step(rng):
     # a depthwise first layer (its dx is never needed), depthwise-separable blocks, a grouped conv
-    from cnncli.losses import Loss, softmax_cross_entropy
+    from cnncli.engine.losses import Loss, softmax_cross_entropy
     from cnncli.model import Model
 
     from .gradcheck import assert_grad_close

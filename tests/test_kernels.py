@@ -436,7 +436,7 @@ def test_winograd_rule_on_channels_and_map_sizes(channels, filters, out_hw, expe
 
 def test_winograd_training_step_equals_im2col(rng, monkeypatch):
     """The same network, weights and batch through both algorithms: loss and gradients agree."""
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
     from cnncli.model import Model
 
     specs = [("conv", {"filters": 32, "size": 1, "activation": "relu"}),
@@ -460,7 +460,7 @@ def test_winograd_training_step_is_bit_identical_run_to_run(rng):
     """Threads split the images; each thread's weight-gradient share is added in chunk order, so
     two steps on the same batch give the same bits (the rule for every threaded kernel)."""
     from cnncli.kernels.parallel import n_threads
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
     from cnncli.model import Model
 
     m = Model((16, 16, 16), [("conv", {"filters": 32, "size": 3, "padding": 1, "activation": "relu"}),

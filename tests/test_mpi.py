@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from cnncli import checkpoint
-from cnncli.progress import QuietReporter
+from cnncli.engine.progress import QuietReporter
 from cnncli.train import train
 
 from .conftest import sitecustomize, without_launcher

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from cnncli.optim import SGD, Adam, AdamW, learning_rate
+from cnncli.engine.optim import SGD, Adam, AdamW, learning_rate
 
 
 def _one(value=1.0, grad=0.5, ndim=2):

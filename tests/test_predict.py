@@ -80,7 +80,7 @@ def test_evaluate_class_rules(fixture, tmp_path):
 
 def test_predict_equals_model_on_preprocessed_arrays(tmp_path):
     from .test_train import write_config
-    from cnncli.progress import QuietReporter
+    from cnncli.engine.progress import QuietReporter
     from cnncli.train import train
     from cnncli.data.decode import load_image
 
@@ -220,7 +220,7 @@ def test_tta_averages_the_views_through_the_one_evaluation(tmp_path):
     from cnncli.data.decode import load_image
     from cnncli.kernels.augment import prepare_batch
     from cnncli.predict import _scores, tta_views
-    from cnncli.progress import QuietReporter
+    from cnncli.engine.progress import QuietReporter
     from cnncli.train import train
 
     res = train(write_config(tmp_path, epochs=1), reporter=QuietReporter())   # trained with augment.flip

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnncli.cli.app import app
-from cnncli.progress import QuietReporter
+from cnncli.engine.progress import QuietReporter
 from cnncli.report import build_report
 from cnncli.train import train
 

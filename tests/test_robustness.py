@@ -18,7 +18,7 @@ from PIL import Image
 from cnncli import checkpoint
 from cnncli.checkpoint import CheckpointError
 from cnncli.errors import CnnError
-from cnncli.progress import QuietReporter
+from cnncli.engine.progress import QuietReporter
 from cnncli.train import train
 
 from .imagegen import blob_image, make_folder

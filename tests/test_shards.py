@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from cnncli.kernels.parallel import n_threads, run_chunks, serial
-from cnncli.losses import Loss
+from cnncli.engine.losses import Loss
 from cnncli.model import Diverged, Model
-from cnncli.targets import Mixed
+from cnncli.engine.mixed import Mixed
 
 pytestmark = pytest.mark.skipif(n_threads() < 2, reason="shards need 2 or more threads (CNNCLI_THREADS)")
 

@@ -13,8 +13,8 @@ import yaml
 
 from cnncli import checkpoint
 from cnncli.errors import CnnError
-from cnncli.progress import QuietReporter
-from cnncli.runner import Interrupted
+from cnncli.engine.progress import QuietReporter
+from cnncli.engine.trainer import Interrupted
 from cnncli.train import train
 
 from .imagegen import make_folder
@@ -82,11 +82,11 @@ def test_outputs_and_checkpoint_contract(tmp_path):
 def test_each_epoch_writes_last_npz_once(tmp_path, monkeypatch):
     """last.npz is written once per epoch, the last one included (it was written a second time
     after the final epoch, to mark the run finished), and the run is marked finished."""
-    from cnncli import runner
+    from cnncli.engine import trainer
 
     saved = []
-    real = runner.checkpoint.save
-    monkeypatch.setattr(runner.checkpoint, "save", lambda path, *a, **k: (saved.append(path.name), real(path, *a, **k)))
+    real = trainer.checkpoint.save
+    monkeypatch.setattr(trainer.checkpoint, "save", lambda path, *a, **k: (saved.append(path.name), real(path, *a, **k)))
     res = train(write_config(tmp_path), reporter=QuietReporter())
     assert saved.count("last.npz") == 3
     _, meta, _ = checkpoint.load_model(res.output / "last.npz")
@@ -302,7 +302,7 @@ def test_rich_progress_on_a_terminal(tmp_path):
 
     from rich.console import Console
 
-    from cnncli.progress import RichReporter
+    from cnncli.engine.progress import RichReporter
 
     rep = RichReporter()
     buf = io.StringIO()

@@ -52,7 +52,7 @@ def command(fn=None, **settings):
         except (typer.Exit, KeyboardInterrupt, SystemExit):
             raise
         except BrokenPipeError:  # the reader went away (`cnncli predict ... | head`): stop quietly
-            from ..progress import silence
+            from ..engine.progress import silence
             silence(sys.stdout)
             raise typer.Exit(0) from None
         except Exception as e:  # a bug of ours: say so in one line; CNNCLI_DEBUG=1 shows the traceback
@@ -116,8 +116,8 @@ def train(
 ):
     """Train a network on a folder of images. One sub-folder per class."""
     from ..distributed import Ending, speaks
-    from ..progress import make_reporter
-    from ..runner import Interrupted
+    from ..engine.progress import make_reporter
+    from ..engine.trainer import Interrupted
     from ..train import train as run_training
 
     if processes and processes > 1:
