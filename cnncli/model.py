@@ -19,7 +19,7 @@ import numpy as np
 
 from .layers import ALIASES, LAYERS, WIRING, LayerError
 from .engine.losses import Loss
-from .shards import Shards
+from .parallel.threads import Shards
 
 INPUT = -1  # the source index of the network's input
 
@@ -273,7 +273,7 @@ class Model:
 
     def gradients(self, x, labels, loss):
         """Zero the gradients, forward, fused loss, finite check, backward -> (loss, probabilities).
-        Raises Diverged (before backward) when the loss is NaN or infinite. Where shards.py says
+        Raises Diverged (before backward) when the loss is NaN or infinite. Where parallel/threads.py says
         so, each thread runs its share of the batch through the whole network."""
         self._plan = None     # the parameters are about to change: no folded copies kept meanwhile
         self.zero_grad()

@@ -20,7 +20,8 @@ from .engine.trainer import Result, State, Trainer, warm_up
 
 def train(config_path=None, overrides=(), force=False, resume=None, init=None, reporter=None):
     """Train from a config file, or continue the run in folder `resume`. -> Result."""
-    from .distributed import fingerprint, world
+    from .parallel.single import fingerprint
+    from .parallel.world import world
     from .engine.progress import PlainReporter, QuietReporter
 
     comm = world()
@@ -205,7 +206,7 @@ RESUMABLE = ("train.epochs", "train.patience")
 
 
 def _resume(run_dir, overrides, report, comm):
-    from .distributed import fingerprint
+    from .parallel.single import fingerprint
 
     last = run_dir / "last.npz"
     lock = loaded = None

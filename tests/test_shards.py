@@ -1,4 +1,4 @@
-"""Shards: each thread runs its share of the batch through the whole network (shards.py). The
+"""Shards: each thread runs its share of the batch through the whole network (parallel/threads.py). The
 same step as layer by layer: loss, probabilities, gradients and dropout masks."""
 
 import threading
@@ -115,7 +115,7 @@ def test_a_sharded_step_with_batchnorm_uses_the_whole_batch_statistics(rng, monk
 
 def test_batchnorm_synchronised_over_processes_trains_layer_by_layer():
     m = Model((10, 10, 4), BN_NET, seed=0)
-    m.layers[1].sync = lambda values: values       # as distributed.py sets it
+    m.layers[1].sync = lambda values: values       # as parallel/mpi.py sets it
     assert not m.shards.usable(8, training=True) and m.shards.usable(8, training=False)
 
 

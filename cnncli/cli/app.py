@@ -45,7 +45,7 @@ def command(fn=None, **settings):
         try:
             return fn(*args, **kwargs)
         except CnnError as e:  # one line, whatever a file or folder name holds
-            from ..distributed import speaks
+            from ..parallel.world import speaks
             if speaks(e):  # in a job of several processes, rank 0 says what all of them found
                 typer.echo("error: " + one_line(e), err=True)
             raise typer.Exit(e.exit_code) from None
@@ -115,13 +115,13 @@ def train(
         "needs pip install 'cnncli[mpi]'). Under mpiexec or srun, leave it out.")),
 ):
     """Train a network on a folder of images. One sub-folder per class."""
-    from ..distributed import Ending, speaks
+    from ..parallel.world import Ending, speaks
     from ..engine.progress import make_reporter
     from ..engine.trainer import Interrupted
     from ..train import train as run_training
 
     if processes and processes > 1:
-        from ..launch import launch
+        from ..parallel.launch import launch
         args = [str(config_file)] if config_file is not None else []
         args += [f"--set={o}" for o in overrides] + (["--resume", str(resume)] if resume is not None else [])
         args += (["--force"] if force else []) + (["--init", str(init)] if init else []) + (["--quiet"] if quiet else [])

@@ -93,7 +93,7 @@ class Result:
 
 class Trainer:
     def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None):
-        from ..distributed import Single
+        from ..parallel.single import Single
         from .losses import Loss
         from .optim import from_config
 
@@ -324,7 +324,7 @@ def loss_name(t, augment=None):
 def validate(model, batches, dist=None):
     """(loss, accuracy) of a Batches in inference mode, through the one evaluation, Model.evaluate.
     Over several processes each evaluates its share and dist adds up the sums."""
-    from ..distributed import Single
+    from ..parallel.single import Single
     from .mixed import count_correct
 
     labels = []

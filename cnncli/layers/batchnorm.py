@@ -21,7 +21,7 @@ class BatchNorm(Layer):
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise LayerError(f"'eps' must be a positive number, got {eps!r}", "eps")
         self.eps = float(eps)
-        self.sync = None  # set by distributed.py: sums over processes (shards.py: over threads)
+        self.sync = None  # set by parallel/mpi.py: sums over processes (parallel/threads.py: over threads)
         self.keeps_running = True  # updates the running statistics (one shard of a batch does)
 
     def config(self):

@@ -44,7 +44,7 @@ class Dropout(Layer):
         super().__init__()
         self.rate = check_rate(rate, "rate")
         self.rng = np.random.default_rng(0)  # replaced by the model's seeded generator
-        self.preset = None  # a mask drawn beforehand for this batch (shards.py), else one is drawn
+        self.preset = None  # a mask drawn beforehand for this batch (parallel/threads.py), else one is drawn
 
     def config(self):
         return {"rate": self.rate}

@@ -32,7 +32,7 @@ class Shards:
     def usable(self, n, training):
         """Split a batch of n images this way? More than one thread and image, and in training no
         batchnorm synchronised over processes."""
-        from .kernels.parallel import n_threads   # here: importing the kernels loads numba
+        from ..kernels.parallel import n_threads   # here: importing the kernels loads numba
 
         if n_threads() < 2 or n < 2:
             return False
@@ -67,7 +67,7 @@ class Shards:
 
     def forward(self, x, plan=None):
         """Inference logits of x (N, H, W, C), each thread running its images through all layers."""
-        from .kernels.parallel import chunks, n_threads, run_chunks, serial
+        from ..kernels.parallel import chunks, n_threads, run_chunks, serial
 
         pieces = chunks(len(x), n_threads())
         shards = self._shards(len(pieces), training=False)
@@ -84,7 +84,7 @@ class Shards:
 
     def gradients(self, x, labels, loss, diverged):
         """Model.gradients by shards -> (loss, probabilities). diverged(value) raises before backward."""
-        from .kernels.parallel import chunks, n_threads, run_chunks, serial
+        from ..kernels.parallel import chunks, n_threads, run_chunks, serial
 
         model = self.model
         pieces = chunks(len(x), n_threads())
@@ -98,7 +98,7 @@ class Shards:
                     for shard, (lo, hi) in zip(shards, pieces):
                         shard.layers[i].preset = None if full is None else full[lo:hi]
                 if getattr(layer, "algorithm", None) == "winograd":   # the filters transformed once, not per shard
-                    from .kernels.winograd import filter_tiles, turned_tiles
+                    from ..kernels.winograd import filter_tiles, turned_tiles
                     tiles = (filter_tiles(layer.params["weight"]), turned_tiles(layer.params["weight"]))
                     for shard in shards:
                         shard.layers[i].tiles = tiles
