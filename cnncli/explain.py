@@ -8,7 +8,7 @@ import numpy as np
 
 from .data.cache import decode_files
 from .errors import CnnError
-from .gradcam import check_layer, default_layer, grad_cam, is_spatial, peak
+from .model.gradcam import check_layer, default_layer, grad_cam, is_spatial, peak
 from .predict import collect, load
 
 MAX_CONV_ROWS = 6   # feature-map rows in a picture; deeper nets show this many, evenly spaced

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from .model import checkpoint
 from .data.cache import decode_files, describe_conversions, describe_source
 from .data.folder import EXTENSIONS, is_image_name, natural_key
 from .errors import CnnError

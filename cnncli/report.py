@@ -79,7 +79,7 @@ def score_validation(ckpt, cfg, data):
 def build_report(run_dir, data=None):
     """Write run_dir/report.html -> (its path, seconds taken)."""
     from .predict import summarize
-    from .summary import summarize as layer_summary
+    from .model.summary import layer_table
     from .viz import html
     from .viz.confusion import draw_confusion
     from .viz.curves import draw_curves
@@ -110,7 +110,7 @@ def build_report(run_dir, data=None):
     sections.append(("Most confident mistakes", html.image(png_bytes(draw_mistakes(
         scored.images, scored.labels, scored.probs, classes)), "most confident mistakes", "mistakes")))
     sections.append(("What the network looked at in its mistakes", _cams(html, scored, classes)))
-    summary = layer_summary(cfg.model)
+    summary = layer_table(cfg.model)
     sections.append(("Layers", _layers(html, summary)))
     sections.append(("Config", f"<pre>{html.esc(text)}</pre>"))
     page = html.page(f"cnncli report: {run_dir}",
@@ -136,7 +136,7 @@ def _metrics(html, history, rep, ckpt, best_epoch, where):
 
 
 def _cams(html, scored, classes):
-    from .gradcam import grad_cam, peak
+    from .model.gradcam import grad_cam, peak
     from .kernels.augment import prepare_batch
     from .viz.figure import png_bytes
     from .viz.grids import draw_cam_rows, most_confident_mistakes

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import checkpoint, config
+from . import config
+from .model import checkpoint
 from .errors import CnnError
 from .files import unlock, write_text_atomic
 from .engine.run_folder import check_output, claim_output, lock_run

@@ -339,7 +339,8 @@ def _predict_one_seconds(cli):
     from PIL import Image
 
     sys.path.insert(0, str(ROOT))
-    from cnncli import checkpoint, config
+    from cnncli import config
+    from cnncli.model import checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         arch = config.load_architecture(ROOT / NETS["vgg_cifar"])

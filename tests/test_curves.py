@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli import checkpoint
+from cnncli.model import checkpoint
 from cnncli.engine.progress import QuietReporter
 from cnncli.train import train
 from cnncli.viz import live

@@ -42,7 +42,7 @@ def test_ema_matches_its_slow_twin_batchnorm_statistics_included(rng):
 
 
 def test_validation_and_best_use_the_average(tmp_path):
-    from cnncli import checkpoint
+    from cnncli.model import checkpoint
     from cnncli.predict import evaluate
     from cnncli.engine.progress import QuietReporter
     from cnncli.train import train

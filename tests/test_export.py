@@ -13,7 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnncli import __version__, checkpoint, config
+from cnncli import __version__, config
+from cnncli.model import checkpoint
 from cnncli.cli.app import app
 from cnncli.export import DEFAULT_OPSET, MIN_OPSET, TOLERANCE, check, export
 from cnncli.predict import load

@@ -7,7 +7,7 @@ import pytest
 from cnncli import config
 from cnncli.config import ConfigError
 from cnncli.model import build_layer
-from cnncli.summary import summarize
+from cnncli.model.summary import layer_table
 
 from . import naive
 from .conftest import nchw
@@ -36,7 +36,7 @@ def test_groups_that_do_not_divide_are_one_clear_line(inp, conv, message):
 
 
 def test_depthwise_separable_by_hand():
-    s = summarize(_arch((32, 32, 16),
+    s = layer_table(_arch((32, 32, 16),
                         {"conv": {"filters": 32, "size": 3, "padding": "same", "groups": 16}},  # depthwise, m = 2
                         {"conv": {"filters": 64, "size": 1}},                                    # pointwise
                         {"conv": {"filters": 64, "size": 3, "stride": 2, "padding": "same", "groups": 4,

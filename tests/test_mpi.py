@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cnncli import checkpoint
+from cnncli.model import checkpoint
 from cnncli.engine.progress import QuietReporter
 from cnncli.train import train
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnncli import checkpoint
-from cnncli.checkpoint import CheckpointError
+from cnncli.model import checkpoint
+from cnncli.model.checkpoint import CheckpointError
 from cnncli.cli.app import app
 from cnncli.predict import evaluate, load, predict
 

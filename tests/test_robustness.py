@@ -15,8 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from cnncli import checkpoint
-from cnncli.checkpoint import CheckpointError
+from cnncli.model import checkpoint
+from cnncli.model.checkpoint import CheckpointError
 from cnncli.errors import CnnError
 from cnncli.engine.progress import QuietReporter
 from cnncli.train import train

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cnncli import checkpoint
+from cnncli.model import checkpoint
 from cnncli.errors import CnnError
 from cnncli.engine.progress import QuietReporter
 from cnncli.engine.trainer import Interrupted

@@ -80,7 +80,7 @@ def inspect(
 ):
     """Show each layer's shape, parameters and cost. Nothing is trained or compiled."""
     from .. import config
-    from ..summary import summarize
+    from ..model.summary import layer_table
 
     if file.suffix == ".npz":
         from .render import print_checkpoint
@@ -94,7 +94,7 @@ def inspect(
     if isinstance(cfg, config.RunConfig):
         opt, momentum = cfg.train.optimizer, cfg.train.momentum
         batch_size = batch_size or cfg.train.batch_size
-    summary = summarize(arch, batch_size, opt or "adam", momentum if momentum is not None else 0.9)
+    summary = layer_table(arch, batch_size, opt or "adam", momentum if momentum is not None else 0.9)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint
+from ..model import checkpoint
 from ..files import write_text_atomic
 from ..errors import CnnError
 from ..viz.live import LiveCurves

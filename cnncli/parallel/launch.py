@@ -101,7 +101,7 @@ def _relay(stream, spoken):
 
 def _last_word(n, code, run_dir):
     """The job failed and no process said why (Hydra killed them all): where the run stands."""
-    from .. import checkpoint
+    from ..model import checkpoint
     from ..engine.run_folder import resume_hint
     from ..engine.trainer import saved_at
 

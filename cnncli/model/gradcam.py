@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CnnError
+from ..errors import CnnError
 
 # layers whose output is a feature map computed from the image (pooling only resamples one)
 CONV_LIKE = ("conv", "batchnorm", "activation", "add", "concat")
@@ -139,7 +139,7 @@ class Explained:
 def grad_cam(model, x, layer=None, classes=None, keep=()):
     """x (N, H, W, C) normalised input -> Explained. layer: default_layer(model) when None;
     classes: each image's predicted class when None."""
-    from .engine.losses import Loss
+    from ..engine.losses import Loss
 
     layer = default_layer(model) if layer is None else check_layer(model, layer)
     logits, fmap, grad, maps = map_and_gradient(model, x, layer, classes, keep)

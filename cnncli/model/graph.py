@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
-from .layers import ALIASES, LAYERS, WIRING, LayerError
-from .engine.losses import Loss
-from .parallel.threads import Shards
+from ..layers import ALIASES, LAYERS, WIRING, LayerError
+from ..engine.losses import Loss
+from ..parallel.threads import Shards
 
 INPUT = -1  # the source index of the network's input
 
