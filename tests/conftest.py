@@ -32,7 +32,7 @@ def shapes_run(tmp_path_factory):
 
     from cnncli.data.synthetic import write_shapes
     from cnncli.engine.progress import QuietReporter
-    from cnncli.train import train
+    from cnncli.commands.train import train
 
     root = tmp_path_factory.mktemp("shapes")
     data, cache, run = root / "data", root / "cache", root / "run"

@@ -15,7 +15,7 @@ from PIL import Image
 
 from cnncli.model import checkpoint
 from cnncli.engine.progress import QuietReporter
-from cnncli.train import train
+from cnncli.commands.train import train
 from cnncli.viz import live
 from cnncli.viz.curves import write_curves
 from cnncli.viz.figure import TRAIN, VAL

@@ -43,9 +43,9 @@ def test_ema_matches_its_slow_twin_batchnorm_statistics_included(rng):
 
 def test_validation_and_best_use_the_average(tmp_path):
     from cnncli.model import checkpoint
-    from cnncli.predict import evaluate
+    from cnncli.commands.evaluate import evaluate
     from cnncli.engine.progress import QuietReporter
-    from cnncli.train import train
+    from cnncli.commands.train import train
 
     from .imagegen import make_folder
     from .test_train import write_config

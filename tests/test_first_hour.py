@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cnncli.cli.app import app
 from cnncli.errors import CnnError
 from cnncli.engine.progress import PlainReporter, QuietReporter
-from cnncli.train import train
+from cnncli.commands.train import train
 
 from .imagegen import make_folder
 
@@ -236,7 +236,7 @@ def test_init_data_quotes_paths_and_ignores_hidden_folders(tmp_path):
 
 
 def test_force_keeps_the_old_run_when_the_kernel_warm_up_fails(tmp_path, monkeypatch):
-    import cnncli.train as train_mod
+    import cnncli.commands.train as train_mod
 
     cfg = _config(tmp_path)
     train(cfg, reporter=QuietReporter())
@@ -253,7 +253,7 @@ def test_force_keeps_the_old_run_when_the_kernel_warm_up_fails(tmp_path, monkeyp
 def test_a_network_too_big_to_run_is_one_line_before_the_old_run_is_touched(tmp_path, monkeypatch):
     """The warm-up runs the user's own network on two images: out of memory there is one line
     naming the input size and the fix, and --force has not cleared the earlier run."""
-    import cnncli.train as train_mod
+    import cnncli.commands.train as train_mod
     from cnncli.errors import CnnError
 
     cfg = _config(tmp_path)

@@ -19,7 +19,7 @@ from cnncli.errors import CnnError
 from cnncli.model.gradcam import cam_from, check_layer, default_layer, grad_cam, heatmaps, map_and_gradient, upsample
 from cnncli.kernels.augment import prepare_batch
 from cnncli.model import Model
-from cnncli.predict import score_folder
+from cnncli.commands.evaluate import score_folder
 
 from .imagegen import make_folder
 

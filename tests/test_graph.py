@@ -361,9 +361,10 @@ def test_shipped_graph_networks_by_hand(path, params):
 
 def test_a_graph_network_trains_predicts_and_inspects(tmp_path):
     """End to end through the CLI functions: a residual block with a concat, on real files."""
-    from cnncli.predict import evaluate, predict
+    from cnncli.commands.evaluate import evaluate
+    from cnncli.commands.predict import predict
     from cnncli.engine.progress import QuietReporter
-    from cnncli.train import train
+    from cnncli.commands.train import train
 
     from .imagegen import make_folder
 

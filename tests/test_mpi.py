@@ -17,7 +17,7 @@ import yaml
 
 from cnncli.model import checkpoint
 from cnncli.engine.progress import QuietReporter
-from cnncli.train import train
+from cnncli.commands.train import train
 
 from .conftest import sitecustomize, without_launcher
 from .imagegen import make_folder

@@ -19,7 +19,7 @@ from cnncli.model import checkpoint
 from cnncli.model.checkpoint import CheckpointError
 from cnncli.errors import CnnError
 from cnncli.engine.progress import QuietReporter
-from cnncli.train import train
+from cnncli.commands.train import train
 
 from .imagegen import blob_image, make_folder
 from .test_train import assert_same_weights, weights, write_config

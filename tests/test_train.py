@@ -15,7 +15,7 @@ from cnncli.model import checkpoint
 from cnncli.errors import CnnError
 from cnncli.engine.progress import QuietReporter
 from cnncli.engine.trainer import Interrupted
-from cnncli.train import train
+from cnncli.commands.train import train
 
 from .imagegen import make_folder
 
@@ -229,7 +229,7 @@ def test_bad_files_are_skipped_and_listed(tmp_path):
 
 def test_warm_start_from_a_checkpoint(tmp_path):
     first = train(write_config(tmp_path, "first", epochs=1), reporter=QuietReporter())
-    from cnncli.train import _warm_start
+    from cnncli.commands.train import _warm_start
     from cnncli.model import Model
     m = Model((12, 12, 3), [(k, v) for layer in MODEL["layers"]
                             for k, v in ((layer, {}) if isinstance(layer, str) else next(iter(layer.items())),)])
@@ -387,7 +387,7 @@ def test_class_weights_auto_are_inverse_frequency_and_recorded(tmp_path):
 
 
 def test_evaluate_loss_equals_the_val_loss_training_recorded(tmp_path):
-    from cnncli.predict import evaluate
+    from cnncli.commands.evaluate import evaluate
 
     make_folder(tmp_path / "val", per_class=7, seed=9)
     cfg = write_config(tmp_path, epochs=2, label_smoothing=0.1, class_weights=[1, 2, 3])

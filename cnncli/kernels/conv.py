@@ -5,8 +5,8 @@ Forward:  cols = im2col(x)            (rows, FH*FW*C), column order (kh, kw, c)
 Backward: dW   = cols.T @ dy,  dcols = dy @ W.T,  dx = col2im(dcols)
 The njit kernels work on any run of images; the wrappers feed them a few images at a time.
 Layers of many channels read padding implicitly (cells outside the input read as zero); thin
-ones (1-3 channels, budgets.planar_columns) copy their images into zero-padded planes, and at
-stride 1 with at most budgets.DIRECT_MAX_FILTERS filters they build no columns at all: the
+ones (1-3 channels, conv_algorithm.planar_columns) copy their images into zero-padded planes, and at
+stride 1 with at most conv_algorithm.DIRECT_MAX_FILTERS filters they build no columns at all: the
 forward is a sum of shifted runs of those planes and dW a dot product of them with dz
 (_direct_wide, _direct_dw).
 """
@@ -14,7 +14,7 @@ forward is a sum of shifted runs of those planes and dW a dot product of them wi
 import numpy as np
 from numba import njit
 
-from ..budgets import column_positions, convolves_directly, is_pointwise, keeps_columns, planar_columns
+from ..conv_algorithm import column_positions, convolves_directly, is_pointwise, keeps_columns, planar_columns
 from . import JIT
 from .activation import CODES, LINEAR, RELU, SOFTMAX, _act, activate, activation_grad
 from .parallel import column_sums, run_chunks
@@ -315,7 +315,7 @@ ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (
 # First layers (1 or 3 channels) build their columns transposed, from planar images. Measured,
 # 32 images, one thread, im2col ms planar / by rows: 28x28x1 5x5 0.41 / 1.19; 32x32x3 3x3
 # 0.57 / 0.81; but 14x14x6 5x5 0.61 / 0.26 and 16x16x8 3x3 0.56 / 0.17 (short rows lose).
-# At stride 1 they are "wide" (_im2col_wide_t; budgets.column_positions).
+# At stride 1 they are "wide" (_im2col_wide_t; conv_algorithm.column_positions).
 
 
 class _Geometry:
@@ -333,7 +333,7 @@ class _Geometry:
         self.planar, wide_ok = planar_columns(self.c, (self.fh, self.fw), stride, pads)
         self.wide = wide and wide_ok
         self.hp, self.wp = self.h + pads[0] + pads[1], self.w + pads[2] + pads[3]
-        # column rows per image: budgets.column_positions, the rule inspect's memory estimate uses
+        # column rows per image: conv_algorithm.column_positions, the rule inspect's memory estimate uses
         self.pc = (column_positions(self.c, (self.fh, self.fw), stride, pads, (self.h, self.w), out_hw)
                    if self.wide else self.p)
         self.step = max(1, ROWS_PER_STEP // self.pc)  # images per GEMM
@@ -405,7 +405,7 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     cache-sized buffer and multiplies it by w in a single-threaded GEMM. `workspace`, the columns
     array this returned last time, is reused when it fits (a fresh one costs page faults).
     may_keep=False never keeps the columns (a grouped layer applies the size rule to all its groups).
-    Thin layers convolve directly and keep nothing (budgets.convolves_directly): their backward
+    Thin layers convolve directly and keep nothing (conv_algorithm.convolves_directly): their backward
     needs no columns either.
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
