@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CnnError
-from .layers import ALIASES, LAYERS, WIRING
-from .engine.optim import SCHEDULES
+from ..errors import CnnError
+from ..layers import ALIASES, LAYERS, WIRING
+from ..engine.optim import SCHEDULES
 
 
 class ConfigError(CnnError):
@@ -198,7 +198,7 @@ class Architecture:
     def build(self, seed=0, build_params=True, init=True):
         """-> Model; raises ConfigError naming the layer (or saying it does not fit in memory).
         init=False allocates zeros, for weights about to be loaded from a checkpoint."""
-        from .model import Model, SpecError
+        from ..model import Model, SpecError
         try:
             return Model(self.input, self.layers, seed=seed, build_params=build_params, init=init)
         except SpecError as e:
