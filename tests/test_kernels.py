@@ -7,6 +7,7 @@ from cnncli import conv_algorithm
 from cnncli.kernels import activation as act_k
 from cnncli.kernels import conv as conv_k
 from cnncli.kernels import depthwise as dw_k
+from cnncli.kernels import direct as direct_k
 from cnncli.kernels import pool as pool_k
 from cnncli.layers.base import resolve_padding
 
@@ -303,12 +304,12 @@ DIRECT_CASES = [
 
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("block", [conv_k.DIRECT_BLOCK, 40])
+@pytest.mark.parametrize("block", [direct_k.DIRECT_BLOCK, 40])
 def test_direct_thin_conv_matches_naive_and_columns(rng, case, dtype, block, monkeypatch):
     """Thin layers convolve directly; the naive convolution and the columns + GEMM path (the
     rule turned off) give the same outputs, whole maps at a time or a few rows (block: output
     positions per pass), with every activation."""
-    monkeypatch.setattr(conv_k, "DIRECT_BLOCK", block)
+    monkeypatch.setattr(direct_k, "DIRECT_BLOCK", block)
     n, h, w, c, f, size, pads, act = case
     assert conv_algorithm.convolves_directly(c, size, (1, 1), pads, f)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)

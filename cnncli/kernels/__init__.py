@@ -64,12 +64,12 @@ if (tuple(int(v) for v in numba.__version__.split(".")[:2]) <= (0, 68)
 def dispatchers():
     """Every numba kernel in this package (imports them all); not the helpers compiled into the
     kernels that call them (inline="always"), which are never compiled on their own."""
-    from . import activation, augment, batchnorm, conv, depthwise, pool, winograd
+    from . import activation, augment, batchnorm, conv, depthwise, direct, pool, winograd
 
     found = []
-    for module in (activation, augment, batchnorm, conv, depthwise, pool, winograd):
+    for module in (activation, augment, batchnorm, conv, depthwise, direct, pool, winograd):
         found += [f for f in vars(module).values() if isinstance(f, numba.core.dispatcher.Dispatcher)
-                  and f.targetoptions.get("inline") != "always"]
+                  and f.targetoptions.get("inline") != "always" and f.py_func.__module__ == module.__name__]
     return found
 
 
