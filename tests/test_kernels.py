@@ -270,7 +270,7 @@ def test_sigmoid_is_stable_for_large_inputs():
 
 
 def test_nan_propagates_through_relu_and_maxpool():
-    # NaN detection in the runner depends on NaNs surviving the kernels.
+    # NaN detection in the trainer depends on NaNs surviving the kernels.
     for fn in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax"):
         z = np.array([[np.nan, 1.0]], np.float32)
         assert np.isnan(act_k.activate(z, fn)[0, 0]), fn

@@ -109,7 +109,7 @@ def test_no_import_cycle():
 def test_the_cycle_check_sees_a_cycle():
     """The check above would fail on a cycle, lazy imports included."""
     graph = {name: set(edges) for name, edges in import_graph().items()}
-    graph["cnncli.parallel.single"].add("cnncli.parallel.mpi")      # as distributed.py's world() was
+    graph["cnncli.parallel.single"].add("cnncli.parallel.mpi")      # world() in single.py, as it once was
     found = cycles(graph)
     assert ["cnncli.parallel.mpi", "cnncli.parallel.single"] in found
     assert _path(graph, found[0]).count("->") >= 2

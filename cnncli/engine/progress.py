@@ -1,5 +1,5 @@
 """What a training run shows: a rich bar per epoch on a terminal, one plain line per epoch
-otherwise (CI logs), nothing but errors with --quiet. The runner calls these hooks only."""
+otherwise (CI logs), nothing but errors with --quiet. The trainer calls these hooks only."""
 
 import os
 import sys
