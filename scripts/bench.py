@@ -56,8 +56,8 @@ def worker_cnncli(net, seconds):
 
     sys.path.insert(0, str(ROOT))
     from cnncli import config
-    from cnncli.losses import Loss
-    from cnncli.optim import SGD
+    from cnncli.engine.losses import Loss
+    from cnncli.engine.optim import SGD
 
     arch = config.load_architecture(ROOT / NETS[net])
     model = arch.build(seed=0)
@@ -178,7 +178,7 @@ def worker_startup(kind):
 
     sys.path.insert(0, str(ROOT))
     from cnncli import config
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
 
     arch = config.load_architecture(ROOT / NETS[kind])
     model = arch.build(seed=0)
@@ -339,7 +339,8 @@ def _predict_one_seconds(cli):
     from PIL import Image
 
     sys.path.insert(0, str(ROOT))
-    from cnncli import checkpoint, config
+    from cnncli import config
+    from cnncli.model import checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         arch = config.load_architecture(ROOT / NETS["vgg_cifar"])

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnncli.predict import evaluate  # noqa: E402
-from cnncli.progress import QuietReporter  # noqa: E402
-from cnncli.train import train  # noqa: E402
+from cnncli.commands.evaluate import evaluate  # noqa: E402
+from cnncli.engine.progress import QuietReporter  # noqa: E402
+from cnncli.commands.train import train  # noqa: E402
 
 WARP = "data.augment={rotate: 10, scale: [0.9, 1.1], translate: 0.1, shear: 10}"   # what init --data writes
 ROTATION = "data.augment={rotate: 180, flip: true, vflip: true, scale: [0.8, 1.2], translate: 0.1}"

@@ -22,9 +22,9 @@ EXPLAINED = "val/triangle/triangle_00003.png"
 def main():
     sys.path.insert(0, str(ROOT))
     from cnncli.data.synthetic import write_shapes
-    from cnncli.explain import explain
-    from cnncli.progress import PlainReporter
-    from cnncli.train import train
+    from cnncli.commands.explain import explain
+    from cnncli.engine.progress import PlainReporter
+    from cnncli.commands.train import train
 
     os.environ["CNNCLI_CURVES"] = "1"   # the curves are what we are here for
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ all-reduce moves, and a model of the step time on 8 and 64 machines.
 
 Measured here: training images/s of one process with all the cores' threads against as many
 processes of one thread (mpiexec from `pip install 'cnncli[mpi]'`), both through the one step
-(distributed's step: share of the batch, gradients_ready, the all-reduce), on synthetic data, the
+(parallel/mpi.py's step: share of the batch, gradients_ready, the all-reduce), on synthetic data, the
 global batch the same; rounds alternate, medians are shown. And the seconds one all-reduce of the
 step's flat buffer takes between the processes of this machine (shared memory).
 
@@ -47,9 +47,9 @@ def worker(net, batch, seconds):
     sys.path.insert(0, str(ROOT))
     from cnncli import config
     from cnncli.data.share import piece
-    from cnncli.distributed import world
-    from cnncli.losses import Loss
-    from cnncli.optim import SGD
+    from cnncli.parallel.world import world
+    from cnncli.engine.losses import Loss
+    from cnncli.engine.optim import SGD
 
     comm = world()
     model = config.load(ROOT / NETS[net]).build(seed=0)
@@ -100,7 +100,7 @@ def step_bytes(net):
     """-> (bytes of the step's all-reduce, batchnorm layers, bytes of their sums per step)."""
     sys.path.insert(0, str(ROOT))
     from cnncli import config
-    from cnncli.distributed import TRAILER
+    from cnncli.parallel.single import TRAILER
 
     model = config.load(ROOT / NETS[net]).build(build_params=False)
     params = sum(layer.n_params() for layer in model.layers)

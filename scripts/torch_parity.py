@@ -106,7 +106,7 @@ def main():
             arrays = randomise(model, a.seed + 1)
             shape, what = tuple(arch.input), a.arch
         else:
-            from cnncli import predict
+            from cnncli.commands import predict
 
             loaded = predict.load(a.checkpoint)
             model, shape, what = loaded.model, loaded.shape, a.checkpoint

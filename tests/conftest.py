@@ -31,8 +31,8 @@ def shapes_run(tmp_path_factory):
     from pathlib import Path
 
     from cnncli.data.synthetic import write_shapes
-    from cnncli.progress import QuietReporter
-    from cnncli.train import train
+    from cnncli.engine.progress import QuietReporter
+    from cnncli.commands.train import train
 
     root = tmp_path_factory.mktemp("shapes")
     data, cache, run = root / "data", root / "cache", root / "run"

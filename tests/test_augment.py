@@ -10,7 +10,7 @@ from cnncli.config import Augment, Cutout, RandomResizedCrop
 from cnncli.data.augment import apply, draw, matrices
 from cnncli.data.batches import Batches
 from cnncli.kernels.augment import augment_batch, mix_batch, prepare_batch
-from cnncli.targets import Mixed
+from cnncli.engine.mixed import Mixed
 
 from . import naive
 

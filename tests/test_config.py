@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cnncli import config
 from cnncli.cli.app import app
 from cnncli.config import ConfigError
-from cnncli.summary import summarize
+from cnncli.model.summary import layer_table
 
 from .config_cases import CASES
 
@@ -20,7 +20,7 @@ MODELS = ROOT / "configs" / "models"
 
 
 def _summary(name):
-    return summarize(config.load_architecture(MODELS / name))
+    return layer_table(config.load_architecture(MODELS / name))
 
 
 def _shapes_params(s):
@@ -176,8 +176,8 @@ def test_init_writes_configs_that_inspect_accepts(tmp_path):
 
 
 def test_help_and_inspect_do_not_import_numba():
-    code = ("import sys; from cnncli import config, summary; from cnncli.cli import app; "
-            "summary.summarize(config.load_architecture(%r)); print('numba' in sys.modules)"
+    code = ("import sys; from cnncli import config; from cnncli.model import summary; from cnncli.cli import app; "
+            "summary.layer_table(config.load_architecture(%r)); print('numba' in sys.modules)"
             % str(MODELS / "vgg_cifar.yaml"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -189,11 +189,11 @@ def test_deeply_nested_override_is_one_line(tmp_path):
 
 
 def test_an_unexpected_exception_is_one_line_with_a_way_to_the_traceback(monkeypatch):
-    import cnncli.summary as summary
+    import cnncli.model.summary as summary
 
     def broken(*a, **k):
         raise ZeroDivisionError("boom")
-    monkeypatch.setattr(summary, "summarize", broken)
+    monkeypatch.setattr(summary, "layer_table", broken)
     res = CliRunner().invoke(app, ["inspect", str(MODELS / "lenet5.yaml")])
     assert res.exit_code == 1 and "internal error: ZeroDivisionError: boom" in res.output
     assert "CNNCLI_DEBUG=1" in res.output and "Traceback" not in res.output

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli import checkpoint
-from cnncli.progress import QuietReporter
-from cnncli.train import train
+from cnncli.model import checkpoint
+from cnncli.engine.progress import QuietReporter
+from cnncli.commands.train import train
 from cnncli.viz import live
 from cnncli.viz.curves import write_curves
 from cnncli.viz.figure import TRAIN, VAL
@@ -149,7 +149,7 @@ def test_matplotlib_stays_out_of_help_inspect_predict_evaluate_and_the_trainer(t
 
 
 def test_an_interrupted_run_leaves_the_curves_of_its_finished_epochs(tmp_path):
-    from cnncli.runner import Interrupted
+    from cnncli.engine.trainer import Interrupted
 
     from .test_train import InterruptAt
 

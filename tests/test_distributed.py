@@ -12,8 +12,8 @@ import yaml
 
 from cnncli.data.batches import Batches
 from cnncli.data.share import Share, piece
-from cnncli.distributed import launched, threads_per_process
-from cnncli.losses import Loss
+from cnncli.parallel.single import launched, threads_per_process
+from cnncli.engine.losses import Loss
 
 from .conftest import sitecustomize, without_launcher
 from .imagegen import make_folder
@@ -79,7 +79,7 @@ def test_piece_rule():
 @pytest.mark.parametrize("head,weights,smoothing", [("softmax", None, 0.0), ("softmax", [1.0, 2.5, 0.3], 0.1),
                                                     ("sigmoid", [0.7, 1.9], 0.0)])
 def test_share_losses_add_up_to_the_whole_batch(head, weights, smoothing):
-    from cnncli.distributed import ShareLoss
+    from cnncli.parallel.single import ShareLoss
 
     rng = np.random.default_rng(3)
     k = 1 if head == "sigmoid" else 3
@@ -174,7 +174,7 @@ def test_a_plain_train_never_imports_mpi(tmp_path):
     cfg = _tiny_config(tmp_path)
     code = ("import sys; from cnncli.cli.app import app\n"
             "try:\n    app(['train', sys.argv[1], '-q'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "assert 'mpi4py' not in sys.modules and 'cnncli.mpi' not in sys.modules, 'MPI was imported'\n")
+            "assert 'mpi4py' not in sys.modules and 'cnncli.parallel.mpi' not in sys.modules, 'MPI was imported'\n")
     res = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True,
                          env=without_launcher())
     assert res.returncode == 0, res.stderr
@@ -213,7 +213,7 @@ def test_processes_under_a_launcher_is_refused(tmp_path):
 
 
 def test_a_batch_smaller_than_the_job_is_refused():
-    from cnncli.distributed import Single
+    from cnncli.parallel.single import Single
     from cnncli.errors import CnnError
 
     four = type("Four", (Single,), {"size": 4})()

@@ -6,10 +6,10 @@ import csv
 import numpy as np
 import pytest
 
-from cnncli.ema import EMA, ema_decay
-from cnncli.losses import Loss
+from cnncli.engine.ema import EMA, ema_decay
+from cnncli.engine.losses import Loss
 from cnncli.model import Model
-from cnncli.optim import Adam
+from cnncli.engine.optim import Adam
 
 from . import naive
 
@@ -42,10 +42,10 @@ def test_ema_matches_its_slow_twin_batchnorm_statistics_included(rng):
 
 
 def test_validation_and_best_use_the_average(tmp_path):
-    from cnncli import checkpoint
-    from cnncli.predict import evaluate
-    from cnncli.progress import QuietReporter
-    from cnncli.train import train
+    from cnncli.model import checkpoint
+    from cnncli.commands.evaluate import evaluate
+    from cnncli.engine.progress import QuietReporter
+    from cnncli.commands.train import train
 
     from .imagegen import make_folder
     from .test_train import write_config

@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnncli.cli.app import app
-from cnncli.predict import evaluate
+from cnncli.commands.evaluate import evaluate
 from cnncli.viz.grids import most_confident_mistakes
 
 

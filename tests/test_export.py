@@ -13,10 +13,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnncli import __version__, checkpoint, config
+from cnncli import __version__, config
+from cnncli.model import checkpoint
 from cnncli.cli.app import app
 from cnncli.export import DEFAULT_OPSET, MIN_OPSET, TOLERANCE, check, export
-from cnncli.predict import load
+from cnncli.commands.predict import load
 
 MODELS = Path(__file__).resolve().parent.parent / "configs" / "models"
 
@@ -249,8 +250,8 @@ def test_padding_is_written_out_in_onnx_order(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small checkpoint trained on image files (resize: crop, 3 classes) and its data folder."""
-    from cnncli.progress import QuietReporter
-    from cnncli.train import train
+    from cnncli.engine.progress import QuietReporter
+    from cnncli.commands.train import train
 
     from .imagegen import make_folder
 
@@ -288,7 +289,7 @@ def test_cli_export_check_images_on_a_trained_checkpoint(tmp_path, trained):
     assert "wrote" in res.output and "pixels N×3×12×12" in res.output and "probabilities N×3" in res.output
     assert "8 random inputs and 10 images: largest difference" in res.output
     # the file alone classifies a file as predict does
-    from cnncli.predict import predict
+    from cnncli.commands.predict import predict
     top = predict(ckpt, [str(data / "c" / "img2.png")])[0]["top"][0]
     from cnncli.data.decode import load_image
     pixels = load_image(data / "c" / "img2.png", 12, 12, 3, "crop")[None].astype(np.float32) / 255
@@ -411,7 +412,7 @@ def test_readme_deploy_snippet_classifies_a_file_with_the_exported_model_alone(t
     code = code.replace('"model.onnx"', repr(str(tmp_path / "model.onnx"))).replace('"image.png"', repr(str(image)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    from cnncli.predict import predict
+    from cnncli.commands.predict import predict
     top = predict(ckpt, [str(image)])[0]["top"][0]
     assert out.stdout.split() == [top["class"], f"{top['prob']:.3f}"]
 

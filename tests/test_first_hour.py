@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from cnncli.cli.app import app
 from cnncli.errors import CnnError
-from cnncli.progress import PlainReporter, QuietReporter
-from cnncli.train import train
+from cnncli.engine.progress import PlainReporter, QuietReporter
+from cnncli.commands.train import train
 
 from .imagegen import make_folder
 
@@ -169,17 +169,17 @@ class Recorder(PlainReporter):
 
 
 def test_ctrl_c_during_validation_is_said_in_order(tmp_path, monkeypatch):
-    import cnncli.runner as runner
-    from cnncli.runner import Interrupted
+    import cnncli.engine.trainer as trainer
+    from cnncli.engine.trainer import Interrupted
 
-    real = runner.validate
+    real = trainer.validate
 
     def validate_then_ctrl_c(model, batches, *dist):
         import signal
         out = real(model, batches, *dist)
         signal.raise_signal(signal.SIGINT)   # Ctrl-C while epoch 1 validates
         return out
-    monkeypatch.setattr(runner, "validate", validate_then_ctrl_c)
+    monkeypatch.setattr(trainer, "validate", validate_then_ctrl_c)
     rec = Recorder()
     with pytest.raises(Interrupted, match="interrupted after epoch 1; saved"):
         train(_config(tmp_path, epochs=3), reporter=rec)
@@ -211,7 +211,7 @@ def test_label_smoothing_labels_the_loss(tmp_path):
     epochs = [line for line in rec.lines if line.startswith("epoch ")]
     assert epochs and all("loss (smoothed) " in line for line in epochs)
     from cnncli.config import Augment, Train
-    from cnncli.runner import loss_name
+    from cnncli.engine.trainer import loss_name
     assert loss_name(Train(), Augment(cutmix=1.0)) == "loss (mixed)"       # soft targets: above val_loss too
     assert loss_name(Train(label_smoothing=0.1), Augment(mixup=0.2)) == "loss (smoothed, mixed)"
 
@@ -236,7 +236,7 @@ def test_init_data_quotes_paths_and_ignores_hidden_folders(tmp_path):
 
 
 def test_force_keeps_the_old_run_when_the_kernel_warm_up_fails(tmp_path, monkeypatch):
-    import cnncli.train as train_mod
+    import cnncli.commands.train as train_mod
 
     cfg = _config(tmp_path)
     train(cfg, reporter=QuietReporter())
@@ -253,7 +253,7 @@ def test_force_keeps_the_old_run_when_the_kernel_warm_up_fails(tmp_path, monkeyp
 def test_a_network_too_big_to_run_is_one_line_before_the_old_run_is_touched(tmp_path, monkeypatch):
     """The warm-up runs the user's own network on two images: out of memory there is one line
     naming the input size and the fix, and --force has not cleared the earlier run."""
-    import cnncli.train as train_mod
+    import cnncli.commands.train as train_mod
     from cnncli.errors import CnnError
 
     cfg = _config(tmp_path)

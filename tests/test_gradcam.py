@@ -11,14 +11,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnncli import checkpoint, config
+from cnncli import config
+from cnncli.model import checkpoint
 from cnncli.cli.app import app
 from cnncli.data.synthetic import read_boxes
 from cnncli.errors import CnnError
-from cnncli.gradcam import cam_from, check_layer, default_layer, grad_cam, heatmaps, map_and_gradient, upsample
+from cnncli.model.gradcam import cam_from, check_layer, default_layer, grad_cam, heatmaps, map_and_gradient, upsample
 from cnncli.kernels.augment import prepare_batch
 from cnncli.model import Model
-from cnncli.predict import score_folder
+from cnncli.commands.evaluate import score_folder
 
 from .imagegen import make_folder
 

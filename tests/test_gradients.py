@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cnncli.layers import Context
-from cnncli.losses import Loss, log_softmax, sigmoid_binary_cross_entropy, softmax_cross_entropy
+from cnncli.engine.losses import Loss, log_softmax, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from cnncli.model import Model, build_layer
 
 from .gradcheck import assert_grad_close
@@ -158,7 +158,7 @@ def test_whole_network_gradient(rng, specs, n_out):
 
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 def test_class_weighted_loss_gradient(rng, head):
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
 
     z = rng.standard_normal((5, 3 if head == "softmax" else 1)) * 2
     labels = np.array([0, 2, 1, 2, 0]) if head == "softmax" else np.array([0, 1, 1, 0, 1])
@@ -168,7 +168,7 @@ def test_class_weighted_loss_gradient(rng, head):
 
 
 def test_class_weighted_loss_by_hand():
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
 
     # per-image losses log 2 (uniform) and log 4 (p = 1/4), weights 1 and 3: (log 2 + 3 log 4) / 4
     value, _, _ = Loss("softmax", class_weights=[1.0, 3.0])(np.array([[0.0, 0.0], [np.log(3.0), 0.0]]),
@@ -181,8 +181,8 @@ def test_class_weighted_loss_by_hand():
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("smoothing,weighted", [(0.0, False), (0.1, True)])
 def test_mixed_label_loss_gradient(rng, head, smoothing, weighted):
-    from cnncli.losses import Loss
-    from cnncli.targets import Mixed
+    from cnncli.engine.losses import Loss
+    from cnncli.engine.mixed import Mixed
 
     k = 3 if head == "softmax" else 2
     z = rng.standard_normal((6, 3 if head == "softmax" else 1)) * 2
@@ -193,8 +193,8 @@ def test_mixed_label_loss_gradient(rng, head, smoothing, weighted):
 
 
 def test_mixed_labels_are_two_weighted_images_by_hand(rng):
-    from cnncli.losses import Loss
-    from cnncli.targets import Mixed
+    from cnncli.engine.losses import Loss
+    from cnncli.engine.mixed import Mixed
 
     z = rng.standard_normal((5, 4))
     a, b = np.array([0, 1, 2, 3, 0]), np.array([3, 3, 0, 1, 0])

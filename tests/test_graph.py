@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from cnncli import config
 from cnncli.cli.app import app
 from cnncli.config import ConfigError, parse_architecture
-from cnncli.losses import Loss
+from cnncli.engine.losses import Loss
 from cnncli.model import INPUT, Model
-from cnncli.summary import summarize
+from cnncli.model.summary import layer_table
 
 from . import naive
 from .conftest import nchw
@@ -304,7 +304,7 @@ def test_block_mistakes(use, message):
 
 def test_resnet20_matches_the_paper():
     arch = config.load_architecture("configs/models/resnet20.yaml")
-    s = summarize(arch)
+    s = layer_table(arch)
     # hand count: stem 432 + 32; stage 1: 6 x 2,304 + 6 x 32; stage 2: 4,608 + 5 x 9,216 + 6 x 64 +
     # projection 512 + 64; stage 3: 18,432 + 5 x 36,864 + 6 x 128 + projection 2,048 + 128; dense 650
     assert s["total_params"] == 272_474
@@ -354,16 +354,17 @@ def test_leaky_relu_alpha_must_be_a_slope_in_0_1(alpha):
     ("configs/models/inception_cifar.yaml", 928 + 10_304 + 30_816 + 61_568 + 1_290),
 ])
 def test_shipped_graph_networks_by_hand(path, params):
-    s = summarize(config.load_architecture(path))
+    s = layer_table(config.load_architecture(path))
     assert s["total_params"] == params
     assert s["layers"][-1]["output_shape"] == [10]
 
 
 def test_a_graph_network_trains_predicts_and_inspects(tmp_path):
     """End to end through the CLI functions: a residual block with a concat, on real files."""
-    from cnncli.predict import evaluate, predict
-    from cnncli.progress import QuietReporter
-    from cnncli.train import train
+    from cnncli.commands.evaluate import evaluate
+    from cnncli.commands.predict import predict
+    from cnncli.engine.progress import QuietReporter
+    from cnncli.commands.train import train
 
     from .imagegen import make_folder
 

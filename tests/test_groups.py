@@ -7,7 +7,7 @@ import pytest
 from cnncli import config
 from cnncli.config import ConfigError
 from cnncli.model import build_layer
-from cnncli.summary import summarize
+from cnncli.model.summary import layer_table
 from cnncli.layers import Context
 
 from . import naive
@@ -37,7 +37,7 @@ def test_groups_that_do_not_divide_are_one_clear_line(inp, conv, message):
 
 
 def test_depthwise_separable_by_hand():
-    s = summarize(_arch((32, 32, 16),
+    s = layer_table(_arch((32, 32, 16),
                         {"conv": {"filters": 32, "size": 3, "padding": "same", "groups": 16}},  # depthwise, m = 2
                         {"conv": {"filters": 64, "size": 1}},                                    # pointwise
                         {"conv": {"filters": 64, "size": 3, "stride": 2, "padding": "same", "groups": 4,
@@ -94,7 +94,7 @@ def test_inference_keeps_nothing_and_training_adds_gradients(rng, groups):
 
 def test_mobilenet_like_network_gradient_and_float32_step(rng):
     # a depthwise first layer (its dx is never needed), depthwise-separable blocks, a grouped conv
-    from cnncli.losses import Loss, softmax_cross_entropy
+    from cnncli.engine.losses import Loss, softmax_cross_entropy
     from cnncli.model import Model
 
     from .gradcheck import assert_grad_close

@@ -16,7 +16,7 @@ PROGRAM = textwrap.dedent("""
     import json, time
     t0 = time.perf_counter()
     import numpy as np
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
     from cnncli.model import Model
     from cnncli.kernels import cache_counts
     m = Model((12, 12, 3), [("conv", {"filters": 4, "size": 3, "padding": "same", "activation": "relu"}),
@@ -98,8 +98,8 @@ def test_after_the_warm_up_a_full_size_step_compiles_nothing(tmp_path, case):
         from cnncli import config
         from cnncli.kernels import cache_counts
         from cnncli.kernels.augment import prepare_batch
-        from cnncli.losses import Loss
-        from cnncli.runner import warm_up
+        from cnncli.engine.losses import Loss
+        from cnncli.engine.trainer import warm_up
         path = {str(arch)!r}
         arch = config.load(path).model if path.endswith("quickstart.yaml") else config.load_architecture(path)
         m = arch.build(seed=1)
@@ -128,7 +128,7 @@ def test_the_warm_up_leaves_the_run_as_it_found_it():
     import numpy as np
 
     from cnncli import config
-    from cnncli.runner import warm_up
+    from cnncli.engine.trainer import warm_up
 
     arch = config.parse_architecture({"input": [8, 8, 3], "layers": [
         {"conv": {"filters": 4, "size": 3, "padding": "same"}}, "batchnorm", "relu", "flatten",

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from cnncli import budgets
+from cnncli import conv_algorithm
 from cnncli.kernels import activation as act_k
 from cnncli.kernels import conv as conv_k
 from cnncli.kernels import depthwise as dw_k
+from cnncli.kernels import direct as direct_k
 from cnncli.kernels import pool as pool_k
 from cnncli.layers.base import resolve_padding
 
@@ -135,7 +136,7 @@ def test_grouped_and_depthwise_conv_match_naive(rng, case, dtype):
 
 @pytest.mark.parametrize("case", [c for c in GROUPED_CASES if 1 < c[5] < c[3]], ids=str)
 def test_grouped_conv_matches_naive_without_kept_columns(rng, case, monkeypatch):
-    monkeypatch.setattr(budgets, "KEEP_COLUMNS_BYTES", 0)
+    monkeypatch.setattr(conv_algorithm, "KEEP_COLUMNS_BYTES", 0)
     monkeypatch.setattr(conv_k, "ROWS_PER_STEP", 64)
     test_grouped_and_depthwise_conv_match_naive(rng, case, np.float32)
 
@@ -269,7 +270,7 @@ def test_sigmoid_is_stable_for_large_inputs():
 
 
 def test_nan_propagates_through_relu_and_maxpool():
-    # NaN detection in the runner depends on NaNs surviving the kernels.
+    # NaN detection in the trainer depends on NaNs surviving the kernels.
     for fn in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax"):
         z = np.array([[np.nan, 1.0]], np.float32)
         assert np.isnan(act_k.activate(z, fn)[0, 0]), fn
@@ -282,12 +283,12 @@ def test_nan_propagates_through_relu_and_maxpool():
 @pytest.mark.parametrize("case", [c for c in CONV_CASES if c[0] > 1], ids=str)
 def test_conv_matches_naive_without_kept_columns(rng, case, monkeypatch):
     # big layers recompute their columns in backward, a few images per GEMM
-    monkeypatch.setattr(budgets, "KEEP_COLUMNS_BYTES", 0)
+    monkeypatch.setattr(conv_algorithm, "KEEP_COLUMNS_BYTES", 0)
     monkeypatch.setattr(conv_k, "ROWS_PER_STEP", 64)
     test_conv_matches_naive(rng, case, np.float32)
 
 
-# thin stride-1 layers (1 to 3 channels, at most budgets.DIRECT_MAX_FILTERS filters): taps per row of
+# thin stride-1 layers (1 to 3 channels, at most conv_algorithm.DIRECT_MAX_FILTERS filters): taps per row of
 # 1 to 5 (7 wide: 5 + 2), asymmetric padding, blocks of rows that do not divide the map, one pixel
 DIRECT_CASES = [
     (3, 28, 28, 1, 6, (5, 5), (2, 2, 2, 2), "relu"),             # LeNet-5's first layer
@@ -303,14 +304,14 @@ DIRECT_CASES = [
 
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("block", [conv_k.DIRECT_BLOCK, 40])
+@pytest.mark.parametrize("block", [direct_k.DIRECT_BLOCK, 40])
 def test_direct_thin_conv_matches_naive_and_columns(rng, case, dtype, block, monkeypatch):
     """Thin layers convolve directly; the naive convolution and the columns + GEMM path (the
     rule turned off) give the same outputs, whole maps at a time or a few rows (block: output
     positions per pass), with every activation."""
-    monkeypatch.setattr(conv_k, "DIRECT_BLOCK", block)
+    monkeypatch.setattr(direct_k, "DIRECT_BLOCK", block)
     n, h, w, c, f, size, pads, act = case
-    assert budgets.convolves_directly(c, size, (1, 1), pads, f)
+    assert conv_algorithm.convolves_directly(c, size, (1, 1), pads, f)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
     wt = rng.standard_normal((f, c) + size).astype(dtype)
     b = rng.standard_normal(f).astype(dtype)
@@ -322,7 +323,7 @@ def test_direct_thin_conv_matches_naive_and_columns(rng, case, dtype, block, mon
                                              b.astype(np.float64), (1, 1), pads), act, 0.2)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(nchw(y), ref, rtol=tol, atol=tol * np.abs(ref).max())
-    monkeypatch.setattr(budgets, "DIRECT_MAX_FILTERS", 0)
+    monkeypatch.setattr(conv_algorithm, "DIRECT_MAX_FILTERS", 0)
     y_cols, _ = conv_k.conv2d_forward(x, w_int, b, act, (1, 1), pads, out_hw, 0.2)
     np.testing.assert_allclose(y, y_cols, rtol=tol, atol=tol * np.abs(ref).max())
 
@@ -338,12 +339,12 @@ def test_direct_conv_rule():
     grouped = Model((8, 8, 6), [("conv", {"filters": 8, "size": 3, "padding": 1, "groups": 2}),
                                 ("globalavgpool", {}), ("dense", {"units": 2, "activation": "softmax"})], seed=0)
     assert grouped.layers[0].describe() == "8× 3×3×3 g2, s1, pad 1, direct"   # 4 filters per group
-    assert budgets.convolves_directly(1, (5, 5), (1, 1), (2, 2, 2, 2), 6)
-    assert budgets.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 16)
-    assert not budgets.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 17)   # GEMM wins at 32 filters
-    assert not budgets.convolves_directly(3, (3, 3), (2, 2), (1, 1, 1, 1), 8)    # stride 2: columns
-    assert not budgets.convolves_directly(4, (3, 3), (1, 1), (1, 1, 1, 1), 8)    # 4+ channels: columns
-    assert not budgets.convolves_directly(1, (1, 1), (1, 1), (0, 0, 0, 0), 8)    # 1x1: the input is the columns
+    assert conv_algorithm.convolves_directly(1, (5, 5), (1, 1), (2, 2, 2, 2), 6)
+    assert conv_algorithm.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 16)
+    assert not conv_algorithm.convolves_directly(3, (3, 3), (1, 1), (1, 1, 1, 1), 17)   # GEMM wins at 32 filters
+    assert not conv_algorithm.convolves_directly(3, (3, 3), (2, 2), (1, 1, 1, 1), 8)    # stride 2: columns
+    assert not conv_algorithm.convolves_directly(4, (3, 3), (1, 1), (1, 1, 1, 1), 8)    # 4+ channels: columns
+    assert not conv_algorithm.convolves_directly(1, (1, 1), (1, 1), (0, 0, 0, 0), 8)    # 1x1: the input is the columns
 
 
 @pytest.mark.parametrize("c", [1, 3, 5])
@@ -430,14 +431,14 @@ def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):
     (16, 16, (16, 16), True), (16, 64, (32, 20), True),      # fewer than 32 on one side: 16 x 16 maps
     (16, 16, (14, 14), False), (64, 16, (8, 8), False), (8, 8, (32, 32), False), (15, 32, (16, 16), False)])
 def test_winograd_rule_on_channels_and_map_sizes(channels, filters, out_hw, expected):
-    from cnncli.budgets import uses_winograd
+    from cnncli.conv_algorithm import uses_winograd
 
     assert uses_winograd((3, 3), (1, 1), (1, 1, 1, 1), 1, channels, filters, out_hw) is expected
 
 
 def test_winograd_training_step_equals_im2col(rng, monkeypatch):
     """The same network, weights and batch through both algorithms: loss and gradients agree."""
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
     from cnncli.model import Model
 
     specs = [("conv", {"filters": 32, "size": 1, "activation": "relu"}),
@@ -461,7 +462,7 @@ def test_winograd_training_step_is_bit_identical_run_to_run(rng):
     """Threads split the images; each thread's weight-gradient share is added in chunk order, so
     two steps on the same batch give the same bits (the rule for every threaded kernel)."""
     from cnncli.kernels.parallel import n_threads
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
     from cnncli.model import Model
 
     m = Model((16, 16, 16), [("conv", {"filters": 32, "size": 3, "padding": 1, "activation": "relu"}),

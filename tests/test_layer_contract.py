@@ -181,13 +181,13 @@ def test_backward_keeps_the_output_or_the_input_as_the_function_says(name, keeps
 def test_inspect_counts_the_kept_input_in_the_training_memory():
     """A function kept from its input stores one more array the size of the output per image."""
     from cnncli import config
-    from cnncli.summary import summarize
+    from cnncli.model.summary import layer_table
 
     def memory(name):
         arch = config.parse_architecture({"input": [8, 8, 3], "layers": [
             {"conv": {"filters": 4, "size": 3, "padding": "same", "activation": name}},
             "flatten", {"dense": {"units": 2, "activation": "softmax"}}]}, "test")
-        return summarize(arch, batch_size=10)["train_memory_mb"]
+        return layer_table(arch, batch_size=10)["train_memory_mb"]
 
     assert memory("silu") - memory("relu") == pytest.approx(10 * 8 * 8 * 4 * 4 / 1e6)
     assert memory("relu6") == memory("relu")

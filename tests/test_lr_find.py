@@ -8,9 +8,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnncli.cli.app import app
-from cnncli.lr_find import lr_find, rates, smooth, valley
-from cnncli.progress import QuietReporter
-from cnncli.train import train
+from cnncli.commands.lr_find import lr_find, rates, smooth, valley
+from cnncli.engine.progress import QuietReporter
+from cnncli.commands.train import train
 
 from .test_train import write_config
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cnncli.losses import Loss
+from cnncli.engine.losses import Loss
 from cnncli.model import Model, SpecError
-from cnncli.optim import Adam
+from cnncli.engine.optim import Adam
 
 from . import naive
 from .conftest import nchw
@@ -220,7 +220,7 @@ def _softmax(z):
 def test_inference_plan_is_kept_until_what_it_folds_changes(rng):
     """The plan is reused while the arrays it folds are unchanged, folded again after any in-place
     change (a conv weight, a batchnorm statistic, an activation setting), and dropped by training."""
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
 
     m = _fold_model(rng)
     x = rng.standard_normal((4, 16, 16, 32)).astype(np.float32)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from cnncli import checkpoint
-from cnncli.progress import QuietReporter
-from cnncli.train import train
+from cnncli.model import checkpoint
+from cnncli.engine.progress import QuietReporter
+from cnncli.commands.train import train
 
 from .conftest import sitecustomize, without_launcher
 from .imagegen import make_folder

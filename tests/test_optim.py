@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from cnncli.optim import SGD, Adam, AdamW, learning_rate
+from cnncli.engine.optim import SGD, Adam, AdamW, learning_rate
 
 
 def _one(value=1.0, grad=0.5, ndim=2):
@@ -95,7 +95,7 @@ def test_the_optimizer_reads_the_gradient_arrays_of_each_step():
     a view of one flat buffer) is the one the step reads: built in either order, the optimizer
     cannot step on stale zeros. On the old code (the optimizer kept the arrays it was given at
     construction) the swapped model did not move."""
-    from cnncli.losses import Loss
+    from cnncli.engine.losses import Loss
     from cnncli.model import Model
 
     specs = [("flatten", {}), ("dense", {"units": 3, "activation": "softmax"})]

@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnncli import checkpoint
-from cnncli.checkpoint import CheckpointError
+from cnncli.model import checkpoint
+from cnncli.model.checkpoint import CheckpointError
 from cnncli.cli.app import app
-from cnncli.predict import evaluate, load, predict
+from cnncli.commands.evaluate import evaluate
+from cnncli.commands.predict import load, predict
 
 ARCH = {"input": [2, 2, 1], "layers": [
     "flatten", {"dense": {"units": 2, "activation": "softmax"}}]}
@@ -80,8 +81,8 @@ def test_evaluate_class_rules(fixture, tmp_path):
 
 def test_predict_equals_model_on_preprocessed_arrays(tmp_path):
     from .test_train import write_config
-    from cnncli.progress import QuietReporter
-    from cnncli.train import train
+    from cnncli.engine.progress import QuietReporter
+    from cnncli.commands.train import train
     from cnncli.data.decode import load_image
 
     res = train(write_config(tmp_path, epochs=1), reporter=QuietReporter())
@@ -219,9 +220,9 @@ def test_tta_averages_the_views_through_the_one_evaluation(tmp_path):
     from .test_train import write_config
     from cnncli.data.decode import load_image
     from cnncli.kernels.augment import prepare_batch
-    from cnncli.predict import _scores, tta_views
-    from cnncli.progress import QuietReporter
-    from cnncli.train import train
+    from cnncli.commands.predict import _scores, tta_views
+    from cnncli.engine.progress import QuietReporter
+    from cnncli.commands.train import train
 
     res = train(write_config(tmp_path, epochs=1), reporter=QuietReporter())   # trained with augment.flip
     loaded = load(res.output / "best.npz")

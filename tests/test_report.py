@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cnncli.cli.app import app
-from cnncli.progress import QuietReporter
-from cnncli.report import build_report
-from cnncli.train import train
+from cnncli.engine.progress import QuietReporter
+from cnncli.commands.report import build_report
+from cnncli.commands.train import train
 
 from .test_evaluation import n_colours, picture
 from .test_train import write_config
@@ -121,7 +121,7 @@ def test_the_top_k_card_shows_only_when_k_is_below_the_number_of_classes(classes
     """Top-5 accuracy means something with 6 classes; with 5 it is 100% by definition."""
     from pathlib import Path
 
-    from cnncli.report import _metrics
+    from cnncli.commands.report import _metrics
     from cnncli.viz import html
 
     rep = {"accuracy": 0.5, "loss": 1.0, "top_k": min(5, classes), "top_k_accuracy": 0.875,

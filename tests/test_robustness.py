@@ -15,11 +15,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from cnncli import checkpoint
-from cnncli.checkpoint import CheckpointError
+from cnncli.model import checkpoint
+from cnncli.model.checkpoint import CheckpointError
 from cnncli.errors import CnnError
-from cnncli.progress import QuietReporter
-from cnncli.train import train
+from cnncli.engine.progress import QuietReporter
+from cnncli.commands.train import train
 
 from .imagegen import blob_image, make_folder
 from .test_train import assert_same_weights, weights, write_config
@@ -66,6 +66,25 @@ def _reference(tmp_path):
 @pytest.mark.parametrize("delay", [0.6, 1.2, 2.0])
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path, delay):
     _kill_trial(tmp_path, delay, _reference(tmp_path))
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_writer_killed_mid_write_leaves_no_temporary_file_after_the_next_run(tmp_path, finished):
+    """A SIGKILL between opening and renaming a checkpoint's temporary file leaves it behind (the
+    atomic write's only trace); the next process to lock the folder removes it, also when all it
+    says is that the run already finished. On the old code it stayed (a kill 0.6 s into the
+    run above met it)."""
+    cfg = write_config(tmp_path, "run", epochs=1)
+    out = train(cfg, reporter=QuietReporter()).output
+    stale = out / ".last.npz.another-host-4242.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    if finished:
+        with pytest.raises(CnnError, match="already finished"):
+            train(resume=out, reporter=QuietReporter())
+    else:
+        train(resume=out, overrides=["train.epochs=2"], reporter=QuietReporter())
+    assert not stale.exists()
+    assert checkpoint.load(out / "last.npz")
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Shards: each thread runs its share of the batch through the whole network (shards.py). The
+"""Shards: each thread runs its share of the batch through the whole network (parallel/threads.py). The
 same step as layer by layer: loss, probabilities, gradients and dropout masks."""
 
 import threading
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from cnncli.kernels.parallel import n_threads, run_chunks, serial
-from cnncli.losses import Loss
+from cnncli.engine.losses import Loss
 from cnncli.model import Diverged, Model
-from cnncli.targets import Mixed
+from cnncli.engine.mixed import Mixed
 
 pytestmark = pytest.mark.skipif(n_threads() < 2, reason="shards need 2 or more threads (CNNCLI_THREADS)")
 
@@ -115,7 +115,7 @@ def test_a_sharded_step_with_batchnorm_uses_the_whole_batch_statistics(rng, monk
 
 def test_batchnorm_synchronised_over_processes_trains_layer_by_layer():
     m = Model((10, 10, 4), BN_NET, seed=0)
-    over_processes = m.context(training=True, reduce=lambda values: values)   # as mpi.py passes it
+    over_processes = m.context(training=True, reduce=lambda values: values)   # as parallel/mpi.py passes it
     assert not m.shards.usable(8, over_processes) and m.shards.usable(8, m.context())
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
-from cnncli import checkpoint
+from cnncli.model import checkpoint
 from cnncli.errors import CnnError
-from cnncli.progress import QuietReporter
-from cnncli.runner import Interrupted
-from cnncli.train import train
+from cnncli.engine.progress import QuietReporter
+from cnncli.engine.trainer import Interrupted
+from cnncli.commands.train import train
 
 from .imagegen import make_folder
 
@@ -82,11 +82,11 @@ def test_outputs_and_checkpoint_contract(tmp_path):
 def test_each_epoch_writes_last_npz_once(tmp_path, monkeypatch):
     """last.npz is written once per epoch, the last one included (it was written a second time
     after the final epoch, to mark the run finished), and the run is marked finished."""
-    from cnncli import runner
+    from cnncli.engine import trainer
 
     saved = []
-    real = runner.checkpoint.save
-    monkeypatch.setattr(runner.checkpoint, "save", lambda path, *a, **k: (saved.append(path.name), real(path, *a, **k)))
+    real = trainer.checkpoint.save
+    monkeypatch.setattr(trainer.checkpoint, "save", lambda path, *a, **k: (saved.append(path.name), real(path, *a, **k)))
     res = train(write_config(tmp_path), reporter=QuietReporter())
     assert saved.count("last.npz") == 3
     _, meta, _ = checkpoint.load_model(res.output / "last.npz")
@@ -229,7 +229,7 @@ def test_bad_files_are_skipped_and_listed(tmp_path):
 
 def test_warm_start_from_a_checkpoint(tmp_path):
     first = train(write_config(tmp_path, "first", epochs=1), reporter=QuietReporter())
-    from cnncli.train import _warm_start
+    from cnncli.commands.train import _warm_start
     from cnncli.model import Model
     m = Model((12, 12, 3), [(k, v) for layer in MODEL["layers"]
                             for k, v in ((layer, {}) if isinstance(layer, str) else next(iter(layer.items())),)])
@@ -302,7 +302,7 @@ def test_rich_progress_on_a_terminal(tmp_path):
 
     from rich.console import Console
 
-    from cnncli.progress import RichReporter
+    from cnncli.engine.progress import RichReporter
 
     rep = RichReporter()
     buf = io.StringIO()
@@ -387,7 +387,7 @@ def test_class_weights_auto_are_inverse_frequency_and_recorded(tmp_path):
 
 
 def test_evaluate_loss_equals_the_val_loss_training_recorded(tmp_path):
-    from cnncli.predict import evaluate
+    from cnncli.commands.evaluate import evaluate
 
     make_folder(tmp_path / "val", per_class=7, seed=9)
     cfg = write_config(tmp_path, epochs=2, label_smoothing=0.1, class_weights=[1, 2, 3])

@@ -84,7 +84,7 @@ def test_four_trains_into_one_folder_one_runs_three_are_refused(tmp_path):
     for code, err in results:
         if code == 2:
             assert err.count("\n") == 1 and "is in use by another cnncli train (pid " in err, err
-    from cnncli.checkpoint import load_model
+    from cnncli.model.checkpoint import load_model
     model, meta, _ = load_model(tmp_path / "run" / "best.npz")
     assert meta["epoch"] >= 1
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()

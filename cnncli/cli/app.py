@@ -45,14 +45,14 @@ def command(fn=None, **settings):
         try:
             return fn(*args, **kwargs)
         except CnnError as e:  # one line, whatever a file or folder name holds
-            from ..distributed import speaks
+            from ..parallel.world import speaks
             if speaks(e):  # in a job of several processes, rank 0 says what all of them found
                 typer.echo("error: " + one_line(e), err=True)
             raise typer.Exit(e.exit_code) from None
         except (typer.Exit, KeyboardInterrupt, SystemExit):
             raise
         except BrokenPipeError:  # the reader went away (`cnncli predict ... | head`): stop quietly
-            from ..progress import silence
+            from ..engine.progress import silence
             silence(sys.stdout)
             raise typer.Exit(0) from None
         except Exception as e:  # a bug of ours: say so in one line; CNNCLI_DEBUG=1 shows the traceback
@@ -80,7 +80,7 @@ def inspect(
 ):
     """Show each layer's shape, parameters and cost. Nothing is trained or compiled."""
     from .. import config
-    from ..summary import summarize
+    from ..model.summary import layer_table
 
     if file.suffix == ".npz":
         from .render import print_checkpoint
@@ -94,7 +94,7 @@ def inspect(
     if isinstance(cfg, config.RunConfig):
         opt, momentum = cfg.train.optimizer, cfg.train.momentum
         batch_size = batch_size or cfg.train.batch_size
-    summary = summarize(arch, batch_size, opt or "adam", momentum if momentum is not None else 0.9)
+    summary = layer_table(arch, batch_size, opt or "adam", momentum if momentum is not None else 0.9)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -115,13 +115,13 @@ def train(
         "needs pip install 'cnncli[mpi]'). Under mpiexec or srun, leave it out.")),
 ):
     """Train a network on a folder of images. One sub-folder per class."""
-    from ..distributed import Ending, speaks
-    from ..progress import make_reporter
-    from ..runner import Interrupted
-    from ..train import train as run_training
+    from ..parallel.world import Ending, speaks
+    from ..engine.progress import make_reporter
+    from ..engine.trainer import Interrupted
+    from ..commands.train import train as run_training
 
     if processes and processes > 1:
-        from ..launch import launch
+        from ..parallel.launch import launch
         args = [str(config_file)] if config_file is not None else []
         args += [f"--set={o}" for o in overrides] + (["--resume", str(resume)] if resume is not None else [])
         args += (["--force"] if force else []) + (["--init", str(init)] if init else []) + (["--quiet"] if quiet else [])
@@ -158,7 +158,7 @@ def predict(
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
 ):
     """Classify images with a trained checkpoint. Its classes and preprocessing travel with it."""
-    from ..predict import predict as run_predict
+    from ..commands.predict import predict as run_predict
     from .render import print_predictions
 
     results = run_predict(checkpoint_file, paths, top_k, batch_size, tta=tta)
@@ -190,17 +190,17 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
 ):
     """Score a checkpoint on a labelled folder. Accuracy, per-class scores, confusion matrix."""
-    from ..predict import score_folder, summarize
+    from ..commands.evaluate import score_folder, summarize_scores
     from .render import print_evaluation
 
     scored = score_folder(checkpoint_file, data_dir, tta=tta)
-    report = summarize(scored, checkpoint_file, top_k)
+    report = summarize_scores(scored, checkpoint_file, top_k)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         print_evaluation(report)
     if out is not None:
-        from ..evaluation import write_evaluation
+        from ..commands.evaluate import write_evaluation
         written = write_evaluation(scored, report, out)
         typer.echo(f"wrote {', '.join(p.name for p in written)} to {out}", err=as_json)
 
@@ -216,7 +216,7 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image: prediction, heatmap peak, PNG."),
 ):
     """Show what the network looks at. Grad-CAM heatmap, feature maps and first-layer filters."""
-    from ..explain import explain as run_explain
+    from ..commands.explain import explain as run_explain
 
     results = run_explain(checkpoint_file, paths, out, class_name, layer)
     for r in results:
@@ -240,7 +240,7 @@ def report(
                                         "validation folder, or the images data.val_split held out)."),
 ):
     """Write a run's report.html. Curves, metrics, confusion matrix, mistakes, Grad-CAM, layers, config."""
-    from ..report import build_report
+    from ..commands.report import build_report
 
     path, seconds = build_report(run_dir, data)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e3:,.0f} kB) in {seconds:.1f}s")
@@ -257,7 +257,7 @@ def lr_find(
     as_json: bool = typer.Option(False, "--json", help="Print the sweep as JSON."),
 ):
     """Sweep the learning rate and suggest one. A fresh model; writes only the plot."""
-    from ..lr_find import lr_find as run_lr_find
+    from ..commands.lr_find import lr_find as run_lr_find
 
     result = run_lr_find(config_file, overrides, out, start, end, steps)
     if as_json:
@@ -302,7 +302,7 @@ def init(
                                         "(class sub-folders, or train/ and val/ splits)."),
 ):
     """Write a starter architecture and training config. With --data, fitted to your images."""
-    from ..starter import write_fitted, write_starter
+    from ..commands.init import write_fitted, write_starter
 
     if data is None:
         written = write_starter(directory, force)
@@ -355,13 +355,6 @@ def export(
         typer.echo(f"error: {out} differs from cnncli by {report.max_diff:.2g}, over the limit: a bug in "
                    "cnncli's exporter, please report it (the file is left for inspection)", err=True)
         raise typer.Exit(1)
-
-
-@command
-def version():
-    """Print the cnncli version."""
-    from .. import __version__
-    typer.echo(__version__)
 
 
 def run():

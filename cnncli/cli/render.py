@@ -125,16 +125,16 @@ def print_evaluation(rep):
 def print_checkpoint(path, as_json=False, batch_size=None):
     import json
 
-    from ..checkpoint import CheckpointError, load
+    from ..model.checkpoint import CheckpointError, load
     from ..config import ConfigError, parse_architecture
-    from ..summary import summarize
+    from ..model.summary import layer_table
 
     _, meta = load(path)
     try:
         arch = parse_architecture(meta["architecture"], f"{path} (architecture)")
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
-    summary = summarize(arch, batch_size)
+    summary = layer_table(arch, batch_size)
     info = {"classes": meta["classes"], "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),
             "preprocessing": meta["preprocessing"], "cnncli_version": meta.get("cnncli_version"),
             "format_version": meta.get("format_version")}

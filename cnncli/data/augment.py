@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..kernels.augment import augment_batch, mix_batch
-from ..targets import Mixed
+from ..engine.mixed import Mixed
 
 ORIGINAL = ("flip", "dy", "dx", "gain")   # drawn first, in this order, as before the other keys existed
 

@@ -40,7 +40,7 @@ def require_runtime():
 def find_images(paths):
     """Files, folders (recursive) and globs, as `cnncli predict` takes them -> image files.
     A path that gives no image is an error."""
-    from ..predict import collect
+    from ..commands.predict import collect
 
     files, missing = collect(paths)
     if missing:
@@ -67,7 +67,7 @@ def check(ckpt_path, onnx_path, images=(), n_random=8, seed=0, tolerance=TOLERAN
     """Run onnx_path in ONNX Runtime on n_random random inputs and on the image files `images`,
     and compare with the checkpoint's own forward (Model.predict_proba, or the logits) -> CheckReport."""
     from ..kernels.augment import prepare_batch
-    from ..predict import load
+    from ..commands.predict import load
 
     ort = require_runtime()
     loaded = load(ckpt_path)

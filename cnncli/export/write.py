@@ -98,7 +98,7 @@ def export(ckpt_path, out_path, opset=DEFAULT_OPSET, logits=False):
     """Checkpoint -> an .onnx file at out_path (written atomically) -> ExportInfo.
     Input 'pixels' float32 (N, C, H, W) in [0, 1]; output 'probabilities' (N, classes), or
     'logits' (N, K) with logits=True."""
-    from ..predict import load
+    from ..commands.predict import load
 
     onnx = require_onnx()
     check_opset(onnx, opset)

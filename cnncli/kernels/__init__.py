@@ -78,7 +78,7 @@ def dispatchers(names=None):
     for name in modules() if names is None else names:
         module = importlib.import_module(f"{__name__}.{name}")
         found += [f for f in vars(module).values() if isinstance(f, numba.core.dispatcher.Dispatcher)
-                  and f.targetoptions.get("inline") != "always"]
+                  and f.targetoptions.get("inline") != "always" and f.py_func.__module__ == module.__name__]
     return found
 
 

@@ -91,7 +91,7 @@ _local = threading.local()
 @contextlib.contextmanager
 def serial():
     """Inside: run_chunks runs on the calling thread (a thread that already holds one share of the
-    batch, as shards.py's, splits it no further)."""
+    batch, as parallel/threads.py's, splits it no further)."""
     before = getattr(_local, "serial", False)
     _local.serial = True
     try:
@@ -117,7 +117,7 @@ def run_chunks(n, fn, min_per_chunk=1):
             results.append(get())
         except BaseException as e:
             errors.append(e)
-    if errors:   # the chunk that failed first, not one it released from a barrier (shards.py)
+    if errors:   # the chunk that failed first, not one it released from a barrier (parallel/threads.py)
         raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
     return results
 

@@ -18,7 +18,7 @@ Backward, from dz = dL/d(pre-activation):
 - dw: with dM = A dZ A^T per tile (dZ the tile's 4x4 block of dz), dU = sum over tiles V^T dM
   (36 GEMMs (C x tiles) @ (tiles x F)) and dw = G^T dU G.
 Relative error against direct convolution, float32, random data: about 1e-5 of the largest output
-(F(2x2, 3x3): 3e-7); the tests hold it to 1e-4. budgets.uses_winograd says which layers use it.
+(F(2x2, 3x3): 3e-7); the tests hold it to 1e-4. conv_algorithm.uses_winograd says which layers use it.
 
 Layout: the transformed tiles are stored (36, T + 7, C): with T x C a power of two the 36 write
 streams would fall on the same cache sets (a probe of F(2x2, 3x3): 24 ms against 4 ms).

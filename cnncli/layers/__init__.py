@@ -17,7 +17,7 @@ from .shape import Dropout, Flatten
 LAYERS = {cls.kind: cls for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool,
                                      Flatten, Dense, Dropout, BatchNorm, Activation, Add, Concat)}
 
-# keys every layer takes besides its own arguments: the graph's wiring (see model.py)
+# keys every layer takes besides its own arguments: the graph's wiring (see model/graph.py)
 WIRING = ("from", "name")
 
 # `- relu` is short for `- activation: relu`

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..budgets import column_positions, convolves_directly, is_pointwise, keeps_columns, uses_winograd
+from ..conv_algorithm import column_positions, convolves_directly, is_pointwise, keeps_columns, uses_winograd
 from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot, onnx_pads,
                    padding_arg, pair, positive_int, resolve_padding, stride_pad)
 
@@ -19,7 +19,7 @@ class Conv(Layer):
     conv_like = True
     has_filters = True
     init_role = "supplies"
-    kernels = ("activation", "conv", "depthwise", "winograd")
+    kernels = ("activation", "conv", "depthwise", "direct", "winograd")
 
     def __init__(self, filters, size=3, stride=1, padding="valid", groups=1, bias=True, activation=None,
                  alpha=0.01):
@@ -63,7 +63,7 @@ class Conv(Layer):
         self.pads, self.out_hw = self.geometry(self.in_shape)
         c = self.in_shape[2]
         # the kernel that runs this layer (inspect shows it): depthwise loops for groups == channels,
-        # im2col per group, Winograd F(4x4, 3x3) where budgets.uses_winograd says, else im2col
+        # im2col per group, Winograd F(4x4, 3x3) where conv_algorithm.uses_winograd says, else im2col
         self.algorithm = ("depthwise" if 1 < self.groups == c else "grouped" if self.groups > 1 else
                           "winograd" if uses_winograd(self.size, self.stride, self.pads, self.groups, c,
                                                       self.filters, self.out_hw) else "im2col")
@@ -97,7 +97,7 @@ class Conv(Layer):
         return positions * depth * 4 if keeps_columns(batch_size, positions, depth, pointwise) else 0
 
     def direct(self):
-        """Does each group convolve directly, with no im2col columns (budgets.convolves_directly)?"""
+        """Does each group convolve directly, with no im2col columns (conv_algorithm.convolves_directly)?"""
         return self.algorithm in ("im2col", "grouped") and convolves_directly(
             self.in_shape[2] // self.groups, self.size, self.stride, self.pads, self.filters // self.groups)
 

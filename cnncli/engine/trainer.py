@@ -5,7 +5,7 @@ from default_rng([seed, e, 0]) and dropout's masks from default_rng([seed, e, 1,
 mid-epoch checkpoint (Ctrl-C) also stores the batch position and dropout's generator states, so
 `--resume` replays exactly the batches, masks and updates the uninterrupted run would have made.
 
-Over several processes (`dist`, distributed.py) each trains on its share of every batch; the
+Over several processes (`dist`, parallel/single.py) each trains on its share of every batch; the
 order and augmentation stay the epoch's, dropout draws from ([seed, e, 1, layer, rank]); the
 step, the decision to stop and the metrics are agreed by all; rank 0 alone writes.
 With train.ema, validation and best.npz use the weights' moving average (ema.py); last.npz holds
@@ -13,31 +13,18 @@ the live weights and the average (ema.layers.*), so a resume continues both.
 """
 
 import contextlib
-import csv
-import io
-import os
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
-from .files import lock_holder, write_text_atomic
-from .errors import CnnError
-from .viz.live import LiveCurves
-
-RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt", "curves.png")
-COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
-           "data_wait")  # data_wait: fraction of the epoch spent waiting for the next batch
-
-
-def resume_hint(output, processes=1):
-    """The command that continues a run exactly where its last.npz stopped."""
-    on = f" on {processes} processes (mpiexec -n {processes} or --processes {processes})" if processes > 1 else ""
-    return f"cnncli train --resume {output}{on}"
+from ..model import checkpoint
+from ..files import write_text_atomic
+from ..errors import CnnError
+from ..viz.live import LiveCurves
+from .run_folder import metrics_csv, resume_hint
 
 
 def saved_at(epoch, batch):
@@ -104,110 +91,9 @@ class Result:
     skipped: list
 
 
-def metrics_csv(history):
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for row in history:
-        w.writerow(["" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
-                    for k in COLUMNS])
-    return buf.getvalue()
-
-
-LOCK = ".lock"  # in the run folder, locked for as long as a train or --resume runs there
-
-
-def in_use(output):
-    """-> the holder's description when a cnncli process is training in this folder, else None."""
-    from .files import try_lock, unlock
-
-    lock = Path(output) / LOCK
-    if not lock.exists():
-        return None
-    try:
-        fd = try_lock(lock)
-    except OSError:
-        return None
-    if fd is None:
-        return lock_holder(lock)
-    unlock(fd)
-    return None
-
-
-def in_use_error(output, holder):
-    return CnnError(f"{output} is in use by another cnncli train ({holder}): wait for it to finish, "
-                    "or set another output with --set output=PATH")
-
-
-def check_output(output, force):
-    """Refuse a folder in use, holding a run (unless force), or that cannot be written; touch
-    nothing."""
-    output = Path(output)
-    holder = in_use(output)
-    if holder:
-        raise in_use_error(output, holder)
-    run_files(output, force)
-    nearest = output
-    while not nearest.exists() and nearest != nearest.parent:
-        nearest = nearest.parent
-    reason = ("Not a directory" if not nearest.is_dir() else
-              "Permission denied" if not os.access(nearest, os.W_OK | os.X_OK) else None)
-    if reason:
-        raise CnnError(f"cannot write to output folder {output} ({reason}): pick a writable folder "
-                       "with --set output=PATH")
-
-
-def run_files(output, force):
-    """The run files in a folder; refused unless force (which will replace them)."""
-    existing = [name for name in RUN_FILES if (Path(output) / name).exists()]
-    if existing and not force:
-        raise CnnError(f"{output} already holds a run ({', '.join(existing)}): continue it with "
-                       f"`{resume_hint(output)}`, start over with --force, or set another output")
-    return existing
-
-
-def lock_run(output):
-    """Claim a run folder for this process: -> the lock's fd, held until the process closes it or
-    ends (exit, crash or SIGKILL: the kernel releases it). Another holder: one line, exit 2."""
-    from .files import try_lock
-
-    lock = Path(output) / LOCK
-    fd = try_lock(lock)
-    if fd is None:
-        raise in_use_error(output, lock_holder(lock))
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-    return fd
-
-
-def claim_output(output, force):
-    """Make the run folder, lock it, and clear the run files a forced start replaces: called only
-    once everything has been checked, right before the first file of the new run is written.
-    -> the lock's fd. Checked again under the lock: a run that another process finished meanwhile
-    is not overwritten without --force."""
-    output = Path(output)
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        probe = output / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise CnnError(f"cannot write to output folder {output} ({e.strerror}): pick a writable folder "
-                       "with --set output=PATH") from None
-    fd = lock_run(output)
-    try:
-        existing = run_files(output, force)
-    except BaseException:
-        os.close(fd)
-        raise
-    for name in existing:
-        (output / name).unlink(missing_ok=True)
-    return fd
-
-
 class Trainer:
     def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None):
-        from .distributed import Single
+        from ..parallel.single import Single
         from .losses import Loss
         from .optim import from_config
 
@@ -335,7 +221,7 @@ class Trainer:
         self.report.message(f"stopping {when} and saving last.npz (Ctrl-C again to quit at once)")
 
     def train_epoch(self, epoch, n_batches):
-        from .model import Diverged
+        from ..model import Diverged
 
         st, t = self.state, self.cfg.train
         rng = self._seed_epoch(epoch)
@@ -436,8 +322,8 @@ def loss_name(t, augment=None):
 def validate(model, batches, dist=None):
     """(loss, accuracy) of a Batches in inference mode, through the one evaluation, Model.evaluate.
     Over several processes each evaluates its share and dist adds up the sums."""
-    from .distributed import Single
-    from .targets import count_correct
+    from ..parallel.single import Single
+    from .mixed import count_correct
 
     labels = []
 
@@ -463,8 +349,8 @@ def warm_up(arch, model, images):
     arrays (and zeroes the gradients after) instead of holding a second copy; its batchnorm
     statistics and dropout streams are the warm-up's own, so the run starts as without it.
     -> (seconds, compiled anything?)."""
-    from .kernels import cache_counts
-    from .kernels.augment import mix_batch, prepare_batch
+    from ..kernels import cache_counts
+    from ..kernels.augment import mix_batch, prepare_batch
     from .losses import Loss
 
     start = time.perf_counter()

@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from .layers import ALIASES, LAYERS, WIRING, Context, LayerError
-from .losses import Loss
-from .shards import Shards
+from ..engine.losses import Loss
+from ..layers import ALIASES, LAYERS, WIRING, Context, LayerError
+from ..parallel.threads import Shards
 
 INPUT = -1  # the source index of the network's input
 
@@ -281,7 +281,7 @@ class Model:
 
     def gradients(self, x, labels, loss, rngs=None, reduce=None):
         """Zero the gradients, forward, fused loss, finite check, backward -> (loss, probabilities).
-        Raises Diverged (before backward) when the loss is NaN or infinite. Where shards.py says
+        Raises Diverged (before backward) when the loss is NaN or infinite. Where parallel/threads.py says
         so, each thread runs its share of the batch through the whole network.
         rngs: {layer index: Generator} for the random layers (default: the model's own);
         reduce: batchnorm's sum over the processes sharing the batch (MPI), else None."""

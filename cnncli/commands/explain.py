@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.cache import decode_files
-from .errors import CnnError
-from .gradcam import check_layer, default_layer, grad_cam, is_spatial, peak
+from ..data.cache import decode_files
+from ..errors import CnnError
+from ..model.gradcam import check_layer, default_layer, grad_cam, is_spatial, peak
 from .predict import collect, load
 
 MAX_CONV_ROWS = 6   # feature-map rows in a picture; deeper nets show this many, evenly spaced
@@ -55,7 +55,7 @@ def explain(ckpt_path, paths, out, class_name=None, layer=None, batch_size=32, w
     """-> [{"path", "prediction": {class, prob}, "explained": {class, prob}, "layer", "peak":
     {y, x, y_fraction, x_fraction}, "png"}] or {"path", "error"}: the paths that matched nothing
     first, then every image in the order found. Writes out/<stem>.png per image when draw."""
-    from .kernels.augment import prepare_batch
+    from ..kernels.augment import prepare_batch
 
     loaded = load(ckpt_path)
     model, classes = loaded.model, loaded.classes
@@ -104,8 +104,8 @@ def explain(ckpt_path, paths, out, class_name=None, layer=None, batch_size=32, w
 
 
 def _draw(result, image, e, k, model, classes, shown):
-    from .viz.explain_figure import MAPS_PER_LAYER, draw_explanation
-    from .viz.figure import save_png
+    from ..viz.explain_figure import MAPS_PER_LAYER, draw_explanation
+    from ..viz.figure import save_png
 
     pred, expl = result["prediction"], result["explained"]
     heading = f"Grad-CAM: why '{expl['class']}'"

@@ -32,7 +32,7 @@ class Shards:
     def usable(self, n, ctx):
         """Split a batch of n images this way? More than one thread and image, and in training no
         batchnorm sums over processes (ctx.reduce: MPI's, which runs layer by layer)."""
-        from .kernels.parallel import n_threads   # here: importing the kernels loads numba
+        from ..kernels.parallel import n_threads   # here: importing the kernels loads numba
 
         if n_threads() < 2 or n < 2:
             return False
@@ -66,7 +66,7 @@ class Shards:
 
     def forward(self, x, plan=None):
         """Inference logits of x (N, H, W, C), each thread running its images through all layers."""
-        from .kernels.parallel import chunks, n_threads, run_chunks, serial
+        from ..kernels.parallel import chunks, n_threads, run_chunks, serial
 
         pieces = chunks(len(x), n_threads())
         shards = self._shards(len(pieces), training=False)
@@ -86,7 +86,7 @@ class Shards:
         backward. ctx: the step's Context; each shard gets its own, with its slice of the batch's
         random draws (dropout masks, drawn for the whole batch as one thread would), the Winograd
         tiles computed once for all, and batchnorm's sums over the shards."""
-        from .kernels.parallel import chunks, n_threads, run_chunks, serial
+        from ..kernels.parallel import chunks, n_threads, run_chunks, serial
 
         model = self.model
         pieces = chunks(len(x), n_threads())

@@ -1,5 +1,5 @@
 """What a training run shows: a rich bar per epoch on a terminal, one plain line per epoch
-otherwise (CI logs), nothing but errors with --quiet. The runner calls these hooks only."""
+otherwise (CI logs), nothing but errors with --quiet. The trainer calls these hooks only."""
 
 import os
 import sys
@@ -31,13 +31,13 @@ def silence(stream):
 
 class PlainReporter:
     """One line per epoch and per phase; for logs and pipes. `gone` turns true when the reader
-    of the output went away (`cnncli train ... | head`): the runner then stops as for Ctrl-C."""
+    of the output went away (`cnncli train ... | head`): the trainer then stops as for Ctrl-C."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
         self.epochs = 0
         self.gone = False
-        self.loss_name = "loss"   # "loss (smoothed)" with label smoothing: set by the runner
+        self.loss_name = "loss"   # "loss (smoothed)" with label smoothing: set by the trainer
 
     def message(self, text):
         if self.gone:

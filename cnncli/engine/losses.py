@@ -13,7 +13,7 @@ the same fused formulas with a soft t. Plain int labels take the path they alway
 
 import numpy as np
 
-from .targets import Mixed
+from .mixed import Mixed
 
 
 def log_softmax(z):

@@ -4,7 +4,7 @@ to a folder of images (classes, channels, input size, validation, epochs)."""
 import json
 from pathlib import Path
 
-from .errors import CnnError
+from ..errors import CnnError
 
 MODEL = """\
 # A small CNN for 32x32 RGB images. Every layer is one list item: `- type: {arguments}`.
@@ -69,8 +69,8 @@ def fit_to_folder(folder):
     text, lines saying what was chosen and why)."""
     from PIL import Image
 
-    from .data.decode import GRAY_MODES
-    from .data.folder import scan, split_folders
+    from ..data.decode import GRAY_MODES
+    from ..data.folder import scan, split_folders
 
     folder = Path(folder)
     subs = ({p.name: p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
@@ -138,7 +138,7 @@ def fit_to_folder(folder):
              f"train:\n  epochs: {epochs}\n  batch_size: {batch}\n  optimizer: adamw\n  lr: 0.002\n"
              f"  weight_decay: 0.05\n  schedule: cosine\n  warmup_epochs: 1\n  seed: 0\n"
              f"output: {quoted('runs/' + folder.resolve().name)}\n")
-    from .config import parse_architecture
+    from ..config import parse_architecture
     import yaml
     params = parse_architecture(yaml.safe_load(model), "model.yaml").build(build_params=False).n_params()
     why = [

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CnnError
+from ..errors import CnnError
 
 def is_spatial(layer):
     """A layer whose output is a feature map (h, w, c) with more than one position."""
@@ -135,7 +135,7 @@ class Explained:
 def grad_cam(model, x, layer=None, classes=None, keep=()):
     """x (N, H, W, C) normalised input -> Explained. layer: default_layer(model) when None;
     classes: each image's predicted class when None."""
-    from .losses import Loss
+    from ..engine.losses import Loss
 
     layer = default_layer(model) if layer is None else check_layer(model, layer)
     logits, fmap, grad, maps = map_and_gradient(model, x, layer, classes, keep)

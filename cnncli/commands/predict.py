@@ -1,5 +1,5 @@
-"""`cnncli predict` and `cnncli evaluate`: a checkpoint alone (weights, classes, preprocessing)
-applied to new images, exactly as in training."""
+"""`cnncli predict`: a checkpoint alone (weights, classes, preprocessing) applied to new images,
+exactly as in training. evaluate.py scores labelled folders through the same load and _scores."""
 
 import glob
 import os
@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
-from .data.cache import decode_files, describe_conversions, describe_source
-from .data.folder import EXTENSIONS, is_image_name, natural_key
-from .errors import CnnError
+from ..model import checkpoint
+from ..data.cache import decode_files, describe_source
+from ..data.folder import EXTENSIONS, is_image_name, natural_key
 
 
 @dataclass
@@ -80,7 +79,7 @@ def _scores(loaded, images, labels=None, batch_size=64, tta=False):
     """uint8 images (N, H, W, C) -> (probabilities (N, K), mean loss or None), through the one
     evaluation that training's validation uses too (Model.evaluate). tta: the probabilities are
     averaged over tta_views, stacked view after view in each batch."""
-    from .kernels.augment import prepare_batch
+    from ..kernels.augment import prepare_batch
 
     views = tta_views(loaded) if tta else [(False, 0, 0)]
 
@@ -122,73 +121,3 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False):
     order = {str(f): n for n, f in enumerate(files)}
     results.sort(key=lambda r: order.get(r["path"], -1))
     return results
-
-
-@dataclass
-class Scored:
-    """A labelled folder scored by a checkpoint: what `evaluate` counts and its pictures show."""
-    loaded: Loaded
-    data_dir: str
-    images: np.ndarray     # (N, h, w, c) uint8, as the model saw them (before normalising)
-    labels: np.ndarray     # (N,) true class indices
-    files: list            # the N image paths
-    probs: np.ndarray      # (N, K) class probabilities
-    loss: float
-    skipped: list          # [(path, reason)]
-    converted: str = None  # one line on what decoding changed, or None
-    tta: str = None        # the views averaged (evaluate --tta), or None
-
-
-def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=64, select=None, tta=False):
-    """Every readable image of a labelled folder (train layout) through the checkpoint -> Scored.
-    select(labels) -> indices: score only those images (a held-out split of a training folder).
-    tta: probabilities averaged over tta_views (the loss is then that of the averages)."""
-    from .data.cache import decode_folder
-    from .data.folder import scan
-
-    loaded = load(ckpt_path)
-    listing = scan(data_dir, classes=loaded.classes, role="evaluate")
-    dec = decode_folder(listing, loaded.shape, loaded.resize, cache_dir, workers)
-    images, labels, files = dec.images, dec.labels, dec.files
-    if select is not None:
-        keep = np.asarray(select(labels), np.int64)
-        images, labels, files = images[keep], labels[keep], [files[i] for i in keep]
-    if len(labels) == 0:
-        raise CnnError(f"{data_dir}: no readable images to evaluate")
-    probs, loss = _scores(loaded, images, labels, batch_size, tta)
-    return Scored(loaded, str(data_dir), images, labels, files, probs, loss, dec.skipped,
-                  describe_conversions(dec.converted, loaded.shape),
-                  describe_views(tta_views(loaded)) if tta else None)
-
-
-def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None, batch_size=64, tta=False):
-    """Score a labelled folder (train layout) -> loss, accuracy, top-k accuracy, per-class
-    precision / recall / F1 / support, and the confusion matrix (rows: true class). The loss is
-    the one training records as val_loss (plain cross-entropy, no smoothing or class weights).
-    tta: probabilities averaged over tta_views (the loss is then that of the averages)."""
-    return summarize(score_folder(ckpt_path, data_dir, cache_dir, workers, batch_size, tta=tta), ckpt_path, top_k)
-
-
-def summarize(scored, ckpt_path, top_k=5):
-    """Scored -> the counts `evaluate` prints (see evaluate)."""
-    classes, labels, probs = scored.loaded.classes, scored.labels, scored.probs
-    k = len(classes)
-    pred = probs.argmax(axis=1)
-    confusion = np.zeros((k, k), np.int64)
-    np.add.at(confusion, (labels, pred), 1)
-    kk = min(top_k, k)
-    topk = np.argsort(-probs, axis=1, kind="stable")[:, :kk]
-    per_class = []
-    for c, name in enumerate(classes):
-        tp = int(confusion[c, c])
-        support, predicted = int(confusion[c].sum()), int(confusion[:, c].sum())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class.append({"class": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
-    return {"checkpoint": str(ckpt_path), "data": scored.data_dir, "images": int(len(labels)),
-            "loss": scored.loss, "accuracy": float((pred == labels).mean()),
-            "top_k": kk, "top_k_accuracy": float((topk == labels[:, None]).any(axis=1).mean()),
-            "classes": classes, "per_class": per_class, "confusion": confusion.tolist(),
-            "skipped": [{"path": p, "reason": r} for p, r in scored.skipped],
-            "converted": scored.converted, "tta": scored.tta}

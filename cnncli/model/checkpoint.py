@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import CnnError
-from .files import write_atomic
+from .. import __version__
+from ..errors import CnnError
+from ..files import write_atomic
 
 FORMAT = "cnncli-checkpoint"
 FORMAT_VERSION = 1
@@ -146,7 +146,7 @@ def check_arrays(model, arrays, where):
 
 def load_model(path):
     """-> (Model with the checkpoint's weights, meta, arrays). Shapes are checked first."""
-    from .config import ConfigError, parse_architecture
+    from ..config import ConfigError, parse_architecture
 
     arrays, meta = load(path)
     try:

@@ -19,8 +19,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .distributed import INSTALL, launched
-from .errors import CnnError
+from ..errors import CnnError
+from .single import INSTALL, launched
 
 
 def find_mpiexec():
@@ -101,8 +101,9 @@ def _relay(stream, spoken):
 
 def _last_word(n, code, run_dir):
     """The job failed and no process said why (Hydra killed them all): where the run stands."""
-    from . import checkpoint
-    from .runner import resume_hint, saved_at
+    from ..model import checkpoint
+    from ..engine.run_folder import resume_hint
+    from ..engine.trainer import saved_at
 
     folder = None
     try:

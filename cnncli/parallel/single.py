@@ -1,22 +1,20 @@
-"""Training over several processes, data-parallel on MPI: the interface the runner and `train`
+"""Training over several processes, data-parallel on MPI: the interface the trainer and `train`
 use, its one-process implementation (`Single`), and how a process learns that a launcher started it.
 
 Horovod's recipe: rank 0's initial state is broadcast, each process trains on its share of every
 global batch, gradients are summed by one all-reduce per step, rank 0 alone prints and writes.
-The MPI implementation is cnncli/mpi.py; it is imported (with mpi4py) only when a launcher
+The MPI implementation is parallel/mpi.py; world.py imports it (with mpi4py) only when a launcher
 (mpiexec, mpirun, srun) started several processes, so a plain `cnncli train` never loads MPI.
-Every method of `Single` is what one process does anyway: the runner has no `if mpi` branches.
+Every method of `Single` is what one process does anyway: the trainer has no `if mpi` branches.
 """
 
-import atexit
 import functools
 import hashlib
 import os
-import signal
 from pathlib import Path
 
-from .errors import CnnError
-from .targets import count_correct
+from ..engine.mixed import count_correct
+from ..errors import CnnError
 
 # (rank variable, size variable), set by the launcher in each process it starts; first match wins
 LAUNCHERS = (("PMI_RANK", "PMI_SIZE"),                          # MPICH's mpiexec (Hydra), Intel MPI
@@ -26,8 +24,6 @@ LAUNCHERS = (("PMI_RANK", "PMI_SIZE"),                          # MPICH's mpiexe
 INSTALL = "pip install 'cnncli[mpi]' (mpi4py, and mpich for mpiexec)"
 # what each step's all-reduce carries after the gradients (float32 values, summed)
 TRAILER = ("weight", "loss", "correct", "images", "interrupted", "gone")
-
-_world = None  # this process's communicator, once train() asked for it
 
 
 def launched(environ=None):
@@ -48,30 +44,6 @@ def launched(environ=None):
 
 def _number(text):
     return int(text) if text is not None and text.strip().isdigit() else None
-
-
-def world():
-    """This process's communicator: Single, or (under a launcher, with several processes) Mpi."""
-    global _world
-    if _world is None:
-        where = launched()
-        if where is None:
-            _world = Single()
-        else:
-            try:
-                from .mpi import Mpi
-            except ImportError as e:
-                if where[0] != 0:
-                    raise SystemExit(2) from None  # rank 0 says it, once
-                raise CnnError(f"cnncli was started by an MPI launcher as one of several processes, but "
-                               f"cannot load MPI ({e}): {INSTALL}") from None
-            _world = Mpi.start()
-    return _world
-
-
-def current():
-    """The communicator world() made in this process, or None."""
-    return _world
 
 
 def threads_per_process(cpus, neighbours, environ=None):
@@ -96,10 +68,10 @@ def cpus():
 @functools.lru_cache(maxsize=1)
 def code_version():
     """'0.1.0+<hash of cnncli's source files>': processes of one job must run the same code."""
-    from . import __version__
+    from .. import __version__
 
     h = hashlib.sha256()
-    root = Path(__file__).parent
+    root = Path(__file__).parent.parent
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return f"{__version__}+{h.hexdigest()[:10]}"
@@ -227,39 +199,5 @@ class Single:
         state.processes = self.size
 
 
-def speaks(error=None):
-    """Whether this process prints for the job: always alone; in a job, rank 0 says what every
-    process found (error None: the job's own messages), and a process says what only it saw."""
-    comm = _world
-    if comm is None or comm.root:
-        return True
-    return error is not None and not getattr(error, "everywhere", False)
-
-
-class Ending:
-    """How a process of a training job ends (for the CLI, around train()). What every process
-    agreed on (an error found by all, Ctrl-C at a batch, the end) lets each exit normally with
-    the same status. What only this process met (a bug, a full disk, a second Ctrl-C) must not
-    leave the others waiting for it: once the CLI has printed it and exits, MPI ends the job."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, tb):
-        comm = _world
-        if comm is None or comm.size == 1:
-            return False
-        comm.closing = True
-        if hasattr(signal, "SIGUSR1"):  # the others ending now is no news (Hydra signals each exit)
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-        if error is None or getattr(error, "everywhere", False):
-            return False
-        if not comm.root and error.args and isinstance(error.args[0], str):
-            error.args = (f"{comm.name(comm.rank)}: {error.args[0]}",) + error.args[1:]
-        code = 130 if isinstance(error, KeyboardInterrupt) else getattr(error, "exit_code", 1)
-        atexit.register(comm.end_now, code)  # after the CLI has printed it
-        return False
-
-
-__all__ = ["world", "current", "launched", "Single", "Ending", "speaks", "fingerprint", "INSTALL"]
+__all__ = ["launched", "Single", "fingerprint", "INSTALL"]
 

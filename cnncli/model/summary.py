@@ -6,14 +6,14 @@ import math
 BYTES = 4  # float32
 
 
-def summarize(arch, batch_size=None, optimizer="adam", momentum=0.9):
+def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9):
     """Architecture -> {"layers": [{index, type, from, config, activation, output_shape, params,
     buffers, macs, activation_size, receptive_field}], total_params, non_trainable_params,
     total_macs, model_mb, classes, output, and with batch_size: train_memory_mb}.
 
     The receptive field follows the widest path into each layer: rf = the largest of its inputs'
     fields, grown by (kernel - 1) x the input-pixel distance between neighbouring inputs (jump)."""
-    from .model import INPUT
+    from .graph import INPUT
 
     model = arch.build(build_params=False)
     rows = []

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .errors import CnnError
+from ..errors import CnnError
 
 SMOOTHING = 0.9    # exponential moving average of the loss, bias-corrected (a 10-step window: fastai's 0.98 lags far behind over 100 steps)
 DIVERGED = 4.0     # stop once the smoothed loss exceeds 4x the lowest seen
@@ -50,11 +50,11 @@ def valley(smoothed):
 
 def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, steps=100):
     """Sweep and draw out -> {"lrs", "losses", "smoothed", "suggestion", "valley", "stopped"}."""
-    from . import config
-    from .data.dataset import prepare
-    from .losses import Loss
-    from .model import Diverged
-    from .optim import from_config
+    from .. import config
+    from ..data.dataset import prepare
+    from ..engine.losses import Loss
+    from ..model import Diverged
+    from ..engine.optim import from_config
     from .train import _check_classes, _class_weights
 
     if not (0 < start < end) or not all(math.isfinite(v) for v in (start, end)):
@@ -93,8 +93,8 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
               "suggestion": float(lrs[i]), "valley": [float(lrs[a]), float(lrs[b])], "stopped": stopped,
               "steps": len(losses), "config": str(config_path), "png": str(out),
               "ignored_init": t.init}   # the sweep starts from fresh weights, whatever train.init says
-    from .viz.figure import save_png
-    from .viz.lr_plot import draw_lr_find
+    from ..viz.figure import save_png
+    from ..viz.lr_plot import draw_lr_find
     save_png(draw_lr_find(result, f"learning-rate sweep: {cfg.source}"), out, "learning-rate plot")
     return result
 

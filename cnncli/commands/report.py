@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .errors import CnnError
-from .files import write_text_atomic
+from ..errors import CnnError
+from ..files import write_text_atomic
 
 CAM_MISTAKES = 6   # mistakes shown with Grad-CAM of the predicted and of the true class
 
@@ -33,7 +33,7 @@ def read_metrics(path):
 
 def run_config(run_dir):
     """-> (config.yaml's text, RunConfig) of a run folder."""
-    from . import config
+    from .. import config
 
     path = run_dir / "config.yaml"
     if not run_dir.is_dir():
@@ -58,8 +58,8 @@ def score_validation(ckpt, cfg, data):
     """The images to judge the checkpoint on: `data`, else the run's validation folder, else the
     images that data.val_split held out of the training folder (the same split as training's).
     -> (Scored, description)."""
-    from .data.dataset import stratified_split
-    from .predict import score_folder
+    from ..data.dataset import stratified_split
+    from .evaluate import score_folder
 
     cache = cfg.data.cache_dir
     if data is not None:
@@ -78,13 +78,13 @@ def score_validation(ckpt, cfg, data):
 
 def build_report(run_dir, data=None):
     """Write run_dir/report.html -> (its path, seconds taken)."""
-    from .predict import summarize
-    from .summary import summarize as layer_summary
-    from .viz import html
-    from .viz.confusion import draw_confusion
-    from .viz.curves import draw_curves
-    from .viz.figure import png_bytes
-    from .viz.grids import draw_mistakes
+    from .evaluate import summarize_scores
+    from ..model.summary import layer_table
+    from ..viz import html
+    from ..viz.confusion import draw_confusion
+    from ..viz.curves import draw_curves
+    from ..viz.figure import png_bytes
+    from ..viz.grids import draw_mistakes
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -92,7 +92,7 @@ def build_report(run_dir, data=None):
     history = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else []
     ckpt = checkpoint_of(run_dir)
     scored, where = score_validation(ckpt, cfg, data)
-    rep = summarize(scored, ckpt)
+    rep = summarize_scores(scored, ckpt)
     classes = rep["classes"]
     meta = scored.loaded.meta
     best_epoch = meta.get("epoch")
@@ -110,7 +110,7 @@ def build_report(run_dir, data=None):
     sections.append(("Most confident mistakes", html.image(png_bytes(draw_mistakes(
         scored.images, scored.labels, scored.probs, classes)), "most confident mistakes", "mistakes")))
     sections.append(("What the network looked at in its mistakes", _cams(html, scored, classes)))
-    summary = layer_summary(cfg.model)
+    summary = layer_table(cfg.model)
     sections.append(("Layers", _layers(html, summary)))
     sections.append(("Config", f"<pre>{html.esc(text)}</pre>"))
     page = html.page(f"cnncli report: {run_dir}",
@@ -136,10 +136,10 @@ def _metrics(html, history, rep, ckpt, best_epoch, where):
 
 
 def _cams(html, scored, classes):
-    from .gradcam import grad_cam, peak
-    from .kernels.augment import prepare_batch
-    from .viz.figure import png_bytes
-    from .viz.grids import draw_cam_rows, most_confident_mistakes
+    from ..model.gradcam import grad_cam, peak
+    from ..kernels.augment import prepare_batch
+    from ..viz.figure import png_bytes
+    from ..viz.grids import draw_cam_rows, most_confident_mistakes
 
     idx = most_confident_mistakes(scored.labels, scored.probs, CAM_MISTAKES)
     if len(idx) == 0:

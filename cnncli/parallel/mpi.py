@@ -1,4 +1,4 @@
-"""Data-parallel training on MPI (mpi4py): distributed.Single's interface for several processes.
+"""Data-parallel training on MPI (mpi4py): single.Single's interface for several processes.
 
 One step, on every process:  forward and backward on its share of the global batch, then ONE
 all-reduce (sum) of a flat float32 buffer that every gradient array is a view of, followed by a
@@ -34,9 +34,9 @@ import mpi4py
 mpi4py.rc.thread_level = "funneled"  # only the main thread calls MPI (the watchdog only watches)
 from mpi4py import MPI  # noqa: E402  (initialises MPI)
 
-from .distributed import TRAILER, Agreed, ShareLoss, Single, cpus, threads_per_process  # noqa: E402
-from .errors import CnnError  # noqa: E402
-from .model import Diverged  # noqa: E402
+from .single import TRAILER, Agreed, ShareLoss, Single, cpus, threads_per_process  # noqa: E402
+from ..errors import CnnError  # noqa: E402
+from ..model import Diverged  # noqa: E402
 
 PEER_TIMEOUT = float(os.environ.get("CNNCLI_PEER_TIMEOUT") or 20)  # seconds, at least, that training waits
 SLOW_DISK = 10e6  # bytes/s: while rank 0 writes a checkpoint the others also wait size / SLOW_DISK
@@ -245,7 +245,7 @@ class Mpi(Single):
         return sums[0] / sums[2], sums[1] / sums[2]
 
     def share(self, data):
-        from .data.share import Share
+        from ..data.share import Share
 
         data.train = Share(data.train, self.rank, self.size)
         if data.val is not None:

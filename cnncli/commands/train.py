@@ -1,4 +1,4 @@
-"""`cnncli train`: config -> data -> model -> the runner, and the resume that rebuilds all three.
+"""`cnncli train`: config -> data -> model -> the trainer, and the resume that rebuilds all three.
 
 Under an MPI launcher every process runs this. Each checks what it can inside an agreement (a
 failure in one stops all, with one line from rank 0); rank 0 alone touches the run folder (its
@@ -11,16 +11,19 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import checkpoint, config
-from .errors import CnnError
-from .files import unlock, write_text_atomic
-from .runner import Result, State, Trainer, check_output, claim_output, lock_run, warm_up
+from .. import config
+from ..model import checkpoint
+from ..errors import CnnError
+from ..files import unlock, write_text_atomic
+from ..engine.run_folder import check_output, claim_output, lock_run
+from ..engine.trainer import Result, State, Trainer, warm_up
 
 
 def train(config_path=None, overrides=(), force=False, resume=None, init=None, reporter=None):
     """Train from a config file, or continue the run in folder `resume`. -> Result."""
-    from .distributed import fingerprint, world
-    from .progress import PlainReporter, QuietReporter
+    from ..parallel.single import fingerprint
+    from ..parallel.world import world
+    from ..engine.progress import PlainReporter, QuietReporter
 
     comm = world()
     report = (reporter or PlainReporter()) if comm.root else QuietReporter()
@@ -100,7 +103,7 @@ def _prepare(cfg, model, report, comm):
 def _prepare_data(cfg, report):
     import time
 
-    from .data.dataset import prepare
+    from ..data.dataset import prepare
 
     start = time.perf_counter()
     data = prepare(cfg, progress=report.decoding)
@@ -145,7 +148,7 @@ def _check_batch_statistics(cfg, model):
 
 def _class_weights(cfg, data):
     """train.class_weights -> one weight per class, or None. 'auto': inverse class frequency."""
-    from .losses import balanced_weights
+    from ..engine.losses import balanced_weights
 
     want = cfg.train.class_weights
     if want is None:
@@ -204,7 +207,7 @@ RESUMABLE = ("train.epochs", "train.patience")
 
 
 def _resume(run_dir, overrides, report, comm):
-    from .distributed import fingerprint
+    from ..parallel.single import fingerprint
 
     last = run_dir / "last.npz"
     lock = loaded = None
@@ -280,7 +283,7 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
         except (KeyError, ValueError):
             raise CnnError(f"{last}: its optimizer state does not match train.optimizer") from None
         if trainer.ema:
-            from .ema import has_state
+            from ..engine.ema import has_state
             if not has_state(arrays):
                 raise CnnError(f"{last} holds no moving average of the weights (ema.*) for train.ema: "
                                f"it cannot be resumed exactly. {_restart_hint(run_dir)}")

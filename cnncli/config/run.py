@@ -1,0 +1,292 @@
+"""A training config -> RunConfig: the model (a path or inline), data, train and output sections,
+checked key by key; and load, which reads either kind of file."""
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..engine.optim import SCHEDULES
+from .architecture import Architecture, load_architecture, parse_architecture
+from .yaml_file import (ConfigError, _type_error, apply_overrides, as_number, check_keys, did_you_mean, is_int,
+                        is_number, read_yaml)
+
+
+# --- the training config ------------------------------------------------------------------
+
+def _check(where, key, value, kind, **opt):
+    """One typed value. kind: int | number | bool | str | path | choice | floats."""
+    if kind == "number":
+        value = as_number(value)
+    elif kind in ("floats", "range") and isinstance(value, list):
+        value = [as_number(v) for v in value]
+    if kind == "int":
+        lo = opt.get("min", 1)
+        if not is_int(value) or value < lo:
+            raise _type_error(where, key, f"an integer >= {lo}", value)
+    elif kind == "number":
+        lo, hi, closed = opt.get("min", 0.0), opt.get("max"), opt.get("closed")
+        ok = is_number(value) and (value > lo if opt.get("open") else value >= lo) and (
+            hi is None or (value <= hi if closed else value < hi))
+        if not ok:
+            rng = f"> {lo}" if opt.get("open") else f">= {lo}"
+            top = f" and {'<=' if closed else '<'} {hi}" if hi is not None else ""
+            raise _type_error(where, key, f"a number {rng}{top}", value)
+        value = float(value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise _type_error(where, key, "true or false", value)
+    elif kind in ("str", "path"):
+        if not isinstance(value, str) or not value:
+            raise _type_error(where, key, "a text value" if kind == "str" else "a path", value)
+    elif kind == "choice":
+        if value not in opt["choices"]:
+            raise ConfigError(f"{where}: '{key}' must be one of {', '.join(opt['choices'])}, got {value!r}"
+                              f"{did_you_mean(value, opt['choices'])}")
+    elif kind == "weights":
+        value = [as_number(v) for v in value] if isinstance(value, list) else value
+        if value != "auto" and not (isinstance(value, list) and value and all(is_number(v) and v > 0 for v in value)):
+            raise _type_error(where, key, "'auto' or a list of positive numbers, one per class", value)
+        if isinstance(value, list):
+            value = [float(v) for v in value]
+    elif kind == "floats":
+        n, lo, hi = opt["n"], opt.get("min"), opt.get("max")
+        ok = isinstance(value, list) and len(value) in n and all(is_number(v) for v in value)
+        if ok and lo is not None:
+            ok = all(lo <= v < hi for v in value)
+        if not ok:
+            bounds = f" in [{lo}, {hi})" if lo is not None else ""
+            raise _type_error(where, key, f"a list of {' or '.join(map(str, n))} numbers{bounds}", value)
+        value = [float(v) for v in value]
+    elif kind == "range":
+        lo, hi = opt["min"], opt["max"]
+        ok = (isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value)
+              and lo < value[0] <= value[1] <= hi)
+        if not ok:
+            raise _type_error(where, key, f"[low, high] with {lo} < low <= high <= {hi:g}", value)
+        value = [float(v) for v in value]
+    return value
+
+
+@dataclass
+class RandomResizedCrop:
+    """A crop of a random share of the area (scale) and aspect ratio (ratio), resized to the input.
+    The defaults, [1, 1] and [1, 1], crop the whole image: off."""
+    scale: list = field(default_factory=lambda: [1.0, 1.0])
+    ratio: list = field(default_factory=lambda: [1.0, 1.0])
+
+    SPEC = {"scale": ("range", {"min": 0.0, "max": 1.0}), "ratio": ("range", {"min": 0.0, "max": 10.0})}
+
+
+@dataclass
+class Cutout:
+    """`count` squares of `size` x `size` pixels erased to the mean (random erasing); size 0: off."""
+    size: int = 0
+    count: int = 1
+
+    SPEC = {"size": ("int", {"min": 0}), "count": ("int", {"min": 1})}
+
+
+@dataclass
+class Augment:
+    """Training-time augmentation, each key off by default, each drawn per image from the epoch's
+    generator (the geometric ones compose into one affine warp per image)."""
+    flip: bool = False
+    vflip: bool = False
+    crop_padding: int = 0
+    rotate: float = 0.0
+    scale: list = field(default_factory=lambda: [1.0, 1.0])
+    translate: float = 0.0
+    shear: float = 0.0
+    random_resized_crop: RandomResizedCrop = field(default_factory=RandomResizedCrop)
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    cutout: Cutout = field(default_factory=Cutout)
+    mixup: float = 0.0
+    cutmix: float = 0.0
+
+    SPEC = {"flip": ("bool",), "vflip": ("bool",), "crop_padding": ("int", {"min": 0}),
+            "rotate": ("number", {"max": 180.0, "closed": True}), "scale": ("range", {"min": 0.0, "max": 10.0}),
+            "translate": ("number", {"max": 1.0}), "shear": ("number", {"max": 80.0, "closed": True}),
+            "random_resized_crop": ("section", RandomResizedCrop), "brightness": ("number", {"max": 1.0}),
+            "contrast": ("number", {"max": 1.0}), "saturation": ("number", {"max": 1.0, "closed": True}),
+            "cutout": ("section", Cutout), "mixup": ("number", {"max": 100.0, "closed": True}),
+            "cutmix": ("number", {"max": 100.0, "closed": True})}
+
+
+@dataclass
+class Data:
+    train: str = None
+    val: str = None
+    val_split: float = 0.1
+    resize: str = "stretch"
+    mean: list = None
+    std: list = None
+    augment: Augment = field(default_factory=Augment)
+    cache_dir: str = None
+    workers: int = None
+
+    SPEC = {"train": ("path",), "val": ("path",), "val_split": ("number", {"max": 1.0}),
+            "resize": ("choice", {"choices": ("stretch", "crop")}),
+            "mean": ("floats", {"n": (1, 3)}), "std": ("floats", {"n": (1, 3)}),
+            "augment": ("section", Augment), "cache_dir": ("path",), "workers": ("int",)}
+
+
+@dataclass
+class Train:
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr: float = 0.0
+    label_smoothing: float = 0.0
+    shuffle: bool = True
+    seed: int = 0
+    patience: int = None
+    monitor: str = "val_acc"
+    init: str = None
+    class_weights: object = None   # None | "auto" | [one weight per class]
+    ema: float = 0.0               # decay of the weights' moving average; 0: off
+
+    SPEC = {"epochs": ("int",), "batch_size": ("int",),
+            "optimizer": ("choice", {"choices": ("sgd", "adam", "adamw")}),
+            "lr": ("number", {"open": True}), "momentum": ("number", {"max": 1.0}),
+            "nesterov": ("bool",), "betas": ("floats", {"n": (2,), "min": 0.0, "max": 1.0}),
+            "weight_decay": ("number",), "schedule": ("choice", {"choices": SCHEDULES}),
+            "warmup_epochs": ("number",), "step_size": ("int",), "gamma": ("number", {"open": True}),
+            "min_lr": ("number",), "label_smoothing": ("number", {"max": 1.0}), "shuffle": ("bool",),
+            "seed": ("int", {"min": 0}), "patience": ("int",),
+            "monitor": ("choice", {"choices": ("val_acc", "val_loss")}), "init": ("path",),
+            "class_weights": ("weights",), "ema": ("number", {"max": 1.0})}
+
+
+def parse_section(cls, raw, where):
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a mapping of keys, got {raw!r}")
+    check_keys(raw, list(cls.SPEC), where)
+    values = {}
+    for key, value in raw.items():
+        kind, *opt = cls.SPEC[key]
+        if kind == "section":
+            values[key] = parse_section(opt[0], value, f"{where}.{key}")
+        elif value is not None:
+            values[key] = _check(where, key, value, kind, **(opt[0] if opt else {}))
+    return cls(**values)
+
+
+def section_dict(obj):
+    return {f.name: (section_dict(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v)
+            for f in dataclasses.fields(obj)}
+
+
+@dataclass
+class RunConfig:
+    model: Architecture
+    data: Data
+    train: Train
+    output: str
+    source: str
+
+    def to_dict(self):
+        return {"model": self.model.to_dict(), "data": section_dict(self.data),
+                "train": section_dict(self.train), "output": self.output}
+
+
+def parse_run(raw, source, base_dir):
+    """A training config (raw dict) -> RunConfig.
+
+    A model path is relative to the config file (base_dir); data, init and output paths are
+    relative to the working directory, as in the shell the user types them in."""
+    check_keys(raw, ("model", "data", "train", "output"), source)
+    model = raw.get("model")
+    if model is None:
+        raise ConfigError(f"{source}: missing 'model': a path to an architecture file, "
+                          "or the architecture inline (input:, layers:)")
+    if isinstance(model, str):
+        model_path = _resolve(model, base_dir)
+        if not model.strip() or not model_path.exists():
+            raise ConfigError(f"{source}: 'model': no such file {model!r}: give an architecture file")
+        if model_path.is_dir():
+            raise ConfigError(f"{source}: 'model': {model_path} is a folder: give an architecture file")
+        arch = load_architecture(model_path)
+    elif isinstance(model, dict):
+        arch = parse_architecture(model, f"{source}: model")
+    else:
+        raise ConfigError(f"{source}: 'model' must be a path or a mapping with input: and layers:, got {model!r}")
+    data = parse_section(Data, raw.get("data"), f"{source}: data")
+    train = parse_section(Train, raw.get("train"), f"{source}: train")
+    for key in ("train", "val", "cache_dir"):
+        if getattr(data, key):
+            setattr(data, key, str(_resolve(getattr(data, key), Path.cwd())))
+    if train.init:
+        train.init = str(_resolve(train.init, Path.cwd()))
+    output = raw.get("output")
+    if output is None:
+        output = f"runs/{Path(source).stem}"
+    elif not isinstance(output, str) or not output:
+        raise ConfigError(f"{source}: 'output' must be a folder path, got {output!r}")
+    return RunConfig(arch, data, train, os.path.normpath(output), source)
+
+
+def _resolve(p, base_dir):
+    """A path as the user wrote it, relative to base_dir, normalised for messages (no a/../b;
+    symlinks left alone)."""
+    p = Path(p).expanduser()
+    return Path(os.path.normpath(p if p.is_absolute() else Path(base_dir) / p))
+
+
+def is_architecture(raw):
+    return "layers" in raw or "input" in raw
+
+
+def load(path, overrides=()):
+    """Read an architecture or training file -> Architecture or RunConfig (overrides applied)."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if isinstance(raw.get("model"), str) and any(o.strip().startswith("model.") for o in overrides or ()):
+        model_path = _resolve(raw["model"], path.parent)   # --set into a model file's layers: inline it
+        if model_path.is_file():
+            raw["model"] = read_yaml(model_path)
+    raw = apply_overrides(raw, overrides)
+    try:
+        return _parse(raw, path)
+    except ConfigError as e:
+        if not overrides:
+            raise
+        try:                       # the file alone is fine: the mistake came in with --set
+            _parse(read_yaml(path), path)
+        except ConfigError:
+            raise e from None
+        raise from_overrides(e, overrides) from None
+
+
+def from_overrides(error, overrides):
+    """A config error that came in with --set, saying so: the items whose last key the message
+    names (all of them when none does)."""
+    named = [o for o in overrides if f"'{o.partition('=')[0].strip().split('.')[-1]}'" in str(error)]
+    return ConfigError(f"{error} (with --set {' '.join(named or overrides)})")
+
+
+def _parse(raw, path):
+    if is_architecture(raw):
+        return parse_architecture(raw, str(path))
+    return parse_run(raw, str(path), path.parent)
+
+
+def load_run(path, overrides=()):
+    cfg = load(path, overrides)
+    if isinstance(cfg, Architecture):
+        raise ConfigError(f"{path}: this is an architecture file; training needs a training config "
+                          "with model:, data: and train: (see `cnncli init`)")
+    return cfg
