@@ -1,5 +1,8 @@
-"""Rules shared by the kernels and by `inspect`'s memory estimate. This module imports nothing,
-so inspect can apply them without loading numba: one rule, one place."""
+"""Which algorithm runs a conv layer, and what it keeps: decided once, into a ConvPlan, when the
+layer is built (layers/conv.py), and read by the layer, `inspect`'s memory estimate and the
+kernels alike. This module imports nothing, so inspect can apply it without loading numba."""
+
+from dataclasses import dataclass
 
 # A conv layer keeps its whole batch's im2col columns from forward to backward when they take at
 # most this many bytes; bigger layers recompute them per chunk in backward.
@@ -50,6 +53,41 @@ def column_positions(channels, size, stride, pads, in_hw, out_hw):
 def keeps_columns(images, positions, depth, pointwise, itemsize=4):
     """Does a conv layer keep its batch's columns (images x positions rows, depth wide)?"""
     return not pointwise and images * positions * depth * itemsize <= KEEP_COLUMNS_BYTES
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """How one conv layer runs. The column fields describe one group's im2col (the whole layer's
+    when groups == 1; every group is alike).
+      algorithm  "depthwise" (groups == channels: its own loops), "grouped" (im2col or direct per
+                 group), "winograd" (F(4x4, 3x3)) or "im2col" (columns and one GEMM)
+      direct     each group convolves directly: no columns, no GEMM (convolves_directly)
+      pointwise  1x1, stride 1, unpadded: the columns are the input itself
+      planar     columns built from planar images (1-3 channels); wide: at stride 1, every
+                 padded column computed
+      positions  column rows per image (column_positions)"""
+
+    algorithm: str
+    direct: bool
+    pointwise: bool
+    planar: bool
+    wide: bool
+    positions: int
+
+
+def plan(channels, size, stride, pads, groups, filters, in_hw, out_hw):
+    """-> the ConvPlan of a conv layer with this geometry (channels and filters of the whole layer)."""
+    c, f = channels // groups, filters // groups
+    planar, wide = planar_columns(c, size, stride, pads)
+    if 1 < groups == channels:
+        algorithm = "depthwise"
+    elif groups > 1:
+        algorithm = "grouped"
+    else:
+        algorithm = "winograd" if uses_winograd(size, stride, pads, groups, c, f, out_hw) else "im2col"
+    direct = algorithm in ("im2col", "grouped") and convolves_directly(c, size, stride, pads, f)
+    return ConvPlan(algorithm, direct, is_pointwise(size, stride, pads), planar, wide,
+                    column_positions(c, size, stride, pads, in_hw, out_hw))
 
 
 def uses_winograd(size, stride, pads, groups, channels, filters, out_hw):

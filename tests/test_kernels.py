@@ -10,6 +10,7 @@ from cnncli.kernels import depthwise as dw_k
 from cnncli.kernels import direct as direct_k
 from cnncli.kernels import pool as pool_k
 from cnncli.layers.base import resolve_padding
+from cnncli.model import build_layer
 
 from . import naive
 from .conftest import nchw
@@ -505,3 +506,31 @@ def test_an_add_layer_sums_and_activates_in_one_pass(rng, fn, inputs):
     assert y.dtype == np.float32 and y.shape == xs[0].shape
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
     assert np.isnan(y[0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("spec,in_shape,algorithm,direct", [
+    ({"filters": 6, "size": 5, "padding": "same"}, (12, 12, 1), "im2col", True),
+    ({"filters": 32, "size": 3, "padding": "same"}, (8, 8, 32), "winograd", False),
+    ({"filters": 8, "size": 3, "groups": 2}, (7, 7, 8), "grouped", False),
+    ({"filters": 4, "size": 3, "groups": 2}, (7, 7, 4), "grouped", True),
+    ({"filters": 8, "size": 1}, (5, 5, 6), "im2col", False),
+])
+def test_the_conv_algorithm_is_decided_once_when_the_layer_is_built(rng, monkeypatch, spec, in_shape, algorithm,
+                                                                    direct):
+    """Conv.build makes one ConvPlan; the layer, inspect's estimate and the kernels read it: with
+    the rules gone after the build, a training step and an inference still run, as planned."""
+    from cnncli.layers import Context
+
+    layer = build_layer("conv", spec)
+    layer.build(in_shape)
+    layer.init_params(rng, np.float32, "relu")
+    assert (layer.algorithm, layer.plan.direct) == (algorithm, direct)
+    x = rng.standard_normal((3,) + in_shape).astype(np.float32)
+    want = layer.forward(x, Context())
+    for rule in ("plan", "convolves_directly", "planar_columns", "column_positions", "uses_winograd"):
+        monkeypatch.setattr(conv_algorithm, rule, None)
+    monkeypatch.setattr(conv_k, "conv_plan", None)
+    ctx = Context(training=True)
+    y = layer.forward(x, ctx)
+    layer.backward(np.ones_like(y), ctx)
+    np.testing.assert_allclose(layer.forward(x, Context()), want, rtol=1e-6)

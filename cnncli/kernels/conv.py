@@ -14,7 +14,7 @@ forward is a sum of shifted runs of those planes and dW a dot product of them wi
 import numpy as np
 from numba import njit
 
-from ..conv_algorithm import column_positions, convolves_directly, is_pointwise, keeps_columns, planar_columns
+from ..conv_algorithm import keeps_columns, plan as conv_plan
 from . import JIT
 from .activation import activate, activation_grad
 from .direct import _direct_dw, _direct_forward
@@ -142,24 +142,25 @@ ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (
 class _Geometry:
     """Shapes of one convolution, and the im2col of a run of images into a buffer."""
 
-    def __init__(self, x_shape, w_shape, stride, pads, out_hw, wide=True):
+    def __init__(self, x_shape, w_shape, stride, pads, out_hw, wide=True, plan=None):
+        """plan: the layer's ConvPlan (conv_algorithm.plan, made once when it was built); None
+        (a kernel called on its own, a test): made here from the same rule."""
         self.n, self.h, self.w, self.c = x_shape
         self.fh, self.fw, _, self.f = w_shape
         self.sh, self.sw = stride
         self.pads, (self.oh, self.ow) = pads, out_hw
         self.p = self.oh * self.ow                 # output positions per image
         self.k = self.fh * self.fw * self.c        # GEMM depth
-        self.identity = is_pointwise((self.fh, self.fw), stride, pads)
+        plan = plan or conv_plan(self.c, (self.fh, self.fw), stride, pads, 1, self.f, (self.h, self.w), out_hw)
+        self.identity = plan.pointwise
         # planar: _im2col_planar_t; wide: _im2col_wide_t (wide=False: position by position)
-        self.planar, wide_ok = planar_columns(self.c, (self.fh, self.fw), stride, pads)
-        self.wide = wide and wide_ok
+        self.planar, self.wide = plan.planar, wide and plan.wide
         self.hp, self.wp = self.h + pads[0] + pads[1], self.w + pads[2] + pads[3]
-        # column rows per image: conv_algorithm.column_positions, the rule inspect's memory estimate uses
-        self.pc = (column_positions(self.c, (self.fh, self.fw), stride, pads, (self.h, self.w), out_hw)
-                   if self.wide else self.p)
+        # column rows per image: the plan's, the rule inspect's memory estimate uses
+        self.pc = plan.positions if self.wide else self.p
         self.step = max(1, ROWS_PER_STEP // self.pc)  # images per GEMM
         # no columns at all: _direct_wide forward, _direct_dw backward (dx still by col2im)
-        self.direct = convolves_directly(self.c, (self.fh, self.fw), stride, pads, self.f)
+        self.direct = plan.direct
         self.f2 = self.f + self.f % 2   # the direct kernels take filters two by two
 
     def columns(self, x, a, b, buf, offset=0):
@@ -217,7 +218,7 @@ def im2col(x, fh, fw, stride, pads, out_hw):
     return np.ascontiguousarray(g.columns(np.ascontiguousarray(x), 0, g.n, g.buffer(x.dtype, g.n)))
 
 
-def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=None, may_keep=True):
+def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=None, may_keep=True, plan=None):
     """y = act(conv(x, w) + bias);  y[n,i,j,f] = sum_{kh,kw,c} x[n, i*sh-pt+kh, j*sw-pl+kw, c] w[kh,kw,c,f].
 
     x: (N, H, W, C) C-contiguous; w: (FH, FW, C, F); bias: (F,) or None
@@ -227,9 +228,9 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     array this returned last time, is reused when it fits (a fresh one costs page faults).
     may_keep=False never keeps the columns (a grouped layer applies the size rule to all its groups).
     Thin layers convolve directly and keep nothing (conv_algorithm.convolves_directly): their backward
-    needs no columns either.
+    needs no columns either. plan: the layer's ConvPlan (_Geometry).
     """
-    g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
+    g = _Geometry(x.shape, w.shape, stride, pads, out_hw, plan=plan)
     y = np.empty((g.n, g.oh, g.ow, g.f), x.dtype)
     if g.direct:
         _direct_forward(x, w, bias, act, alpha, g, y)
@@ -263,7 +264,7 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     return y, kept
 
 
-def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=0.01, kept=None):
+def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=0.01, kept=None, plan=None):
     """-> (dx or None, dw like w, db (F,)) for conv2d_forward, given its input x and output y.
 
     dz = dy * act'(y);  dw = cols^T dz;  db = sum dz;  dx = col2im(dz w^T).
@@ -271,7 +272,7 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
     chunk (cheaper in memory than keeping a big layer's columns, and the recompute hits the cache).
     Thin layers (no columns: _Geometry.direct) take dw by _direct_dw from the padded planes.
     """
-    g = _Geometry(x.shape, w.shape, stride, pads, out_hw)
+    g = _Geometry(x.shape, w.shape, stride, pads, out_hw, plan=plan)
     w2 = w.reshape(g.k, g.f)
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
@@ -323,7 +324,8 @@ def _group_slices(c, f, groups):
     return [(slice(k * cg, (k + 1) * cg), slice(k * fg, (k + 1) * fg)) for k in range(groups)]
 
 
-def grouped_conv2d_forward(x, w, bias, act, stride, pads, out_hw, groups, alpha=0.01, workspace=None, keep=True):
+def grouped_conv2d_forward(x, w, bias, act, stride, pads, out_hw, groups, alpha=0.01, workspace=None, keep=True,
+                           plan=None):
     """y = act(grouped conv(x, w) + bias): conv2d_forward on each group's channels and filters.
 
     x: (N, H, W, C); w: (FH, FW, C/g, F); bias: (F,) or None
@@ -331,19 +333,19 @@ def grouped_conv2d_forward(x, w, bias, act, stride, pads, out_hw, groups, alpha=
     Each group runs on contiguous copies of its channels and filters (threads split its images);
     the bias and activation (softmax spans all groups) come last, over the whole output.
     The groups' columns together are as big as an ordinary conv's, so the same size rule decides;
-    keep=False (inference) never keeps them.
+    keep=False (inference) never keeps them. plan: the layer's ConvPlan, whose columns are a group's.
     """
     n, _, _, c = x.shape
     fh, fw, cg, f = w.shape
     assert cg * groups == c and f % groups == 0, (x.shape, w.shape, groups)
-    rows = column_positions(cg, (fh, fw), stride, pads, x.shape[1:3], out_hw)   # per image, in each group
-    may_keep = keep and keeps_columns(n, rows, fh * fw * c, is_pointwise((fh, fw), stride, pads), x.dtype.itemsize)
+    plan = plan or conv_plan(c, (fh, fw), stride, pads, groups, f, x.shape[1:3], out_hw)
+    may_keep = keep and keeps_columns(n, plan.positions, fh * fw * c, plan.pointwise, x.dtype.itemsize)
     y = np.empty((n,) + tuple(out_hw) + (f,), x.dtype)
     kept = []
     for k, (cs, fs) in enumerate(_group_slices(c, f, groups)):
         xg, wg = np.ascontiguousarray(x[..., cs]), np.ascontiguousarray(w[..., fs])
         yg, cols = conv2d_forward(xg, wg, None, "linear", stride, pads, out_hw, alpha,
-                                  workspace[k] if workspace else None, may_keep)
+                                  workspace[k] if workspace else None, may_keep, plan)
         y[..., fs] = yg
         kept.append(cols)
     run_chunks(n, lambda lo, hi: activate(y[lo:hi], act, alpha, bias))
@@ -351,7 +353,7 @@ def grouped_conv2d_forward(x, w, bias, act, stride, pads, out_hw, groups, alpha=
 
 
 def grouped_conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, groups, need_dx=True, alpha=0.01,
-                            kept=None):
+                            kept=None, plan=None):
     """-> (dx or None, dw like w, db (F,)) for grouped_conv2d_forward: conv2d_backward per group
     on dz = dy * act'(y), with the forward's kept columns of each group when it kept them."""
     c, f = x.shape[3], w.shape[3]
@@ -363,7 +365,7 @@ def grouped_conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, groups, need
         dzg = np.ascontiguousarray(dz[..., fs])
         # dzg stands in for y: a linear activation never reads it
         dxg, dwg, dbg = conv2d_backward(dzg, xg, dzg, wg, "linear", stride, pads, out_hw, need_dx, alpha,
-                                        kept[k] if kept else None)
+                                        kept[k] if kept else None, plan)
         if need_dx:
             dx[..., cs] = dxg
         dw[..., fs], db[fs] = dwg, dbg

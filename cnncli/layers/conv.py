@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..conv_algorithm import column_positions, convolves_directly, is_pointwise, keeps_columns, uses_winograd
+from ..conv_algorithm import keeps_columns, plan as conv_plan
 from .base import (Layer, LayerError, activation_name, alpha_arg, boolean, fmt_shape, he_or_glorot, onnx_pads,
                    padding_arg, pair, positive_int, resolve_padding, stride_pad)
 
@@ -61,13 +61,14 @@ class Conv(Layer):
     def build(self, in_shape):
         out = super().build(in_shape)
         self.pads, self.out_hw = self.geometry(self.in_shape)
-        c = self.in_shape[2]
-        # the kernel that runs this layer (inspect shows it): depthwise loops for groups == channels,
-        # im2col per group, Winograd F(4x4, 3x3) where conv_algorithm.uses_winograd says, else im2col
-        self.algorithm = ("depthwise" if 1 < self.groups == c else "grouped" if self.groups > 1 else
-                          "winograd" if uses_winograd(self.size, self.stride, self.pads, self.groups, c,
-                                                      self.filters, self.out_hw) else "im2col")
+        # the algorithm that runs this layer, decided once (inspect shows it; the kernels take it)
+        self.plan = conv_plan(self.in_shape[2], self.size, self.stride, self.pads, self.groups, self.filters,
+                         self.in_shape[:2], self.out_hw)
         return out
+
+    @property
+    def algorithm(self):
+        return self.plan.algorithm
 
     def depthwise(self):
         """groups == channels (> 1): the depthwise kernels, not im2col."""
@@ -87,19 +88,15 @@ class Conv(Layer):
     def scratch_bytes(self, batch_size):
         """The im2col columns, when the layer keeps them from forward to backward (all groups'
         columns together are as many as an ordinary conv's; depthwise builds none)."""
-        if self.algorithm in ("depthwise", "winograd") or self.direct():
+        p = self.plan
+        if p.algorithm in ("depthwise", "winograd") or p.direct:
             return 0
-        fh, fw = self.size
-        positions = column_positions(self.in_shape[2] // self.groups, self.size, self.stride, self.pads,
-                                     self.in_shape[:2], self.out_hw)   # each group's columns: its channels
-        depth = fh * fw * self.in_shape[2]
-        pointwise = is_pointwise(self.size, self.stride, self.pads)
-        return positions * depth * 4 if keeps_columns(batch_size, positions, depth, pointwise) else 0
+        depth = self.size[0] * self.size[1] * self.in_shape[2]
+        return p.positions * depth * 4 if keeps_columns(batch_size, p.positions, depth, p.pointwise) else 0
 
     def direct(self):
-        """Does each group convolve directly, with no im2col columns (conv_algorithm.convolves_directly)?"""
-        return self.algorithm in ("im2col", "grouped") and convolves_directly(
-            self.in_shape[2] // self.groups, self.size, self.stride, self.pads, self.filters // self.groups)
+        """Does each group convolve directly, with no im2col columns (ConvPlan.direct)?"""
+        return self.plan.direct
 
     def describe(self):
         grouping = "" if self.groups == 1 else " depthwise" if self.depthwise() else f" g{self.groups}"
@@ -201,8 +198,8 @@ class Conv(Layer):
         if self.algorithm == "depthwise":
             return depthwise_forward(x, *args, alpha), None
         if self.groups > 1:
-            return grouped_conv2d_forward(x, *args, self.groups, alpha, workspace, keep)
-        return conv2d_forward(x, *args, alpha, workspace, keep)
+            return grouped_conv2d_forward(x, *args, self.groups, alpha, workspace, keep, self.plan)
+        return conv2d_forward(x, *args, alpha, workspace, keep, self.plan)
 
     def backward(self, dy, ctx, need_dx=True):
         from ..kernels.conv import conv2d_backward, grouped_conv2d_backward
@@ -219,9 +216,9 @@ class Conv(Layer):
             dx, dw, db = winograd_backward(dy, x, kept, self.params["weight"], act, self.alpha, self.pads,
                                            need_dx, self.bias, None if tiles is None else tiles[1])
         elif self.groups > 1:
-            dx, dw, db = grouped_conv2d_backward(*args, self.out_hw, self.groups, need_dx, self.alpha, cols)
+            dx, dw, db = grouped_conv2d_backward(*args, self.out_hw, self.groups, need_dx, self.alpha, cols, self.plan)
         else:
-            dx, dw, db = conv2d_backward(*args, self.out_hw, need_dx, self.alpha, cols)
+            dx, dw, db = conv2d_backward(*args, self.out_hw, need_dx, self.alpha, cols, self.plan)
         self.grads["weight"] += dw
         if self.bias:
             self.grads["bias"] += db
