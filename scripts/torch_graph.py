@@ -33,6 +33,18 @@ def _activate(x, name, alpha):
         return torch.sigmoid(x)
     if name == "tanh":
         return torch.tanh(x)
+    if name == "relu6":
+        return F.relu6(x)
+    if name == "hardsigmoid":
+        return F.hardsigmoid(x)
+    if name == "hardswish":
+        return F.hardswish(x)
+    if name == "silu":
+        return F.silu(x)
+    if name == "gelu":
+        return F.gelu(x)
+    if name == "gelu_tanh":
+        return F.gelu(x, approximate="tanh")
     if name == "softmax":
         return torch.softmax(x, dim=1)  # channels of a map (NCHW) or features of a vector
     raise ValueError(f"unknown activation {name!r}")

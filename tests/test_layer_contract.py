@@ -3,6 +3,7 @@ and every activation function is one row of layers/functions.py with its kernel,
 its gradient, its ONNX nodes and its docs row."""
 
 import ast
+import inspect
 import re
 from pathlib import Path
 
@@ -19,8 +20,23 @@ from .gradcheck import assert_grad_close
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = (ROOT / "docs" / "layers.md").read_text()
-NEW = ("relu6", "hardswish", "hardsigmoid", "silu", "gelu", "gelu_tanh")
+# every element-wise function (softmax spans a row: tests of its own in test_gradients.py), so
+# that a new row of FUNCTIONS is tested here without touching this file
+ELEMENTWISE = tuple(sorted(set(FUNCTIONS) - {"softmax", "linear"}))
 F64 = np.float64
+
+
+def _torch_nodes():
+    """The layer kinds scripts/torch_graph.py builds (its NODES table), read without torch."""
+    tree = ast.parse((ROOT / "scripts" / "torch_graph.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NODES" for t in node.targets):
+            return {k.value for k in node.value.keys}
+    return set()
+
+
+TORCH_NODES = _torch_nodes()
+TORCH_FUNCTIONS = (ROOT / "scripts" / "torch_graph.py").read_text()
 
 
 # --- every layer kind: its per-kind answers ----------------------------------------------------
@@ -34,6 +50,8 @@ def test_every_layer_kind_answers_for_itself(kind):
     assert isinstance(cls.kernels, tuple) and set(cls.kernels) <= set(kernels.modules()), \
         f"{kind}: kernels (the JIT warm-up) must name modules of cnncli/kernels: {cls.kernels}"
     assert re.search(rf"^\| [^|]*\b{kind}\b[^|]*\|", DOCS, re.M), f"{kind}: no row in docs/layers.md"
+    assert f'"{kind}"' in inspect.getsource(naive.network_forward), f"{kind}: no slow twin in tests/naive.py"
+    assert kind in TORCH_NODES, f"{kind}: no PyTorch twin in scripts/torch_graph.py (the benchmarks' yardstick)"
 
 
 def test_every_kernel_module_is_run_by_some_layer_or_the_data_pipeline():
@@ -65,6 +83,7 @@ def test_every_function_has_its_kernel_twin_alias_and_docs_row(name):
     assert keeps_input(name) == (f.keeps == "input")
     assert f.keeps in ("output", "input", "nothing") and f.he in (True, False)
     naive.activation(np.zeros(3), name)        # the slow twin knows it (raises ValueError otherwise)
+    assert f'name == "{name}"' in TORCH_FUNCTIONS or name == "linear", f"{name}: not in scripts/torch_graph.py"
     row = re.search(rf"^\| `{name}` \|.*\| (output|input|nothing) \| (He|Glorot) \|", DOCS, re.M)
     assert row, f"no row for {name} in docs/layers.md's activation table"
     assert row.group(1) == f.keeps and row.group(2) == ("He" if f.he else "Glorot")
@@ -74,7 +93,7 @@ EDGES = np.array([-1e4, -40.0, -6.0, -3.0, -2.0, -1.5, -0.5, -1e-3, 0.0, 1e-3, 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", NEW + ("relu", "leaky_relu", "sigmoid", "tanh"))
+@pytest.mark.parametrize("name", ELEMENTWISE)
 def test_function_kernels_match_the_slow_twin(name, dtype):
     rng = np.random.default_rng(0)
     z = np.concatenate([EDGES, rng.standard_normal(200) * 4]).reshape(-1, 2).astype(dtype)
@@ -86,7 +105,7 @@ def test_function_kernels_match_the_slow_twin(name, dtype):
     np.testing.assert_allclose(y, want, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-12)
 
 
-@pytest.mark.parametrize("name", NEW + ("relu", "leaky_relu", "sigmoid", "tanh"))
+@pytest.mark.parametrize("name", ELEMENTWISE)
 def test_function_derivatives_match_finite_differences(name):
     """dL/dz from what each function keeps, against central differences of the slow twin,
     away from the kinks (relu6 at 0 and 6, hard ones at -3 and 3) where no derivative exists."""
@@ -109,7 +128,7 @@ def test_hardswish_derivative_at_its_ends_is_pytorchs():
     np.testing.assert_allclose(dz, [[0.0, -0.5, 1.5, 1.0]])
 
 
-FUSED = [(kind, args, shape) for name in NEW for kind, args, shape in (
+FUSED = [(kind, args, shape) for name in ELEMENTWISE for kind, args, shape in (
     ("conv", {"filters": 3, "size": 3, "padding": "same", "activation": name}, (5, 6, 2)),         # im2col / direct
     ("conv", {"filters": 32, "size": 3, "padding": "same", "activation": name}, (6, 6, 32)),       # winograd
     ("conv", {"filters": 4, "size": 3, "groups": 4, "stride": 2, "activation": name}, (7, 6, 4)),  # depthwise
@@ -143,7 +162,7 @@ def test_fused_and_standalone_functions_backward_matches_finite_differences(kind
         assert_grad_close(f, p, layer.grads[name].copy(), rng, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", NEW)
+@pytest.mark.parametrize("name", ELEMENTWISE)
 def test_add_with_a_function_backward_matches_finite_differences(name):
     rng = np.random.default_rng(3)
     layer = build_layer("add", {"activation": name})
@@ -193,13 +212,13 @@ def test_inspect_counts_the_kept_input_in_the_training_memory():
     assert memory("relu6") == memory("relu")
 
 
-@pytest.mark.parametrize("name", NEW + ("sigmoid", "tanh"))
+@pytest.mark.parametrize("name", ELEMENTWISE)
 def test_a_layer_followed_by_each_function_starts_as_its_family_says(name):
     """He normal (std sqrt(2 / fan_in) = 0.33 here) or Glorot uniform (std 0.11)."""
     model = Model((6, 6, 2), [("conv", {"filters": 16, "size": 3, "activation": name}),
                               ("flatten", {}), ("dense", {"units": 3, "activation": "softmax"})], seed=0)
     std = float(model.layers[0].params["weight"].std())
-    assert (std > 0.25) == FUNCTIONS[name].he, std
+    assert (std > 0.25) == FUNCTIONS[name].he, std   # leaky_relu's default slope 0.01: He as relu
 
 
 @pytest.mark.parametrize("opset", [13, 14, 17, 20])
