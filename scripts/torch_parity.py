@@ -3,6 +3,7 @@ and the largest difference in class probabilities.
 
   python scripts/torch_parity.py CHECKPOINT [IMAGE ...]    # a trained checkpoint, optional images
   python scripts/torch_parity.py --arch configs/models/resnet20.yaml
+  python scripts/torch_parity.py --functions     # each activation and its derivative, value by value
 
 A checkpoint runs on 16 random inputs (standard normal, i.e. already normalised) and on each
 IMAGE, preprocessed as cnncli does (decode + resize, then (x / 255 - mean) / std). --arch builds
@@ -77,6 +78,34 @@ def compare(model, net, x_nhwc):
             float(np.abs(z_ours).max()))
 
 
+def functions(tol):
+    """Every activation function of layers/functions.py against torch.nn.functional's, on 200,000
+    values in [-20, 20] and the kinks: the values and the derivatives (cnncli's from what it
+    keeps: the output, or the input) -> exit status 1 above tol (relative to the value's scale)."""
+    import torch
+
+    from cnncli.kernels.activation import activate, activation_grad, keeps_input
+    from cnncli.layers import FUNCTIONS
+    from torch_graph import _activate
+
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.standard_normal(100000) * 5, np.linspace(-8, 8, 100001),
+                        [-6, -3, 0, 3, 6, -20, 20]]).astype(np.float32).reshape(-1, 1)
+    worst = 0.0
+    for name in sorted(set(FUNCTIONS) - {"linear", "softmax"}):
+        t = torch.tensor(z, requires_grad=True)
+        y = _activate(t, name, 0.01)
+        y.sum().backward()
+        ours = activate(z.copy(), name, 0.01)
+        grad = activation_grad(np.ones_like(z), (z if keeps_input(name) else ours).copy(), name, 0.01)
+        dy = float(np.abs(ours - y.detach().numpy()).max() / max(1.0, np.abs(ours).max()))
+        dg = float(np.abs(grad - t.grad.numpy()).max())
+        worst = max(worst, dy, dg)
+        print(f"{name:12} max |y - torch| / scale {dy:.2e}   max |dy/dz - torch| {dg:.2e}")
+    print(f"largest difference {worst:.2e} ({'OK' if worst <= tol else 'FAILED'}, tolerance {tol:g})")
+    return 0 if worst <= tol else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", nargs="?", help="a cnncli checkpoint (.npz)")
@@ -85,7 +114,10 @@ def main():
     ap.add_argument("--tol", type=float, default=1e-5, help="largest allowed |difference| (default 1e-5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-n", type=int, default=16, help="random inputs (default 16)")
+    ap.add_argument("--functions", action="store_true", help="compare the activation functions alone")
     a = ap.parse_args()
+    if a.functions:
+        sys.exit(functions(a.tol))
     if bool(a.arch) == bool(a.checkpoint):
         ap.error("give either a CHECKPOINT or --arch FILE")
     if a.arch and a.images:

