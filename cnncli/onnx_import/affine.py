@@ -88,6 +88,7 @@ def _preprocessing(imp, v, node):
     if imp.preprocessing is not None and not (np.array_equal(imp.preprocessing[0], mean)
                                               and np.array_equal(imp.preprocessing[1], std)):
         raise Unsupported(node, "the input is read with two different normalisations")
+    if imp.preprocessing is None and v.mean is not None:
+        imp.folded["input normalisation into the preprocessing"] += 1
     imp.preprocessing = (mean, std)
-    imp.folded["input normalisation into the preprocessing"] += 1
     return INPUT

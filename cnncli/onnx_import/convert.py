@@ -76,7 +76,7 @@ class Importer:
         h, w, c = source.shape
         self.values = {source.input: Value(INPUT, (h, w, c), tensor=source.input)}
         self.layers = []
-        self.counts = Counter()        # ONNX operators seen
+        self.counts = Counter(source.head_ops)   # ONNX operators seen
         self.folded = Counter()        # what was folded away, by what it was
         self.user_mean, self.user_std = user_mean, user_std
         self.preprocessing = None      # (mean, std) on pixel / 255, once the input is read

@@ -24,6 +24,7 @@ class Source:
     opset: int
     initializers: dict      # name -> array
     metadata: dict          # metadata_props
+    head_ops: list = None   # the operators of the head's nodes (taken out of `nodes`)
 
 
 def require_onnx():
@@ -63,9 +64,11 @@ def read(path, input_hwc=None):
     shape, batch = _input_shape(path, inputs[0], input_hwc)
     output = graph.output[0].name
     nodes = _needed(graph.node, output)
-    logits, head, found, nodes = _head(nodes, output, inits)
+    logits, head, found, kept = _head(nodes, output, inits)
     meta = {p.key: p.value for p in proto.metadata_props}
-    return Source(proto, nodes, inputs[0].name, shape, batch, logits, head, found, output, opset, inits, meta)
+    head_ops = [n.op_type for n in nodes if not any(n is k for k in kept)]
+    return Source(proto, kept, inputs[0].name, shape, batch, logits, head, found, output, opset, inits, meta,
+                  head_ops)
 
 
 def _input_shape(path, value, input_hwc):
