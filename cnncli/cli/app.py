@@ -373,7 +373,7 @@ def import_(
                                    "with cnncli; exit 1 if they differ by more than 1e-4 of the output's scale."),
     force: bool = typer.Option(False, "--force", help="Replace model.yaml and model.npz in OUT_DIR."),
 ):
-    """Bring a network from elsewhere: an ONNX classifier becomes a cnncli architecture and checkpoint."""
+    """Read an ONNX classifier into a cnncli model. Writes OUT_DIR/model.yaml and OUT_DIR/model.npz."""
     from ..onnx_import import compare, import_onnx
     from .render import print_import
 

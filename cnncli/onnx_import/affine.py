@@ -9,9 +9,13 @@ layer reads them, in the cheapest exact form:
                                    statistics 0 and 1 - eps (so that sqrt(var + eps) = 1)
 """
 
+import inspect
+
 import numpy as np
 
+from ..layers import LAYERS
 from ..model import INPUT
+from .values import Unsupported
 
 EPS = 1e-5
 
@@ -52,14 +56,16 @@ def realize(imp, v, node):
     if v.layer == INPUT:
         return _preprocessing(imp, v, node)
     base = imp.layers[v.layer]
+    cls = LAYERS[base.kind]
     single = imp.readers[v.tensor] == 1 and not base.sealed
-    if single and base.kind == "batchnorm":
+    if single and cls.batch_statistics:      # a batchnorm: an affine map per channel at inference
         w = base.weights
         w["weight"] = (w["weight"] / v.std).astype(np.float32)
         w["bias"] = ((w["bias"] - v.mean) / v.std).astype(np.float32)
         imp.folded["per-channel affine into the batchnorm before it"] += 1
         return v.layer
-    if single and base.kind in ("conv", "dense") and np.all(v.std == 1) and base.args.get("activation", "linear") == "linear":
+    takes_bias = "bias" in inspect.signature(cls).parameters     # conv, dense
+    if single and takes_bias and np.all(v.std == 1) and base.args.get("activation", "linear") == "linear":
         bias = base.weights.get("bias", np.zeros(v.channels, np.float32))
         base.weights["bias"] = (bias - v.mean).astype(np.float32)
         base.args["bias"] = True
@@ -76,8 +82,6 @@ def realize(imp, v, node):
 def _preprocessing(imp, v, node):
     """(pixels - M) / S at the input -> the checkpoint's mean and std, composed with --mean/--std
     (what the graph's input itself expects: x = (pixel / 255 - mean) / std)."""
-    from .convert import Unsupported
-
     m = np.zeros(v.channels) if v.mean is None else v.mean
     s = np.ones(v.channels) if v.std is None else v.std
     if np.any(s <= 0):

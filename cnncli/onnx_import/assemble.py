@@ -4,10 +4,20 @@ layer reads anything but the one before it."""
 
 import re
 
+from ..layers import LAYERS
 from ..model import INPUT
-from .convert import Emitted, Unsupported
+from .values import Emitted, Unsupported
 
-FUSES = ("conv", "dense", "add")    # the kinds with a fused `activation:`
+
+
+def _fuses(kind):
+    """Does this kind take a fused `activation:` (conv, dense, add)?"""
+    return LAYERS[kind].activation_key == "activation"
+
+
+def _standalone(kind):
+    """Is this kind an activation function alone?"""
+    return LAYERS[kind].activation_key == "fn"
 
 
 def head(imp):
@@ -38,11 +48,11 @@ def fuse(layers):
     readers = _readers(layers)
     drop = set()
     for i, layer in enumerate(layers):
-        if layer.kind != "activation" or len(layer.sources) != 1 or layer.sources[0] == INPUT:
+        if not _standalone(layer.kind) or len(layer.sources) != 1 or layer.sources[0] == INPUT:
             continue
         j = layer.sources[0]
         base = layers[j]
-        if base.kind in FUSES and base.args.get("activation", "linear") == "linear" and readers[j] == [i] \
+        if _fuses(base.kind) and base.args.get("activation", "linear") == "linear" and readers[j] == [i] \
                 and not base.sealed:
             base.args["activation"] = layer.args["fn"]
             if "alpha" in layer.args:
@@ -54,15 +64,15 @@ def fuse(layers):
 
 
 def join_adds(layers):
-    """add(add(a, b), c) -> add(a, b, c) where the inner one is read only there (cnncli's add
-    sums in that order: the same numbers)."""
+    """add(add(a, b), c) -> add(a, b, c) where the inner one is read only there and is not a
+    layer boundary (cnncli's add sums in that order: the same numbers); concat alike."""
     readers = _readers(layers)
     drop = set()
     for i, layer in enumerate(layers):
-        if layer.kind != "add":
+        if LAYERS[layer.kind].n_inputs is not None:
             continue
         j = layer.sources[0]
-        if j != INPUT and layers[j].kind == "add" and readers[j] == [i] and not layers[j].sealed \
+        if j != INPUT and LAYERS[layers[j].kind] is LAYERS[layer.kind] and readers[j] == [i] and not layers[j].sealed \
                 and layers[j].args.get("activation", "linear") == "linear":
             layer.sources = layers[j].sources + layer.sources[1:]
             drop.add(j)

@@ -44,6 +44,8 @@ def build(path, classes_file=None, input_hwc=None, mean=None, std=None):
     imp = Importer(src, user_mean, user_std).run()
     assemble.head(imp)
     layers = assemble.fuse(assemble.join_adds(imp.layers))
+    counts, folded, found = imp.counts, imp.folded, imp.preprocessing
+    del imp      # its constants: the weights now live in the layers only
     raw = {"input": [h, w, c], "layers": assemble.specs(layers)}
     try:
         arch = parse_architecture(raw, f"{path} (imported)")
@@ -55,7 +57,7 @@ def build(path, classes_file=None, input_hwc=None, mean=None, std=None):
     checkpoint.check_arrays(model, arrays, path)
     model.load_state_dict(arrays)
     classes = _classes(src, classes_file, model.n_classes)
-    pre_mean, pre_std = _preprocessing(imp, src, user_mean, user_std, mean is None and std is None)
+    pre_mean, pre_std = _preprocessing(found, src, user_mean, user_std, mean is None and std is None)
     meta = {"architecture": arch.to_dict(), "classes": classes, "epoch": 0,
             "preprocessing": {"input": [h, w, c], "channels": c, "mean": pre_mean, "std": pre_std,
                               "resize": "stretch", "scale": "x = (pixel / 255 - mean) / std"},
@@ -63,7 +65,7 @@ def build(path, classes_file=None, input_hwc=None, mean=None, std=None):
                               "output": "probabilities" if src.head_found else "logits"}}
     used = sum(v.size for v in arrays.values())
     kinds = Counter(layer.kind for layer in layers)
-    return Imported(arch, model, arrays, meta, src, imp.counts, kinds, imp.folded, used,
+    return Imported(arch, model, arrays, meta, src, counts, kinds, folded, used,
                     time.perf_counter() - start, (user_mean, user_std))
 
 
@@ -101,10 +103,10 @@ def _classes(src, classes_file, n):
     return names
 
 
-def _preprocessing(imp, src, user_mean, user_std, from_metadata):
+def _preprocessing(found, src, user_mean, user_std, from_metadata):
     """-> (mean, std) lists. A cnncli export's metadata holds them in full precision: used when
     they are what the graph computes (its constants are their float32 roundings)."""
-    mean, std = imp.preprocessing if imp.preprocessing is not None else (user_mean, user_std)
+    mean, std = found if found is not None else (user_mean, user_std)
     if from_metadata and "mean" in src.metadata and "std" in src.metadata:
         try:
             m, s = (np.asarray(json.loads(src.metadata[k]), np.float64) for k in ("mean", "std"))

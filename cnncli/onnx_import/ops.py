@@ -8,7 +8,9 @@ from ..layers import LAYERS, LayerError
 from ..layers.base import resolve_padding
 from .affine import channel_vector, compose
 from .constants import BATCH, attr
-from .convert import ALIASES, Unsupported, Value
+from .values import Unsupported, Value
+
+ALIASES = ("Identity", "Dropout")
 
 
 def _text(value):
@@ -64,8 +66,8 @@ def _ceil_extra(h, k, s, lo, hi):
 
 def conv(imp, node):
     x = imp.value(node.input[0], node)
-    w = imp.const(node.input[1], node, "weight").astype(np.float32)
-    b = imp.const(node.input[2], node, "bias").astype(np.float32) if len(node.input) > 2 and node.input[2] else None
+    w = imp.const(node.input[1], node, "weight").astype(np.float32, copy=False)
+    b = imp.const(node.input[2], node, "bias").astype(np.float32, copy=False) if len(node.input) > 2 and node.input[2] else None
     if any(d != 1 for d in attr(node, "dilations", [1, 1])):
         raise Unsupported(node, "dilation other than 1")
     f, cg, kh, kw = w.shape
@@ -90,7 +92,7 @@ def batchnorm(imp, node):
     if len([o for o in node.output if o]) > 1 or attr(node, "training_mode", 0):
         raise Unsupported(node, "batchnorm in training mode (running statistics as outputs)")
     names = ("weight", "bias", "running_mean", "running_var")
-    weights = {k: imp.const(t, node, k).astype(np.float32) for k, t in zip(names, node.input[1:5])}
+    weights = {k: imp.const(t, node, k).astype(np.float32, copy=False) for k, t in zip(names, node.input[1:5])}
     momentum = 1 - attr(node, "momentum", 0.9)
     args = {"eps": _float(attr(node, "epsilon", 1e-5))}
     if 0 < momentum < 1 and abs(momentum - 0.1) > 1e-6:
@@ -168,7 +170,7 @@ def gemm(imp, node):
     x = imp.value(node.input[0], node)
     if len(x.shape) != 1 or x.spatial_vector or attr(node, "transA", 0):
         raise Unsupported(node, "Gemm over anything but a batch of flat vectors")
-    b = imp.const(node.input[1], node, "weight").astype(np.float32)
+    b = imp.const(node.input[1], node, "weight").astype(np.float32, copy=False)
     weight = b if attr(node, "transB", 0) else b.T
     alpha, beta = attr(node, "alpha", 1.0), attr(node, "beta", 1.0)
     weight = np.ascontiguousarray(weight if alpha == 1 else weight * np.float32(alpha))
@@ -189,7 +191,7 @@ def matmul(imp, node):
     b = imp.const(node.input[1], node, "weight")
     if len(x.shape) != 1 or x.spatial_vector or b.ndim != 2 or b.shape[0] != x.channels:
         raise Unsupported(node, "MatMul other than a batch of flat vectors by a constant matrix")
-    weights = {"weight": np.ascontiguousarray(b.T.astype(np.float32))}
+    weights = {"weight": np.ascontiguousarray(b.T.astype(np.float32, copy=False))}
     imp.emit(node, "dense", {"units": b.shape[1], "bias": False}, [x], (b.shape[1],), weights)
 
 
