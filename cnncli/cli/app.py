@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -61,7 +61,8 @@ def command(fn=None, **settings):
             typer.echo(f"internal error: {e.__class__.__name__}: {one_line(e)} (a bug in cnncli: please "
                        "report it; set CNNCLI_DEBUG=1 to see the traceback)", err=True)
             raise typer.Exit(1) from None
-    return app.command(context_settings=settings or None)(wrapper)
+    name = settings.pop("name", None)
+    return app.command(name, context_settings=settings or None)(wrapper)
 
 
 TTA_HELP = ("Test-time augmentation: average the probabilities over the image, its mirror image (unless "
@@ -354,6 +355,43 @@ def export(
     if not report.ok:
         typer.echo(f"error: {out} differs from cnncli by {report.max_diff:.2g}, over the limit: a bug in "
                    "cnncli's exporter, please report it (the file is left for inspection)", err=True)
+        raise typer.Exit(1)
+
+
+@command(name="import")
+def import_(
+    model_file: Path = typer.Argument(..., metavar="MODEL.onnx", help="An ONNX image classifier."),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="Folder for model.yaml and model.npz (created if missing)."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Class names, one per line (default: the "
+                                           "model's metadata, else class_0, class_1, ...)."),
+    input_size: Optional[Tuple[int, int, int]] = typer.Option(None, "--input", metavar="H W C", help="The input "
+                                                               "size, where the graph leaves it dynamic."),
+    mean: Optional[List[float]] = typer.Option(None, "--mean", help="What the graph's input expects: x = (pixel / 255 "
+                                               "- mean) / std; one number, or one per channel (repeat). Default 0."),
+    std: Optional[List[float]] = typer.Option(None, "--std", help="See --mean. Default 1."),
+    run_check: bool = typer.Option(False, "--check", help="Run the file in ONNX Runtime on random inputs and compare "
+                                   "with cnncli; exit 1 if they differ by more than 1e-4 of the output's scale."),
+    force: bool = typer.Option(False, "--force", help="Replace model.yaml and model.npz in OUT_DIR."),
+):
+    """Read an ONNX classifier into a cnncli model. Writes OUT_DIR/model.yaml and OUT_DIR/model.npz."""
+    from ..onnx_import import compare, import_onnx
+    from .render import print_import
+
+    if run_check:
+        from ..export import require_runtime
+        require_runtime()
+    imported, yaml_path, ckpt_path = import_onnx(model_file, out_dir, classes, input_size, mean or None,
+                                                 std or None, force)
+    print_import(imported, yaml_path, ckpt_path)
+    if not run_check:
+        return
+    checked = compare(imported, model_file)
+    typer.echo(f"ONNX Runtime {checked.runtime} against cnncli on {checked.inputs} random inputs: largest "
+               f"difference {checked.max_diff:.2g} (limit {checked.tolerance:g}"
+               + (f" x {checked.scale:.3g}, the largest output)" if checked.scale > 1 else ")"))
+    if not checked.ok:
+        typer.echo(f"error: the imported model differs from {model_file} by {checked.max_diff:.2g}, over the "
+                   "limit (the files are left for inspection)", err=True)
         raise typer.Exit(1)
 
 

@@ -153,3 +153,30 @@ def print_checkpoint(path, as_json=False, batch_size=None):
                                                    for k, v in m.items() if v is not None), highlight=False)
     console.print(f"preprocessing   {pre.get('resize_rule', pre.get('resize'))}; mean "
                   f"{[round(v, 4) for v in pre['mean']]}, std {[round(v, 4) for v in pre['std']]}", highlight=False)
+
+
+def print_import(imported, yaml_path, ckpt_path):
+    """What `cnncli import` did: operators seen, layers made, what was folded away, parameters."""
+    import typer
+
+    def counts(c):
+        return ", ".join(f"{k} {n}" for k, n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    src, model, pre = imported.source, imported.model, imported.meta["preprocessing"]
+    h, w, c = src.shape
+    typer.echo(f"read {sum(imported.operators.values())} nodes (opset {src.opset}): {counts(imported.operators)}")
+    typer.echo(f"made {len(model.layers)} layers: {counts(imported.layers)}")
+    if imported.folded:
+        typer.echo(f"folded away: {counts(imported.folded)}")
+    head = "its own" if src.head_found else "added (the graph's output is taken as logits)"
+    buffers = sum(layer.n_buffers() for layer in model.layers)
+    typer.echo(f"input {h}x{w}x{c}, {model.n_classes} classes ({', '.join(imported.meta['classes'][:4])}"
+               f"{', ...' if model.n_classes > 4 else ''}); {src.head} head {head}")
+    typer.echo(f"parameters: {model.n_params():,} trainable + {buffers:,} batchnorm statistics"
+               f"; preprocessing: x = (pixel / 255 - mean) "
+               f"/ std, mean {_short(pre['mean'])}, std {_short(pre['std'])}")
+    typer.echo(f"wrote {yaml_path} and {ckpt_path} in {imported.seconds:.1f}s")
+
+
+def _short(values):
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"

@@ -1,0 +1,259 @@
+"""One converter per ONNX operator (onnx2torch's table read the other way): each reads its
+node's inputs (constants or Values), emits cnncli layers through the Importer and binds its
+output. Element-wise activations never get here: convert.py recognises them first."""
+
+import numpy as np
+
+from ..layers import LAYERS, LayerError
+from ..layers.base import resolve_padding
+from .affine import channel_vector, compose
+from .constants import BATCH, attr
+from .values import Unsupported, Value
+
+ALIASES = ("Identity", "Dropout")
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _float(value):
+    """An ONNX float attribute (float32) -> its shortest decimal: 0.2, not 0.20000000298."""
+    return float(str(np.float32(value)))
+
+
+def _geometry(node, kind, args, value):
+    """Build the layer as cnncli would, to check its shape -> its output shape."""
+    try:
+        return LAYERS[kind](**args).build(value.shape)
+    except LayerError as e:
+        raise Unsupported(node, str(e)) from None
+
+
+def padding(node, hw, size, stride, ceil=False):
+    """ONNX pads / auto_pad (and ceil_mode) -> cnncli's 'valid' | 'same' | [ph, pw]."""
+    auto = _text(attr(node, "auto_pad", "NOTSET"))
+    same, _ = resolve_padding("same", hw, size, stride)
+    if auto == "SAME_UPPER":
+        return "same"
+    if auto == "VALID":
+        pads = [0, 0, 0, 0]
+    elif auto == "SAME_LOWER":
+        pads = [same[1], same[3], same[0], same[2]]
+    else:
+        pads = [int(p) for p in attr(node, "pads", [0, 0, 0, 0])]
+    top, left, bottom, right = pads
+    if ceil:   # ceil_mode: as many more rows / columns of padding as the last window needs
+        bottom += _ceil_extra(hw[0], size[0], stride[0], top, bottom)
+        right += _ceil_extra(hw[1], size[1], stride[1], left, right)
+    if top == bottom and left == right:
+        return "valid" if top == left == 0 else [top, left]
+    if (top, bottom, left, right) == same:
+        return "same"
+    raise Unsupported(node, f"its pads (top {top}, left {left}, bottom {bottom}, right {right}) are "
+                      "neither the same on both sides nor TensorFlow's 'same' for this input")
+
+
+def _ceil_extra(h, k, s, lo, hi):
+    """ceil_mode's extra padding at the end: out = ceil((h + lo + hi - k) / s) + 1, less one when
+    the last window would start in the padding at the end (PyTorch's and ONNX Runtime's rule)."""
+    span = h + lo + hi - k
+    out = -(-span // s) + 1
+    if (out - 1) * s >= h + lo:
+        out -= 1
+    return max(0, (out - 1) * s + k - (h + lo + hi))
+
+
+def conv(imp, node):
+    x = imp.value(node.input[0], node)
+    w = imp.const(node.input[1], node, "weight").astype(np.float32, copy=False)
+    b = imp.const(node.input[2], node, "bias").astype(np.float32, copy=False) if len(node.input) > 2 and node.input[2] else None
+    if any(d != 1 for d in attr(node, "dilations", [1, 1])):
+        raise Unsupported(node, "dilation other than 1")
+    f, cg, kh, kw = w.shape
+    groups = attr(node, "group", 1)
+    stride = [int(s) for s in attr(node, "strides", [1, 1])]
+    weights = {"weight": w} if b is None else {"weight": w, "bias": b}
+    if len(x.shape) == 1:     # a 1x1 conv over a pooled (D, 1, 1) vector: a dense layer
+        if not x.spatial_vector or (kh, kw) != (1, 1) or groups != 1 or any(attr(node, "pads", [0]) or [0]):
+            raise Unsupported(node, "a convolution over a flat vector")
+        weights["weight"] = w.reshape(f, cg)
+        imp.emit(node, "dense", {"units": f, "bias": b is not None}, [x], (f,), weights, spatial_vector=True)
+        return
+    if x.channels != cg * groups:
+        raise Unsupported(node, f"its weight reads {cg * groups} channels, its input has {x.channels}")
+    args = {"filters": f, "size": [kh, kw], "stride": stride,
+            "padding": padding(node, x.shape[:2], (kh, kw), stride), "groups": groups, "bias": b is not None}
+    imp.emit(node, "conv", args, [x], _geometry(node, "conv", args, x), weights)
+
+
+def batchnorm(imp, node):
+    x = imp.value(node.input[0], node)
+    if len([o for o in node.output if o]) > 1 or attr(node, "training_mode", 0):
+        raise Unsupported(node, "batchnorm in training mode (running statistics as outputs)")
+    names = ("weight", "bias", "running_mean", "running_var")
+    weights = {k: imp.const(t, node, k).astype(np.float32, copy=False) for k, t in zip(names, node.input[1:5])}
+    momentum = 1 - attr(node, "momentum", 0.9)
+    args = {"eps": _float(attr(node, "epsilon", 1e-5))}
+    if 0 < momentum < 1 and abs(momentum - 0.1) > 1e-6:
+        args["momentum"] = _float(momentum)
+    imp.emit(node, "batchnorm", args, [x], x.shape, weights, x.spatial_vector)
+
+
+def pool(imp, node):
+    x = imp.value(node.input[0], node)
+    kind = "maxpool" if node.op_type == "MaxPool" else "avgpool"
+    if len(x.shape) != 3:
+        raise Unsupported(node, "pooling a flat vector")
+    if any(d != 1 for d in attr(node, "dilations", [1, 1])) or attr(node, "storage_order", 0):
+        raise Unsupported(node, "dilation or a column-major index output")
+    if len([o for o in node.output if o]) > 1:
+        raise Unsupported(node, "the argmax indices as an output")
+    size = [int(k) for k in attr(node, "kernel_shape")]
+    stride = [int(s) for s in attr(node, "strides", [1, 1])]
+    pad = padding(node, x.shape[:2], size, stride, ceil=bool(attr(node, "ceil_mode", 0)))
+    if kind == "avgpool" and attr(node, "count_include_pad", 0) and pad != "valid":
+        raise Unsupported(node, "count_include_pad=1 with padding: cnncli averages over the real cells only")
+    args = {"size": size, "stride": stride, "padding": pad}
+    imp.emit(node, kind, args, [x], _geometry(node, kind, args, x))
+
+
+def global_pool(imp, node):
+    x = imp.value(node.input[0], node)
+    if len(x.shape) != 3:
+        raise Unsupported(node, "global pooling of a flat vector")
+    kind = "globalavgpool" if node.op_type == "GlobalAveragePool" else "globalmaxpool"
+    imp.emit(node, kind, {}, [x], (x.channels,), spatial_vector=True)
+
+
+def flatten(imp, node):
+    x = imp.value(node.input[0], node)
+    if attr(node, "axis", 1) not in (1, -len(x.onnx_shape)):
+        raise Unsupported(node, "a flatten that keeps other axes than the batch")
+    _to_vector(imp, node, x)
+
+
+def _to_vector(imp, node, x):
+    if len(x.shape) == 3:
+        imp.emit(node, "flatten", {}, [x], (int(np.prod(x.shape)),))
+    else:
+        imp.alias(node, Value(x.layer, x.shape, False, x.mean, x.std, x.tensor, x.sealed), node.op_type)
+
+
+def reshape(imp, node):
+    x = imp.value(node.input[0], node)
+    target = [int(d) for d in imp.const(node.input[1], node, "shape")]
+    dims = [BATCH, *x.onnx_shape]
+    target = [dims[i] if d == 0 and i < len(dims) else d for i, d in enumerate(target)]
+    total = int(np.prod(x.onnx_shape))
+    batch_first = target[0] in (BATCH, imp.src.batch or BATCH) or (target[0] == -1 and -1 not in target[1:])
+    rest = [total if d == -1 else d for d in target[1:]]
+    if batch_first and rest == [total]:
+        return _to_vector(imp, node, x)
+    if batch_first and len(x.shape) == 1 and rest == [total, 1, 1]:
+        return imp.alias(node, Value(x.layer, x.shape, True, x.mean, x.std, x.tensor, x.sealed), "Reshape")
+    raise Unsupported(node, f"a reshape of {'x'.join(map(str, x.onnx_shape))} to {target} moves values "
+                      "across channels or positions (only a flatten is a cnncli layer)")
+
+
+def squeeze(imp, node):
+    x = imp.value(node.input[0], node)
+    axes = attr(node, "axes") if len(node.input) < 2 else imp.const(node.input[1], node, "axes")
+    axes = sorted(int(a) % 4 for a in np.ravel(axes)) if axes is not None else [2, 3]
+    spatial = node.op_type == "Unsqueeze"
+    if len(x.shape) != 1 or axes != [2, 3] or x.spatial_vector == spatial:
+        raise Unsupported(node, f"{node.op_type.lower()} of axes {axes} of a {'x'.join(map(str, x.onnx_shape))} tensor")
+    imp.alias(node, Value(x.layer, x.shape, spatial, x.mean, x.std, x.tensor, x.sealed), node.op_type)
+
+
+def gemm(imp, node):
+    x = imp.value(node.input[0], node)
+    if len(x.shape) != 1 or x.spatial_vector or attr(node, "transA", 0):
+        raise Unsupported(node, "Gemm over anything but a batch of flat vectors")
+    b = imp.const(node.input[1], node, "weight").astype(np.float32, copy=False)
+    weight = b if attr(node, "transB", 0) else b.T
+    alpha, beta = attr(node, "alpha", 1.0), attr(node, "beta", 1.0)
+    weight = np.ascontiguousarray(weight if alpha == 1 else weight * np.float32(alpha))
+    units = weight.shape[0]
+    if weight.shape[1] != x.channels:
+        raise Unsupported(node, f"its weight takes {weight.shape[1]} features, its input has {x.channels}")
+    weights = {"weight": weight}
+    if len(node.input) > 2 and node.input[2]:
+        c = np.asarray(imp.const(node.input[2], node, "bias"), np.float32)
+        if c.size not in (1, units) or (c.ndim == 2 and c.shape[0] != 1):
+            raise Unsupported(node, f"a bias of shape {c.shape}, not one per unit")
+        weights["bias"] = np.broadcast_to(c.reshape(-1) * np.float32(beta), (units,)).astype(np.float32)
+    imp.emit(node, "dense", {"units": units, "bias": "bias" in weights}, [x], (units,), weights)
+
+
+def matmul(imp, node):
+    x = imp.value(node.input[0], node)
+    b = imp.const(node.input[1], node, "weight")
+    if len(x.shape) != 1 or x.spatial_vector or b.ndim != 2 or b.shape[0] != x.channels:
+        raise Unsupported(node, "MatMul other than a batch of flat vectors by a constant matrix")
+    weights = {"weight": np.ascontiguousarray(b.T.astype(np.float32, copy=False))}
+    imp.emit(node, "dense", {"units": b.shape[1], "bias": False}, [x], (b.shape[1],), weights)
+
+
+def add(imp, node):
+    xs = [imp.get(t, node) for t in node.input if t]
+    if all(isinstance(v, Value) for v in xs):
+        if len(xs) == 1:
+            return imp.alias(node, xs[0], "Sum of one input")
+        if any(v.shape != xs[0].shape for v in xs):
+            raise Unsupported(node, "adding tensors of different shapes (broadcasting)")
+        return imp.emit(node, "add", {}, xs, xs[0].shape, spatial_vector=xs[0].spatial_vector)
+    return affine(imp, node)
+
+
+def affine(imp, node):
+    a, b = (imp.get(t, node) for t in node.input[:2])
+    if isinstance(a, Value) and isinstance(b, Value):
+        raise Unsupported(node, "multiplying or dividing two feature maps (a gate, as squeeze-and-excitation "
+                          "writes) has no cnncli layer yet")
+    const_first = not isinstance(a, Value)
+    v, c = (b, a) if const_first else (a, b)
+    vector = channel_vector(c, v)
+    if vector is None:
+        raise Unsupported(node, f"its constant of shape {list(np.shape(c))} is not one number per channel")
+    if node.op_type in ("Mul", "Div") and np.any(vector == 0):
+        raise Unsupported(node, "a multiplication by zero")
+    result = compose(v, node.op_type, vector, const_first)
+    if result is None:
+        raise Unsupported(node, "a constant minus or over a feature map")
+    imp.alias(node, v.with_affine(*result))
+
+
+def concat(imp, node):
+    xs = [imp.value(t, node) for t in node.input if t]
+    axis = attr(node, "axis")
+    rank = len(xs[0].onnx_shape) + 1
+    if axis % rank != 1:
+        raise Unsupported(node, f"joining along axis {axis}; cnncli joins channels (axis 1)")
+    if len({len(v.shape) for v in xs}) != 1:
+        raise Unsupported(node, "joining feature maps with flat vectors")
+    shape = xs[0].shape[:-1] + (sum(v.channels for v in xs),)
+    imp.emit(node, "concat", {}, xs, shape, spatial_vector=all(v.spatial_vector for v in xs))
+
+
+def softmax(imp, node):
+    x = imp.value(node.input[0], node)
+    axis = attr(node, "axis", 1 if imp.src.opset < 13 else -1)
+    rank = len(x.onnx_shape) + 1
+    over_channels = axis % rank == 1 and (imp.src.opset >= 13 or len(x.shape) == 1)
+    if not (over_channels or (len(x.shape) == 1 and not x.spatial_vector and axis % rank == 1)):
+        raise Unsupported(node, f"a softmax over axis {axis}; cnncli's is over the channels")
+    imp.emit(node, "activation", {"fn": "softmax"}, [x], x.shape, spatial_vector=x.spatial_vector)
+
+
+def alias(imp, node):
+    imp.alias(node, imp.value(node.input[0], node), node.op_type)
+
+
+CONVERTERS = {
+    "Conv": conv, "BatchNormalization": batchnorm, "MaxPool": pool, "AveragePool": pool,
+    "GlobalAveragePool": global_pool, "GlobalMaxPool": global_pool, "Flatten": flatten, "Reshape": reshape,
+    "Squeeze": squeeze, "Unsqueeze": squeeze, "Gemm": gemm, "MatMul": matmul, "Add": add, "Sum": add,
+    "Sub": affine, "Mul": affine, "Div": affine, "Concat": concat, "Softmax": softmax,
+    **{op: alias for op in ALIASES},
+}
