@@ -43,7 +43,9 @@ def command(fn=None, **settings):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # what print() left in the buffer meets a closed pipe here, not at exit
+            return result
         except CnnError as e:  # one line, whatever a file or folder name holds
             from ..parallel.world import speaks
             if speaks(e):  # in a job of several processes, rank 0 says what all of them found
