@@ -59,3 +59,21 @@ def test_every_printing_command_into_a_closed_pipe_exits_0(trained, reader):
         for _ in range(2 if "evaluate" in line else 3):   # timing-dependent: try more than once
             status, err = _bash(f"{line} | {reader}", trained)
             assert (status, err) == (0, ""), line
+
+
+# --- 4. export --check-images skips unreadable files as predict does -----------------------
+
+def test_export_check_images_skips_and_lists_unreadable_files(trained, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    good = sorted((trained / "data" / "a").glob("*.png"))[:2]
+    for p in good:
+        (images / p.name).write_bytes(p.read_bytes())
+    (images / "empty.png").write_bytes(b"")
+    (images / "cut.png").write_bytes(good[0].read_bytes()[:60])
+    res = run("export", trained / "run" / "best.npz", tmp_path / "m.onnx", "--check-images", images)
+    assert res.returncode == 0, res.stderr
+    assert "8 random inputs and 2 images: largest difference" in res.stdout
+    assert res.stderr.splitlines() == [f"skipped {images / 'cut.png'}: cannot decode: image file is truncated",
+                                       f"skipped {images / 'empty.png'}: empty file (0 bytes)"]
+

@@ -353,6 +353,8 @@ def export(
     inputs = f"{report.random} random inputs" + (f" and {report.images} images" if report.images else "")
     typer.echo(f"ONNX Runtime {report.runtime} against cnncli on {inputs}: largest difference "
                f"{report.max_diff:.2g} (limit {limit})")
+    for path, reason in report.skipped:   # as predict lists them: each once, on stderr
+        typer.echo(f"skipped {path}: {reason}", err=True)
     if not report.ok:
         typer.echo(f"error: {out} differs from cnncli by {report.max_diff:.2g}, over the limit: a bug in "
                    "cnncli's exporter, please report it (the file is left for inspection)", err=True)
