@@ -77,3 +77,19 @@ def test_export_check_images_skips_and_lists_unreadable_files(trained, tmp_path)
     assert res.stderr.splitlines() == [f"skipped {images / 'cut.png'}: cannot decode: image file is truncated",
                                        f"skipped {images / 'empty.png'}: empty file (0 bytes)"]
 
+
+# --- 11. the onnx extra brings what export --check runs ------------------------------------
+
+def test_onnx_extra_brings_onnx_runtime_and_the_message_names_it(trained, tmp_path):
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["onnx"]
+    assert any(req.startswith("onnxruntime") for req in extra)
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "onnxruntime.py").write_text("raise ImportError('hidden by the test')\n")
+    res = run("export", trained / "run" / "best.npz", tmp_path / "m.onnx", "--check",
+              env={"PYTHONPATH": str(hide)})
+    assert res.returncode == 2 and not (tmp_path / "m.onnx").exists()
+    assert res.stderr == ("error: --check runs the model in ONNX Runtime, which is not installed: "
+                          "pip install 'cnncli[onnx]' brings it (or pip install onnxruntime)\n")

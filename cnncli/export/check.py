@@ -34,7 +34,7 @@ def require_runtime():
         import onnxruntime
     except ImportError:
         raise CnnError("--check runs the model in ONNX Runtime, which is not installed: "
-                       "pip install onnxruntime") from None
+                       "pip install 'cnncli[onnx]' brings it (or pip install onnxruntime)") from None
     return onnxruntime
 
 
