@@ -48,6 +48,8 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
                 _warm_start(model, cfg.train.init)
             check_output(cfg.output, force)
         agreed.fingerprint = fingerprint(config=_shared_settings(cfg), force=force)
+    for note in cfg.notes:
+        report.message(f"warning: {note}")
     data, weights = _prepare(cfg, model, report, comm)
     comm.broadcast_model(model)
     kernels = _warm_up(cfg, report, model)   # a first run compiles for a while: before the old run is touched

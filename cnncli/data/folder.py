@@ -67,7 +67,8 @@ def scan(root, classes=None, role="train"):
     """List root/<class>/**/<image>. With `classes` (a checkpoint's or train's list), folder names
     are matched against it by name: an unknown class is an error, a missing one is fine."""
     root = Path(root)
-    hint = f": check data.{role} in the config" if role in ("train", "val") else ""
+    hint = (f": check data.{role} in the config (a path there is relative to the config file's folder)"
+            if role in ("train", "val") else "")
     if not root.exists():
         raise CnnError(f"data folder {root} does not exist{hint}")
     if not root.is_dir():
