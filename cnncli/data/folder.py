@@ -99,7 +99,7 @@ def scan(root, classes=None, role="train"):
     for folder in folders:
         found = sorted((p for p in folder.rglob("*") if p.is_file() and is_image_name(p) and _visible(p, root)),
                        key=lambda p: natural_key(p.relative_to(folder).as_posix()))
-        if not found and role == "train":
+        if not found and role in ("train", "init"):   # init --data writes what train accepts
             raise CnnError(f"class folder {folder} has no images ({', '.join(sorted(EXTENSIONS))}): "
                            "add images or remove the folder")
         files += found
