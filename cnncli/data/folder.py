@@ -42,6 +42,15 @@ def split_folders(names):
     return found
 
 
+def test_beside(train):
+    """The test split next to a training folder (data/train -> data/test), or None."""
+    train = Path(train)
+    if SPLITS.get(train.name.lower()) != "train" or not train.parent.is_dir():
+        return None
+    tests = sorted(p for p in train.parent.iterdir() if p.is_dir() and SPLITS.get(p.name.lower()) == "test")
+    return tests[0] if tests else None
+
+
 def _refuse_split_folders(root, names, role, classes):
     """A folder whose sub-folders are train/val/test splits, given where a folder of classes is
     expected (data.train: data/shapes): say which sub-folder was meant."""
