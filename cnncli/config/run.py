@@ -211,6 +211,12 @@ def parse_run(raw, source, base_dir):
     (base_dir), wherever cnncli runs; --set values are the shell's, resolved before (load). A
     data or init path that is missing there but present relative to the current folder (the rule
     before 2026-12) is taken from there, with a note in cfg.notes."""
+    for key in raw:   # `--set epochs=3`: a section's key given at the top
+        owner = next((name for name, cls in (("train", Train), ("data", Data))
+                      if key in {f.name for f in dataclasses.fields(cls)}), None)
+        if owner and key not in ("train", "data"):
+            raise ConfigError(f"{source}: unknown key {key!r} (did you mean '{owner}.{key}'?); "
+                              "allowed: model, data, train, output")
     check_keys(raw, ("model", "data", "train", "output"), source)
     model = raw.get("model")
     if model is None:

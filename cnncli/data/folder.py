@@ -102,8 +102,10 @@ def scan(root, classes=None, role="train"):
     else:
         unknown = [n for n in names if n not in classes]
         if unknown:
+            same = [c for c in classes if c.lower() == unknown[0].lower()]   # Cat for cat
+            fix = f"rename it to {same[0]!r}" if same else "rename or remove it"
             raise CnnError(f"{root}: class folder {unknown[0]!r} is not one of the model's classes "
-                           f"({', '.join(classes)}): rename or remove it")
+                           f"({', '.join(classes)}): {fix}")
     files, labels = [], []
     for folder in folders:
         found = sorted((p for p in folder.rglob("*") if p.is_file() and is_image_name(p) and _visible(p, root)),
