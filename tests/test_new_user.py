@@ -294,7 +294,7 @@ def test_train_and_report_say_a_held_out_split_flatters_and_use_the_test_folder(
     assert res.returncode == 0, res.stderr
     test, train = tmp_path / "dg" / "test", tmp_path / "dg" / "train"
     assert res.stdout.splitlines()[-1] == (
-        f"note: the validation images were held out of {train} (val_split 0.25): from the same source as the "
+        f"validation: its images were held out of {train} (val_split 0.25): from the same source as the "
         "training images, and best.npz chosen on them, they flatter the model; the honest figure is a separate "
         f"test folder's, such as {test}: cnncli evaluate {tmp_path / 'run'}/best.npz {test}")
     rep = run("report", tmp_path / "run", env={"CNNCLI_CACHE": str(tmp_path / "cache")})

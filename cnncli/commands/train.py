@@ -204,8 +204,8 @@ def _honest_figure(cfg, output):
     test = test_beside(cfg.data.train)
     where = (f"{test}: cnncli evaluate {output}/best.npz {test}" if test else
              f"one: cnncli evaluate {output}/best.npz TEST_FOLDER")
-    return (f"note: the validation images were held out of {cfg.data.train} (val_split {cfg.data.val_split:g}): "
-            "from the same source as the training images, and best.npz chosen on them, they flatter the model; "
+    return (f"validation: its images were held out of {cfg.data.train} (val_split {cfg.data.val_split:g}): from "
+            "the same source as the training images, and best.npz chosen on them, they flatter the model; "
             f"the honest figure is a separate test folder's, such as {where}")
 
 
