@@ -31,7 +31,8 @@ def main():
         os.chdir(tmp)  # relative paths, as the quick start has them: the curves' title is runs/quickstart
         data, run = Path("data/shapes"), Path("runs/quickstart")
         write_shapes(data, per_class=600, size=32, n_classes=4, seed=0, val_per_class=100)  # = cnncli synth
-        train(ROOT / "configs" / "quickstart.yaml", ["data.cache_dir=cache"], reporter=PlainReporter())
+        shutil.copytree(ROOT / "configs", "configs")   # its paths are relative to it: ../data, ../runs
+        train(Path("configs/quickstart.yaml"), ["data.cache_dir=cache"], reporter=PlainReporter())
         shutil.copyfile(run / "curves.png", ROOT / "docs" / "curves.png")
         (result,) = explain(run / "best.npz", [str(data / EXPLAINED)], "explained")
         shutil.copyfile(result["png"], ROOT / "docs" / "explain.png")

@@ -342,7 +342,7 @@ def test_check_without_onnx_runtime_writes_nothing(tmp_path, monkeypatch):
     ckpt = random_checkpoint(tmp_path / "m.npz", "sigmoid_layer_head")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     line = one_error_line(CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "m.onnx"), "--check"]))
-    assert "pip install onnxruntime" in line and not (tmp_path / "m.onnx").exists()
+    assert "pip install 'cnncli[onnx]'" in line and not (tmp_path / "m.onnx").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not_npz", "missing"])

@@ -43,7 +43,8 @@ def test_init_data_fits_the_folder_and_trains(tmp_path):
     assert cfg["data"]["train"].endswith("photos/train") and cfg["data"]["val"].endswith("photos/val")
     assert cfg["train"]["optimizer"] == "adamw" and cfg["train"]["schedule"] == "cosine"
     # the measured recipe (README, "Training recipes"): a random warp per image, and longer training
-    assert cfg["data"]["augment"] == {"rotate": 10, "scale": [0.9, 1.1], "translate": 0.1, "shear": 10, "flip": False}
+    # flip on: these are colour images (chosen from the data: tests/test_new_user.py)
+    assert cfg["data"]["augment"] == {"rotate": 10, "scale": [0.9, 1.1], "translate": 0.1, "shear": 10, "flip": True}
     assert cfg["train"]["epochs"] == 60
     trained = run("train", tmp_path / "cfg" / "train.yaml", "-q", "--set", "train.epochs=2",
                   "--set", f"output={tmp_path / 'run'}", env={"CNNCLI_CACHE": str(tmp_path / "cache")})
@@ -231,8 +232,9 @@ def test_init_data_quotes_paths_and_ignores_hidden_folders(tmp_path):
     res = run("init", tmp_path / "cfg", "--data", root)
     assert res.returncode == 0, res.stderr
     cfg = yaml.safe_load((tmp_path / "cfg" / "train.yaml").read_text())
-    assert cfg["data"]["train"] == str(root / "train") and cfg["data"]["val"] == str(root / "val")
-    assert cfg["output"] == "runs/my data #2"
+    # relative to train.yaml's folder (tests/test_new_user.py); the output under runs/ where init ran
+    assert cfg["data"]["train"] == "../my data #2/train" and cfg["data"]["val"] == "../my data #2/val"
+    assert cfg["output"] == str(Path.cwd() / "runs" / "my data #2")
 
 
 def test_force_keeps_the_old_run_when_the_kernel_warm_up_fails(tmp_path, monkeypatch):

@@ -43,7 +43,9 @@ def command(fn=None, **settings):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # what print() left in the buffer meets a closed pipe here, not at exit
+            return result
         except CnnError as e:  # one line, whatever a file or folder name holds
             from ..parallel.world import speaks
             if speaks(e):  # in a job of several processes, rank 0 says what all of them found
@@ -352,6 +354,8 @@ def export(
     inputs = f"{report.random} random inputs" + (f" and {report.images} images" if report.images else "")
     typer.echo(f"ONNX Runtime {report.runtime} against cnncli on {inputs}: largest difference "
                f"{report.max_diff:.2g} (limit {limit})")
+    for path, reason in report.skipped:   # as predict lists them: each once, on stderr
+        typer.echo(f"skipped {path}: {reason}", err=True)
     if not report.ok:
         typer.echo(f"error: {out} differs from cnncli by {report.max_diff:.2g}, over the limit: a bug in "
                    "cnncli's exporter, please report it (the file is left for inspection)", err=True)

@@ -7,12 +7,21 @@ from rich.table import Table
 PIPED_WIDTH = 1000  # piped or redirected output is never cut to a terminal's width
 
 
+class PipeConsole(Console):
+    """A console whose closed pipe is a BrokenPipeError, which the CLI ends with exit status 0
+    (rich's own answer is SystemExit(1): `cnncli evaluate ... | head -1` failed)."""
+
+    def on_broken_pipe(self):
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def make_console(**kw):
     """A console for tables: as wide as the table needs when output is piped, so no cell is cut
     to '…' in a file or a pipe; the terminal's width on a terminal."""
-    console = Console(**kw)
+    console = PipeConsole(**kw)
     if not console.is_terminal:
-        console = Console(width=PIPED_WIDTH, **kw)
+        console = PipeConsole(width=PIPED_WIDTH, **kw)
     return console
 
 

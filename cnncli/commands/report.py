@@ -61,9 +61,15 @@ def score_validation(ckpt, cfg, data):
     from ..data.dataset import stratified_split
     from .evaluate import score_folder
 
+    from ..data.folder import test_beside
+
     cache = cfg.data.cache_dir
     if data is not None:
         return score_folder(ckpt, data, cache), f"{data}"
+    test = test_beside(cfg.data.train) if cfg.data.train else None
+    if test is not None:
+        return score_folder(ckpt, test, cache), f"{test} (the test folder beside the training folder: images " \
+            "training never saw, nor chose best.npz on)"
     if cfg.data.val:
         return score_folder(ckpt, cfg.data.val, cache), f"{cfg.data.val} (the run's validation folder)"
     if not cfg.data.train:
@@ -73,7 +79,9 @@ def score_validation(ckpt, cfg, data):
     def held_out(labels):
         return stratified_split(labels, split, cfg.train.seed)[1]
     scored = score_folder(ckpt, cfg.data.train, cache, select=held_out)
-    return scored, f"{cfg.data.train}: the {len(scored.labels)} images data.val_split {split} held out"
+    return scored, (f"{cfg.data.train}: the {len(scored.labels)} images data.val_split {split} held out. They come "
+                    "from the same source as the training images, and best.npz was chosen on them, so this figure "
+                    "flatters the model: a separate test folder (--data DIR) gives the honest one")
 
 
 def build_report(run_dir, data=None):

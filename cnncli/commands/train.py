@@ -48,6 +48,8 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
                 _warm_start(model, cfg.train.init)
             check_output(cfg.output, force)
         agreed.fingerprint = fingerprint(config=_shared_settings(cfg), force=force)
+    for note in cfg.notes:
+        report.message(f"warning: {note}")
     data, weights = _prepare(cfg, model, report, comm)
     comm.broadcast_model(model)
     kernels = _warm_up(cfg, report, model)   # a first run compiles for a while: before the old run is touched
@@ -189,7 +191,22 @@ def _run(trainer, report, kernels):
     if best:
         report.message(f"done: best epoch {best['epoch']} ({best['monitor']}), "
                        f"checkpoints in {trainer.output}/best.npz and last.npz")
+    if trainer.data.val is not None and not trainer.cfg.data.val:
+        report.message(_honest_figure(trainer.cfg, trainer.output))
     return Result(trainer.output, state, trainer.data.classes, trainer.data.skipped)
+
+
+def _honest_figure(cfg, output):
+    """What a validation split carved from the training folder is worth, and where the honest
+    figure comes from."""
+    from ..data.folder import test_beside
+
+    test = test_beside(cfg.data.train)
+    where = (f"{test}: cnncli evaluate {output}/best.npz {test}" if test else
+             f"one: cnncli evaluate {output}/best.npz TEST_FOLDER")
+    return (f"validation: its images were held out of {cfg.data.train} (val_split {cfg.data.val_split:g}): from "
+            "the same source as the training images, and best.npz chosen on them, they flatter the model; "
+            f"the honest figure is a separate test folder's, such as {where}")
 
 
 def _warm_start(model, path):

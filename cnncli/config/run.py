@@ -197,6 +197,7 @@ class RunConfig:
     train: Train
     output: str
     source: str
+    notes: list = field(default_factory=list)   # what the user should hear about the config's paths
 
     def to_dict(self):
         return {"model": self.model.to_dict(), "data": section_dict(self.data),
@@ -206,8 +207,16 @@ class RunConfig:
 def parse_run(raw, source, base_dir):
     """A training config (raw dict) -> RunConfig.
 
-    A model path is relative to the config file (base_dir); data, init and output paths are
-    relative to the working directory, as in the shell the user types them in."""
+    Every path in the file (model, data, init, output) is relative to the config file's folder
+    (base_dir), wherever cnncli runs; --set values are the shell's, resolved before (load). A
+    data or init path that is missing there but present relative to the current folder (the rule
+    before 2026-12) is taken from there, with a note in cfg.notes."""
+    for key in raw:   # `--set epochs=3`: a section's key given at the top
+        owner = next((name for name, cls in (("train", Train), ("data", Data))
+                      if key in {f.name for f in dataclasses.fields(cls)}), None)
+        if owner and key not in ("train", "data"):
+            raise ConfigError(f"{source}: unknown key {key!r} (did you mean '{owner}.{key}'?); "
+                              "allowed: model, data, train, output")
     check_keys(raw, ("model", "data", "train", "output"), source)
     model = raw.get("model")
     if model is None:
@@ -226,17 +235,47 @@ def parse_run(raw, source, base_dir):
         raise ConfigError(f"{source}: 'model' must be a path or a mapping with input: and layers:, got {model!r}")
     data = parse_section(Data, raw.get("data"), f"{source}: data")
     train = parse_section(Train, raw.get("train"), f"{source}: train")
-    for key in ("train", "val", "cache_dir"):
-        if getattr(data, key):
-            setattr(data, key, str(_resolve(getattr(data, key), Path.cwd())))
-    if train.init:
-        train.init = str(_resolve(train.init, Path.cwd()))
+    notes = []
+    for section, key in (("data", "train"), ("data", "val"), ("data", "cache_dir"), ("train", "init")):
+        obj = data if section == "data" else train
+        if getattr(obj, key):
+            setattr(obj, key, _file_path(getattr(obj, key), base_dir, f"{section}.{key}", notes, key != "cache_dir"))
     output = raw.get("output")
     if output is None:
         output = f"runs/{Path(source).stem}"
     elif not isinstance(output, str) or not output:
         raise ConfigError(f"{source}: 'output' must be a folder path, got {output!r}")
-    return RunConfig(arch, data, train, os.path.normpath(output), source)
+    return RunConfig(arch, data, train, str(_resolve(output, base_dir)), source, notes)
+
+
+def _file_path(text, base_dir, key, notes, must_exist):
+    """A path of the config file -> absolute, relative to its folder; one that exists only
+    relative to the current folder (a config written under the old rule) is taken from there."""
+    path = _resolve(text, Path(base_dir).absolute())
+    old = _resolve(text, Path.cwd())
+    if must_exist and not path.exists() and old.exists() and old != path:
+        notes.append(f"{key} {text!r}: no {path} next to the config; using {old}, relative to the current "
+                     f"folder as cnncli did before. Paths in a config are relative to its folder: write "
+                     f"{os.path.relpath(old, Path(base_dir).absolute())!r}")
+        return str(old)
+    return str(path)
+
+
+PATH_KEYS = ("data.train", "data.val", "data.cache_dir", "train.init", "output")
+
+
+def shell_paths(overrides):
+    """--set values of path keys are typed in the shell: relative to the current folder. -> the
+    overrides with those made absolute (the file's own paths are relative to the file)."""
+    out = []
+    for item in overrides or ():
+        key, sep, value = item.partition("=")
+        text = value.strip()
+        if sep and key.strip() in PATH_KEYS and text and not text.startswith(("{", "[", "~")) \
+                and not os.path.isabs(text):
+            item = f"{key}={os.path.abspath(text)}"
+        out.append(item)
+    return out
 
 
 def _resolve(p, base_dir):
@@ -258,7 +297,7 @@ def load(path, overrides=()):
         model_path = _resolve(raw["model"], path.parent)   # --set into a model file's layers: inline it
         if model_path.is_file():
             raw["model"] = read_yaml(model_path)
-    raw = apply_overrides(raw, overrides)
+    raw = apply_overrides(raw, shell_paths(overrides))
     try:
         return _parse(raw, path)
     except ConfigError as e:

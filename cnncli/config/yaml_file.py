@@ -24,7 +24,10 @@ def read_yaml(path):
         raise ConfigError(f"{path}: no such file: check the path, or write a starter config with "
                           "`cnncli init DIR --data DATA_FOLDER`")
     if path.is_dir():
-        raise ConfigError(f"{path}: is a folder; give a YAML file")
+        images = any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+        hint = (f" (to train on the images in it, write a config first: cnncli init DIR --data {path})"
+                if images else "")
+        raise ConfigError(f"{path}: is a folder; give a YAML file{hint}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

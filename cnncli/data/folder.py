@@ -42,6 +42,15 @@ def split_folders(names):
     return found
 
 
+def test_beside(train):
+    """The test split next to a training folder (data/train -> data/test), or None."""
+    train = Path(train)
+    if SPLITS.get(train.name.lower()) != "train" or not train.parent.is_dir():
+        return None
+    tests = sorted(p for p in train.parent.iterdir() if p.is_dir() and SPLITS.get(p.name.lower()) == "test")
+    return tests[0] if tests else None
+
+
 def _refuse_split_folders(root, names, role, classes):
     """A folder whose sub-folders are train/val/test splits, given where a folder of classes is
     expected (data.train: data/shapes): say which sub-folder was meant."""
@@ -67,7 +76,8 @@ def scan(root, classes=None, role="train"):
     """List root/<class>/**/<image>. With `classes` (a checkpoint's or train's list), folder names
     are matched against it by name: an unknown class is an error, a missing one is fine."""
     root = Path(root)
-    hint = f": check data.{role} in the config" if role in ("train", "val") else ""
+    hint = (f": check data.{role} in the config (a path there is relative to the config file's folder)"
+            if role in ("train", "val") else "")
     if not root.exists():
         raise CnnError(f"data folder {root} does not exist{hint}")
     if not root.is_dir():
@@ -92,13 +102,15 @@ def scan(root, classes=None, role="train"):
     else:
         unknown = [n for n in names if n not in classes]
         if unknown:
+            same = [c for c in classes if c.lower() == unknown[0].lower()]   # Cat for cat
+            fix = f"rename it to {same[0]!r}" if same else "rename or remove it"
             raise CnnError(f"{root}: class folder {unknown[0]!r} is not one of the model's classes "
-                           f"({', '.join(classes)}): rename or remove it")
+                           f"({', '.join(classes)}): {fix}")
     files, labels = [], []
     for folder in folders:
         found = sorted((p for p in folder.rglob("*") if p.is_file() and is_image_name(p) and _visible(p, root)),
                        key=lambda p: natural_key(p.relative_to(folder).as_posix()))
-        if not found and role == "train":
+        if not found and role in ("train", "init"):   # init --data writes what train accepts
             raise CnnError(f"class folder {folder} has no images ({', '.join(sorted(EXTENSIONS))}): "
                            "add images or remove the folder")
         files += found

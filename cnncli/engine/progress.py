@@ -38,6 +38,9 @@ class PlainReporter:
         self.epochs = 0
         self.gone = False
         self.loss_name = "loss"   # "loss (smoothed)" with label smoothing: set by the trainer
+        self.started = None       # when the first epoch of this session began
+        self.ended = 0            # epochs ended in this session
+        self.left = None          # seconds the run's remaining epochs take, at the pace so far
 
     def message(self, text):
         if self.gone:
@@ -56,12 +59,21 @@ class PlainReporter:
 
     def epoch_start(self, epoch, epochs, n_batches, start_batch):
         self.epochs = epochs
+        if self.started is None:
+            self.started = time.monotonic()
 
     def batch(self, done, loss, acc, images_per_s):
         pass
 
     def epoch_end(self, row, improved, finished):
+        from .estimate import duration, time_left
+
+        self.ended += 1
+        remaining = 0 if finished else self.epochs - row["epoch"]
+        self.left = time_left(time.monotonic() - self.started, self.ended, remaining) if remaining else None
         line = fmt_row(row, self.epochs, self.loss_name) + ("  *best" if improved else "")
+        if self.left is not None:
+            line += f"  ~{duration(self.left)} left"
         if finished == "early_stop":
             line += "  (early stop: no improvement for `patience` epochs)"
         self.message(line)
@@ -110,8 +122,11 @@ class RichReporter(PlainReporter):
             self.progress = None
 
     def epoch_start(self, epoch, epochs, n_batches, start_batch):
-        self.epochs = epochs
-        self._start(f"epoch {epoch + 1}/{epochs}", n_batches, start_batch)
+        from .estimate import duration
+
+        super().epoch_start(epoch, epochs, n_batches, start_batch)
+        run = f" (run ~{duration(self.left)} left)" if self.left is not None else ""
+        self._start(f"epoch {epoch + 1}/{epochs}{run}", n_batches, start_batch)
 
     def batch(self, done, loss, acc, images_per_s):
         now = time.monotonic()

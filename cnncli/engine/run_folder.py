@@ -78,9 +78,27 @@ def run_files(output, force):
     """The run files in a folder; refused unless force (which will replace them)."""
     existing = [name for name in RUN_FILES if (Path(output) / name).exists()]
     if existing and not force:
-        raise CnnError(f"{output} already holds a run ({', '.join(existing)}): continue it with "
-                       f"`{resume_hint(output)}`, start over with --force, or set another output")
+        done = finished_epochs(Path(output) / "last.npz")
+        go_on = (f"it finished its {done} epochs; train it longer with `{resume_hint(output)} --set "
+                 f"train.epochs={done + 10}`" if done else f"continue it with `{resume_hint(output)}`")
+        raise CnnError(f"{output} already holds a run ({', '.join(existing)}): {go_on}, start over with "
+                       "--force, or set another output")
     return existing
+
+
+def finished_epochs(last):
+    """The epochs of a run whose last.npz says it finished them all, else None (read from its meta
+    alone; a damaged file is None: --resume says what is wrong with it)."""
+    import json
+
+    import numpy as np
+
+    try:
+        with np.load(last, allow_pickle=False) as z:
+            state = json.loads(str(z["meta"])).get("state") or {}
+    except Exception:
+        return None
+    return state.get("epoch") if state.get("finished") == "epochs" else None
 
 
 def lock_run(output):

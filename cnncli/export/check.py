@@ -21,6 +21,7 @@ class CheckReport:
     max_diff: float         # the largest |onnx - cnncli| over all of them
     scale: float            # probabilities: 1; logits: the largest |logit| when over 1
     tolerance: float
+    skipped: list = None    # [(path, reason)]: image files that could not be read, left out as predict does
 
     @property
     def ok(self):
@@ -33,7 +34,7 @@ def require_runtime():
         import onnxruntime
     except ImportError:
         raise CnnError("--check runs the model in ONNX Runtime, which is not installed: "
-                       "pip install onnxruntime") from None
+                       "pip install 'cnncli[onnx]' brings it (or pip install onnxruntime)") from None
     return onnxruntime
 
 
@@ -50,17 +51,19 @@ def find_images(paths):
 
 
 def read_images(loaded, paths):
-    """-> uint8 (N, H, W, C), decoded by cnncli's decoder at the checkpoint's size and resize rule."""
+    """-> (uint8 (N, H, W, C) decoded by cnncli's decoder at the checkpoint's size and resize rule,
+    [(path, reason)] of the files that could not be read: skipped, as predict and evaluate do)."""
     from ..data.cache import decode_files
 
     files = find_images(paths)
-    images = []
+    images, skipped = [], []
     for i, item in decode_files(files, loaded.shape, loaded.resize, None, None):
         if isinstance(item, str):
-            raise CnnError(f"--check-images {files[i]}: {item}")
-        images.append(item[0])   # (array, what it was before conversion)
+            skipped.append((str(files[i]), item))
+        else:
+            images.append(item[0])   # (array, what it was before conversion)
     h, w, c = loaded.shape
-    return np.stack(images) if images else np.zeros((0, h, w, c), np.uint8)
+    return (np.stack(images) if images else np.zeros((0, h, w, c), np.uint8)), skipped
 
 
 def check(ckpt_path, onnx_path, images=(), n_random=8, seed=0, tolerance=TOLERANCE):
@@ -91,7 +94,7 @@ def check(ckpt_path, onnx_path, images=(), n_random=8, seed=0, tolerance=TOLERAN
         pixels = np.random.default_rng(seed).random((n_random, h, w, c), dtype=np.float32)
         x = ((pixels - loaded.mean) / loaded.std).astype(np.float32)
         pairs.append((theirs(pixels), ours(x)))
-    decoded = read_images(loaded, images) if images else np.zeros((0, h, w, c), np.uint8)
+    decoded, skipped = read_images(loaded, images) if images else (np.zeros((0, h, w, c), np.uint8), [])
     if len(decoded):
         pairs.append((theirs(decoded.astype(np.float32) / np.float32(255)),
                       ours(prepare_batch(decoded, loaded.mean, loaded.std))))
@@ -100,4 +103,4 @@ def check(ckpt_path, onnx_path, images=(), n_random=8, seed=0, tolerance=TOLERAN
     scale = 1.0
     if output == "logits" and pairs:
         scale = max(1.0, max(float(np.max(np.abs(b))) for _, b in pairs))
-    return CheckReport(ort.__version__, output, n_random, len(decoded), diff, scale, tolerance)
+    return CheckReport(ort.__version__, output, n_random, len(decoded), diff, scale, tolerance, skipped)
