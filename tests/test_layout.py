@@ -1,4 +1,5 @@
-"""The package's shape: no import cycle among cnncli's modules, and no module over 500 lines.
+"""The package's shape: no import cycle among cnncli's modules, no module over 500 lines, and no
+function over 60 lines but the numba kernels.
 
 Imports are read with ast, not run: module-level imports and those inside functions (the lazy
 ones that keep `cnncli --help` free of numba) alike, since a lazy import that closes a cycle is
@@ -119,3 +120,30 @@ def test_no_module_over_500_lines():
     long = {str(path.relative_to(ROOT)): n for path in PACKAGE.rglob("*.py")
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines (split them by concept): {long}"
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def _is_kernel(fn):
+    """A numba kernel (@njit(...)): hot loops written out, exempt from the length rule."""
+    return any("njit" in ast.unparse(d) for d in fn.decorator_list)
+
+
+def test_no_function_over_60_lines_but_the_numba_kernels():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _is_kernel(node):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "functions over 60 lines: " + "; ".join(long)
+
+
+def test_the_length_rule_sees_a_long_function_and_spares_a_kernel():
+    body = "\n".join(f"    x{i} = {i}" for i in range(61))
+    plain = ast.parse(f"def f():\n{body}\n").body[0]
+    kernel = ast.parse(f"@njit(**JIT)\ndef k():\n{body}\n").body[0]
+    assert plain.end_lineno - plain.lineno + 1 > MAX_FUNCTION_LINES and not _is_kernel(plain)
+    assert _is_kernel(kernel)
