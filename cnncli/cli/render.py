@@ -153,3 +153,15 @@ def print_checkpoint(path, as_json=False, batch_size=None):
                                                    for k, v in m.items() if v is not None), highlight=False)
     console.print(f"preprocessing   {pre.get('resize_rule', pre.get('resize'))}; mean "
                   f"{[round(v, 4) for v in pre['mean']]}, std {[round(v, 4) for v in pre['std']]}", highlight=False)
+
+
+def print_networks(rows):
+    table = Table(header_style="bold")
+    for col, justify in (("name", "left"), ("parameters", "right"), ("ImageNet top-1", "right"),
+                         ("input", "left"), ("licence", "left"), ("weights", "left")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        h, w, c = r["input"]
+        table.add_row(r["name"], f"{r['parameters']:,}", f"{r['imagenet_top1']:.1f}% (published)", f"{h}x{w}x{c}",
+                      r["licence"], "installed" if r["installed"] else "pip install 'cnncli[pretrained]'")
+    make_console().print(table)
