@@ -35,8 +35,8 @@ STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80)
           (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
 
 
-def reference_network(image_size=224):
-    import torch
+def _blocks():
+    """-> (SameConv, bn, Block): the reference's building blocks, named as in its state_dict."""
     from torch import nn
     from torch.nn import functional as F
 
@@ -77,6 +77,15 @@ def reference_network(image_size=224):
             y = self._bn2(self._project_conv(F.relu6(self._bn1(self._depthwise_conv(y)))))
             return y + x if self.residual else y
 
+    return SameConv, bn, Block
+
+
+def reference_network(image_size=224):
+    from torch import nn
+    from torch.nn import functional as F
+
+    SameConv, bn, Block = _blocks()
+
     class Lite0(nn.Module):
         def __init__(self):
             super().__init__()
@@ -104,7 +113,10 @@ def reference_network(image_size=224):
 
 
 def default_photos():
-    from skimage import data
+    try:
+        from skimage import data
+    except ImportError:
+        sys.exit("scikit-image is not installed in this Python: give the photos as IMAGE arguments")
     folder = Path(data.__file__).parent
     return [folder / n for n in ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png")]
 
