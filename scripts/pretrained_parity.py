@@ -226,4 +226,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cnncli.errors import CnnError
+    try:
+        sys.exit(main())
+    except CnnError as e:
+        sys.exit(f"error: {e}")
