@@ -32,6 +32,11 @@ def test_get_writes_a_checkpoint_predict_reads(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "lite0" / "model.npz").is_file() and (tmp_path / "lite0" / "model.yaml").is_file()
     assert "4,652,008 parameters, 1,000 classes" in res.output
+    shown = _invoke("inspect", str(tmp_path / "lite0" / "model.npz"))
+    assert shown.exit_code == 0 and "1,000: tench, goldfish" in shown.output and "(990 more)" in shown.output
+    assert "toilet tissue" not in shown.output   # the last class: 1,000 names are not one line of the table
+    full = json.loads(_invoke("inspect", "--json", str(tmp_path / "lite0" / "model.npz")).output)
+    assert len(full["checkpoint"]["classes"]) == 1000
 
 
 def _one_line_exit_2(res):

@@ -144,7 +144,9 @@ def print_checkpoint(path, as_json=False, batch_size=None):
     console = make_console()
     print_summary(summary, str(path), console)
     pre = meta["preprocessing"]
-    console.print(f"classes         {len(meta['classes'])}: {', '.join(meta['classes'])}", highlight=False)
+    names = meta["classes"]
+    shown = ", ".join(names) if len(names) <= 20 else ", ".join(names[:10]) + f", ... ({len(names) - 10:,} more)"
+    console.print(f"classes         {len(names):,}: {shown}", highlight=False)
     console.print(f"epoch           {meta.get('epoch')}  (saved by cnncli {meta.get('cnncli_version')}, "
                   f"format {meta.get('format_version')})", highlight=False)
     m = meta.get("metrics") or {}
