@@ -34,11 +34,11 @@ def one_line(e):
     return str(e).replace("\r", "\\r").replace("\n", "\\n")
 
 
-def command(fn=None, **settings):
-    """Register a command whose CnnError becomes one line on stderr and exit status 2.
-    settings: Click context settings (`@command(allow_extra_args=True)`)."""
+def command(fn=None, *, on=None, name=None, **settings):
+    """Register a command (on `app`, or as `name` in the group `on`) whose CnnError becomes one line
+    on stderr and exit status 2. settings: Click context settings (`@command(allow_extra_args=True)`)."""
     if fn is None:
-        return lambda f: command(f, **settings)
+        return lambda f: command(f, on=on, name=name, **settings)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -63,8 +63,7 @@ def command(fn=None, **settings):
             typer.echo(f"internal error: {e.__class__.__name__}: {one_line(e)} (a bug in cnncli: please "
                        "report it; set CNNCLI_DEBUG=1 to see the traceback)", err=True)
             raise typer.Exit(1) from None
-    name = settings.pop("name", None)
-    return app.command(name, context_settings=settings or None)(wrapper)
+    return (on or app).command(name, context_settings=settings or None)(wrapper)
 
 
 TTA_HELP = ("Test-time augmentation: average the probabilities over the image, its mirror image (unless "
@@ -397,6 +396,44 @@ def import_(
         typer.echo(f"error: the imported model differs from {model_file} by {checked.max_diff:.2g}, over the "
                    "limit (the files are left for inspection)", err=True)
         raise typer.Exit(1)
+
+
+pretrained_app = typer.Typer(no_args_is_help=True, context_settings={"max_content_width": 120},
+                              help="ImageNet-trained networks (pip install 'cnncli[pretrained]').")
+app.add_typer(pretrained_app, name="pretrained")
+
+
+@command(on=pretrained_app, name="list")
+def pretrained_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per line per network.")):
+    """List the pretrained networks. For each: parameters, ImageNet top-1 as published, input size,
+    licence, and whether its weights are installed."""
+    from ..commands.pretrained import networks
+
+    rows = networks()
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r))
+        return
+    from .render import print_networks
+    print_networks(rows)
+
+
+@command(on=pretrained_app, name="get")
+def pretrained_get(
+    name: str = typer.Argument(..., metavar="NAME", help="A network from `cnncli pretrained list`."),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="The folder to write model.npz and model.yaml into."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Read the weights from this PyTorch "
+                                           "state_dict file instead of the installed package."),
+):
+    """Write a pretrained network as a checkpoint. OUT_DIR/model.npz holds the weights, class names
+    and preprocessing; OUT_DIR/model.yaml the architecture."""
+    from ..commands.pretrained import get
+
+    info = get(name, out_dir, weights)
+    typer.echo(f"wrote {info['checkpoint']} ({info['parameters']:,} parameters, {info['classes']:,} classes) "
+               f"and {info['architecture']}")
+    typer.echo(f"preprocessing: {info['note']}")
+    typer.echo(f"next: cnncli predict {info['checkpoint']} IMAGE...")
 
 
 def run():

@@ -153,7 +153,9 @@ def print_checkpoint(path, as_json=False, batch_size=None):
     console = make_console()
     print_summary(summary, str(path), console)
     pre = meta["preprocessing"]
-    console.print(f"classes         {len(meta['classes'])}: {', '.join(meta['classes'])}", highlight=False)
+    names = meta["classes"]
+    shown = ", ".join(names) if len(names) <= 20 else ", ".join(names[:10]) + f", ... ({len(names) - 10:,} more)"
+    console.print(f"classes         {len(names):,}: {shown}", highlight=False)
     console.print(f"epoch           {meta.get('epoch')}  (saved by cnncli {meta.get('cnncli_version')}, "
                   f"format {meta.get('format_version')})", highlight=False)
     m = meta.get("metrics") or {}
@@ -189,3 +191,15 @@ def print_import(imported, yaml_path, ckpt_path):
 
 def _short(values):
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def print_networks(rows):
+    table = Table(header_style="bold")
+    for col, justify in (("name", "left"), ("parameters", "right"), ("ImageNet top-1", "right"),
+                         ("input", "left"), ("licence", "left"), ("weights", "left")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        h, w, c = r["input"]
+        table.add_row(r["name"], f"{r['parameters']:,}", f"{r['imagenet_top1']:.1f}% (published)", f"{h}x{w}x{c}",
+                      r["licence"], "installed" if r["installed"] else "pip install 'cnncli[pretrained]'")
+    make_console().print(table)
