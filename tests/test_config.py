@@ -225,3 +225,48 @@ def test_a_mistake_made_with_set_names_set_not_only_the_file():
     with pytest.raises(ConfigError) as e:                # only the item at fault is named
         config.load(QUICKSTART, ["train.epochs=1", "train.lrr=0.1"])
     assert str(e.value).endswith("(with --set train.lrr=0.1)")
+
+
+SECTIONS = [config.RandomResizedCrop, config.Cutout, config.Augment, config.Data, config.Train]
+
+
+@pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.__name__)
+def test_every_config_key_declares_its_kind_once_on_its_field(cls):
+    """Each key is one dataclass field: its default, and in its metadata how it is checked."""
+    import dataclasses
+
+    assert not hasattr(cls, "SPEC")
+    for f in dataclasses.fields(cls):
+        assert f.metadata.get("kind") in ("int", "number", "bool", "str", "path", "choice", "weights",
+                                          "floats", "range", "section"), f.name
+        if f.metadata["kind"] == "section":
+            assert f.metadata["section"] in SECTIONS and f.default_factory is f.metadata["section"], f.name
+
+
+def _readme_row(section):
+    """README's Configs table: the row of `section` -> [(key, the default as written)]."""
+    import re
+
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith(f"| `{section}` |"))
+    return re.findall(r"`(\w+)` \(([^)]*)\)", row.split("|", 2)[2])
+
+
+def test_readme_lists_every_train_key_with_its_default():
+    """The README's `train` row names the keys of Train in order, each with its default (the
+    first word: 'none' for None; a description such as 'a checkpoint' where the default is None)."""
+    import dataclasses
+    import re
+
+    import yaml
+
+    listed = _readme_row("train")
+    fields = dataclasses.fields(config.Train)
+    assert [k for k, _ in listed] == [f.name for f in fields]
+    for (key, text), f in zip(listed, fields):
+        first = re.split(r"[:;] |, (?=[a-z])", text.split(" \\| ")[0])[0].strip("`")
+        shown = None if first == "none" else yaml.safe_load(first)
+        if isinstance(shown, str) and " " in shown:      # a description: no default value
+            shown = None
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        assert shown == default, (key, text)
