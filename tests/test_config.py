@@ -270,3 +270,22 @@ def test_readme_lists_every_train_key_with_its_default():
             shown = None
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         assert shown == default, (key, text)
+
+
+@pytest.mark.parametrize("text, read", [("1e-3", 0.001), ("1.5E3", 1500.0), ("+2e+2", 200.0), (".5e1", 5.0),
+                                        (" 1e-3 ", 0.001)]
+                         + [(t, t) for t in ["nan", "inf", "-Infinity", "0.5", "7", "1_000", "٣", "0x10", "e5", "1e"]])
+def test_layer_arguments_and_training_values_read_numbers_by_one_rule(text, read):
+    """YAML 1.1 leaves 1e-3 (no dot) as text. Layer arguments (yaml11_numbers) and training values
+    (as_number) once had two rules: as_number took any text float() reads ('nan', 'inf', a quoted
+    '0.5', '1_000', '٣'), yaml11_numbers only scientific notation. Now both take only the latter."""
+    from cnncli.config import as_number, yaml11_numbers
+
+    assert as_number(text) == yaml11_numbers(text) == yaml11_numbers([text])[0] == read
+
+
+def test_a_number_written_as_text_is_shown_as_written():
+    with pytest.raises(ConfigError) as e:
+        config.load(QUICKSTART, ["train.weight_decay=nan"])
+    assert "train: 'weight_decay' must be a number >= 0.0, got 'nan'" in str(e.value)
+    assert config.load(QUICKSTART, ["train.weight_decay=5e-4"]).train.weight_decay == 5e-4
