@@ -149,6 +149,43 @@ def test_parallel_decode_matches_serial(tmp_path):
     np.testing.assert_array_equal(par.labels, ser.labels)
 
 
+def _probed_pool(monkeypatch, seen, submitted):
+    """cache's worker pool, made as decode_files makes it, reporting each worker's SIGINT handler
+    (seen) and the chunks' futures (submitted)."""
+    import signal
+
+    import cnncli.data.cache as cache
+
+    class Probed(cache.ProcessPoolExecutor):
+        def map(self, fn, *iterables, **kw):
+            seen.append(self.submit(signal.getsignal, signal.SIGINT).result())
+            return super().map(fn, *iterables, **kw)
+
+        def submit(self, fn, *a, **kw):
+            future = super().submit(fn, *a, **kw)
+            submitted.append(future)
+            return future
+    monkeypatch.setattr(cache, "ProcessPoolExecutor", Probed)
+    monkeypatch.setattr(cache, "PARALLEL_FROM", 1)
+
+
+def test_decode_workers_leave_ctrl_c_to_the_parent(tmp_path, monkeypatch):
+    """A Ctrl-C reaches every process of the group: the workers ignore it (else each prints a
+    KeyboardInterrupt traceback), the parent stops, and chunks not yet started are dropped."""
+    import signal
+
+    seen, submitted = [], []
+    _probed_pool(monkeypatch, seen, submitted)
+    root = make_folder(tmp_path / "data", per_class=110, size=8)     # 330 files: 6 chunks of 64
+
+    def ctrl_c(done):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        decode_folder(scan(root), (8, 8, 3), cache_dir=tmp_path / "cache", workers=2, progress=ctrl_c)
+    assert seen == [signal.SIG_IGN]
+    assert any(f.cancelled() for f in submitted[1:])       # [0] is the probe
+
+
 def test_stratified_split_is_seeded_and_stratified():
     labels = np.repeat([0, 1, 2], [10, 20, 3])
     tr, va = stratified_split(labels, 0.2, seed=0)

@@ -8,6 +8,7 @@ half-written cache behind; a lock per entry makes runs started together decode a
 import hashlib
 import json
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -67,11 +68,23 @@ def decode_files(files, shape, resize, workers, progress):
     jobs = [([str(p) for p in files[i:i + chunk]], shape, resize) for i in range(0, len(files), chunk)]
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(files) >= PARALLEL_FROM:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            results = pool.map(_decode_chunk, jobs)
-            yield from _numbered(results, progress)
+        pool = decode_pool(workers)
+        try:
+            yield from _numbered(pool.map(_decode_chunk, jobs), progress)
+        finally:  # Ctrl-C: the workers ignore it, so drop the chunks not started instead of decoding them
+            pool.shutdown(cancel_futures=True)
     else:
         yield from _numbered(map(_decode_chunk, jobs), progress)
+
+
+def decode_pool(workers):
+    """Worker processes that ignore SIGINT: a Ctrl-C reaches the whole process group, and only the
+    parent acts on it (a worker would print a KeyboardInterrupt traceback of its own)."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_ignore_sigint)
+
+
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _numbered(results, progress):
