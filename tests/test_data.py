@@ -186,6 +186,28 @@ def test_decode_workers_leave_ctrl_c_to_the_parent(tmp_path, monkeypatch):
     assert any(f.cancelled() for f in submitted[1:])       # [0] is the probe
 
 
+def test_a_file_deleted_after_the_scan_is_skipped_not_a_crash(tmp_path, monkeypatch):
+    """Deleted between the folder's scan and the cache key's stat (once an internal error), or
+    between the key and decoding: listed with the skipped files, with the reason."""
+    import cnncli.data.dataset as dataset
+    from cnncli import config
+
+    root = make_folder(tmp_path / "data", per_class=4)
+    gone = root / "b" / "img1.png"
+
+    def scan_then_delete(*a, **k):
+        listing = scan(*a, **k)
+        gone.unlink()
+        return listing
+    monkeypatch.setattr(dataset, "scan", scan_then_delete)
+    model = {"input": [12, 12, 3], "layers": ["flatten", {"dense": {"units": 3, "activation": "softmax"}}]}
+    cfg = config.parse_run({"model": model, "data": {"train": str(root), "cache_dir": str(tmp_path / "cache")}},
+                           "t.yaml", tmp_path)
+    assert dataset.prepare(cfg).skipped == [(str(gone), "deleted after it was listed")]
+    with pytest.raises(BadImage, match="^deleted after it was listed$"):
+        load_image(gone, 12, 12, 3)
+
+
 def test_stratified_split_is_seeded_and_stratified():
     labels = np.repeat([0, 1, 2], [10, 20, 3])
     tr, va = stratified_split(labels, 0.2, seed=0)

@@ -43,8 +43,12 @@ def cache_key(listing, shape, resize):
     h.update(json.dumps({"v": CACHE_VERSION, "shape": list(shape), "resize": resize,
                          "classes": listing.classes}).encode())
     for path, label in zip(listing.files, listing.labels):
-        st = path.stat()
-        h.update(f"\n{path.resolve()}\t{label}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+        try:
+            st = path.stat()
+            stamp = f"{st.st_size}\t{st.st_mtime_ns}"
+        except FileNotFoundError:   # deleted since the scan: decoding skips it, saying so
+            stamp = "deleted"
+        h.update(f"\n{path.resolve()}\t{label}\t{stamp}".encode())
     return h.hexdigest()[:32]
 
 
