@@ -15,7 +15,7 @@ from .yaml_file import (ConfigError, _type_error, apply_overrides, as_number, ch
 # --- the training config ------------------------------------------------------------------
 
 def _check(where, key, value, kind, **opt):
-    """One typed value. kind: int | number | bool | str | path | choice | floats."""
+    """One typed value. kind: int | number | bool | str | path | choice | weights | floats | range."""
     if kind == "number":
         value = as_number(value)
     elif kind in ("floats", "range") and isinstance(value, list):
