@@ -186,6 +186,26 @@ def test_decode_workers_leave_ctrl_c_to_the_parent(tmp_path, monkeypatch):
     assert any(f.cancelled() for f in submitted[1:])       # [0] is the probe
 
 
+def test_a_ctrl_c_while_decode_workers_start_does_not_break_them(tmp_path, monkeypatch):
+    """SIGINT sent to each worker right after it is spawned, while it is still importing (before its
+    initializer can ignore it): held until then and discarded, so the decode completes."""
+    import signal
+
+    import cnncli.data.cache as cache
+
+    class Interrupted(cache.ProcessPoolExecutor):
+        def map(self, fn, *iterables, **kw):
+            results = super().map(fn, *iterables, **kw)
+            for pid in self._processes:
+                os.kill(pid, signal.SIGINT)
+            return results
+    monkeypatch.setattr(cache, "ProcessPoolExecutor", Interrupted)
+    monkeypatch.setattr(cache, "PARALLEL_FROM", 1)
+    root = make_folder(tmp_path / "data", per_class=30, size=8)
+    dec = decode_folder(scan(root), (8, 8, 3), cache_dir=tmp_path / "cache", workers=2)
+    assert len(dec.labels) == 90 and dec.skipped == []
+
+
 def test_a_file_deleted_after_the_scan_is_skipped_not_a_crash(tmp_path, monkeypatch):
     """Deleted between the folder's scan and the cache key's stat (once an internal error), or
     between the key and decoding: listed with the skipped files, with the reason."""
