@@ -225,3 +225,67 @@ def test_a_mistake_made_with_set_names_set_not_only_the_file():
     with pytest.raises(ConfigError) as e:                # only the item at fault is named
         config.load(QUICKSTART, ["train.epochs=1", "train.lrr=0.1"])
     assert str(e.value).endswith("(with --set train.lrr=0.1)")
+
+
+SECTIONS = [config.RandomResizedCrop, config.Cutout, config.Augment, config.Data, config.Train]
+
+
+@pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.__name__)
+def test_every_config_key_declares_its_kind_once_on_its_field(cls):
+    """Each key is one dataclass field: its default, and in its metadata how it is checked."""
+    import dataclasses
+
+    assert not hasattr(cls, "SPEC")
+    for f in dataclasses.fields(cls):
+        assert f.metadata.get("kind") in ("int", "number", "bool", "str", "path", "choice", "weights",
+                                          "floats", "range", "section"), f.name
+        if f.metadata["kind"] == "section":
+            assert f.metadata["section"] in SECTIONS and f.default_factory is f.metadata["section"], f.name
+
+
+def _readme_row(section):
+    """README's Configs table: the row of `section` -> [(key, the default as written)]."""
+    import re
+
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith(f"| `{section}` |"))
+    return re.findall(r"`(\w+)` \(([^)]*)\)", row.split("|", 2)[2])
+
+
+def test_readme_lists_every_train_key_with_its_default():
+    """The README's `train` row names the keys of Train in order, each with its default (the
+    first word: 'none' for None; a description such as 'a checkpoint' where the default is None)."""
+    import dataclasses
+    import re
+
+    import yaml
+
+    listed = _readme_row("train")
+    fields = dataclasses.fields(config.Train)
+    assert [k for k, _ in listed] == [f.name for f in fields]
+    for (key, text), f in zip(listed, fields):
+        first = re.split(r"[:;] |, (?=[a-z])", text.split(" \\| ")[0])[0].strip("`")
+        shown = None if first == "none" else yaml.safe_load(first)
+        if isinstance(shown, str) and " " in shown:      # a description: no default value
+            shown = None
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        assert shown == default, (key, text)
+
+
+@pytest.mark.parametrize("text, read", [("1e-3", 0.001), ("1.5E3", 1500.0), ("+2e+2", 200.0), (".5e1", 5.0),
+                                        (" 1e-3 ", 0.001)]
+                         + [(t, t) for t in ["nan", "inf", "-Infinity", "0.5", "7", "1_000", "٣", "0x10", "e5", "1e"]])
+def test_layer_arguments_and_training_values_read_numbers_by_one_rule(text, read):
+    """YAML 1.1 leaves 1e-3 (no dot) as text. Layer arguments (yaml11_numbers) and training values
+    (as_number) once had two rules: as_number took any text float() reads ('nan', 'inf', a quoted
+    '0.5', '1_000', '٣'), yaml11_numbers only scientific notation. Now both take only the latter."""
+    from cnncli.config import as_number, yaml11_numbers
+
+    assert as_number(text) == yaml11_numbers(text) == yaml11_numbers([text])[0] == read
+
+
+def test_a_number_written_as_text_is_shown_as_written():
+    with pytest.raises(ConfigError) as e:
+        config.load(QUICKSTART, ["train.weight_decay=nan"])
+    assert "train: 'weight_decay' must be a number >= 0.0, got 'nan'" in str(e.value)
+    assert config.load(QUICKSTART, ["train.weight_decay=5e-4"]).train.weight_decay == 5e-4

@@ -149,6 +149,85 @@ def test_parallel_decode_matches_serial(tmp_path):
     np.testing.assert_array_equal(par.labels, ser.labels)
 
 
+def _probed_pool(monkeypatch, seen, submitted):
+    """cache's worker pool, made as decode_files makes it, reporting each worker's SIGINT handler
+    (seen) and the chunks' futures (submitted)."""
+    import signal
+
+    import cnncli.data.cache as cache
+
+    class Probed(cache.ProcessPoolExecutor):
+        def map(self, fn, *iterables, **kw):
+            seen.append(self.submit(signal.getsignal, signal.SIGINT).result())
+            return super().map(fn, *iterables, **kw)
+
+        def submit(self, fn, *a, **kw):
+            future = super().submit(fn, *a, **kw)
+            submitted.append(future)
+            return future
+    monkeypatch.setattr(cache, "ProcessPoolExecutor", Probed)
+    monkeypatch.setattr(cache, "PARALLEL_FROM", 1)
+
+
+def test_decode_workers_leave_ctrl_c_to_the_parent(tmp_path, monkeypatch):
+    """A Ctrl-C reaches every process of the group: the workers ignore it (else each prints a
+    KeyboardInterrupt traceback), the parent stops, and chunks not yet started are dropped."""
+    import signal
+
+    seen, submitted = [], []
+    _probed_pool(monkeypatch, seen, submitted)
+    root = make_folder(tmp_path / "data", per_class=110, size=8)     # 330 files: 6 chunks of 64
+
+    def ctrl_c(done):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        decode_folder(scan(root), (8, 8, 3), cache_dir=tmp_path / "cache", workers=2, progress=ctrl_c)
+    assert seen == [signal.SIG_IGN]
+    assert any(f.cancelled() for f in submitted[1:])       # [0] is the probe
+
+
+def test_a_ctrl_c_while_decode_workers_start_does_not_break_them(tmp_path, monkeypatch):
+    """SIGINT sent to each worker right after it is spawned, while it is still importing (before its
+    initializer can ignore it): held until then and discarded, so the decode completes."""
+    import signal
+
+    import cnncli.data.cache as cache
+
+    class Interrupted(cache.ProcessPoolExecutor):
+        def map(self, fn, *iterables, **kw):
+            results = super().map(fn, *iterables, **kw)
+            for pid in self._processes:
+                os.kill(pid, signal.SIGINT)
+            return results
+    monkeypatch.setattr(cache, "ProcessPoolExecutor", Interrupted)
+    monkeypatch.setattr(cache, "PARALLEL_FROM", 1)
+    root = make_folder(tmp_path / "data", per_class=30, size=8)
+    dec = decode_folder(scan(root), (8, 8, 3), cache_dir=tmp_path / "cache", workers=2)
+    assert len(dec.labels) == 90 and dec.skipped == []
+
+
+def test_a_file_deleted_after_the_scan_is_skipped_not_a_crash(tmp_path, monkeypatch):
+    """Deleted between the folder's scan and the cache key's stat (once an internal error), or
+    between the key and decoding: listed with the skipped files, with the reason."""
+    import cnncli.data.dataset as dataset
+    from cnncli import config
+
+    root = make_folder(tmp_path / "data", per_class=4)
+    gone = root / "b" / "img1.png"
+
+    def scan_then_delete(*a, **k):
+        listing = scan(*a, **k)
+        gone.unlink()
+        return listing
+    monkeypatch.setattr(dataset, "scan", scan_then_delete)
+    model = {"input": [12, 12, 3], "layers": ["flatten", {"dense": {"units": 3, "activation": "softmax"}}]}
+    cfg = config.parse_run({"model": model, "data": {"train": str(root), "cache_dir": str(tmp_path / "cache")}},
+                           "t.yaml", tmp_path)
+    assert dataset.prepare(cfg).skipped == [(str(gone), "deleted after it was listed")]
+    with pytest.raises(BadImage, match="^deleted after it was listed$"):
+        load_image(gone, 12, 12, 3)
+
+
 def test_stratified_split_is_seeded_and_stratified():
     labels = np.repeat([0, 1, 2], [10, 20, 3])
     tr, va = stratified_split(labels, 0.2, seed=0)

@@ -43,6 +43,11 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(
                     derandomize=os.environ.get("CI") == "true")
 
 
+def _one_clean_line(msg, path):
+    """A config error as the user must see it: one line, naming the file or the --set item."""
+    return bool(msg) and "\n" not in msg and (str(path) in msg or msg.startswith("--set"))
+
+
 def _check(tmp_path, text, overrides=()):
     path = tmp_path / "fuzz.yaml"
     path.write_text(text)
@@ -50,7 +55,7 @@ def _check(tmp_path, text, overrides=()):
         cfg = config.load(path, overrides)
     except ConfigError as e:
         msg = str(e)
-        assert msg and "\n" not in msg and str(path) in msg or msg.startswith("--set"), msg
+        assert _one_clean_line(msg, path), msg
         return None
     # accepted: it must then describe a network whose shapes can be walked
     arch = cfg if isinstance(cfg, config.Architecture) else cfg.model
@@ -90,3 +95,13 @@ def test_deep_nesting_and_alias_bombs_are_clean(tmp_path):
                  "a: &a [1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b]\n"
                  "d: &d [*c,*c,*c,*c,*c,*c,*c,*c]\nlayers: [*d,*d,*d,*d,*d,*d,*d,*d]\ninput: [8, 8, 1]\n"]:
         _check(tmp_path, text)
+
+
+def test_the_message_check_refuses_two_lines_even_from_set(tmp_path):
+    """`a and b and c or d` passed on d alone: a two-line message starting with --set got through."""
+    path = tmp_path / "fuzz.yaml"
+    assert _one_clean_line(f"{path}: train: 'lr' must be a number > 0, got -1", path)
+    assert _one_clean_line("--set 'train.lr': expected KEY=VALUE, e.g. --set train.lr=0.001", path)
+    assert not _one_clean_line("--set 'train.lr': bad\nTraceback (most recent call last):", path)
+    assert not _one_clean_line(f"{path}: bad\nsecond line", path)
+    assert not _one_clean_line("train: 'lr' must be a number > 0, got -1", path)     # no file, no --set

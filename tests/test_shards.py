@@ -11,7 +11,15 @@ from cnncli.engine.losses import Loss
 from cnncli.model import Diverged, Model
 from cnncli.engine.mixed import Mixed
 
-pytestmark = pytest.mark.skipif(n_threads() < 2, reason="shards need 2 or more threads (CNNCLI_THREADS)")
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    """Shards need 2 or more threads (CNNCLI_THREADS). Asked when a test runs, not at import: the
+    first n_threads() also makes BLAS single-threaded and sets malloc's thresholds, for the whole
+    process, which collecting the tests must not do to the other test files."""
+    if n_threads() < 2:
+        pytest.skip("shards need 2 or more threads (CNNCLI_THREADS)")
+
 
 NET = [("conv", {"filters": 16, "size": 5, "padding": "same", "activation": "relu"}),
        ("maxpool", {"size": 2}),

@@ -15,7 +15,7 @@ from .yaml_file import (ConfigError, _type_error, apply_overrides, as_number, ch
 # --- the training config ------------------------------------------------------------------
 
 def _check(where, key, value, kind, **opt):
-    """One typed value. kind: int | number | bool | str | path | choice | floats."""
+    """One typed value. kind: int | number | bool | str | path | choice | weights | floats | range."""
     if kind == "number":
         value = as_number(value)
     elif kind in ("floats", "range") and isinstance(value, list):
@@ -68,120 +68,108 @@ def _check(where, key, value, kind, **opt):
     return value
 
 
+def setting(default, kind, **limits):
+    """A config key declared once: its default, its kind (see _check) and its limits, e.g.
+    `epochs: int = setting(10, "int")`. A list default is copied for each instance."""
+    meta = {"kind": kind, "limits": limits}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section(cls):
+    """A nested section of keys (data.augment, data.augment.cutout), parsed by parse_section."""
+    return field(default_factory=cls, metadata={"kind": "section", "section": cls})
+
+
 @dataclass
 class RandomResizedCrop:
     """A crop of a random share of the area (scale) and aspect ratio (ratio), resized to the input.
     The defaults, [1, 1] and [1, 1], crop the whole image: off."""
-    scale: list = field(default_factory=lambda: [1.0, 1.0])
-    ratio: list = field(default_factory=lambda: [1.0, 1.0])
-
-    SPEC = {"scale": ("range", {"min": 0.0, "max": 1.0}), "ratio": ("range", {"min": 0.0, "max": 10.0})}
+    scale: list = setting([1.0, 1.0], "range", min=0.0, max=1.0)
+    ratio: list = setting([1.0, 1.0], "range", min=0.0, max=10.0)
 
 
 @dataclass
 class Cutout:
     """`count` squares of `size` x `size` pixels erased to the mean (random erasing); size 0: off."""
-    size: int = 0
-    count: int = 1
-
-    SPEC = {"size": ("int", {"min": 0}), "count": ("int", {"min": 1})}
+    size: int = setting(0, "int", min=0)
+    count: int = setting(1, "int", min=1)
 
 
 @dataclass
 class Augment:
     """Training-time augmentation, each key off by default, each drawn per image from the epoch's
     generator (the geometric ones compose into one affine warp per image)."""
-    flip: bool = False
-    vflip: bool = False
-    crop_padding: int = 0
-    rotate: float = 0.0
-    scale: list = field(default_factory=lambda: [1.0, 1.0])
-    translate: float = 0.0
-    shear: float = 0.0
-    random_resized_crop: RandomResizedCrop = field(default_factory=RandomResizedCrop)
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-    cutout: Cutout = field(default_factory=Cutout)
-    mixup: float = 0.0
-    cutmix: float = 0.0
-
-    SPEC = {"flip": ("bool",), "vflip": ("bool",), "crop_padding": ("int", {"min": 0}),
-            "rotate": ("number", {"max": 180.0, "closed": True}), "scale": ("range", {"min": 0.0, "max": 10.0}),
-            "translate": ("number", {"max": 1.0}), "shear": ("number", {"max": 80.0, "closed": True}),
-            "random_resized_crop": ("section", RandomResizedCrop), "brightness": ("number", {"max": 1.0}),
-            "contrast": ("number", {"max": 1.0}), "saturation": ("number", {"max": 1.0, "closed": True}),
-            "cutout": ("section", Cutout), "mixup": ("number", {"max": 100.0, "closed": True}),
-            "cutmix": ("number", {"max": 100.0, "closed": True})}
+    flip: bool = setting(False, "bool")
+    vflip: bool = setting(False, "bool")
+    crop_padding: int = setting(0, "int", min=0)
+    rotate: float = setting(0.0, "number", max=180.0, closed=True)
+    scale: list = setting([1.0, 1.0], "range", min=0.0, max=10.0)
+    translate: float = setting(0.0, "number", max=1.0)
+    shear: float = setting(0.0, "number", max=80.0, closed=True)
+    random_resized_crop: RandomResizedCrop = section(RandomResizedCrop)
+    brightness: float = setting(0.0, "number", max=1.0)
+    contrast: float = setting(0.0, "number", max=1.0)
+    saturation: float = setting(0.0, "number", max=1.0, closed=True)
+    cutout: Cutout = section(Cutout)
+    mixup: float = setting(0.0, "number", max=100.0, closed=True)
+    cutmix: float = setting(0.0, "number", max=100.0, closed=True)
 
 
 @dataclass
 class Data:
-    train: str = None
-    val: str = None
-    val_split: float = 0.1
-    resize: str = "stretch"
-    mean: list = None
-    std: list = None
-    augment: Augment = field(default_factory=Augment)
-    cache_dir: str = None
-    workers: int = None
-
-    SPEC = {"train": ("path",), "val": ("path",), "val_split": ("number", {"max": 1.0}),
-            "resize": ("choice", {"choices": ("stretch", "crop")}),
-            "mean": ("floats", {"n": (1, 3)}), "std": ("floats", {"n": (1, 3)}),
-            "augment": ("section", Augment), "cache_dir": ("path",), "workers": ("int",)}
+    train: str = setting(None, "path")
+    val: str = setting(None, "path")
+    val_split: float = setting(0.1, "number", max=1.0)
+    resize: str = setting("stretch", "choice", choices=("stretch", "crop"))
+    mean: list = setting(None, "floats", n=(1, 3))
+    std: list = setting(None, "floats", n=(1, 3))
+    augment: Augment = section(Augment)
+    cache_dir: str = setting(None, "path")
+    workers: int = setting(None, "int")
 
 
 @dataclass
 class Train:
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: str = "adam"
-    lr: float = 0.001
-    momentum: float = 0.9
-    nesterov: bool = False
-    betas: list = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    step_size: int = 10
-    gamma: float = 0.1
-    min_lr: float = 0.0
-    label_smoothing: float = 0.0
-    shuffle: bool = True
-    seed: int = 0
-    patience: int = None
-    monitor: str = "val_acc"
-    init: str = None
-    class_weights: object = None   # None | "auto" | [one weight per class]
-    ema: float = 0.0               # decay of the weights' moving average; 0: off
-
-    SPEC = {"epochs": ("int",), "batch_size": ("int",),
-            "optimizer": ("choice", {"choices": ("sgd", "adam", "adamw")}),
-            "lr": ("number", {"open": True}), "momentum": ("number", {"max": 1.0}),
-            "nesterov": ("bool",), "betas": ("floats", {"n": (2,), "min": 0.0, "max": 1.0}),
-            "weight_decay": ("number",), "schedule": ("choice", {"choices": SCHEDULES}),
-            "warmup_epochs": ("number",), "step_size": ("int",), "gamma": ("number", {"open": True}),
-            "min_lr": ("number",), "label_smoothing": ("number", {"max": 1.0}), "shuffle": ("bool",),
-            "seed": ("int", {"min": 0}), "patience": ("int",),
-            "monitor": ("choice", {"choices": ("val_acc", "val_loss")}), "init": ("path",),
-            "class_weights": ("weights",), "ema": ("number", {"max": 1.0})}
+    epochs: int = setting(10, "int")
+    batch_size: int = setting(32, "int")
+    optimizer: str = setting("adam", "choice", choices=("sgd", "adam", "adamw"))
+    lr: float = setting(0.001, "number", open=True)
+    momentum: float = setting(0.9, "number", max=1.0)
+    nesterov: bool = setting(False, "bool")
+    betas: list = setting([0.9, 0.999], "floats", n=(2,), min=0.0, max=1.0)
+    weight_decay: float = setting(0.0, "number")
+    schedule: str = setting("constant", "choice", choices=SCHEDULES)
+    warmup_epochs: float = setting(0.0, "number")
+    step_size: int = setting(10, "int")
+    gamma: float = setting(0.1, "number", open=True)
+    min_lr: float = setting(0.0, "number")
+    label_smoothing: float = setting(0.0, "number", max=1.0)
+    shuffle: bool = setting(True, "bool")
+    seed: int = setting(0, "int", min=0)
+    patience: int = setting(None, "int")
+    monitor: str = setting("val_acc", "choice", choices=("val_acc", "val_loss"))
+    init: str = setting(None, "path")
+    class_weights: object = setting(None, "weights")   # None | "auto" | [one weight per class]
+    ema: float = setting(0.0, "number", max=1.0)       # decay of the weights' moving average; 0: off
 
 
 def parse_section(cls, raw, where):
+    """A section's raw mapping -> cls, each key checked as its field's metadata says."""
     if raw is None:
         return cls()
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a mapping of keys, got {raw!r}")
-    check_keys(raw, list(cls.SPEC), where)
+    declared = {f.name: f.metadata for f in dataclasses.fields(cls)}
+    check_keys(raw, list(declared), where)
     values = {}
     for key, value in raw.items():
-        kind, *opt = cls.SPEC[key]
-        if kind == "section":
-            values[key] = parse_section(opt[0], value, f"{where}.{key}")
+        meta = declared[key]
+        if meta["kind"] == "section":
+            values[key] = parse_section(meta["section"], value, f"{where}.{key}")
         elif value is not None:
-            values[key] = _check(where, key, value, kind, **(opt[0] if opt else {}))
+            values[key] = _check(where, key, value, meta["kind"], **meta["limits"])
     return cls(**values)
 
 

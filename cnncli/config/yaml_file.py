@@ -176,23 +176,20 @@ def is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# A number in scientific notation that YAML 1.1 (PyYAML) leaves as text: 1e-5 (no dot), 1.5e3
+# (no sign in the exponent). Only these: 'nan', 'inf' or a quoted '0.5' stay text, as the file says.
 YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def yaml11_numbers(value):
-    """YAML 1.1 (PyYAML) reads 1e-5 (no dot) as text; users mean a number: '1e-5' -> 1e-05."""
+def as_number(value):
+    """The one rule for numbers YAML 1.1 reads as text: '1e-5' -> 1e-05; anything else unchanged."""
     if isinstance(value, str) and YAML11_FLOAT.fullmatch(value.strip()):
         return float(value)
+    return value
+
+
+def yaml11_numbers(value):
+    """as_number on a value and on the items of a list (a layer's argument)."""
     if isinstance(value, list):
         return [yaml11_numbers(v) for v in value]
-    return value
-
-
-def as_number(value):
-    """YAML 1.1 reads 1e-3 (no dot) as text; users mean a number."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+    return as_number(value)

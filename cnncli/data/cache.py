@@ -5,12 +5,14 @@ Files are written under temporary names and renamed, so a killed decode never le
 half-written cache behind; a lock per entry makes runs started together decode a folder once.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_context, resource_tracker
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +44,12 @@ def cache_key(listing, shape, resize):
     h.update(json.dumps({"v": CACHE_VERSION, "shape": list(shape), "resize": resize,
                          "classes": listing.classes}).encode())
     for path, label in zip(listing.files, listing.labels):
-        st = path.stat()
-        h.update(f"\n{path.resolve()}\t{label}\t{st.st_size}\t{st.st_mtime_ns}".encode())
+        try:
+            st = path.stat()
+            stamp = f"{st.st_size}\t{st.st_mtime_ns}"
+        except FileNotFoundError:   # deleted since the scan: decoding skips it, saying so
+            stamp = "deleted"
+        h.update(f"\n{path.resolve()}\t{label}\t{stamp}".encode())
     return h.hexdigest()[:32]
 
 
@@ -67,11 +73,35 @@ def decode_files(files, shape, resize, workers, progress):
     jobs = [([str(p) for p in files[i:i + chunk]], shape, resize) for i in range(0, len(files), chunk)]
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(files) >= PARALLEL_FROM:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            results = pool.map(_decode_chunk, jobs)
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_ignore_sigint)
+        try:
+            with _sigint_held():      # map's first submits start the workers
+                results = pool.map(_decode_chunk, jobs)
             yield from _numbered(results, progress)
+        finally:  # Ctrl-C: the workers ignore it, so drop the chunks not started instead of decoding them
+            pool.shutdown(cancel_futures=True)
     else:
         yield from _numbered(map(_decode_chunk, jobs), progress)
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """SIGINT blocked while worker processes start: they inherit the block, so a Ctrl-C during
+    their start-up cannot interrupt it (printing a traceback); the parent gets it when the block ends."""
+    resource_tracker.ensure_running()   # when it starts its tracker process, it unblocks SIGINT
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _ignore_sigint():
+    """A decode worker's initializer. A Ctrl-C reaches the whole process group; only the parent acts
+    on it (a worker would print a KeyboardInterrupt traceback of its own). One held since the
+    worker started is discarded."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _numbered(results, progress):

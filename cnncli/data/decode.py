@@ -7,8 +7,9 @@
    composited over white. Then RGB for 3 channels, or luma L = 0.299 R + 0.587 G + 0.114 B for 1.
 3. Size: `stretch` resizes to h x w (bilinear, antialiased); `crop` first cuts the largest centred
    region with the target's aspect ratio, then resizes.
-A file that is unreadable, truncated, empty, not an image, or over Pillow's decompression-bomb
-limit raises BadImage with the reason; it is never replaced by a blank image.
+A file that is unreadable, truncated, empty, not an image, deleted since it was listed, or over
+Pillow's decompression-bomb limit raises BadImage with the reason; it is never replaced by a blank
+image.
 """
 
 import warnings
@@ -57,6 +58,8 @@ def load_image(path, height, width, channels, resize="stretch", source=None):
         raise BadImage(f"over Pillow's decompression-bomb limit ({e})") from None
     except UnidentifiedImageError:
         raise BadImage("not an image Pillow can read") from None
+    except FileNotFoundError:
+        raise BadImage("deleted after it was listed") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = str(e) or e.__class__.__name__
         raise BadImage(f"cannot decode: {msg}") from None
