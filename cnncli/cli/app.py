@@ -152,7 +152,8 @@ def _run_folder(config_file, overrides):
 @command
 def predict(
     checkpoint_file: Path = typer.Argument(..., metavar="CHECKPOINT", help="A best.npz or last.npz."),
-    paths: List[str] = typer.Argument(..., metavar="IMAGES...", help="Image files, folders (recursive) or globs."),
+    paths: List[str] = typer.Argument(..., metavar="IMAGES...", help="Image files, folders (recursive), globs "
+                                      "or label files (.csv, .tsv, .jsonl: their path column)."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many classes to show per image."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line per image."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV: path, class_1, prob_1, ..., error."),
@@ -184,18 +185,25 @@ def predict(
 @command
 def evaluate(
     checkpoint_file: Path = typer.Argument(..., metavar="CHECKPOINT", help="A best.npz or last.npz."),
-    data_dir: Path = typer.Argument(..., metavar="DATA_DIR", help="A labelled folder: DATA_DIR/<class>/<image>."),
+    data_dir: Path = typer.Argument(..., metavar="DATA", help="A labelled folder (DATA/<class>/<image>) or a "
+                                    "label file (.csv, .tsv, .jsonl: path and label columns)."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="k for top-k accuracy."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only a label file's rows of this split "
+                                        "(train, val or test)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write confusion.png, confusion.csv, "
                                        "per_class.csv and mistakes.png into this folder."),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
 ):
-    """Score a checkpoint on a labelled folder. Accuracy, per-class scores, confusion matrix."""
+    """Score a checkpoint on a labelled folder or label file. Accuracy, per-class scores, confusion matrix."""
     from ..commands.evaluate import score_folder, summarize_scores
     from .render import print_evaluation
 
-    scored = score_folder(checkpoint_file, data_dir, tta=tta)
+    from ..data.folder import SPLITS
+
+    if split is not None and split.lower() not in SPLITS:
+        raise CnnError(f"--split must be train, val or test, got {split!r}")
+    scored = score_folder(checkpoint_file, data_dir, tta=tta, split=split and SPLITS[split.lower()])
     report = summarize_scores(scored, checkpoint_file, top_k)
     if as_json:
         typer.echo(json.dumps(report, indent=2))

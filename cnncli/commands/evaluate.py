@@ -12,7 +12,7 @@ import numpy as np
 from ..data.cache import describe_conversions
 from ..errors import CnnError
 from ..files import write_text_atomic
-from .predict import Loaded, _scores, describe_views, load, tta_views
+from .predict import Loaded, _scores, describe_views, label_columns, load, tta_views
 
 FILES = ("confusion.csv", "per_class.csv", "confusion.png", "mistakes.png")
 
@@ -73,16 +73,19 @@ class Scored:
     tta: str = None        # the views averaged (evaluate --tta), or None
 
 
-def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=64, select=None, tta=False):
-    """Every readable image of a labelled folder (train layout) through the checkpoint -> Scored.
-    select(labels) -> indices: score only those images (a held-out split of a training folder).
-    tta: probabilities averaged over tta_views (the loss is then that of the averages)."""
+def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=64, select=None, tta=False,
+                 split=None):
+    """Every readable image of a labelled folder (train layout) or label file through the checkpoint
+    -> Scored. select(labels) -> indices: score only those images (a held-out split of a training
+    folder). tta: probabilities averaged over tta_views (the loss is then that of the averages).
+    split: only a label file's rows of that split ('test')."""
     from ..data.cache import decode_folder
-    from ..data.folder import scan
+    from ..data.labels import list_data
 
     loaded = load(ckpt_path)
-    listing = scan(data_dir, classes=loaded.classes, role="evaluate")
+    listing, _ = list_data(data_dir, loaded.classes, "evaluate", label_columns(loaded.meta), split)
     dec = decode_folder(listing, loaded.shape, loaded.resize, cache_dir, workers)
+    skipped = listing.missing + dec.skipped
     images, labels, files = dec.images, dec.labels, dec.files
     if select is not None:
         keep = np.asarray(select(labels), np.int64)
@@ -90,7 +93,7 @@ def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=6
     if len(labels) == 0:
         raise CnnError(f"{data_dir}: no readable images to evaluate")
     probs, loss = _scores(loaded, images, labels, batch_size, tta)
-    return Scored(loaded, str(data_dir), images, labels, files, probs, loss, dec.skipped,
+    return Scored(loaded, str(data_dir), images, labels, files, probs, loss, skipped,
                   describe_conversions(dec.converted, loaded.shape),
                   describe_views(tta_views(loaded)) if tta else None)
 

@@ -11,6 +11,7 @@ import numpy as np
 from ..model import checkpoint
 from ..data.cache import decode_files, describe_source
 from ..data.folder import EXTENSIONS, is_image_name, natural_key
+from ..data.labels import is_label_file, read_table
 
 
 @dataclass
@@ -32,13 +33,37 @@ def load(path):
                   np.array(pre["mean"], np.float64), np.array(pre["std"], np.float64))
 
 
-def collect(paths):
-    """Files, folders (recursively) and globs -> (image paths in order, [(path, reason)] not found)."""
+def label_columns(meta):
+    """The label file columns a checkpoint was trained with (data.columns), or None."""
+    columns = ((meta.get("config") or {}).get("data") or {}).get("columns")
+    return columns if isinstance(columns, dict) else None
+
+
+def _label_file_paths(file, columns):
+    """A label file's paths (relative to its folder) -> (existing paths, [(path, reason)])."""
+    table = read_table(file, columns)
+    found, missing = [], []
+    for r in table.rows:
+        p = file.parent / r.path
+        if p.is_file():
+            found.append(p)
+        else:
+            missing.append((str(p), f"no such file ({file.name} line {r.line})"))
+    return found, missing
+
+
+def collect(paths, columns=None):
+    """Files, folders (recursively), globs and label files (their path column) -> (image paths in
+    order, [(path, reason)] not found). columns: a label file's column names (data.columns)."""
     found, missing = [], []
     for raw in paths:
         raw = os.path.normpath(raw)   # printed as typed, without a/../b
         p = Path(raw)
-        if p.is_dir():
+        if p.is_file() and is_label_file(p):
+            more, absent = _label_file_paths(p, columns)
+            found += more
+            missing += absent
+        elif p.is_dir():
             images = sorted((f for f in p.rglob("*") if f.is_file() and is_image_name(f)),
                             key=lambda f: natural_key(f.as_posix()))
             if not images:
@@ -99,7 +124,7 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False):
     matched nothing first, then every image in the order it was found. tta: probabilities averaged
     over tta_views."""
     loaded = load(ckpt_path)
-    files, missing = collect(paths)
+    files, missing = collect(paths, label_columns(loaded.meta))
     k = min(top_k, len(loaded.classes))
     results = [{"path": p, "error": r} for p, r in missing]
     images, ok, sources = [], [], []

@@ -191,7 +191,7 @@ def _run(trainer, report, kernels):
     if best:
         report.message(f"done: best epoch {best['epoch']} ({best['monitor']}), "
                        f"checkpoints in {trainer.output}/best.npz and last.npz")
-    if trainer.data.val is not None and not trainer.cfg.data.val:
+    if trainer.data.val is not None and not trainer.cfg.data.val and "val" not in trainer.data.data_files:
         report.message(_honest_figure(trainer.cfg, trainer.output))
     return Result(trainer.output, state, trainer.data.classes, trainer.data.skipped)
 

@@ -118,6 +118,14 @@ class Augment:
 
 
 @dataclass
+class Columns:
+    """The column names of a label file (data.train: train.csv): renamed with data.columns."""
+    path: str = setting("path", "str")
+    label: str = setting("label", "str")
+    split: str = setting("split", "str")
+
+
+@dataclass
 class Data:
     train: str = setting(None, "path")
     val: str = setting(None, "path")
@@ -126,6 +134,7 @@ class Data:
     mean: list = setting(None, "floats", n=(1, 3))
     std: list = setting(None, "floats", n=(1, 3))
     augment: Augment = section(Augment)
+    columns: Columns = section(Columns)
     cache_dir: str = setting(None, "path")
     workers: int = setting(None, "int")
 

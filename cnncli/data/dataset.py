@@ -1,5 +1,6 @@
 """A training config's data: folders scanned, decoded through the cache, split, normalised."""
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,6 +10,7 @@ from .batches import Batches, channel_stats
 from .cache import decode_folder, describe_conversions, merge_conversions
 from .decode import COLOR_RULE, RESIZE_RULE
 from .folder import scan
+from .labels import is_label_file, read_table, to_listing
 
 
 @dataclass
@@ -22,12 +24,14 @@ class Prepared:
     warnings: list = field(default_factory=list)
     decoded_from_cache: bool = False
     converted: str = None   # one line on what decoding changed (sizes, colour), or None
+    data_files: dict = field(default_factory=dict)  # {'train' | 'val': label file's path, rows, sha256}
 
     def preprocessing(self, input_shape, resize):
         h, w, c = input_shape
         return {"input": [h, w, c], "channels": c, "mean": list(self.mean), "std": list(self.std),
                 "resize": resize, "resize_rule": RESIZE_RULE[resize], "color_rule": COLOR_RULE,
-                "scale": "x = (pixel / 255 - mean) / std"}
+                "scale": "x = (pixel / 255 - mean) / std",
+                **({"data_files": self.data_files} if self.data_files else {})}
 
 
 def stratified_split(labels, fraction, seed):
@@ -46,6 +50,31 @@ def stratified_split(labels, fraction, seed):
     return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))
 
 
+def _sources(cfg):
+    """data.train and data.val -> (train Listing, val Listing or None, {role: label file record}).
+    A label file with a split column gives its train rows to training and, without data.val, its
+    val rows (if any) to validation."""
+    d = cfg.data
+    columns = dataclasses.asdict(d.columns)
+    if is_label_file(d.train):
+        table = read_table(d.train, columns)
+        listing = to_listing(table, split="train" if table.has_split else None)
+    else:
+        table, listing = None, scan(d.train, role="train")
+    records = {"train": table.record()} if table else {}
+    vlist = None
+    if d.val and is_label_file(d.val):
+        vtable = read_table(d.val, columns)
+        vlist = to_listing(vtable, listing.classes, "val" if vtable.has_split else None, role="val")
+        records["val"] = vtable.record()
+    elif d.val:
+        vlist = scan(d.val, classes=listing.classes, role="val")
+    elif table and table.has_split and any(r.split == "val" for r in table.rows):
+        vlist = to_listing(table, listing.classes, "val", role="val")
+        records["val"] = records["train"]
+    return listing, vlist, records
+
+
 def prepare(cfg, progress=None):
     """RunConfig -> Prepared. `progress(role, done, total)` is called while decoding."""
     d, t = cfg.data, cfg.train
@@ -54,15 +83,16 @@ def prepare(cfg, progress=None):
         raise CnnError(f"{cfg.source}: the model's input has {shape[2]} channels; images load as 1 "
                        "(grayscale) or 3 (RGB): set input: [h, w, 1] or [h, w, 3]")
     if not d.train:
-        raise CnnError(f"{cfg.source}: data.train is not set: give a folder with one sub-folder per class")
-    listing = scan(d.train, role="train")
+        raise CnnError(f"{cfg.source}: data.train is not set: give a folder with one sub-folder per class, "
+                       "or a label file (.csv, .tsv, .jsonl)")
+    listing, vlist, records = _sources(cfg)
     warnings = list(listing.warnings)
 
     def tick(role, total):
         return (lambda done: progress(role, done, total)) if progress else None
 
     dec = decode_folder(listing, shape, d.resize, d.cache_dir, d.workers, tick("train", len(listing.files)))
-    skipped = list(dec.skipped)
+    skipped = listing.missing + list(dec.skipped)
     from_cache = dec.from_cache
     converted = [dec.converted]
     present = set(dec.labels.tolist())
@@ -70,36 +100,43 @@ def prepare(cfg, progress=None):
     if lost:
         raise CnnError(f"class {lost[0]!r} in {d.train} has no readable images (all skipped; see the "
                        "skipped list): fix or remove them")
-    if d.val:
-        vlist = scan(d.val, classes=listing.classes, role="val")
+    if vlist is not None:
         warnings += vlist.warnings
         vdec = decode_folder(vlist, shape, d.resize, d.cache_dir, d.workers, tick("val", len(vlist.files)))
-        skipped += vdec.skipped
+        skipped += vlist.missing + vdec.skipped
         from_cache = from_cache and vdec.from_cache
         converted.append(vdec.converted)
         train_idx = np.arange(len(dec.labels))
         val_images, val_labels, val_idx = vdec.images, vdec.labels, np.arange(len(vdec.labels))
         if len(val_idx) == 0:
-            warnings.append(f"the validation folder {d.val} has no readable images: training without validation")
+            warnings.append(f"the validation data {vlist.root} has no readable images: training without validation")
     else:
         train_idx, val_idx = stratified_split(dec.labels, d.val_split, t.seed)
         val_images, val_labels = dec.images, dec.labels
     if len(train_idx) == 0:
         raise CnnError(f"{d.train}: no readable training images")
-    mean = _per_channel(d.mean, shape[2], "mean", cfg) if d.mean is not None else None
-    std = _per_channel(d.std, shape[2], "std", cfg) if d.std is not None else None
-    if std is not None and min(std) <= 0:
-        raise CnnError(f"{cfg.source}: data.std must be positive, got {d.std}")
-    if mean is None or std is None:  # what is not given comes from the training images
-        m, s = channel_stats(dec.images, train_idx)
-        mean = m if mean is None else mean
-        std = s if std is None else std
+    mean, std = _normalisation(cfg, dec.images, train_idx)
     train = Batches(dec.images, dec.labels, train_idx, mean, std, t.batch_size, d.augment)
     val = None
     if len(val_idx):
         val = Batches(val_images, val_labels, val_idx, mean, std, t.batch_size)  # same memory as training
     return Prepared(listing.classes, train, val, [float(m) for m in mean], [float(s) for s in std],
-                    skipped, warnings, from_cache, describe_conversions(merge_conversions(*converted), shape))
+                    skipped, warnings, from_cache, describe_conversions(merge_conversions(*converted), shape),
+                    records)
+
+
+def _normalisation(cfg, images, train_idx):
+    """data.mean / data.std, each from the training images where not given."""
+    d, shape = cfg.data, cfg.model.input
+    mean = _per_channel(d.mean, shape[2], "mean", cfg) if d.mean is not None else None
+    std = _per_channel(d.std, shape[2], "std", cfg) if d.std is not None else None
+    if std is not None and min(std) <= 0:
+        raise CnnError(f"{cfg.source}: data.std must be positive, got {d.std}")
+    if mean is None or std is None:  # what is not given comes from the training images
+        m, s = channel_stats(images, train_idx)
+        mean = m if mean is None else mean
+        std = s if std is None else std
+    return mean, std
 
 
 def _per_channel(values, channels, key, cfg):

@@ -6,7 +6,7 @@ dot) are ignored, and so are files with other extensions.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CnnError
@@ -70,6 +70,7 @@ class Listing:
     files: list          # Paths
     labels: list         # class index per file
     warnings: list       # things the user should hear about
+    missing: list = field(default_factory=list)   # [(path, reason)] listed but absent (label files)
 
 
 def scan(root, classes=None, role="train"):
