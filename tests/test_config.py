@@ -227,7 +227,7 @@ def test_a_mistake_made_with_set_names_set_not_only_the_file():
     assert str(e.value).endswith("(with --set train.lrr=0.1)")
 
 
-SECTIONS = [config.RandomResizedCrop, config.Cutout, config.Augment, config.Data, config.Train]
+SECTIONS = [config.RandomResizedCrop, config.Cutout, config.Columns, config.Augment, config.Data, config.Train]
 
 
 @pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.__name__)

@@ -136,3 +136,96 @@ def test_evaluate_and_predict_read_a_label_file(tmp_path, shapes):
     assert res.exit_code == 2 and "a split (test) needs a label file with a split column" in res.output
     res = cli("predict", ckpt, labels, "--json")
     assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 30
+
+
+# --- cnncli split ----------------------------------------------------------------------------
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_split_is_stratified_and_the_same_for_the_same_seed(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=20)
+    res = cli("split", root, "--val", "0.1", "--test", "0.2", "--seed", "3", "--out", tmp_path / "a.csv")
+    assert res.exit_code == 0, res.output
+    assert "wrote " in res.output and "42 train, 6 val, 12 test images, 3 classes (seed 3)" in res.output
+    rows = read_csv(tmp_path / "a.csv")
+    for label in "abc":
+        mine = [r["split"] for r in rows if r["label"] == label]
+        assert (mine.count("train"), mine.count("val"), mine.count("test")) == (14, 2, 4)
+    assert all((tmp_path / r["path"]).is_file() for r in rows)   # relative to the CSV's folder
+    assert cli("split", root, "--val", "0.1", "--test", "0.2", "--seed", "3", "--out", tmp_path / "b.csv").exit_code == 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert cli("split", root, "--val", "0.1", "--test", "0.2", "--seed", "4", "--out", tmp_path / "c.csv").exit_code == 0
+    assert (tmp_path / "a.csv").read_bytes() != (tmp_path / "c.csv").read_bytes()
+
+
+def test_split_keeps_a_group_together(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=12)
+    rows = [r + [f"s{i // 3}"] for i, r in enumerate(folder_rows(root, reverse=False))]   # 3 images a subject
+    labels = write_rows(tmp_path / "in.csv", rows, ("path", "label", "subject"))
+    res = cli("split", labels, "--val", "0.25", "--test", "0.25", "--group", "subject", "--out", tmp_path / "s.csv")
+    assert res.exit_code == 0, res.output
+    out = read_csv(tmp_path / "s.csv")
+    where = {}
+    for r in out:
+        where.setdefault(r["subject"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in where.values())
+    assert {s for v in where.values() for s in v} == {"train", "val", "test"}
+
+
+def test_split_by_folder_and_its_notes(tmp_path):
+    for k, cls in enumerate("ab"):
+        for subject in range(4):
+            make_folder(tmp_path / "imgs" / cls, classes=(f"subject{subject}",), per_class=2, seed=k * 10 + subject)
+    res = cli("split", tmp_path / "imgs", "--val", "0.25", "--group-by-folder", "--out", tmp_path / "f.csv")
+    assert res.exit_code == 0, res.output
+    where = {}
+    for r in read_csv(tmp_path / "f.csv"):
+        where.setdefault(r["path"].rsplit("/", 1)[0], set()).add(r["split"])
+    assert len(where) == 8 and all(len(s) == 1 for s in where.values())
+    assert sum(s == {"val"} for s in where.values()) == 2
+    make_folder(tmp_path / "flat", per_class=3)
+    res = cli("split", tmp_path / "flat", "--val", "0.5", "--group-by-folder", "--out", tmp_path / "g.csv")
+    assert "note: class 'a' has 1 group(s) of images: none could go to val" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--val", "0.6", "--test", "0.5"], "--val 0.6 and --test 0.5 leave nothing to train on"),
+    (["--val", "1.5"], "--val must be a fraction in [0, 1), got 1.5"),
+    (["--group", "who"], "is a folder: use --group-by-folder"),
+    (["--out", "x.txt"], "write the splits to a .csv file"),
+])
+def test_split_mistakes_are_one_line_exit_2(tmp_path, args, message):
+    root = make_folder(tmp_path / "imgs", per_class=3)
+    out = [] if "--out" in args else ["--out", tmp_path / "o.csv"]
+    res = cli("split", root, *args, *out)
+    assert res.exit_code == 2 and message in res.output and res.output.count("\n") == 1, res.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_split_never_overwrites_without_force(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=3)
+    (tmp_path / "o.csv").write_text("mine")
+    res = cli("split", root, "--out", tmp_path / "o.csv")
+    assert res.exit_code == 2 and "already exists: pick another --out, or add --force" in res.output
+    assert (tmp_path / "o.csv").read_text() == "mine"
+    assert cli("split", root, "--out", tmp_path / "o.csv", "--force").exit_code == 0
+
+
+def test_training_from_a_split_file_is_reproducible_and_recorded(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=10)
+    assert cli("split", root, "--val", "0.2", "--test", "0.1", "--out", tmp_path / "s.csv").exit_code == 0
+    metas = []
+    for run in ("r1", "r2"):
+        res = cli("train", config(tmp_path, f"  train: {tmp_path / 's.csv'}\n"), "--set", f"output={tmp_path / run}")
+        assert res.exit_code == 0, res.output
+        assert "21 training, 6 validation images" in res.output
+        metas.append(checkpoint.load_model(tmp_path / run / "best.npz")[1])
+    timing = ("images_per_s", "data_wait", "seconds")
+    same = [{k: v for k, v in m["metrics"].items() if k not in timing} for m in metas]
+    assert same[0] == same[1] and "val_loss" in same[0]
+    assert metas[0]["preprocessing"]["data_files"] == metas[1]["preprocessing"]["data_files"]
+    from cnncli.data.labels import read_table
+    assert metas[0]["preprocessing"]["data_files"]["train"]["sha256"] == read_table(tmp_path / "s.csv").digest()

@@ -305,6 +305,30 @@ def synth(
 
 
 @command
+def split(
+    data: Path = typer.Argument(..., metavar="DATA", help="A class folder (DATA/<class>/<image>) or a label file."),
+    out: Path = typer.Option(..., "--out", help="The label file to write (.csv: path, label, split)."),
+    val: float = typer.Option(0.1, "--val", help="Share of each class for validation."),
+    test: float = typer.Option(0.0, "--test", help="Share of each class for testing."),
+    seed: int = typer.Option(0, "--seed", min=0, help="The same seed gives the same rows."),
+    group: Optional[str] = typer.Option(None, "--group", help="A label file's column: rows with the same "
+                                        "value (one subject) stay in one split."),
+    group_by_folder: bool = typer.Option(False, "--group-by-folder", help="Images in the same folder stay in one split."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+):
+    """Split images into train / val / test, stratified per class. Writes a label file to train from."""
+    from ..commands.split import split as run_split
+
+    counts, classes, notes = run_split(data, out, val, test, seed, group, group_by_folder, force)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"wrote {out}: {', '.join(f'{n:,} {k}' for k, n in counts.items())} images, {classes} classes "
+               f"(seed {seed})")
+    typer.echo(f"next: set data.train: {out} in a training config (its val rows validate; evaluate "
+               f"--split test scores the test rows)")
+
+
+@command
 def init(
     directory: Path = typer.Argument(..., help="Folder to write model.yaml and train.yaml into."),
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist."),
