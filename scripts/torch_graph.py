@@ -183,9 +183,35 @@ class Concat(_Node):
         return torch.cat(xs, dim=1)  # channels of NCHW maps, or features of vectors
 
 
+class LRN(_Node):
+    def __init__(self, layer):
+        super().__init__(layer)
+        self.size, self.alpha, self.beta, self.bias = layer.size, layer.alpha, layer.beta, layer.bias
+
+    def op(self, xs):
+        return F.local_response_norm(xs[0], self.size, self.alpha, self.beta, self.bias)
+
+
+class Shuffle(_Node):
+    def __init__(self, layer):
+        super().__init__(layer)
+        self.groups = layer.groups
+
+    def op(self, xs):
+        n, c, h, w = xs[0].shape
+        return xs[0].reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class Scale(_Node):
+    def op(self, xs):
+        x, s = xs
+        return x * s.reshape(s.shape + (1,) * (x.dim() - 2))   # (N, C) -> (N, C, 1, 1)
+
+
 NODES = {"conv": Conv, "maxpool": Pool, "avgpool": Pool, "globalavgpool": GlobalPool,
          "globalmaxpool": GlobalPool, "flatten": Flatten, "dense": Dense, "dropout": Dropout,
-         "batchnorm": BatchNorm, "activation": Activation, "add": Add, "concat": Concat}
+         "batchnorm": BatchNorm, "activation": Activation, "add": Add, "concat": Concat,
+         "lrn": LRN, "shuffle": Shuffle, "scale": Scale}
 
 
 class TorchGraph(nn.Module):

@@ -179,11 +179,40 @@ def network_forward(model, state, x_nchw):
             x = activation_nchw(sum(ins), layer.activation, layer.alpha)
         elif kind == "concat":
             x = np.concatenate(ins, axis=1)  # channels of NCHW maps, or features of vectors
+        elif kind == "lrn":
+            x = lrn(x, layer.size, layer.alpha, layer.beta, layer.bias)
+        elif kind == "shuffle":
+            x = shuffle(x, layer.groups)
+        elif kind == "scale":
+            x = x * ins[1].reshape(ins[1].shape + (1,) * (x.ndim - 2))   # (N, C) over (N, C, H, W)
         else:
             raise ValueError(kind)
         outs[i] = x
     # the model's last layer computes logits (the loss fuses the head): the head applied here
     return activation(outs[len(model.layers) - 1], model.head)
+
+
+def lrn(x, size, alpha, beta, bias):
+    """ONNX LRN over the channels of (N, C, H, W): x_c / (bias + alpha/size * sum of x_i^2 for i
+    from c - floor((size-1)/2) to c + ceil((size-1)/2), within 0..C-1)^beta (the spec's words)."""
+    c = x.shape[1]
+    y = np.empty_like(x)
+    for k in range(c):
+        lo, hi = max(0, k - (size - 1) // 2), min(c - 1, k + math.ceil((size - 1) / 2))
+        square_sum = np.sum(x[:, lo:hi + 1] ** 2, axis=1)
+        y[:, k] = x[:, k] / (bias + alpha / size * square_sum) ** beta
+    return y
+
+
+def shuffle(x, groups):
+    """ShuffleNet's channel shuffle of (N, C, H, W): output channel j * g + i is input channel
+    i * (C / g) + j."""
+    c = x.shape[1]
+    y = np.empty_like(x)
+    for i in range(groups):
+        for j in range(c // groups):
+            y[:, j * groups + i] = x[:, i * (c // groups) + j]
+    return y
 
 
 def activation_nchw(x, fn, alpha=0.01):

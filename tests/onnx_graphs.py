@@ -77,3 +77,29 @@ def pytorch_like(opset=17):
              ("conv", "leaky_relu"), ("activation", "tanh"), ("concat", None), ("conv", "linear"), ("add", "linear"),
              ("globalavgpool", None), ("dense", "relu"), ("dense", "softmax")]
     return b.model("input", x, opset=opset), kinds
+
+
+def gated(opset=17):
+    """Squeeze-and-excitation as torchvision's SqueezeExcitation exports it (`scale * input`):
+    GlobalAveragePool -> 1x1 Conv -> SiLU / ReLU -> 1x1 Conv -> Sigmoid (EfficientNet-B0) or
+    HardSigmoid (MobileNetV3) -> Mul with the map; the second block written map first.
+    -> (ModelProto, the cnncli layer kinds it should become)."""
+    b = Builder(seed=1)
+    x = b.op("Conv", ["input", b.weight(8, 3, 3, 3), b.vector(8)], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    x = b.op("Mul", [x, b.op("Sigmoid", [x])])
+    h = b.op("Conv", [b.op("GlobalAveragePool", [x]), b.weight(2, 8, 1, 1), b.vector(2)], kernel_shape=[1, 1])
+    h = b.op("Mul", [h, b.op("Sigmoid", [h])])
+    s = b.op("Sigmoid", [b.op("Conv", [h, b.weight(8, 2, 1, 1), b.vector(8)], kernel_shape=[1, 1])])
+    x = b.op("Mul", [s, x])
+    x = b.op("Conv", [x, b.weight(8, 8, 1, 1)], kernel_shape=[1, 1])
+    h = b.op("Relu", [b.op("Conv", [b.op("GlobalAveragePool", [x]), b.weight(4, 8, 1, 1), b.vector(4)],
+                           kernel_shape=[1, 1])])
+    s = b.op("HardSigmoid", [b.op("Conv", [h, b.weight(8, 4, 1, 1), b.vector(8)], kernel_shape=[1, 1])],
+             alpha=1 / 6, beta=0.5)
+    x = b.op("Mul", [x, s])
+    x = b.op("Flatten", [b.op("GlobalAveragePool", [x])], axis=1)
+    x = b.op("Gemm", [x, b.weight(5, 8), b.vector(5)], transB=1)
+    kinds = [("conv", "silu"), ("globalavgpool", None), ("dense", "silu"), ("dense", "sigmoid"), ("scale", None),
+             ("conv", "linear"), ("globalavgpool", None), ("dense", "relu"), ("dense", "hardsigmoid"),
+             ("scale", None), ("globalavgpool", None), ("dense", "softmax")]
+    return b.model("input", x, opset=opset), kinds

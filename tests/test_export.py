@@ -98,6 +98,22 @@ GENERATED = {
         {"dense": {"units": 5, "activation": "gelu_tanh"}},
         "silu",
         {"dense": {"units": 3, "activation": "softmax"}}]},
+    # across channels: lrn (two windows), a channel shuffle, a squeeze-and-excitation gate
+    # over a map (its dense layers fed by a global pool) and a gate over a vector
+    "channels": {"input": [9, 8, 3], "layers": [
+        {"conv": {"filters": 6, "size": 3, "padding": "same", "activation": "relu"}},
+        {"lrn": {"size": 5, "alpha": 0.5, "beta": 0.75, "bias": 2.0}},
+        {"conv": {"filters": 8, "size": 3, "groups": 2, "padding": 1, "activation": "tanh"}},
+        {"shuffle": {"groups": 2}},
+        {"lrn": {"size": 3, "alpha": 1.5, "beta": 0.6, "bias": 1.0, "name": "map"}},
+        "globalavgpool",
+        {"dense": {"units": 3, "activation": "relu"}},
+        {"dense": {"units": 8, "activation": "hardsigmoid"}},
+        {"scale": {"from": ["map", -1]}},
+        {"globalavgpool": {"name": "v"}},
+        {"dense": {"units": 8, "activation": "sigmoid"}},
+        {"scale": {"from": ["v", -1]}},
+        {"dense": {"units": 3, "activation": "softmax"}}]},
     # a standalone sigmoid head; a strided valid conv that drops the last rows; avgpool without padding
     "sigmoid_layer_head": {"input": [7, 9, 1], "layers": [
         {"conv": {"filters": 3, "size": 2, "stride": 3}},

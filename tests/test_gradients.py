@@ -48,6 +48,10 @@ LAYER_CASES = [
     ("dropout", {"rate": 0.3}, (5, 4, 2)),
     ("activation", {"fn": "sigmoid"}, (3, 3, 2)),
     ("activation", {"fn": "softmax"}, (5,)),
+    # across channels: windows cut at both ends, one wider than the channels
+    ("lrn", {"size": 3, "alpha": 0.5, "beta": 0.75, "bias": 1.0}, (3, 2, 5)),
+    ("lrn", {"size": 7, "alpha": 2.0, "beta": 1.3, "bias": 0.5}, (2, 3, 6)),
+    ("shuffle", {"groups": 3}, (2, 3, 6)),
 ]
 
 
@@ -81,6 +85,24 @@ def test_layer_backward_matches_finite_differences(rng, kind, args, in_shape):
         layer.backward(r.copy(), ctx)
         for k, g in layer.grads.items():
             np.testing.assert_allclose(g, 2 * once[k], rtol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("shapes", [[(4, 3, 5), (5,)], [(6,), (6,)]], ids=["map", "vector"])
+def test_scale_backward_matches_finite_differences(rng, shapes):
+    """y = x * s (s one value per channel): gradients to the map and to the gate."""
+    layer = build_layer("scale", {})
+    layer.build(shapes)
+    xs = [rng.standard_normal((3,) + s) for s in shapes]
+    r = rng.standard_normal((3,) + layer.out_shape)
+
+    def f():
+        return float(np.sum(layer.forward(xs, Context(training=True)) * r))
+
+    f()
+    dxs = layer.backward(r.copy(), Context(training=True))
+    for x, dx in zip(xs, dxs):
+        assert dx.shape == x.shape
+        assert_grad_close(f, x, dx, rng)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -137,7 +159,13 @@ NET = [
       ("conv", {"filters": 3, "size": 1}), ("globalavgpool", {}), ("softmax", {})], 3),
     ([("conv", {"filters": 4, "size": 3, "stride": 2, "activation": "relu"}),
       ("globalmaxpool", {}), ("dense", {"units": 3, "activation": "softmax"})], 3),
-], ids=["vgg-like", "sigmoid-head", "all-conv-gap", "gmp"])
+    # AlexNet's normalisation, ShuffleNet's shuffle and a squeeze-and-excitation gate: the map
+    # reaches the loss through the gate and directly, the gate's dense layers through the scale only
+    ([("conv", {"filters": 6, "size": 3, "padding": "same", "activation": "relu"}),
+      ("lrn", {"size": 3, "alpha": 0.3}), ("shuffle", {"groups": 2, "name": "map"}), ("globalavgpool", {}),
+      ("dense", {"units": 3, "activation": "relu"}), ("dense", {"units": 6, "activation": "sigmoid"}),
+      ("scale", {"from": ["map", -1]}), ("globalavgpool", {}), ("dense", {"units": 3, "activation": "softmax"})], 3),
+], ids=["vgg-like", "sigmoid-head", "all-conv-gap", "gmp", "lrn-shuffle-gate"])
 def test_whole_network_gradient(rng, specs, n_out):
     model = Model((8, 8, 2), specs, seed=3, dtype=F64)
     x = rng.standard_normal((4, 8, 8, 2))

@@ -156,8 +156,20 @@ BRANCHES = [  # inception-style: three branches of one input, concatenated; an a
     ("dense", {"units": 1, "activation": "sigmoid"}),
 ]
 
+GATED = [  # AlexNet's normalisation, ShuffleNet's shuffle, a squeeze-and-excitation gate
+    ("conv", {"filters": 6, "size": 3, "padding": "same", "activation": "relu"}),
+    ("lrn", {"size": 3, "alpha": 0.5, "beta": 0.75, "bias": 2.0}),
+    ("shuffle", {"groups": 3, "name": "map"}),
+    ("globalavgpool", {}),
+    ("dense", {"units": 2, "activation": "relu"}),
+    ("dense", {"units": 6, "activation": "sigmoid"}),
+    ("scale", {"from": ["map", -1]}),
+    ("globalavgpool", {}),
+    ("dense", {"units": 3, "activation": "softmax"}),
+]
 
-@pytest.mark.parametrize("specs", [RESIDUAL, BRANCHES], ids=["residual", "branches"])
+
+@pytest.mark.parametrize("specs", [RESIDUAL, BRANCHES, GATED], ids=["residual", "branches", "gated"])
 def test_graph_forward_matches_nchw_twin(rng, specs):
     model = Model((9, 8, 2), specs, seed=0)
     state = _randomise(model, rng)

@@ -18,15 +18,16 @@ from cnncli.commands.predict import load
 from cnncli.export import export
 from cnncli.onnx_import import build, compare, import_onnx
 
-from .onnx_graphs import pytorch_like
+from .onnx_graphs import gated, pytorch_like
 from .test_export import GENERATED, SHIPPED, random_checkpoint
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 # trainable parameters as imported; the published counts of these architectures (torchvision's
 # resnet50, vgg19, densenet121, squeezenet1_1) are the same numbers
 PARAMS = {"resnet50": 25_557_032, "squeezenet": 1_235_496, "densenet121": 7_978_856, "inception_v2": 11_194_984,
-          "vgg19": 143_667_240}
-NOT_YET = {"bvlc_alexnet": "LRN", "zfnet512": "LRN", "inception_v1": "LRN", "shufflenet": "Reshape"}
+          "vgg19": 143_667_240, "bvlc_alexnet": 60_965_224, "zfnet512": 87_250_536, "inception_v1": 6_998_552,
+          "shufflenet": 1_393_320}
+ZOO = sorted(PARAMS)
 runner = CliRunner()
 
 
@@ -92,6 +93,21 @@ def test_pytorch_patterns_become_cnncli_layers_and_compute_what_onnx_runtime_doe
     assert checked.max_diff < 1e-5, checked
 
 
+@pytest.mark.parametrize("opset", [13, 17])
+def test_squeeze_and_excitation_gates_become_scale_layers(tmp_path, opset):
+    """EfficientNet-B0's and MobileNetV3's gates: a scale layer reading the map and the gate's
+    dense layers, computing what ONNX Runtime does."""
+    proto, kinds = gated(opset)
+    onnx.save(proto, tmp_path / "m.onnx")
+    imported = build(tmp_path / "m.onnx")
+    made = [(kind, args.get("fn", args.get("activation", "linear")) if kind in ("conv", "dense", "add", "activation")
+             else None) for kind, args in imported.model.specs]
+    assert made == kinds
+    assert imported.model.sources[4] == (0, 3) and imported.model.sources[9] == (5, 8)   # map, gate
+    checked = compare(imported, tmp_path / "m.onnx")
+    assert checked.max_diff < 1e-5, checked
+
+
 def _light(name):
     return LIGHT / f"light_{name}.onnx"
 
@@ -100,7 +116,7 @@ def _stored(name):
     return numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
 
 
-@pytest.mark.parametrize("name", ["resnet50", "squeezenet", "densenet121", "inception_v2", "vgg19"])
+@pytest.mark.parametrize("name", ZOO)
 def test_model_zoo_light_models_match_their_stored_output(name):
     imported = build(_light(name))
     assert imported.model.n_params() == PARAMS[name]
@@ -140,7 +156,8 @@ def _randomised(name, path, seed=0):
     return path
 
 
-@pytest.mark.parametrize("name", ["resnet50", "squeezenet", "densenet121", "inception_v2"])
+@pytest.mark.parametrize("name", ["resnet50", "squeezenet", "densenet121", "inception_v2", "bvlc_alexnet",
+                                  "zfnet512", "inception_v1", "shufflenet"])
 def test_model_zoo_light_models_with_random_weights_match_onnx_runtime(tmp_path, name):
     path = _randomised(name, tmp_path / "m.onnx")
     imported = build(path)
@@ -152,15 +169,39 @@ def test_model_zoo_light_models_with_random_weights_match_onnx_runtime(tmp_path,
     assert checked.ok, checked
 
 
-@pytest.mark.parametrize("name", sorted(NOT_YET))
-def test_models_needing_layers_cnncli_lacks_are_refused_in_one_line(tmp_path, name):
+def test_zoo_layers_become_cnncli_kinds():
+    """LRN, ShuffleNet's Reshape / Transpose / Reshape and Inception v1's padded 7x7 average over a
+    6x6 map: layers of their own, not folded away."""
+    kinds = {name: [k for k, _ in build(_light(name)).model.specs] for name in ("bvlc_alexnet", "inception_v1", "shufflenet")}
+    assert kinds["bvlc_alexnet"].count("lrn") == 2 and kinds["inception_v1"].count("lrn") == 2
+    assert "globalavgpool" in kinds["inception_v1"] and "avgpool" not in kinds["inception_v1"]
+    assert kinds["shufflenet"].count("shuffle") == 16
+
+
+def _refused(tmp_path, nodes, inits, out_shape):
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 6, 6])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)
+    graph = helper.make_graph(nodes, "g", [x], [y], [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["import", str(_light(name)), str(out)])
-    assert result.exit_code == 2
+    result = runner.invoke(app, ["import", str(tmp_path / "m.onnx"), str(out)])
+    assert result.exit_code == 2 and not out.exists()
     line, = result.stderr.strip().splitlines()
-    assert f"{NOT_YET[name]} is not an operator cnncli supports as a classifier layer" in line
-    assert line.startswith("error: node '")
-    assert not out.exists()
+    return line
+
+
+def test_a_transpose_that_is_no_channel_shuffle_is_refused_in_one_line(tmp_path):
+    line = _refused(tmp_path, [helper.make_node("Transpose", ["x"], ["y"], name="T", perm=[0, 2, 3, 1])], {},
+                    [1, 6, 6, 4])
+    assert line.startswith("error: node 'T': Transpose is not an operator") and "channel shuffle" in line
+
+
+def test_a_gate_that_is_not_one_value_per_channel_is_refused_in_one_line(tmp_path):
+    """(N, C, H, W) * (N, C): ONNX broadcasts (N, C) over H and W, not over the channels."""
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["g"]),
+             helper.make_node("Mul", ["x", "g"], ["y"], name="M")]
+    line = _refused(tmp_path, nodes, {}, [1, 4, 6, 6])
+    assert line.startswith("error: node 'M': Mul is not an operator") and "one value per channel" in line
 
 
 def test_cli_import_prints_what_it_did_and_the_checkpoint_works_everywhere(tmp_path):

@@ -30,6 +30,11 @@ class Graph:
         self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name))
         return name
 
+    def ints(self, name, values):
+        """An int64 initializer (a Reshape's target shape)."""
+        self.initializers.append(self.numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
     def scalar(self, name, value):
         """A float32 scalar initializer, written once however many nodes read it."""
         if name not in self._scalars:

@@ -6,16 +6,18 @@ in kernels/activation.py."""
 from .activation import Activation
 from .base import ACTIVATIONS, Layer, LayerError
 from .batchnorm import BatchNorm
+from .channels import LRN, Shuffle
 from .context import Context
 from .conv import Conv
 from .dense import Dense
 from .functions import FUNCTIONS
-from .merge import Add, Concat
+from .merge import Add, Concat, Scale
 from .pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from .shape import Dropout, Flatten
 
 LAYERS = {cls.kind: cls for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool,
-                                     Flatten, Dense, Dropout, BatchNorm, Activation, Add, Concat)}
+                                     Flatten, Dense, Dropout, BatchNorm, Activation, Add, Concat,
+                                     LRN, Shuffle, Scale)}
 
 # keys every layer takes besides its own arguments: the graph's wiring (see model/graph.py)
 WIRING = ("from", "name")

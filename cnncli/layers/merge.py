@@ -92,3 +92,45 @@ class Concat(Layer):
             return None
         ends = np.cumsum([s[-1] for s in self.in_shape])[:-1]
         return [np.ascontiguousarray(d) for d in np.split(dy, ends, axis=-1)]
+
+
+class Scale(Layer):
+    """A gate (squeeze-and-excitation): y = x * s, x a map (h, w, c) or a vector (c,), s a vector
+    (c,) broadcast over h and w; dL/dx = s dL/dy, dL/ds = sum over h, w of x dL/dy."""
+
+    kind = "scale"
+    n_inputs = None
+    conv_like = True          # a gated block's output: features of the image
+    init_role = "stops"
+    kernels = ()
+
+    def output_shape(self, in_shapes):
+        if len(in_shapes) != 2 or in_shapes[1] != (in_shapes[0][-1],):
+            raise LayerError(f"scale takes a map or vector and then one gate value per channel, got "
+                             f"{_shapes(in_shapes)}", "from")
+        return in_shapes[0]
+
+    def describe(self):
+        return f"{self.in_shape[0][-1]} channels gated"
+
+    def onnx(self, g, xs, w, prefix, out):
+        x, s = xs
+        if len(self.in_shape[0]) == 3:   # the gate (N, C) -> (N, C, 1, 1), broadcast over H, W
+            s = g.node("Reshape", [s, g.ints(f"{prefix}.gate_shape", [0, -1, 1, 1])], f"{prefix}.gate")
+        return g.node("Mul", [x, s], out)
+
+    def _gate(self, s, x):
+        return s.reshape(s.shape[:1] + (1,) * (x.ndim - 2) + s.shape[1:])    # (N, C) -> (N, 1, 1, C)
+
+    def forward(self, xs, ctx):
+        x, s = xs
+        self._cache = (x, s) if ctx.training or ctx.record else None
+        return x * self._gate(s, x)
+
+    def backward(self, dy, ctx, need_dx=True):
+        x, s = self._cache
+        self._cache = None
+        if not need_dx:
+            return None
+        ds = (dy * x).reshape(x.shape[0], -1, x.shape[-1]).sum(axis=1)
+        return [dy * self._gate(s, x), ds]

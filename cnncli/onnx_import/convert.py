@@ -78,6 +78,10 @@ class Importer:
 
     def materialize(self, v, node):
         """A Value's pending affine map made real -> the index a layer reads (INPUT or a layer)."""
+        if v.shuffle is not None:
+            raise Unsupported(node, "it reads a channel shuffle half done (a 5-D reshape of a feature "
+                              "map); cnncli maps Reshape (N, g, C/g, H, W), Transpose (0, 2, 1, 3, 4), "
+                              "Reshape (N, C, H, W) as a whole")
         if v.mean is None and v.layer != INPUT:
             return v.layer
         if v.done is None:
@@ -154,8 +158,6 @@ def _readable(node, tensor):
 
 
 WHY = {
-    "LRN": "local response normalisation has no cnncli layer yet",
-    "Transpose": "moving axes (ShuffleNet's channel shuffle, channels-last inputs) has no cnncli layer yet",
     "Resize": "resizing inside the network is not a classifier layer cnncli has",
     "Upsample": "resizing inside the network is not a classifier layer cnncli has",
     "Pad": "a padding layer of its own is not in cnncli yet",

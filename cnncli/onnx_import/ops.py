@@ -2,6 +2,8 @@
 node's inputs (constants or Values), emits cnncli layers through the Importer and binds its
 output. Element-wise activations never get here: convert.py recognises them first."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..layers import LAYERS, LayerError
@@ -111,11 +113,26 @@ def pool(imp, node):
         raise Unsupported(node, "the argmax indices as an output")
     size = [int(k) for k in attr(node, "kernel_shape")]
     stride = [int(s) for s in attr(node, "strides", [1, 1])]
-    pad = padding(node, x.shape[:2], size, stride, ceil=bool(attr(node, "ceil_mode", 0)))
+    try:
+        pad = padding(node, x.shape[:2], size, stride, ceil=bool(attr(node, "ceil_mode", 0)))
+    except Unsupported:
+        if not _whole_map(node, x.shape[:2], size):
+            raise
+        return imp.emit(node, "global" + kind, {}, [x], (x.channels,), spatial_vector=True)
     if kind == "avgpool" and attr(node, "count_include_pad", 0) and pad != "valid":
         raise Unsupported(node, "count_include_pad=1 with padding: cnncli averages over the real cells only")
     args = {"size": size, "stride": stride, "padding": pad}
     imp.emit(node, kind, args, [x], _geometry(node, kind, args, x))
+
+
+def _whole_map(node, hw, size):
+    """Is this one window over every real cell (pads that no cnncli padding writes, such as
+    Inception v1's 7x7 average over a 6x6 map padded at the bottom and right), which the global
+    pool computes? Not for an average that counts the padding in."""
+    if _text(attr(node, "auto_pad", "NOTSET")) != "NOTSET" or attr(node, "count_include_pad", 0):
+        return False
+    top, left, bottom, right = [int(p) for p in attr(node, "pads", [0, 0, 0, 0])]
+    return hw[0] + top + bottom == size[0] and hw[1] + left + right == size[1]
 
 
 def global_pool(imp, node):
@@ -148,12 +165,46 @@ def reshape(imp, node):
     total = int(np.prod(x.onnx_shape))
     batch_first = target[0] in (BATCH, imp.src.batch or BATCH) or (target[0] == -1 and -1 not in target[1:])
     rest = [total if d == -1 else d for d in target[1:]]
+    if batch_first and (x.shuffle or len(rest) == 4) and len(x.shape) == 3:
+        return _shuffle_step(imp, node, x, rest)
     if batch_first and rest == [total]:
         return _to_vector(imp, node, x)
     if batch_first and len(x.shape) == 1 and rest == [total, 1, 1]:
         return imp.alias(node, Value(x.layer, x.shape, True, x.mean, x.std, x.tensor, x.sealed), "Reshape")
     raise Unsupported(node, f"a reshape of {'x'.join(map(str, x.onnx_shape))} to {target} moves values "
                       "across channels or positions (only a flatten is a cnncli layer)")
+
+
+def _shuffle_step(imp, node, x, rest):
+    """ShuffleNet's channel shuffle, Reshape (N, g, C/g, H, W) -> Transpose (0, 2, 1, 3, 4) ->
+    Reshape (N, C, H, W): the first Reshape marks the map split, the last emits a shuffle layer."""
+    h, w, c = x.shape
+    if x.shuffle is None and len(rest) == 4 and rest[2:] == [h, w] and rest[0] > 0 and rest[0] * rest[1] == c:
+        return imp.alias(node, replace(x, shuffle=("split", rest[0])))
+    if x.shuffle is not None and x.shuffle[0] == "across" and rest == [c, h, w]:
+        imp.emit(node, "shuffle", {"groups": x.shuffle[1]}, [replace(x, shuffle=None)], x.shape)
+        return None
+    raise Unsupported(node, f"a reshape of {'x'.join(map(str, x.onnx_shape))} to {rest} per image moves "
+                      "values across channels or positions (cnncli maps a flatten, and a channel shuffle "
+                      "written as Reshape, Transpose (0, 2, 1, 3, 4), Reshape)")
+
+
+def transpose(imp, node):
+    x = imp.value(node.input[0], node)
+    perm = [int(p) for p in attr(node, "perm", [])]
+    if x.shuffle is None or x.shuffle[0] != "split" or perm != [0, 2, 1, 3, 4]:
+        raise Unsupported(node, f"moving axes {perm}: cnncli maps a Transpose only inside a channel shuffle "
+                          "(Reshape (N, g, C/g, H, W), Transpose (0, 2, 1, 3, 4), Reshape (N, C, H, W))")
+    imp.alias(node, replace(x, shuffle=("across", x.shuffle[1])))
+
+
+def lrn(imp, node):
+    x = imp.value(node.input[0], node)
+    if len(x.shape) != 3:
+        raise Unsupported(node, "local response normalisation of a flat vector")
+    args = {"size": int(attr(node, "size")), "alpha": _float(attr(node, "alpha", 1e-4)),
+            "beta": _float(attr(node, "beta", 0.75)), "bias": _float(attr(node, "bias", 1.0))}
+    imp.emit(node, "lrn", args, [x], _geometry(node, "lrn", args, x))
 
 
 def squeeze(imp, node):
@@ -209,8 +260,7 @@ def add(imp, node):
 def affine(imp, node):
     a, b = (imp.get(t, node) for t in node.input[:2])
     if isinstance(a, Value) and isinstance(b, Value):
-        raise Unsupported(node, "multiplying or dividing two feature maps (a gate, as squeeze-and-excitation "
-                          "writes) has no cnncli layer yet")
+        return gate(imp, node, a, b)
     const_first = not isinstance(a, Value)
     v, c = (b, a) if const_first else (a, b)
     vector = channel_vector(c, v)
@@ -222,6 +272,18 @@ def affine(imp, node):
     if result is None:
         raise Unsupported(node, "a constant minus or over a feature map")
     imp.alias(node, v.with_affine(*result))
+
+
+def gate(imp, node, a, b):
+    """Mul(map, gate), either order: a squeeze-and-excitation gate, one value per channel of the
+    map ((N, C, 1, 1) over a map (N, C, H, W); (N, C) over (N, C)) -> a scale layer."""
+    x, s = (b, a) if len(a.shape) < len(b.shape) else (a, b)
+    fits = s.shape == (x.channels,) and s.spatial_vector == (len(x.shape) == 3 or x.spatial_vector)
+    if node.op_type != "Mul" or not fits:
+        raise Unsupported(node, f"{node.op_type} of a {'x'.join(map(str, a.onnx_shape))} and a "
+                          f"{'x'.join(map(str, b.onnx_shape))} tensor: cnncli multiplies a map only by "
+                          "one value per channel (N, C, 1, 1)")
+    imp.emit(node, "scale", {}, [x, s], x.shape, spatial_vector=x.spatial_vector)
 
 
 def concat(imp, node):
@@ -255,5 +317,6 @@ CONVERTERS = {
     "GlobalAveragePool": global_pool, "GlobalMaxPool": global_pool, "Flatten": flatten, "Reshape": reshape,
     "Squeeze": squeeze, "Unsqueeze": squeeze, "Gemm": gemm, "MatMul": matmul, "Add": add, "Sum": add,
     "Sub": affine, "Mul": affine, "Div": affine, "Concat": concat, "Softmax": softmax,
+    "Transpose": transpose, "LRN": lrn,
     **{op: alias for op in ALIASES},
 }

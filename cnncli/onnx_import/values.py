@@ -26,6 +26,8 @@ class Value:
     tensor: str = ""         # the ONNX tensor the layer's output first was
     sealed: bool = False     # a layer boundary of a cnncli export: no activation fuses across it
     done: int = None         # the pending map, made into a layer: that layer's index
+    shuffle: tuple = None    # halfway through a channel shuffle: ("split", g) after the Reshape to
+    #                          (N, g, c/g, H, W), ("across", g) after the Transpose; only the rest of it may read it
 
     @property
     def onnx_shape(self):
