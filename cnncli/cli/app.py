@@ -92,11 +92,11 @@ def inspect(
     if resolved:
         typer.echo(config.resolved_yaml(cfg.to_dict()), nl=False)
         return
-    opt = momentum = None
+    opt = momentum = freeze = None
     if isinstance(cfg, config.RunConfig):
-        opt, momentum = cfg.train.optimizer, cfg.train.momentum
+        opt, momentum, freeze = cfg.train.optimizer, cfg.train.momentum, cfg.train.freeze
         batch_size = batch_size or cfg.train.batch_size
-    summary = layer_table(arch, batch_size, opt or "adam", momentum if momentum is not None else 0.9)
+    summary = layer_table(arch, batch_size, opt or "adam", momentum if momentum is not None else 0.9, freeze)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
