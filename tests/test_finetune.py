@@ -180,3 +180,30 @@ def test_warm_start_refuses_a_mismatch_below_the_head(tmp_path):
     res = CliRunner().invoke(app, ["train", str(write_config(tmp_path, "x", model=arch(3, filters=5))),
                                    "--init", str(first.output / "best.npz")])
     assert "layers[3] (conv)" in _one_line_exit_2(res)
+
+
+# --- init --pretrained ----------------------------------------------------------------------
+
+def test_init_pretrained_writes_a_frozen_feature_config(tmp_path):
+    make_folder(tmp_path / "photos", classes=("cat", "cup"), per_class=3)
+    res = CliRunner().invoke(app, ["init", str(tmp_path / "ft"), "--data", str(tmp_path / "photos"),
+                                   "--pretrained", "efficientnet_lite0"])
+    assert res.exit_code == 0, res.output
+    assert "head replaced by one for 2 classes" in res.output and "2,562 parameters" in res.output
+    cfg = yaml.safe_load((tmp_path / "ft" / "train.yaml").read_text())
+    assert cfg["train"]["init"] == "efficientnet_lite0.npz" and cfg["train"]["freeze"] == "features"
+    assert cfg["data"]["mean"] == [round(127 / 255, 6)] * 3 and cfg["data"]["resize"] == "crop"
+    js = json.loads(CliRunner().invoke(app, ["inspect", "--json", str(tmp_path / "ft" / "train.yaml")]).output)
+    assert js["classes"] == 2 and js["trainable_params"] == 1280 * 2 + 2 and js["input_shape"] == [224, 224, 3]
+    assert js["layers"][-2]["frozen"] is False and js["layers"][-4]["frozen"] is True
+    model = parse_architecture(yaml.safe_load((tmp_path / "ft" / "model.yaml").read_text()), "t").build(seed=0)
+    report = Lines()
+    warm_start(model, tmp_path / "ft" / "efficientnet_lite0.npz", report)
+    assert report.lines == ["head layers[142] reinitialised: 1,000 classes in the checkpoint, 2 here"]
+    again = CliRunner().invoke(app, ["init", str(tmp_path / "ft"), "--data", str(tmp_path / "photos"),
+                                     "--pretrained", "efficientnet_lite0"])
+    assert "already exist" in _one_line_exit_2(again)
+    typo = CliRunner().invoke(app, ["init", str(tmp_path / "x"), "--data", str(tmp_path / "photos"),
+                                    "--pretrained", "efficientnet_lite1"])
+    assert "no pretrained network named 'efficientnet_lite1'" in _one_line_exit_2(typo)
+    assert not (tmp_path / "x").exists()

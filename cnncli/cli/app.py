@@ -302,11 +302,20 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist."),
     data: Optional[Path] = typer.Option(None, "--data", help="Fit the configs to this folder of images "
                                         "(class sub-folders, or train/ and val/ splits)."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", metavar="NAME", help="With --data: fine-tune "
+                                             "this pretrained network (cnncli pretrained list) on the folder."),
 ):
     """Write a starter architecture and training config. With --data, fitted to your images."""
     from ..commands.init import write_fitted, write_starter
 
-    if data is None:
+    if pretrained is not None:
+        if data is None:
+            raise CnnError(f"--pretrained {pretrained} fits a config to a folder of images: add --data FOLDER")
+        from ..commands.init_pretrained import write_pretrained
+        written, why = write_pretrained(directory, data, pretrained, force)
+        for line in why:
+            typer.echo(line)
+    elif data is None:
         written = write_starter(directory, force)
     else:
         written, why = write_fitted(directory, data, force)

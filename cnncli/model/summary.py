@@ -9,8 +9,8 @@ BYTES = 4  # float32
 def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=None):
     """Architecture -> {"layers": [{index, type, from, config, activation, output_shape, params,
     buffers, macs, activation_size, receptive_field, frozen}], total_params, trainable_params,
-    non_trainable_params, total_macs, model_mb, classes, output, and with batch_size: train_memory_mb}.
-    freeze: train.freeze (model/freeze.py): its layers are marked, and train no parameters.
+    non_trainable_params, total_macs, model_mb, classes, output, and with batch_size: train_memory_mb};
+    the layers train.freeze names (model/freeze.py) are marked frozen and train no parameters.
 
     The receptive field follows the widest path into each layer: rf = the largest of its inputs'
     fields, grown by (kernel - 1) x the input-pixel distance between neighbouring inputs (jump)."""
@@ -18,7 +18,6 @@ def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=No
     from .graph import INPUT
 
     model = arch.build(build_params=False)
-    frozen = freeze_indices(model, freeze)
     rows = []
     fields = {INPUT: ((1, 1), (1, 1))}  # index -> (receptive field, jump); None once flat
     act_bytes = math.prod(arch.input) * BYTES  # per image: the input batch itself
@@ -44,10 +43,9 @@ def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=No
             "macs": layer.macs(),
             "activation_size": out_elems,
             "receptive_field": list(fields[i][0]) if fields[i] else None,
-            "frozen": i in frozen,
+            "frozen": i in freeze_indices(model, freeze),
         })
-    total = sum(r["params"] for r in rows)
-    trainable = sum(r["params"] for r in rows if not r["frozen"])
+    total, trainable = sum(r["params"] for r in rows), sum(r["params"] for r in rows if not r["frozen"])
     buffers = sum(r["buffers"] for r in rows)
     out = {
         "input_shape": list(arch.input),
