@@ -238,7 +238,7 @@ def test_every_config_key_declares_its_kind_once_on_its_field(cls):
     assert not hasattr(cls, "SPEC")
     for f in dataclasses.fields(cls):
         assert f.metadata.get("kind") in ("int", "number", "bool", "str", "path", "choice", "weights",
-                                          "floats", "range", "section"), f.name
+                                          "floats", "range", "layers", "section"), f.name
         if f.metadata["kind"] == "section":
             assert f.metadata["section"] in SECTIONS and f.default_factory is f.metadata["section"], f.name
 

@@ -229,15 +229,16 @@ def test_bad_files_are_skipped_and_listed(tmp_path):
 
 def test_warm_start_from_a_checkpoint(tmp_path):
     first = train(write_config(tmp_path, "first", epochs=1), reporter=QuietReporter())
-    from cnncli.commands.train import _warm_start
+    from cnncli.commands.finetune import warm_start
     from cnncli.model import Model
     m = Model((12, 12, 3), [(k, v) for layer in MODEL["layers"]
                             for k, v in ((layer, {}) if isinstance(layer, str) else next(iter(layer.items())),)])
-    _warm_start(m, first.output / "best.npz")
+    warm_start(m, first.output / "best.npz")
     np.testing.assert_array_equal(m.state_dict()["layers.0.weight"], weights(first.output, "best.npz")["layers.0.weight"])
-    other = Model((12, 12, 3), [("conv", {"filters": 5, "size": 3}), ("globalavgpool", {}), ("softmax", {})])
-    with pytest.raises(CnnError, match="warm start needs the same architecture"):
-        _warm_start(other, first.output / "best.npz")
+    other = Model((12, 12, 3), [("conv", {"filters": 5, "size": 3}), ("flatten", {}), ("dense", {"units": 3}),
+                                ("softmax", {})])
+    with pytest.raises(CnnError, match=r"layers\[0\] \(conv\) weight has shape \(4, 3, 3, 3\) in the checkpoint"):
+        warm_start(other, first.output / "best.npz")
 
 
 def test_interrupted_checkpoint_write_leaves_the_old_one(tmp_path, monkeypatch):

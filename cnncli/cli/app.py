@@ -92,11 +92,11 @@ def inspect(
     if resolved:
         typer.echo(config.resolved_yaml(cfg.to_dict()), nl=False)
         return
-    opt = momentum = None
+    opt = momentum = freeze = None
     if isinstance(cfg, config.RunConfig):
-        opt, momentum = cfg.train.optimizer, cfg.train.momentum
+        opt, momentum, freeze = cfg.train.optimizer, cfg.train.momentum, cfg.train.freeze
         batch_size = batch_size or cfg.train.batch_size
-    summary = layer_table(arch, batch_size, opt or "adam", momentum if momentum is not None else 0.9)
+    summary = layer_table(arch, batch_size, opt or "adam", momentum if momentum is not None else 0.9, freeze)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -334,11 +334,20 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist."),
     data: Optional[Path] = typer.Option(None, "--data", help="Fit the configs to this folder of images "
                                         "(class sub-folders, or train/ and val/ splits)."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", metavar="NAME", help="With --data: fine-tune "
+                                             "this pretrained network (cnncli pretrained list) on the folder."),
 ):
     """Write a starter architecture and training config. With --data, fitted to your images."""
     from ..commands.init import write_fitted, write_starter
 
-    if data is None:
+    if pretrained is not None:
+        if data is None:
+            raise CnnError(f"--pretrained {pretrained} fits a config to a folder of images: add --data FOLDER")
+        from ..commands.init_pretrained import write_pretrained
+        written, why = write_pretrained(directory, data, pretrained, force)
+        for line in why:
+            typer.echo(line)
+    elif data is None:
         written = write_starter(directory, force)
     else:
         written, why = write_fitted(directory, data, force)

@@ -48,7 +48,7 @@ def layer_table(summary, title):
     table.add_row("", "input", "", "", "", "×".join(map(str, summary["input_shape"])), "", "", "", "")
     for r in summary["layers"]:
         rf = r["receptive_field"]
-        table.add_row(str(r["index"]), r["type"], from_cell(r), r["config"],
+        table.add_row(str(r["index"]), r["type"] + (" (frozen)" if r.get("frozen") else ""), from_cell(r), r["config"],
                       "" if r["activation"] == "linear" else r["activation"],
                       "×".join(map(str, r["output_shape"])), f"{r['params']:,}",
                       human(r["macs"]) if r["macs"] else "", f"{r['activation_size']:,}",
@@ -61,7 +61,9 @@ def print_summary(summary, title, console=None):
     console.print(layer_table(summary, title))
     s = summary
     lines = [
-        f"parameters      {s['total_params']:,} trainable"
+        (f"parameters      {s['total_params']:,} trainable" if s["trainable_params"] == s["total_params"] else
+         f"parameters      {s['trainable_params']:,} trainable of {s['total_params']:,} (train.freeze holds the "
+         f"rest fixed)")
         + (f" + {s['non_trainable_params']:,} running statistics" if s["non_trainable_params"] else ""),
         f"model size      {s['model_mb']:.2f} MB (float32)",
         f"multiply-adds   {s['total_macs']:,} per image ({human(s['total_macs'])}); "

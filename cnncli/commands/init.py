@@ -246,14 +246,18 @@ def _quoted(path):
     return json.dumps(str(path))   # a JSON string is YAML: '#', ': ', digits
 
 
+def relative(directory, path):
+    """A path as train.yaml in `directory` writes it: relative to that folder when near it (a moved
+    project keeps working), else absolute."""
+    target = Path(os.path.normpath(Path(path).absolute()))
+    near = os.path.relpath(target, Path(directory).absolute())
+    return near if near.split(os.sep)[:2].count("..") < 2 else str(target)
+
+
 def train_text(directory, dirs, resize, flip, epochs, batch, folder):
     """train.yaml, its paths relative to its own folder (`directory`)."""
-    here = Path(directory).absolute()
-
-    def rel(path):   # relative to train.yaml's folder when near it (a moved project keeps working), else absolute
-        target = Path(os.path.normpath(Path(path).absolute()))
-        near = os.path.relpath(target, here)
-        return near if near.split(os.sep)[:2].count("..") < 2 else str(target)
+    def rel(path):
+        return relative(directory, path)
     train_dir, val_dir, _ = dirs
     data = [f"  train: {_quoted(rel(train_dir))}"]
     data += [f"  val: {_quoted(rel(val_dir))}"] if val_dir else ["  val_split: 0.1             # best.npz is chosen on this share"]

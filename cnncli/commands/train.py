@@ -17,6 +17,7 @@ from ..errors import CnnError
 from ..files import unlock, write_text_atomic
 from ..engine.run_folder import check_output, claim_output, lock_run
 from ..engine.trainer import Result, State, Trainer, warm_up
+from .finetune import apply_freeze, warm_start
 
 
 def train(config_path=None, overrides=(), force=False, resume=None, init=None, reporter=None):
@@ -41,15 +42,16 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
         if init:
             cfg.train.init = str(init)
         model = cfg.model.build(seed=cfg.train.seed)  # before decoding: too big for memory fails fast
+        frozen = apply_freeze(cfg, model)
         _check_batch_statistics(cfg, model)
         comm.check_batch_size(cfg.train.batch_size)
         if comm.root:  # its weights are broadcast; only it writes
             if cfg.train.init:
-                _warm_start(model, cfg.train.init)
+                _warm_start(cfg, model, report)
             check_output(cfg.output, force)
         agreed.fingerprint = fingerprint(config=_shared_settings(cfg), force=force)
-    for note in cfg.notes:
-        report.message(f"warning: {note}")
+    for note in cfg.notes + ([frozen] if frozen else []):
+        report.message(note if note is frozen else f"warning: {note}")
     data, weights = _prepare(cfg, model, report, comm)
     comm.broadcast_model(model)
     kernels = _warm_up(cfg, report, model)   # a first run compiles for a while: before the old run is touched
@@ -209,13 +211,16 @@ def _honest_figure(cfg, output):
             f"the honest figure is a separate test folder's, such as {where}")
 
 
-def _warm_start(model, path):
-    arrays, _ = checkpoint.load(path)
-    try:
-        checkpoint.check_arrays(model, arrays, f"train.init {path}")
-    except checkpoint.CheckpointError as e:
-        raise CnnError(f"{e}: warm start needs the same architecture") from None
-    model.load_state_dict(arrays)
+def _warm_start(cfg, model, report):
+    """train.init: its weights (a head for other classes reinitialised); a warning when the
+    checkpoint's weights were trained on another normalisation than this run will use."""
+    meta = warm_start(model, cfg.train.init, report)
+    pre = meta.get("preprocessing") or {}
+    if meta.get("kind") == "pretrained" and pre.get("mean") and pre.get("std") and cfg.data.mean is None:
+        theirs, std = ([round(float(v), 6) for v in pre[k]] for k in ("mean", "std"))
+        report.message(f"warning: train.init's weights were trained on pixels normalised with mean {theirs} "
+                       f"and std {std}; this run normalises with the data's own: to fine-tune as they were "
+                       f"trained, set data.mean: {theirs} and data.std: {std}")
 
 
 # On --resume only these may change: anything else would make the result differ from the run
@@ -283,6 +288,7 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
         schedule_note = _reopen(state, cfg, run_dir, planned or cfg.train.epochs)
         comm.check_batch_size(cfg.train.batch_size)
         model = cfg.model.build(seed=cfg.train.seed, init=False)
+        apply_freeze(cfg, model)
         checkpoint.check_arrays(model, arrays, last)
         model.load_state_dict(arrays)
         # normalise exactly as the run did (and skip recomputing the statistics)

@@ -15,7 +15,7 @@ from .yaml_file import (ConfigError, _type_error, apply_overrides, as_number, ch
 # --- the training config ------------------------------------------------------------------
 
 def _check(where, key, value, kind, **opt):
-    """One typed value. kind: int | number | bool | str | path | choice | weights | floats | range."""
+    """One typed value. kind: int | number | bool | str | path | choice | weights | floats | range | layers."""
     if kind == "number":
         value = as_number(value)
     elif kind in ("floats", "range") and isinstance(value, list):
@@ -58,6 +58,10 @@ def _check(where, key, value, kind, **opt):
             bounds = f" in [{lo}, {hi})" if lo is not None else ""
             raise _type_error(where, key, f"a list of {' or '.join(map(str, n))} numbers{bounds}", value)
         value = [float(v) for v in value]
+    elif kind == "layers":   # a layer's name or index, or a list of them (resolved against the model later)
+        items = value if isinstance(value, list) else [value]
+        if not items or not all((is_int(v) and v >= 0) or (isinstance(v, str) and v) for v in items):
+            raise _type_error(where, key, "a layer's name or index, or a list of them", value)
     elif kind == "range":
         lo, hi = opt["min"], opt["max"]
         ok = (isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value)
@@ -162,6 +166,7 @@ class Train:
     init: str = setting(None, "path")
     class_weights: object = setting(None, "weights")   # None | "auto" | [one weight per class]
     ema: float = setting(0.0, "number", max=1.0)       # decay of the weights' moving average; 0: off
+    freeze: object = setting(None, "layers")   # a layer (and every one before it), or a list: held fixed
 
 
 def parse_section(cls, raw, where):

@@ -104,7 +104,7 @@ class Trainer:
         self.dist.attach(model, self._where)
         self.class_weights = class_weights
         self.loss = Loss(model.head, t.label_smoothing, class_weights)
-        self.opt = from_config(model.named_params(), t)
+        self.opt = from_config(model.trainable_params(), t)   # frozen layers: no slots, no step
         self.ema = None
         if t.ema:
             from .ema import EMA

@@ -14,6 +14,8 @@ Layers read it and keep none of it: nothing outside a layer writes a layer's att
   reduce         a function summing float64 arrays over the threads or processes that share
                  the batch (batchnorm's batch statistics); None: this batch alone
   keeps_running  this call updates batchnorm's running statistics (one shard of several does)
+  frozen         the indices of the layers train.freeze holds fixed: in training, the model
+                 hands each of them this context in inference mode (model/freeze.py)
 """
 
 from dataclasses import dataclass, field, replace
@@ -28,6 +30,7 @@ class Context:
     tiles: dict = field(default_factory=dict)
     reduce: object = None
     keeps_running: bool = True
+    frozen: frozenset = frozenset()
 
     def but(self, **changes):
         """A copy with some fields changed (a shard's own reducer, say)."""

@@ -146,6 +146,7 @@ class Model:
         self.shards = Shards(self)
         self.rngs = {i: np.random.default_rng(0) for i in self.random_layers()}   # init_params seeds them
         self._plan = None     # inference_plan's last plan, with copies of what it folded
+        self.frozen = self._dead = frozenset()   # freeze() sets them
         if build_params:
             self.init_params(seed if init else None)
 
@@ -212,10 +213,27 @@ class Model:
     def n_params(self):
         return sum(layer.n_params() for layer in self.layers)
 
+    def freeze(self, frozen):
+        """Hold the layers at these indices fixed in training (model/freeze.py): inference mode in
+        forward, no optimizer step, and no backward below the lowest trainable layer."""
+        from .freeze import dead_layers
+
+        self.frozen = frozenset(frozen)
+        self._dead = dead_layers(self, self.frozen)
+        self.shards = Shards(self)   # shards copy the model: none made before this may be used
+
+    def trainable_params(self):
+        """named_params() without the frozen layers': what the optimizer steps."""
+        return [(k, p, g) for k, p, g in self.named_params() if int(k.split(".")[1]) not in self.frozen]
+
+    def n_trainable(self):
+        return sum(layer.n_params() for i, layer in enumerate(self.layers) if i not in self.frozen)
+
     # --- computation ---
     def context(self, training=False, record=False, rngs=None, reduce=None):
         """A step's Context (layers/context.py); rngs default to the model's own streams."""
-        return Context(training=training, record=record, rngs=self.rngs if rngs is None else rngs, reduce=reduce)
+        return Context(training=training, record=record, rngs=self.rngs if rngs is None else rngs, reduce=reduce,
+                       frozen=self.frozen if training else frozenset())
 
     def forward(self, x, training=False, record=False, keep=(), plan=None, ctx=None):
         """(N, H, W, C) -> logits (N, K): the output activation is left to the loss.
@@ -231,6 +249,7 @@ class Model:
         outs = {INPUT: np.ascontiguousarray(x, dtype=self.dtype)}
         unread = {INPUT: sum(src.count(INPUT) for src in self.sources)}
         kept = {}
+        still = frozen_contexts(ctx)
         for i, layer in enumerate(self.layers):
             ins = [outs[j] for j in self.sources[i]]
             for j in self.sources[i]:
@@ -241,7 +260,8 @@ class Model:
                 layer.forget()
                 outs[i] = ins[0] if plan[i] is None else layer.forward_folded(ins[0], *plan[i])
             else:
-                outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], ctx)
+                lctx = still[i not in self._dead] if still and i in ctx.frozen else ctx
+                outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], lctx)
             unread[i] = len(self.readers[i])
             if i in keep:
                 kept[i] = outs[i]
@@ -258,20 +278,23 @@ class Model:
             raise ValueError("keep names layers (0, 1, ...): the input has no gradient kept here")
         ctx = ctx or self.context()
         lowest = min(keep, default=INPUT)
+        dead = self._dead if ctx.frozen else ()   # no trainable parameter at or below them: no backward
         pending = {len(self.layers) - 1: dlogits}
         kept = {}
         for i in range(len(self.layers) - 1, -1, -1):
+            if i in dead:
+                self.layers[i].forget(workspace=False)
             if i not in pending or i < lowest:  # keep stops the walk at its lowest layer
                 continue
             layer, src = self.layers[i], self.sources[i]
             if i in keep:
                 kept[i] = pending[i]
-            need_dx = any(j != INPUT for j in src) and i > lowest
+            need_dx = any(j != INPUT and j not in dead for j in src) and i > lowest
             dx = layer.backward(pending.pop(i), ctx, need_dx=need_dx)
             if not need_dx:
                 continue
             for j, d in zip(src, dx if layer.n_inputs is None else [dx]):
-                if j != INPUT:
+                if j != INPUT and j not in dead:
                     pending[j] = d if j not in pending else pending[j] + d  # never in place: d may be shared
         return kept
 
@@ -304,7 +327,7 @@ class Model:
         value, probs = self.gradients(x, labels, loss, rngs, reduce)
         if gradients_ready is not None:
             gradients_ready(self)
-        optimizer.step(self.named_params())
+        optimizer.step(self.trainable_params())
         return value, probs
 
     def inference_plan(self):
@@ -405,6 +428,15 @@ class Model:
         for i, layer in enumerate(self.layers):
             names = list(layer.param_shapes()) + list(layer.buffer_shapes())
             layer.load({k: arrays[f"layers.{i}.{k}"] for k in names})
+
+
+def frozen_contexts(ctx):
+    """A training step's ctx -> the contexts its frozen layers get: {False: inference, keeping
+    nothing (no backward reaches them), True: inference keeping what backward needs (a trainable
+    layer lies below)}. Outside training (or with nothing frozen) there are none to give."""
+    if not ctx.training or not ctx.frozen:
+        return {}
+    return {False: ctx.but(training=False, record=False), True: ctx.but(training=False, record=True)}
 
 
 def _check_finite(loss):

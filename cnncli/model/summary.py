@@ -6,13 +6,15 @@ import math
 BYTES = 4  # float32
 
 
-def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9):
+def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=None):
     """Architecture -> {"layers": [{index, type, from, config, activation, output_shape, params,
-    buffers, macs, activation_size, receptive_field}], total_params, non_trainable_params,
-    total_macs, model_mb, classes, output, and with batch_size: train_memory_mb}.
+    buffers, macs, activation_size, receptive_field, frozen}], total_params, trainable_params,
+    non_trainable_params, total_macs, model_mb, classes, output, and with batch_size: train_memory_mb};
+    the layers train.freeze names (model/freeze.py) are marked frozen and train no parameters.
 
     The receptive field follows the widest path into each layer: rf = the largest of its inputs'
     fields, grown by (kernel - 1) x the input-pixel distance between neighbouring inputs (jump)."""
+    from .freeze import freeze_indices
     from .graph import INPUT
 
     model = arch.build(build_params=False)
@@ -41,22 +43,24 @@ def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9):
             "macs": layer.macs(),
             "activation_size": out_elems,
             "receptive_field": list(fields[i][0]) if fields[i] else None,
+            "frozen": i in freeze_indices(model, freeze),
         })
-    trainable = sum(r["params"] for r in rows)
+    total, trainable = sum(r["params"] for r in rows), sum(r["params"] for r in rows if not r["frozen"])
     buffers = sum(r["buffers"] for r in rows)
     out = {
         "input_shape": list(arch.input),
         "layers": rows,
-        "total_params": trainable,
+        "total_params": total,
+        "trainable_params": trainable,
         "non_trainable_params": buffers,
         "total_macs": sum(r["macs"] for r in rows),
-        "model_mb": (trainable + buffers) * BYTES / 1e6,
+        "model_mb": (total + buffers) * BYTES / 1e6,
         "classes": model.n_classes,
         "output": model.head,
     }
     if batch_size:
         slots = {"adam": 2, "adamw": 2, "sgd": 1 if momentum else 0}[optimizer]
-        weights = (trainable * (2 + slots) + buffers) * BYTES            # params, grads, optimizer state
+        weights = (trainable * (2 + slots) + total - trainable + buffers) * BYTES   # params, grads, optimizer state
         largest = max(r["activation_size"] for r in rows) * BYTES
         acts = batch_size * (act_bytes + 2 * largest)                   # forward caches + backward in flight
         out["batch_size"] = batch_size

@@ -197,7 +197,7 @@ class Mpi(Single):
             model.zero_grad()
             _empty_pass(model, model.context(training=True, rngs=rngs, reduce=self.reduce))
             self.gradients_ready(model)
-            optimizer.step(model.named_params())
+            optimizer.step(model.trainable_params())
         return self.batch
 
     def gradients_ready(self, model):

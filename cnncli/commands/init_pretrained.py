@@ -1,0 +1,86 @@
+"""`cnncli init DIR --data FOLDER --pretrained NAME`: a config that fine-tunes a pretrained network
+on a folder of images: its architecture with a head for the folder's classes, its ImageNet
+weights as train.init, the backbone frozen, its own preprocessing."""
+
+import re
+from pathlib import Path
+
+from ..errors import CnnError
+from .init import _data_line, _quoted, _refuse_empty_classes, _write, locate, look_at, relative
+
+EPOCHS, LR, BATCH = 10, 0.001, 32
+
+
+def model_text(e, n_classes):
+    """The shipped architecture, its 1,000-unit head cut to the folder's classes."""
+    text = e.architecture_path().read_text(encoding="utf-8")
+    head = re.compile(r"^(  - dense: \{units: )1000(, activation: softmax\})\s*$", re.M)
+    if len(head.findall(text)) != 1:
+        raise CnnError(f"{e.name}: its architecture has no single 1,000-class dense head to replace")
+    return (f"# Written by `cnncli init --pretrained {e.name}`: {e.name} with a head for {n_classes} classes.\n"
+            + head.sub(rf"\g<1>{n_classes}\g<2>  # {n_classes} classes (1,000 in the ImageNet weights)", text))
+
+
+def train_text(directory, dirs, e, weights_file, folder):
+    train_dir, val_dir, _ = dirs
+    data = [f"  train: {_quoted(relative(directory, train_dir))}"]
+    data += [f"  val: {_quoted(relative(directory, val_dir))}"] if val_dir else \
+        ["  val_split: 0.1             # best.npz is chosen on this share"]
+    data += [f"  resize: {e.resize}                 # as the weights were trained: {e.preprocessing_note}",
+             f"  mean: {[round(v, 6) for v in e.mean]}   # the weights' normalisation, not the data's",
+             f"  std: {[round(v, 6) for v in e.std]}"]
+    output = relative(directory, Path("runs") / Path(folder).resolve().name)
+    return (f"# Written by `cnncli init --pretrained {e.name}`: a head trained on frozen ImageNet features.\n"
+            "# Paths are relative to this file's folder. To fine-tune the whole network afterwards: train\n"
+            "# again from best.npz (--init) without train.freeze, with a lower lr (1e-4) and augmentation.\n"
+            "model: model.yaml\ndata:\n" + "\n".join(data) + "\n"
+            f"train:\n  init: {_quoted(weights_file)}   # the ImageNet weights; the head is reinitialised\n"
+            "  freeze: features             # every layer up to the global pooling: the backbone\n"
+            f"  epochs: {EPOCHS}\n  batch_size: {BATCH}\n  optimizer: adam\n  lr: {LR}\n  schedule: cosine\n"
+            f"  seed: 0\noutput: {_quoted(output)}\n")
+
+
+def _head_params(text):
+    import yaml
+
+    from ..config import parse_architecture
+
+    model = parse_architecture(yaml.safe_load(text), "model.yaml").build(build_params=False)
+    return model.layers[-1].n_params()
+
+
+def write_pretrained(directory, folder, name, force=False):
+    """-> (written paths, lines saying what was chosen and why). Writes DIR/model.yaml,
+    DIR/train.yaml and DIR/<name>.npz (the ImageNet checkpoint, as `pretrained get` writes it)."""
+    from ..data.folder import scan
+    from ..model import checkpoint
+    from ..pretrained.catalog import entry
+    from ..pretrained.convert import convert
+
+    e = entry(name)
+    e.weights_path()                 # a missing extra: one line, before the folder is looked at
+    directory, folder = Path(directory), Path(folder)
+    dirs = locate(folder)
+    listing = scan(dirs[0], role="init")
+    look = look_at(listing.files, dirs[0])
+    _refuse_empty_classes(listing, look)
+    n = len(listing.classes)
+    weights_file = f"{name}.npz"
+    texts = {"model.yaml": model_text(e, n), "train.yaml": train_text(directory, dirs, e, weights_file, folder)}
+    if (directory / weights_file).exists() and not force:
+        raise CnnError(f"{directory / weights_file} already exists: pick another folder or pass --force")
+    arrays, meta = convert(name)     # a weights file that does not read: before anything is written
+    head = _head_params(texts["model.yaml"])
+    written = _write(directory, texts, force)
+    checkpoint.save(directory / weights_file, arrays, meta)
+    h, w, c = e.input
+    why = [_data_line(listing, look, dirs),
+           f"model: {name} ({e.parameters:,} parameters, ImageNet top-1 {e.top1}% as published) with its 1,000-class "
+           f"head replaced by one for {n} classes, reinitialised when training starts",
+           f"input: {h}x{w}x{c}, resize {e.resize}, mean {[round(v, 4) for v in e.mean]} and std "
+           f"{[round(v, 4) for v in e.std]}: the preprocessing the weights were trained with, not the data's statistics",
+           "train: the backbone frozen up to the global pooling (train.freeze: features; its batchnorm keeps its "
+           f"ImageNet statistics), so only the head's {head:,} parameters train: {EPOCHS} epochs, Adam "
+           f"lr {LR:g} with a cosine schedule, no augmentation (a linear probe needs little; "
+           "fine-tune the whole network afterwards if validation says it pays)"]
+    return written + [directory / weights_file], why

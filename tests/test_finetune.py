@@ -1,0 +1,209 @@
+"""Fine-tuning: train.init with a head for other classes, train.freeze (weights and batchnorm
+statistics fixed, no backward for a frozen prefix), and inspect's marks."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cnncli.cli.app import app
+from cnncli.commands.finetune import warm_start
+from cnncli.commands.train import train
+from cnncli.config import parse_architecture
+from cnncli.engine.losses import Loss
+from cnncli.engine.progress import QuietReporter
+from cnncli.errors import CnnError
+from cnncli.model import Model
+from cnncli.model.freeze import freeze_indices
+
+from .gradcheck import assert_grad_close
+from .imagegen import make_folder
+
+
+def arch(classes=3, filters=6):
+    return {"input": [12, 12, 3], "layers": [
+        {"conv": {"filters": 4, "size": 3, "padding": "same", "bias": False, "name": "stem"}},
+        {"batchnorm": {}},
+        "relu",
+        {"conv": {"filters": filters, "size": 3, "stride": 2, "bias": False}},
+        {"batchnorm": {}},
+        {"relu": {"name": "features"}},
+        "globalavgpool",
+        {"dense": {"units": classes, "activation": "softmax"}},
+    ]}
+
+
+def write_config(tmp_path, name="run", classes=("a", "b", "c"), model=None, **train_kw):
+    data = tmp_path / f"data{len(classes)}"
+    if not data.exists():
+        make_folder(data, classes=classes, per_class=8)
+    cfg = {"model": model or arch(len(classes)),
+           "data": {"train": str(data), "val_split": 0.25, "cache_dir": str(tmp_path / "cache")},
+           "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 0.05, "seed": 1, **train_kw},
+           "output": str(tmp_path / name)}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def weights(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k].copy() for k in z.files if k != "meta"}
+
+
+class Lines:
+    def __init__(self):
+        self.lines = []
+
+    def message(self, line):
+        self.lines.append(line)
+
+
+def _one_line_exit_2(res):
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.output, res.output
+    return lines[0]
+
+
+# --- train.freeze ---------------------------------------------------------------------------
+
+def test_frozen_weights_and_running_statistics_stay_bit_identical(tmp_path):
+    before = parse_architecture(arch(), "t").build(seed=1).state_dict()
+    run = train(write_config(tmp_path, freeze="features"), reporter=QuietReporter())
+    after = weights(run.output / "last.npz")
+    frozen = [k for k in before if int(k.split(".")[1]) <= 5]
+    assert any("running_var" in k for k in frozen)
+    for k in frozen:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    assert not np.array_equal(after["layers.7.weight"], before["layers.7.weight"])   # the head trained
+    assert not [k for k in after if k.startswith("optim.layers.") and int(k.split(".")[2]) <= 5]
+
+
+def test_a_frozen_layer_runs_in_inference_mode_in_training():
+    model = parse_architecture(arch(), "t").build(seed=2)
+    model.layers[1].buffers["running_mean"][...] = 0.3
+    x = np.random.default_rng(0).normal(size=(5, 12, 12, 3)).astype(np.float32)
+    model.freeze(range(7))
+    trained = model.forward(x, ctx=model.context(training=True))
+    np.testing.assert_allclose(trained, model.forward(x), rtol=1e-5, atol=1e-6)
+    model.freeze(())
+    assert not np.allclose(model.forward(x, ctx=model.context(training=True)), model.forward(x), atol=1e-3)
+
+
+def test_a_frozen_prefix_gets_no_backward_and_no_gradient():
+    model = parse_architecture(arch(), "t").build(seed=2)
+    model.freeze(freeze_indices(model, "features"))
+
+    def boom(*args, **kw):
+        raise AssertionError("backward ran in the frozen prefix")
+    for layer in model.layers[:7]:   # 6: globalavgpool reads only frozen layers: nothing to pass down
+        layer.backward = boom
+    x = np.random.default_rng(0).normal(size=(6, 12, 12, 3)).astype(np.float32)
+    model.gradients(x, np.array([0, 1, 2, 0, 1, 2]), Loss(model.head))
+    assert all(not g.any() for layer in model.layers[:6] for g in layer.grads.values())
+    assert model.layers[7].grads["weight"].any()
+    assert [k for k, _, _ in model.trainable_params()] == ["layers.7.weight", "layers.7.bias"]
+
+
+def test_gradient_of_the_trainable_part_matches_finite_differences():
+    """A frozen batchnorm between trainable layers: backward goes through it with its running
+    statistics as constants (float64)."""
+    specs = [(k, v) for layer in arch()["layers"]
+             for k, v in ((layer, {}) if isinstance(layer, str) else next(iter(layer.items())),)]
+    model = Model((12, 12, 3), specs, seed=3, dtype=np.float64)
+    rng = np.random.default_rng(1)
+    for i in (1, 4):
+        model.layers[i].buffers["running_mean"][...] = rng.normal(size=4 if i == 1 else 6)
+        model.layers[i].buffers["running_var"][...] = rng.uniform(0.5, 2.0, size=4 if i == 1 else 6)
+    model.freeze([1, 3, 4])
+    x, y = rng.normal(size=(4, 12, 12, 3)), np.array([0, 1, 2, 1])
+    loss = Loss(model.head)
+
+    def f():
+        return float(loss(model.forward(x, ctx=model.context(training=True)), y)[0])
+    model.gradients(x, y, loss)
+    for i in (0, 7):
+        for name, p in model.layers[i].params.items():
+            assert_grad_close(f, p, model.layers[i].grads[name].copy(), rng, k=10, rtol=1e-4, atol=1e-7)
+
+
+def test_freeze_errors_are_one_line(tmp_path):
+    cases = {"featurs": "no layer is named 'featurs' (did you mean 'features'?)",
+             "[stem, 3, 4, 7, 1]": "leaving nothing to train",
+             "99": "layers[99] does not exist"}
+    for value, expected in cases.items():
+        res = CliRunner().invoke(app, ["train", str(write_config(tmp_path)), "--set", f"train.freeze={value}"])
+        line = _one_line_exit_2(res)
+        assert expected in line and "train.freeze" in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_inspect_marks_frozen_layers_and_counts_trainable(tmp_path):
+    cfg = write_config(tmp_path, freeze="features")
+    js = json.loads(CliRunner().invoke(app, ["inspect", "--json", str(cfg)]).output)
+    assert [r["frozen"] for r in js["layers"]] == [True] * 6 + [False] * 2
+    assert js["trainable_params"] == 6 * 3 + 3 and js["total_params"] > js["trainable_params"]
+    table = CliRunner().invoke(app, ["inspect", str(cfg)]).output
+    assert "conv (frozen)" in table and "21 trainable of" in table
+
+
+# --- train.init with another head -----------------------------------------------------------
+
+def test_warm_start_reinitialises_a_head_for_other_classes(tmp_path):
+    first = train(write_config(tmp_path, "first"), reporter=QuietReporter())
+    ckpt = weights(first.output / "best.npz")
+    model = parse_architecture(arch(2), "t").build(seed=5)
+    fresh = model.state_dict()
+    fresh = {k: v.copy() for k, v in fresh.items()}
+    report = Lines()
+    warm_start(model, first.output / "best.npz", report)
+    assert report.lines == ["head layers[7] reinitialised: 3 classes in the checkpoint, 2 here"]
+    got = model.state_dict()
+    for k in got:
+        np.testing.assert_array_equal(got[k], fresh[k] if k.startswith("layers.7.") else ckpt[k], err_msg=k)
+    res = CliRunner().invoke(app, ["train", str(write_config(tmp_path, "second", classes=("a", "b"))),
+                                   "--init", str(first.output / "best.npz"), "--set", "train.freeze=features"])
+    assert res.exit_code == 0, res.output
+    assert "head layers[7] reinitialised: 3 classes in the checkpoint, 2 here" in res.output
+    assert "frozen: layers[0..5]" in res.output
+
+
+def test_warm_start_refuses_a_mismatch_below_the_head(tmp_path):
+    first = train(write_config(tmp_path, "first"), reporter=QuietReporter())
+    model = parse_architecture(arch(3, filters=5), "t").build(seed=5)
+    with pytest.raises(CnnError, match=r"layers\[3\] \(conv\) weight has shape \(6, 4, 3, 3\) in the checkpoint, "
+                                       r"\(5, 4, 3, 3\) here"):
+        warm_start(model, first.output / "best.npz")
+    res = CliRunner().invoke(app, ["train", str(write_config(tmp_path, "x", model=arch(3, filters=5))),
+                                   "--init", str(first.output / "best.npz")])
+    assert "layers[3] (conv)" in _one_line_exit_2(res)
+
+
+# --- init --pretrained ----------------------------------------------------------------------
+
+def test_init_pretrained_writes_a_frozen_feature_config(tmp_path):
+    make_folder(tmp_path / "photos", classes=("cat", "cup"), per_class=3)
+    res = CliRunner().invoke(app, ["init", str(tmp_path / "ft"), "--data", str(tmp_path / "photos"),
+                                   "--pretrained", "efficientnet_lite0"])
+    assert res.exit_code == 0, res.output
+    assert "head replaced by one for 2 classes" in res.output and "2,562 parameters" in res.output
+    cfg = yaml.safe_load((tmp_path / "ft" / "train.yaml").read_text())
+    assert cfg["train"]["init"] == "efficientnet_lite0.npz" and cfg["train"]["freeze"] == "features"
+    assert cfg["data"]["mean"] == [round(127 / 255, 6)] * 3 and cfg["data"]["resize"] == "crop"
+    js = json.loads(CliRunner().invoke(app, ["inspect", "--json", str(tmp_path / "ft" / "train.yaml")]).output)
+    assert js["classes"] == 2 and js["trainable_params"] == 1280 * 2 + 2 and js["input_shape"] == [224, 224, 3]
+    assert js["layers"][-2]["frozen"] is False and js["layers"][-4]["frozen"] is True
+    model = parse_architecture(yaml.safe_load((tmp_path / "ft" / "model.yaml").read_text()), "t").build(seed=0)
+    report = Lines()
+    warm_start(model, tmp_path / "ft" / "efficientnet_lite0.npz", report)
+    assert report.lines == ["head layers[142] reinitialised: 1,000 classes in the checkpoint, 2 here"]
+    again = CliRunner().invoke(app, ["init", str(tmp_path / "ft"), "--data", str(tmp_path / "photos"),
+                                     "--pretrained", "efficientnet_lite0"])
+    assert "already exist" in _one_line_exit_2(again)
+    typo = CliRunner().invoke(app, ["init", str(tmp_path / "x"), "--data", str(tmp_path / "photos"),
+                                    "--pretrained", "efficientnet_lite1"])
+    assert "no pretrained network named 'efficientnet_lite1'" in _one_line_exit_2(typo)
+    assert not (tmp_path / "x").exists()
