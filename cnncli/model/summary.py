@@ -18,6 +18,7 @@ def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=No
     from .graph import INPUT
 
     model = arch.build(build_params=False)
+    frozen = freeze_indices(model, freeze)
     rows = []
     fields = {INPUT: ((1, 1), (1, 1))}  # index -> (receptive field, jump); None once flat
     act_bytes = math.prod(arch.input) * BYTES  # per image: the input batch itself
@@ -30,21 +31,7 @@ def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=No
             fields[i] = ((rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1]), (jump[0] * sh, jump[1] * sw))
         out_elems = math.prod(layer.out_shape)
         act_bytes += out_elems * BYTES + layer.scratch_bytes(batch_size or 1) + layer.activation_bytes()
-        rows.append({
-            "index": i,
-            "type": layer.kind,
-            "from": ["input" if j == INPUT else j for j in model.sources[i]],
-            "config": layer.describe(),
-            "activation": (model.head if i == len(model.layers) - 1 else layer.activation)
-            if layer.standalone_function() is None else "",
-            "output_shape": list(layer.out_shape),
-            "params": layer.n_params(),
-            "buffers": layer.n_buffers(),
-            "macs": layer.macs(),
-            "activation_size": out_elems,
-            "receptive_field": list(fields[i][0]) if fields[i] else None,
-            "frozen": i in freeze_indices(model, freeze),
-        })
+        rows.append(_row(model, i, fields[i], i in frozen))
     total, trainable = sum(r["params"] for r in rows), sum(r["params"] for r in rows if not r["frozen"])
     buffers = sum(r["buffers"] for r in rows)
     out = {
@@ -66,3 +53,25 @@ def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=No
         out["batch_size"] = batch_size
         out["train_memory_mb"] = (weights + acts) / 1e6
     return out
+
+
+def _row(model, i, field, frozen):
+    """One layer's row of the table; field: its (receptive field, jump), or None once flat."""
+    from .graph import INPUT
+
+    layer = model.layers[i]
+    return {
+        "index": i,
+        "type": layer.kind,
+        "from": ["input" if j == INPUT else j for j in model.sources[i]],
+        "config": layer.describe(),
+        "activation": (model.head if i == len(model.layers) - 1 else layer.activation)
+        if layer.standalone_function() is None else "",
+        "output_shape": list(layer.out_shape),
+        "params": layer.n_params(),
+        "buffers": layer.n_buffers(),
+        "macs": layer.macs(),
+        "activation_size": math.prod(layer.out_shape),
+        "receptive_field": list(field[0]) if field else None,
+        "frozen": frozen,
+    }
