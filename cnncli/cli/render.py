@@ -175,7 +175,7 @@ def print_import(imported, yaml_path, ckpt_path):
     def counts(c):
         return ", ".join(f"{k} {n}" for k, n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
 
-    src, model, pre = imported.source, imported.model, imported.meta["preprocessing"]
+    src, model, pre = imported.source, imported.structure, imported.meta["preprocessing"]
     h, w, c = src.shape
     typer.echo(f"read {sum(imported.operators.values())} nodes (opset {src.opset}): {counts(imported.operators)}")
     typer.echo(f"made {len(model.layers)} layers: {counts(imported.layers)}")

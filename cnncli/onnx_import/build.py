@@ -18,8 +18,8 @@ from .reader import read
 @dataclass
 class Imported:
     architecture: object     # config.Architecture
-    model: object            # Model with the weights loaded
-    arrays: dict             # checkpoint arrays
+    structure: object        # Model built without parameters: its layers, shapes and counts
+    arrays: dict             # checkpoint arrays: the only copy of the weights until .model is asked for
     meta: dict               # checkpoint meta
     source: object           # reader.Source
     operators: Counter       # ONNX operators seen
@@ -28,6 +28,17 @@ class Imported:
     onnx_weights: int        # numbers in the graph's float constants that layers took
     seconds: float = 0.0
     user_stats: tuple = None  # (mean, std) the graph's own input expects, on pixel / 255
+    _loaded: bool = False
+
+    @property
+    def model(self):
+        """The Model with the weights loaded (built on first use: writing the import needs only
+        the arrays, so a plain `cnncli import` never holds a second copy of the weights)."""
+        if not self._loaded:
+            self.structure.init_params(None)
+            self.structure.load_state_dict(self.arrays)
+            self._loaded = True
+        return self.structure
 
 
 def build(path, classes_file=None, input_hwc=None, mean=None, std=None):
@@ -51,11 +62,10 @@ def build(path, classes_file=None, input_hwc=None, mean=None, std=None):
         arch = parse_architecture(raw, f"{path} (imported)")
     except ConfigError as e:
         raise CnnError(f"{e} (the imported graph is not a network cnncli can build)") from None
-    model = arch.build(init=False)
+    model = arch.build(build_params=False)
     arrays = {f"layers.{i}.{k}": np.ascontiguousarray(v, np.float32)
               for i, layer in enumerate(layers) for k, v in layer.weights.items()}
     checkpoint.check_arrays(model, arrays, path)
-    model.load_state_dict(arrays)
     classes = _classes(src, classes_file, model.n_classes)
     pre_mean, pre_std = _preprocessing(found, src, user_mean, user_std, mean is None and std is None)
     meta = {"architecture": arch.to_dict(), "classes": classes, "epoch": 0,
