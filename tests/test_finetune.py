@@ -130,6 +130,33 @@ def test_gradient_of_the_trainable_part_matches_finite_differences():
             assert_grad_close(f, p, model.layers[i].grads[name].copy(), rng, k=10, rtol=1e-4, atol=1e-7)
 
 
+def test_lr_find_sweeps_only_the_layers_train_would_train(tmp_path, monkeypatch):
+    from cnncli.commands.lr_find import lr_find
+    from cnncli.engine import optim
+
+    stepped, models = [], []
+    real_from_config, real_step = optim.from_config, Model.train_step
+
+    def from_config(params, t):
+        stepped.append([k for k, _, _ in params])
+        return real_from_config(params, t)
+
+    def train_step(self, *args, **kw):
+        models.append(self)
+        return real_step(self, *args, **kw)
+    monkeypatch.setattr(optim, "from_config", from_config)
+    monkeypatch.setattr(Model, "train_step", train_step)
+    monkeypatch.chdir(tmp_path)
+    result = lr_find(write_config(tmp_path, freeze="features"), out=tmp_path / "sweep.png", steps=8, end=1.0)
+    assert stepped == [["layers.7.weight", "layers.7.bias"]]         # the optimizer holds the head alone
+    assert result["frozen"].startswith("frozen: layers[0..5]")
+    before, after = parse_architecture(arch(), "t").build(seed=1).state_dict(), models[-1].state_dict()
+    for k in before:
+        if int(k.split(".")[1]) <= 5:                                  # weights and running statistics
+            np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    assert not np.array_equal(after["layers.7.weight"], before["layers.7.weight"])
+
+
 def test_freeze_errors_are_one_line(tmp_path):
     cases = {"featurs": "no layer is named 'featurs' (did you mean 'features'?)",
              "[stem, 3, 4, 7, 1]": "leaving nothing to train",
