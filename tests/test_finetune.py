@@ -157,6 +157,30 @@ def test_lr_find_sweeps_only_the_layers_train_would_train(tmp_path, monkeypatch)
     assert not np.array_equal(after["layers.7.weight"], before["layers.7.weight"])
 
 
+def test_inits_timed_steps_are_the_frozen_models(monkeypatch):
+    from cnncli.config.run import Train
+    from cnncli.engine import optim
+    from cnncli.engine.estimate import time_step
+
+    stepped, grads = [], []
+    real_from_config, real_step = optim.from_config, Model.train_step
+
+    def from_config(params, t):
+        stepped.append([k for k, _, _ in params])
+        return real_from_config(params, t)
+
+    def train_step(self, *args, **kw):
+        out = real_step(self, *args, **kw)
+        grads.append((self.frozen, [bool(g.any()) for layer in self.layers for g in layer.grads.values()]))
+        return out
+    monkeypatch.setattr(optim, "from_config", from_config)
+    monkeypatch.setattr(Model, "train_step", train_step)
+    time_step(parse_architecture(arch(), "t"), Train(batch_size=4, freeze="features"), budget=0.1, steps=2)
+    assert stepped == [["layers.7.weight", "layers.7.bias"]]
+    assert grads and all(frozen == frozenset(range(6)) for frozen, _ in grads)
+    assert all(any_grad == [False] * 6 + [True, True] for _, any_grad in grads)   # 4 conv/bn arrays, 2 head
+
+
 def test_freeze_errors_are_one_line(tmp_path):
     cases = {"featurs": "no layer is named 'featurs' (did you mean 'features'?)",
              "[stem, 3, 4, 7, 1]": "leaving nothing to train",
