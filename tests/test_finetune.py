@@ -235,12 +235,18 @@ def test_warm_start_refuses_a_mismatch_below_the_head(tmp_path):
 
 # --- init --pretrained ----------------------------------------------------------------------
 
-def test_init_pretrained_writes_a_frozen_feature_config(tmp_path):
+def test_init_pretrained_writes_a_frozen_feature_config(tmp_path, monkeypatch):
+    from cnncli.engine import estimate
+
+    timed = []   # the time estimate times the frozen model (the timing itself: test_inits_timed_steps_...)
+    monkeypatch.setattr(estimate, "time_step", lambda arch, train, budget: timed.append(train) or (0.5, 1.0, False))
     make_folder(tmp_path / "photos", classes=("cat", "cup"), per_class=3)
     res = CliRunner().invoke(app, ["init", str(tmp_path / "ft"), "--data", str(tmp_path / "photos"),
                                    "--pretrained", "efficientnet_lite0"])
     assert res.exit_code == 0, res.output
     assert "head replaced by one for 2 classes" in res.output and "2,562 parameters" in res.output
+    assert [(t.freeze, t.optimizer, t.batch_size, t.epochs) for t in timed] == [("features", "adam", 32, 10)]
+    assert "time: about 5s of training on this machine (500 ms a step at batch 32" in res.output   # 10 epochs of 1 step
     cfg = yaml.safe_load((tmp_path / "ft" / "train.yaml").read_text())
     assert cfg["train"]["init"] == "efficientnet_lite0.npz" and cfg["train"]["freeze"] == "features"
     assert cfg["data"]["mean"] == [round(127 / 255, 6)] * 3 and cfg["data"]["resize"] == "crop"
