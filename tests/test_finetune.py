@@ -130,6 +130,57 @@ def test_gradient_of_the_trainable_part_matches_finite_differences():
             assert_grad_close(f, p, model.layers[i].grads[name].copy(), rng, k=10, rtol=1e-4, atol=1e-7)
 
 
+def test_lr_find_sweeps_only_the_layers_train_would_train(tmp_path, monkeypatch):
+    from cnncli.commands.lr_find import lr_find
+    from cnncli.engine import optim
+
+    stepped, models = [], []
+    real_from_config, real_step = optim.from_config, Model.train_step
+
+    def from_config(params, t):
+        stepped.append([k for k, _, _ in params])
+        return real_from_config(params, t)
+
+    def train_step(self, *args, **kw):
+        models.append(self)
+        return real_step(self, *args, **kw)
+    monkeypatch.setattr(optim, "from_config", from_config)
+    monkeypatch.setattr(Model, "train_step", train_step)
+    monkeypatch.chdir(tmp_path)
+    result = lr_find(write_config(tmp_path, freeze="features"), out=tmp_path / "sweep.png", steps=8, end=1.0)
+    assert stepped == [["layers.7.weight", "layers.7.bias"]]         # the optimizer holds the head alone
+    assert result["frozen"].startswith("frozen: layers[0..5]")
+    before, after = parse_architecture(arch(), "t").build(seed=1).state_dict(), models[-1].state_dict()
+    for k in before:
+        if int(k.split(".")[1]) <= 5:                                  # weights and running statistics
+            np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    assert not np.array_equal(after["layers.7.weight"], before["layers.7.weight"])
+
+
+def test_inits_timed_steps_are_the_frozen_models(monkeypatch):
+    from cnncli.config.run import Train
+    from cnncli.engine import optim
+    from cnncli.engine.estimate import time_step
+
+    stepped, grads = [], []
+    real_from_config, real_step = optim.from_config, Model.train_step
+
+    def from_config(params, t):
+        stepped.append([k for k, _, _ in params])
+        return real_from_config(params, t)
+
+    def train_step(self, *args, **kw):
+        out = real_step(self, *args, **kw)
+        grads.append((self.frozen, [bool(g.any()) for layer in self.layers for g in layer.grads.values()]))
+        return out
+    monkeypatch.setattr(optim, "from_config", from_config)
+    monkeypatch.setattr(Model, "train_step", train_step)
+    time_step(parse_architecture(arch(), "t"), Train(batch_size=4, freeze="features"), budget=0.1, steps=2)
+    assert stepped == [["layers.7.weight", "layers.7.bias"]]
+    assert grads and all(frozen == frozenset(range(6)) for frozen, _ in grads)
+    assert all(any_grad == [False] * 6 + [True, True] for _, any_grad in grads)   # 4 conv/bn arrays, 2 head
+
+
 def test_freeze_errors_are_one_line(tmp_path):
     cases = {"featurs": "no layer is named 'featurs' (did you mean 'features'?)",
              "[stem, 3, 4, 7, 1]": "leaving nothing to train",
@@ -184,12 +235,18 @@ def test_warm_start_refuses_a_mismatch_below_the_head(tmp_path):
 
 # --- init --pretrained ----------------------------------------------------------------------
 
-def test_init_pretrained_writes_a_frozen_feature_config(tmp_path):
+def test_init_pretrained_writes_a_frozen_feature_config(tmp_path, monkeypatch):
+    from cnncli.engine import estimate
+
+    timed = []   # the time estimate times the frozen model (the timing itself: test_inits_timed_steps_...)
+    monkeypatch.setattr(estimate, "time_step", lambda arch, train, budget: timed.append(train) or (0.5, 1.0, False))
     make_folder(tmp_path / "photos", classes=("cat", "cup"), per_class=3)
     res = CliRunner().invoke(app, ["init", str(tmp_path / "ft"), "--data", str(tmp_path / "photos"),
                                    "--pretrained", "efficientnet_lite0"])
     assert res.exit_code == 0, res.output
     assert "head replaced by one for 2 classes" in res.output and "2,562 parameters" in res.output
+    assert [(t.freeze, t.optimizer, t.batch_size, t.epochs) for t in timed] == [("features", "adam", 32, 10)]
+    assert "time: about 5s of training on this machine (500 ms a step at batch 32" in res.output   # 10 epochs of 1 step
     cfg = yaml.safe_load((tmp_path / "ft" / "train.yaml").read_text())
     assert cfg["train"]["init"] == "efficientnet_lite0.npz" and cfg["train"]["freeze"] == "features"
     assert cfg["data"]["mean"] == [round(127 / 255, 6)] * 3 and cfg["data"]["resize"] == "crop"

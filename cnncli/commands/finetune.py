@@ -52,10 +52,9 @@ def _shape(shape):
 
 def apply_freeze(cfg, model):
     """train.freeze -> the model's frozen layers; -> a line saying what is held fixed, or None."""
-    from ..model.freeze import freeze_indices
+    from ..model.freeze import apply
 
-    frozen = freeze_indices(model, cfg.train.freeze, f"{cfg.source}: train.freeze")
-    model.freeze(frozen)
+    frozen = apply(model, cfg.train.freeze, f"{cfg.source}: train.freeze")
     if not frozen:
         return None
     total, trainable = model.n_params(), model.n_trainable()

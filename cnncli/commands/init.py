@@ -278,12 +278,13 @@ def train_text(directory, dirs, resize, flip, epochs, batch, folder):
             f"output: {_quoted(output)}\n")
 
 
-def estimate(arch, epochs, batch, n_train, n_val):
-    """init's line on training time, from a few steps of the network timed on this machine."""
+def estimate(arch, epochs, batch, n_train, n_val, optimizer="adamw", freeze=None):
+    """init's line on training time, from a few steps of the network timed on this machine; with
+    `freeze` (train.freeze, as init --pretrained writes it) the steps are the frozen model's."""
     from ..config.run import Train
     from ..engine.estimate import duration, run_seconds, time_step
 
-    train = Train(epochs=epochs, batch_size=batch, optimizer="adamw", lr=0.002, weight_decay=0.05)
+    train = Train(epochs=epochs, batch_size=batch, optimizer=optimizer, lr=0.002, weight_decay=0.05, freeze=freeze)
     step, warm, compiled = time_step(arch, train, budget=1.5)
     total = run_seconds(step, n_train, n_val, batch, epochs)
     compile_note = (f"the kernels were compiled just now ({warm:.0f}s, once per install)" if compiled else
@@ -306,8 +307,7 @@ def fit_to_folder(folder, directory="."):
     side, channels, resize, (mw, mh), aspect = choose_input(look)
     flip, flip_why = choose_flip(look)
     n_classes = len(listing.classes)
-    n_train = look.images if val_dir else int(look.images * 0.9)
-    n_val = (len(scan(val_dir, listing.classes, role="data").files) if val_dir else look.images - n_train)
+    n_train, n_val = split_sizes(listing, look, val_dir)
     batch = 64 if n_train >= 20000 else 32
     steps = max(1, n_train // batch)
     # augmentation makes longer training pay: on 200-1,500 images, 60 epochs instead of 30 took the
@@ -325,6 +325,14 @@ def fit_to_folder(folder, directory="."):
            "schedule; each image warped at random (rotate 10, scale 0.9-1.1, translate 0.1, shear 10); " + flip_why,
            estimate(arch, epochs, batch, n_train, n_val)]
     return model, train, why
+
+
+def split_sizes(listing, look, val_dir):
+    """-> (training images, validation images): the val folder's, or the 10% val_split init writes."""
+    from ..data.folder import scan
+
+    n_train = look.images if val_dir else int(look.images * 0.9)
+    return n_train, (len(scan(val_dir, listing.classes, role="data").files) if val_dir else look.images - n_train)
 
 
 def _data_line(listing, look, dirs):

@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 
 from ..errors import CnnError
-from .init import _data_line, _quoted, _refuse_empty_classes, _write, locate, look_at, relative
+from .init import _data_line, _quoted, _refuse_empty_classes, _write, estimate, locate, look_at, relative, split_sizes
 
 EPOCHS, LR, BATCH = 10, 0.001, 32
+FREEZE = "features"   # train.freeze: every layer up to the global pooling
 
 
 def model_text(e, n_classes):
@@ -35,18 +36,17 @@ def train_text(directory, dirs, e, weights_file, folder):
             "# again from best.npz (--init) without train.freeze, with a lower lr (1e-4) and augmentation.\n"
             "model: model.yaml\ndata:\n" + "\n".join(data) + "\n"
             f"train:\n  init: {_quoted(weights_file)}   # the ImageNet weights; the head is reinitialised\n"
-            "  freeze: features             # every layer up to the global pooling: the backbone\n"
+            f"  freeze: {FREEZE}             # every layer up to the global pooling: the backbone\n"
             f"  epochs: {EPOCHS}\n  batch_size: {BATCH}\n  optimizer: adam\n  lr: {LR}\n  schedule: cosine\n"
             f"  seed: 0\noutput: {_quoted(output)}\n")
 
 
-def _head_params(text):
+def _architecture(text):
     import yaml
 
     from ..config import parse_architecture
 
-    model = parse_architecture(yaml.safe_load(text), "model.yaml").build(build_params=False)
-    return model.layers[-1].n_params()
+    return parse_architecture(yaml.safe_load(text), "model.yaml")
 
 
 def write_pretrained(directory, folder, name, force=False):
@@ -70,17 +70,20 @@ def write_pretrained(directory, folder, name, force=False):
     if (directory / weights_file).exists() and not force:
         raise CnnError(f"{directory / weights_file} already exists: pick another folder or pass --force")
     arrays, meta = convert(name)     # a weights file that does not read: before anything is written
-    head = _head_params(texts["model.yaml"])
+    arch = _architecture(texts["model.yaml"])
+    head = arch.build(build_params=False).layers[-1].n_params()
     written = _write(directory, texts, force)
     checkpoint.save(directory / weights_file, arrays, meta)
+    # timed as it will train: the backbone frozen (forward only), backward and Adam for the head
+    time_line = estimate(arch, EPOCHS, BATCH, *split_sizes(listing, look, dirs[1]), optimizer="adam", freeze=FREEZE)
     h, w, c = e.input
     why = [_data_line(listing, look, dirs),
            f"model: {name} ({e.parameters:,} parameters, ImageNet top-1 {e.top1}% as published) with its 1,000-class "
            f"head replaced by one for {n} classes, reinitialised when training starts",
            f"input: {h}x{w}x{c}, resize {e.resize}, mean {[round(v, 4) for v in e.mean]} and std "
            f"{[round(v, 4) for v in e.std]}: the preprocessing the weights were trained with, not the data's statistics",
-           "train: the backbone frozen up to the global pooling (train.freeze: features; its batchnorm keeps its "
+           f"train: the backbone frozen up to the global pooling (train.freeze: {FREEZE}; its batchnorm keeps its "
            f"ImageNet statistics), so only the head's {head:,} parameters train: {EPOCHS} epochs, Adam "
            f"lr {LR:g} with a cosine schedule, no augmentation (a linear probe needs little; "
-           "fine-tune the whole network afterwards if validation says it pays)"]
+           "fine-tune the whole network afterwards if validation says it pays)", time_line]
     return written + [directory / weights_file], why

@@ -1,8 +1,10 @@
 """`cnncli lr-find`: an exponential learning-rate sweep (Smith 2017, "Cyclical learning rates",
 section 3.3; fastai's lr_find). A fresh model from the config's seed takes one training step per
 rate, the rate growing geometrically from `start` to `end`, until the loss diverges; the loss
-against the rate shows where learning is fastest. Nothing is written but the picture: no run
-folder is made or touched, and no earlier run is read."""
+against the rate shows where learning is fastest. train.freeze holds the same layers fixed as
+train does (commands/finetune.py's apply_freeze; the optimizer gets only the trainable
+parameters), so the rate suggested is the one for the layers that will train. Nothing is written
+but the picture: no run folder is made or touched, and no earlier run is read."""
 
 import math
 
@@ -55,6 +57,7 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
     from ..engine.losses import Loss
     from ..model import Diverged
     from ..engine.optim import from_config
+    from .finetune import apply_freeze
     from .train import _check_classes, _class_weights
 
     if not (0 < start < end) or not all(math.isfinite(v) for v in (start, end)):
@@ -64,10 +67,11 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
     cfg = config.load_run(config_path, overrides)
     t = cfg.train
     model = cfg.model.build(seed=t.seed)          # fresh weights: never a run's checkpoint
+    frozen = apply_freeze(cfg, model)             # as train: the frozen layers neither step nor backpropagate
     data = prepare(cfg)
     _check_classes(cfg, model, data.classes)
     loss = Loss(model.head, t.label_smoothing, _class_weights(cfg, data))
-    opt = from_config(model.named_params(), t)
+    opt = from_config(model.trainable_params(), t)
     sweep = rates(start, end, steps)
     losses, stopped = [], "end"
     with np.errstate(over="ignore", invalid="ignore"):
@@ -92,7 +96,7 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
     result = {"lrs": lrs.tolist(), "losses": [float(v) for v in losses], "smoothed": smoothed.tolist(),
               "suggestion": float(lrs[i]), "valley": [float(lrs[a]), float(lrs[b])], "stopped": stopped,
               "steps": len(losses), "config": str(config_path), "png": str(out),
-              "ignored_init": t.init}   # the sweep starts from fresh weights, whatever train.init says
+              "frozen": frozen, "ignored_init": t.init}   # the sweep starts from fresh weights, whatever train.init says
     from ..viz.figure import save_png
     from ..viz.lr_plot import draw_lr_find
     save_png(draw_lr_find(result, f"learning-rate sweep: {cfg.source}"), out, "learning-rate plot")

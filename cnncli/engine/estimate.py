@@ -19,17 +19,21 @@ def duration(seconds):
 def time_step(arch, train, budget=2.0, steps=3):
     """Seconds of one training step of `arch` at train.batch_size with train's optimizer, timed on
     random images after the kernels are compiled or loaded -> (step seconds, warm-up seconds,
-    compiled anything?). The timing stops after `steps` steps or `budget` seconds."""
+    compiled anything?). train.freeze holds layers fixed as in training (model/freeze.py's apply:
+    forward everywhere, backward and the optimizer only for the trainable layers), so a frozen
+    backbone is timed as it will run. The timing stops after `steps` steps or `budget` seconds."""
+    from ..model.freeze import apply
     from .losses import Loss
     from .optim import from_config
     from .trainer import warm_up
 
     model = arch.build(seed=train.seed)
+    apply(model, train.freeze)
     warm_seconds, compiled = warm_up(arch, model, min(2, train.batch_size))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((train.batch_size,) + tuple(arch.input)).astype(np.float32)
     y = rng.integers(0, max(model.n_classes, 2), train.batch_size) % max(model.n_classes, 1)
-    loss, opt = Loss(model.head), from_config(model.named_params(), train)
+    loss, opt = Loss(model.head), from_config(model.trainable_params(), train)
     rngs = {i: np.random.default_rng(i) for i in model.random_layers()}
     times, start = [], time.perf_counter()
     while len(times) < steps and (not times or time.perf_counter() - start < budget):

@@ -24,6 +24,15 @@ def freeze_indices(model, spec, where="train.freeze"):
     return _checked(model, frozenset(range(_index(model, names, spec, where) + 1)), where)
 
 
+def apply(model, spec, where="train.freeze"):
+    """Freeze `model` as train.freeze `spec` says (freeze_indices, then Model.freeze) -> the frozen
+    indices. train, lr-find and init's timed steps all freeze through here; the optimizer then
+    takes Model.trainable_params()."""
+    frozen = freeze_indices(model, spec, where)
+    model.freeze(frozen)
+    return frozen
+
+
 def _index(model, names, item, where):
     n = len(model.layers)
     if isinstance(item, bool) or not isinstance(item, (int, str)):
