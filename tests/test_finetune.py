@@ -264,3 +264,34 @@ def test_init_pretrained_writes_a_frozen_feature_config(tmp_path, monkeypatch):
                                     "--pretrained", "efficientnet_lite1"])
     assert "no pretrained network named 'efficientnet_lite1'" in _one_line_exit_2(typo)
     assert not (tmp_path / "x").exists()
+
+
+def test_an_mpi_process_without_images_sums_only_what_a_step_sums(monkeypatch):
+    """A process whose share of a last batch is empty joins each batchnorm's sums with zero rows;
+    a frozen batchnorm runs in inference mode in a step and sums nothing, so it must sum nothing
+    there either (on the old code the empty pass summed it too: one more all-reduce than the
+    other processes make, a job out of step)."""
+    pytest.importorskip("mpi4py")
+    from cnncli.parallel.mpi import _empty_pass
+
+    model = parse_architecture(arch(), "t").build(seed=1)
+    norms = [i for i, layer in enumerate(model.layers) if layer.batch_statistics]
+    assert len(norms) >= 2
+    model.freeze(range(norms[0] + 1))
+    calls = []
+
+    def reduce(values):
+        calls.append(len(values))
+        return np.asarray(values, np.float64)
+    before = {k: v.copy() for k, v in model.layers[norms[0]].buffers.items()}
+    with np.errstate(invalid="ignore"):      # zero rows summed alone: 0 / 0, as no real job sees
+        _empty_pass(model, model.context(training=True, reduce=reduce))
+    model_alone = parse_architecture(arch(), "t").build(seed=1)
+    calls_alone = []
+    model_alone.freeze(range(norms[0] + 1))
+    ctx = model_alone.context(training=True, reduce=lambda v: calls_alone.append(len(v)) or np.asarray(v, np.float64))
+    x = np.random.default_rng(0).standard_normal((2,) + tuple(model_alone.input_shape)).astype(np.float32)
+    model_alone.backward(model_alone.forward(x, ctx=ctx), ctx=ctx)
+    assert calls == calls_alone and calls                     # the same sums, in the same order
+    for k, v in model.layers[norms[0]].buffers.items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)   # the frozen statistics untouched

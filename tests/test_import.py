@@ -76,14 +76,18 @@ def test_export_then_import_gives_back_the_graph_and_the_weights(tmp_path, name)
     assert compare(imported, tmp_path / "m.onnx").max_diff < 1e-5
 
 
+def _kinds_and_functions(imported):
+    """[(kind, its activation function or None for kinds without one)] of the imported layers."""
+    return [(kind, args.get("fn", args.get("activation", "linear")) if kind in ("conv", "dense", "add", "activation")
+             else None) for kind, args in imported.model.specs]
+
+
 @pytest.mark.parametrize("opset", [13, 17])
 def test_pytorch_patterns_become_cnncli_layers_and_compute_what_onnx_runtime_does(tmp_path, opset):
     proto, kinds = pytorch_like(opset)
     onnx.save(proto, tmp_path / "m.onnx")
     imported = build(tmp_path / "m.onnx")
-    made = [(kind, args.get("fn", args.get("activation", "linear")) if kind in ("conv", "dense", "add", "activation")
-             else None) for kind, args in imported.model.specs]
-    assert made == kinds
+    assert _kinds_and_functions(imported) == kinds
     pre = imported.meta["preprocessing"]
     np.testing.assert_allclose(pre["mean"], [0.4, 0.5, 0.6], rtol=1e-6)
     np.testing.assert_allclose(pre["std"], [0.2, 0.25, 0.3], rtol=1e-6)
@@ -100,9 +104,7 @@ def test_squeeze_and_excitation_gates_become_scale_layers(tmp_path, opset):
     proto, kinds = gated(opset)
     onnx.save(proto, tmp_path / "m.onnx")
     imported = build(tmp_path / "m.onnx")
-    made = [(kind, args.get("fn", args.get("activation", "linear")) if kind in ("conv", "dense", "add", "activation")
-             else None) for kind, args in imported.model.specs]
-    assert made == kinds
+    assert _kinds_and_functions(imported) == kinds
     assert imported.model.sources[4] == (0, 3) and imported.model.sources[9] == (5, 8)   # map, gate
     checked = compare(imported, tmp_path / "m.onnx")
     assert checked.max_diff < 1e-5, checked

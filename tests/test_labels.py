@@ -87,7 +87,7 @@ def test_tsv_jsonl_and_renamed_columns_give_the_same_images(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("", "is empty: it needs a header row (path,label)"),
-    ("file,label\na/img0.png,a\n", "has no 'path' column (found: file, label): rename one, or set data.columns.path"),
+    ("file,label\na/img0.png,a\n", "has no 'path' column (found: file, label): rename the column that holds the path to 'path' (in a training config, data.columns.path names it instead)"),
     ("path,class\na/img0.png,a\n", "has no 'label' column (found: path, class)"),
     ("path,label,split\na/img0.png,a,holdout\n", "line 2: split 'holdout' must be train, val or test"),
     ("path,label\nnope/1.png,a\nnope/2.png,b\n", "none of its 2 paths exists (first: "),

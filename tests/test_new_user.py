@@ -154,7 +154,7 @@ def test_config_paths_are_relative_to_the_config_file_from_any_folder(tmp_path):
     again = run("train", "--resume", tmp_path / "proj" / "runs" / "p", "--set", "train.epochs=2", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
     # a config written under the old rule (data relative to the current folder) still trains, and says so
-    old = _tiny_config(tmp_path / "cfgs" / "old.yaml", "proj/photos", output=str(tmp_path / "old-run"))
+    _tiny_config(tmp_path / "cfgs" / "old.yaml", "proj/photos", output=str(tmp_path / "old-run"))
     res = run("train", "cfgs/old.yaml", cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == (
@@ -198,7 +198,6 @@ def test_init_describes_every_conv_it_writes(tmp_path):
 
 def _digits(root):
     """Digit-like scans: dark strokes on light grey, one channel."""
-    import numpy as np
     from PIL import Image, ImageDraw
 
     for k, name in enumerate(("1", "7")):

@@ -135,8 +135,9 @@ def look_at(files, where):
     """Decode a sample of `files` small, as training will (an unreadable file does not vote) -> Look."""
     from ..data.decode import BadImage, load_image
 
-    empty = [p for p in files if _bytes(p) == 0]
-    rest = [p for p in files if p not in set(empty)]
+    sizes = [_bytes(p) for p in files]
+    empty = [p for p, n in zip(files, sizes) if n == 0]
+    rest = [p for p, n in zip(files, sizes) if n != 0]
     sample = rest[::max(1, len(rest) // SAMPLE)][:SAMPLE]
     look = Look(len(rest), len(sample) == len(rest), empty=empty)
     for path in sample:
@@ -160,12 +161,15 @@ def look_at(files, where):
 
 def _refuse_empty_classes(listing, look):
     """A class whose every file is empty (0 bytes) has nothing to train on: train would refuse it."""
-    empty = set(look.empty)
+    empty, first, readable = set(look.empty), {}, set()
+    for p, label in zip(listing.files, listing.labels):   # one pass over the files
+        first.setdefault(label, p)
+        if p not in empty:
+            readable.add(label)
     for k, name in enumerate(listing.classes):
-        mine = [p for p, label in zip(listing.files, listing.labels) if label == k]
-        if all(p in empty for p in mine):
+        if k not in readable:
             raise CnnError(f"class folder {listing.root / name} holds only empty files (0 bytes, e.g. "
-                           f"{mine[0].name}): add images or remove the folder")
+                           f"{first[k].name}): add images or remove the folder")
 
 
 def _bytes(path):

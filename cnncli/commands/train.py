@@ -204,11 +204,11 @@ def _honest_figure(cfg, output):
     from ..data.folder import test_beside
 
     test = test_beside(cfg.data.train)
-    where = (f"{test}: cnncli evaluate {output}/best.npz {test}" if test else
-             f"one: cnncli evaluate {output}/best.npz TEST_FOLDER")
+    where = (f"such as {test}: cnncli evaluate {output}/best.npz {test}" if test else
+             f"kept apart from training: cnncli evaluate {output}/best.npz TEST_FOLDER")
     return (f"validation: its images were held out of {cfg.data.train} (val_split {cfg.data.val_split:g}): from "
             "the same source as the training images, and best.npz chosen on them, they flatter the model; "
-            f"the honest figure is a separate test folder's, such as {where}")
+            f"the honest figure is a separate test folder's, {where}")
 
 
 def _warm_start(cfg, model, report):

@@ -67,7 +67,7 @@ def apply_overrides(raw, overrides, where="--set"):
         except RecursionError:
             raise ConfigError(f"{where} {item!r}: the value is nested too deeply") from None
         parts = key.strip().split(".")
-        node, parent_key = raw, None
+        node, parent_key, node_list = raw, None, None
         for i, part in enumerate(parts[:-1]):
             path = ".".join(parts[:i + 1])
             node = _child(node, part, path, where, item)

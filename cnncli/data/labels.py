@@ -90,8 +90,9 @@ def read_table(file, columns=None):
                        "and one row per image")
     for role in ("path", "label"):
         if names[role] not in found:
-            raise CnnError(f"{file} has no {names[role]!r} column (found: {', '.join(found)}): rename one, or "
-                           f"set data.columns.{role} to the column that holds the {role}")
+            raise CnnError(f"{file} has no {names[role]!r} column (found: {', '.join(found)}): rename the column "
+                           f"that holds the {role} to {names[role]!r} (in a training config, data.columns.{role} "
+                           "names it instead)")
     has_split = names["split"] in found
     rows = []
     for n, rec in records:

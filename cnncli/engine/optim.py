@@ -6,7 +6,7 @@ batchnorm parameters. SGD and Adam add it to the gradient (L2); AdamW decouples 
   Adam(W):  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr m_hat / (sqrt(v_hat) + eps)
 State (velocities, moments, step count) is a flat dict of arrays, saved in checkpoints for resume.
 
-An optimizer keeps no parameter or gradient arrays: step(params) is handed Model.named_params()
+An optimizer keeps no parameter or gradient arrays: step(params) is handed Model.trainable_params()
 as they are at that step, so a gradient array replaced after the optimizer was built (MPI's views
 of its flat buffer) cannot leave it stepping on stale zeros, whatever order things were built in.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 class Optimizer:
     def __init__(self, params, lr, weight_decay=0.0):
-        """params: [(key, param, grad)] from Model.named_params(), for the shapes of the slots."""
+        """params: [(key, param, grad)] from Model.trainable_params(), for the shapes of the slots."""
         self.lr = lr
         self.weight_decay = weight_decay
         self.step_count = 0
@@ -47,7 +47,7 @@ class SGD(Optimizer):
         self.slots = {"velocity": {k: np.zeros_like(p) for k, p, _ in params}} if momentum else {}
 
     def step(self, params):
-        """One update of every (key, param, grad) in params (Model.named_params())."""
+        """One update of every (key, param, grad) in params (Model.trainable_params())."""
         self.step_count += 1
         for key, p, g in params:
             dt = p.dtype.type
@@ -71,7 +71,7 @@ class Adam(Optimizer):
                       "v": {k: np.zeros_like(p) for k, p, _ in params}}
 
     def step(self, params):
-        """One update of every (key, param, grad) in params (Model.named_params())."""
+        """One update of every (key, param, grad) in params (Model.trainable_params())."""
         self.step_count += 1
         b1, b2 = self.betas
         t = self.step_count

@@ -267,7 +267,8 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
 def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=0.01, kept=None, plan=None):
     """-> (dx or None, dw like w, db (F,)) for conv2d_forward, given its input x and output y.
 
-    dz = dy * act'(y);  dw = cols^T dz;  db = sum dz;  dx = col2im(dz w^T).
+    dz = dy * act'(y);  dw = cols^T dz;  db = sum dz;  dx = col2im(dz w^T). y: what the activation
+    keeps (kernels/activation.py): a layer whose function keeps its input passes dz and "linear".
     `kept` are the forward pass's columns when it kept them; otherwise they are recomputed per
     chunk (cheaper in memory than keeping a big layer's columns, and the recompute hits the cache).
     Thin layers (no columns: _Geometry.direct) take dw by _direct_dw from the padded planes.

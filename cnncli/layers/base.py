@@ -4,7 +4,7 @@ A layer's config is its constructor's keyword arguments. Shape inference (`outpu
 pure and never touches a kernel, so `inspect` walks a network without importing numba; `build`
 fixes the input shape and derives what forward needs (paddings, output size).
 Shapes here are per image: (H, W, C) for feature maps, (D,) for vectors. A merge layer
-(`n_inputs = None`: add, concat) takes a list of shapes and a list of arrays.
+(`n_inputs = None`: add, concat, scale) takes a list of shapes and a list of arrays.
 
 Gradients add up: backward does `grads[name] += ...`, and the model zeroes them once per step,
 so a parameter's gradient is right however many paths reach it.

@@ -87,4 +87,5 @@ class Dropout(Layer):
         return x if self._mask is None else x * self._mask
 
     def backward(self, dy, ctx, need_dx=True):
-        return dy if self._mask is None else dy * self._mask
+        mask, self._mask = self._mask, None      # a batch-sized array: not kept past the step
+        return dy if mask is None else dy * mask

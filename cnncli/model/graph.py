@@ -224,7 +224,8 @@ class Model:
 
     def trainable_params(self):
         """named_params() without the frozen layers': what the optimizer steps."""
-        return [(k, p, g) for k, p, g in self.named_params() if int(k.split(".")[1]) not in self.frozen]
+        return [(f"layers.{i}.{name}", p, layer.grads[name]) for i, layer in enumerate(self.layers)
+                if i not in self.frozen for name, p in layer.params.items()]
 
     def n_trainable(self):
         return sum(layer.n_params() for i, layer in enumerate(self.layers) if i not in self.frozen)

@@ -95,8 +95,9 @@ class Shards:
         sums = ThreadTotal(len(shards))
         try:
             layers = model.layers
+            # frozen layers run in inference mode: they draw nothing, as on one thread
             draws = {i: layers[i].draw((len(x),) + layers[i].in_shape, model.dtype, ctx.rngs[i])
-                     for i in model.random_layers()}
+                     for i in model.random_layers() if i not in ctx.frozen}
             tiles = {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(layers)) if t is not None}
             ctxs = [ctx.but(masks={i: None if d is None else d[lo:hi] for i, d in draws.items()}, tiles=tiles,
                             reduce=sums.shard(k), keeps_running=k == 0) for k, (lo, hi) in enumerate(pieces)]
