@@ -93,3 +93,17 @@ def lock_holder(path):
         return Path(path).read_text().strip() or "another process"
     except OSError:
         return "another process"
+
+
+def check_model_folder(out_dir, force):
+    """A folder for model.yaml and model.npz (`import`, `pretrained get`): it may exist, and the two
+    files in it are replaced only with --force, so that a trained model is never overwritten."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CnnError(f"{out_dir} is a file: give a folder to write model.yaml and model.npz into")
+    if not force:
+        for name in ("model.yaml", "model.npz"):
+            if (out_dir / name).exists():
+                raise CnnError(f"{out_dir / name} exists: pass --force to replace it, or give another folder")
+    if not out_dir.parent.is_dir():
+        raise CnnError(f"cannot write into {out_dir}: {out_dir.parent} is not a folder")

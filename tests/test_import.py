@@ -237,7 +237,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path):
     cases = [(tmp_path / "junk.onnx", [], "not an ONNX model"),
              (tmp_path / "missing.onnx", [], "no such file"),
              (tmp_path / "dynamic.onnx", [], "give it with --input H W C"),
-             (tmp_path / "dynamic.onnx", ["--input", "12", "12", "1"], "the graph fixes it at 3")]
+             (tmp_path / "dynamic.onnx", ["--input", "12", "12", "1"], "the graph fixes it at 3"),
+             (tmp_path / "dynamic.onnx", ["--input", "12", "12", "3", "--classes", str(tmp_path / "junk.bin")],
+              "give a text file, one class name a line"),
+             (tmp_path / "dynamic.onnx", ["--input", "12", "12", "3", "--mean", "nan"], "must be finite numbers")]
+    (tmp_path / "junk.bin").write_bytes(bytes(range(128, 256)))
     for path, extra, message in cases:
         out = tmp_path / "out"
         result = runner.invoke(app, ["import", str(path), str(out), *extra])

@@ -44,6 +44,12 @@ def test_get_writes_a_checkpoint_predict_reads(tmp_path):
     assert "toilet tissue" not in shown.output   # the last class: 1,000 names are not one line of the table
     full = json.loads(_invoke("inspect", "--json", str(tmp_path / "lite0" / "model.npz")).output)
     assert len(full["checkpoint"]["classes"]) == 1000
+    # a model already there is not overwritten without --force (it may be a trained one)
+    before = (tmp_path / "lite0" / "model.npz").stat().st_mtime_ns
+    again = _invoke("pretrained", "get", "efficientnet_lite0", str(tmp_path / "lite0"))
+    assert again.exit_code == 2 and "exists: pass --force" in again.output, again.output
+    assert (tmp_path / "lite0" / "model.npz").stat().st_mtime_ns == before
+    assert _invoke("pretrained", "get", "efficientnet_lite0", str(tmp_path / "lite0"), "--force").exit_code == 0
 
 
 def _one_line_exit_2(res):

@@ -467,12 +467,13 @@ def pretrained_get(
     out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="The folder to write model.npz and model.yaml into."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Read the weights from this PyTorch "
                                            "state_dict file instead of the installed package."),
+    force: bool = typer.Option(False, "--force", help="Replace model.npz and model.yaml in OUT_DIR."),
 ):
     """Write a pretrained network as a checkpoint. OUT_DIR/model.npz holds the weights, class names
     and preprocessing; OUT_DIR/model.yaml the architecture."""
     from ..commands.pretrained import get
 
-    info = get(name, out_dir, weights)
+    info = get(name, out_dir, weights, force)
     typer.echo(f"wrote {info['checkpoint']} ({info['parameters']:,} parameters, {info['classes']:,} classes) "
                f"and {info['architecture']}")
     typer.echo(f"preprocessing: {info['note']}")

@@ -21,12 +21,12 @@ def networks():
     return rows
 
 
-def get(name, out_dir, weights=None):
+def get(name, out_dir, weights=None, force=False):
     """Write out_dir/model.npz and out_dir/model.yaml -> a summary dict (paths, classes, parameters)."""
     from ..pretrained.catalog import entry
     from ..pretrained.convert import get as write
 
     e = entry(name)
-    ckpt, yaml_path = write(name, out_dir, weights)
+    ckpt, yaml_path = write(name, out_dir, weights, force)
     return {"name": e.name, "checkpoint": str(ckpt), "architecture": str(yaml_path), "classes": len(e.class_names()),
             "parameters": e.parameters, "note": e.preprocessing_note}

@@ -44,7 +44,6 @@ class Imported:
 def build(path, classes_file=None, input_hwc=None, mean=None, std=None):
     """An .onnx file -> Imported. Every way it can fail is one CnnError line."""
     from ..config import ConfigError, parse_architecture
-    from ..config.architecture import Architecture
 
     start = time.perf_counter()
     src = read(path, input_hwc)
@@ -83,6 +82,8 @@ def _stats(values, c, what, default):
     if values is None:
         return np.full(c, default, np.float64)
     values = np.asarray(values, np.float64).reshape(-1)
+    if not np.all(np.isfinite(values)):
+        raise CnnError(f"--{what} must be finite numbers, got {', '.join(f'{v:g}' for v in values)}")
     if values.size == 1:
         return np.full(c, values[0])
     if values.size != c:
@@ -96,8 +97,9 @@ def _classes(src, classes_file, n):
     if classes_file is not None:
         try:
             names = [line.strip() for line in open(classes_file, encoding="utf-8") if line.strip()]
-        except OSError as e:
-            raise CnnError(f"--classes {classes_file}: cannot read it ({e.strerror})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise CnnError(f"--classes {classes_file}: cannot read it ({getattr(e, 'strerror', None) or e}): give a "
+                           "text file, one class name a line") from None
         where = f"--classes {classes_file}"
     elif "classes" in src.metadata:
         try:

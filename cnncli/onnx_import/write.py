@@ -10,19 +10,6 @@ from ..model import checkpoint
 HEADER = "# imported by `cnncli import` from {file} ({producer}, opset {opset})\n"
 
 
-def check_out(out_dir, force):
-    """OUT_DIR may exist; model.yaml and model.npz in it are replaced only with --force."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CnnError(f"{out_dir} is a file: give a folder to write model.yaml and model.npz into")
-    if not force:
-        for name in ("model.yaml", "model.npz"):
-            if (out_dir / name).exists():
-                raise CnnError(f"{out_dir / name} exists: pass --force to replace it, or give another folder")
-    if not out_dir.parent.is_dir():
-        raise CnnError(f"cannot write into {out_dir}: {out_dir.parent} is not a folder")
-
-
 def write(imported, out_dir):
     """-> (yaml path, checkpoint path)."""
     from ..config import resolved_yaml

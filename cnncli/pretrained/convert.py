@@ -86,14 +86,15 @@ def convert(name, weights=None):
     return arrays, meta
 
 
-def get(name, out_dir, weights=None):
-    """Write out_dir/model.npz (the checkpoint) and out_dir/model.yaml (the architecture) -> their paths."""
+def get(name, out_dir, weights=None, force=False):
+    """Write out_dir/model.npz (the checkpoint) and out_dir/model.yaml (the architecture) -> their
+    paths; existing ones are replaced only with force."""
+    from ..files import check_model_folder
     from ..model import checkpoint
 
-    arrays, meta = convert(name, weights)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise CnnError(f"{out} is a file: give a folder to write model.npz and model.yaml into")
+    check_model_folder(out, force)
+    arrays, meta = convert(name, weights)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
