@@ -266,7 +266,7 @@ def lr_find(
     steps: int = typer.Option(100, "--steps", help="Training steps in the sweep (one rate each)."),
     as_json: bool = typer.Option(False, "--json", help="Print the sweep as JSON."),
 ):
-    """Sweep the learning rate and suggest one. A fresh model, train.freeze honoured; writes only the plot."""
+    """Sweep the learning rate and suggest one. The model as train starts it (train.init and train.freeze honoured); writes only the plot."""
     from ..commands.lr_find import lr_find as run_lr_find
 
     result = run_lr_find(config_file, overrides, out, start, end, steps)
@@ -282,9 +282,10 @@ def lr_find(
     typer.echo(f"wrote {out}")
     if result["frozen"]:
         typer.echo(result["frozen"], err=True)
-    if result["ignored_init"]:
-        typer.echo(f"note: the sweep started from fresh weights (the config's seed), not from train.init "
-                   f"{result['ignored_init']}", err=True)
+    if result["init"]:
+        typer.echo(f"the sweep started from train.init's weights, {result['init']}", err=True)
+    for note in result["notes"]:
+        typer.echo(note, err=True)
 
 
 @command
