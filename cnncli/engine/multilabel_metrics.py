@@ -72,8 +72,10 @@ def summarize(scores, targets, classes, thresholds=None):
 
 
 def best_threshold(scores, targets):
-    """The threshold of one label that maximises F1 on (scores, targets): one of the scores (a
-    prediction is positive at score >= threshold); the highest on a tie; 0.5 without a positive."""
+    """The threshold of one label that maximises F1 on (scores, targets) (a prediction is positive
+    at score >= threshold): halfway between the lowest score the best cut keeps and the next score
+    below it (0 below the lowest), so it does not sit on a validation image's score; the highest
+    cut on a tie; 0.5 without a positive."""
     scores, truth = np.asarray(scores, np.float64), np.asarray(targets) >= 0.5
     positives = int(truth.sum())
     if positives == 0:
@@ -84,7 +86,9 @@ def best_threshold(scores, targets):
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
     f1 = 2 * tp[last] / (seen[last] + positives)                # 2 TP / (predicted + true)
     best = int(np.argmax(f1))                                   # the first maximum: the highest threshold
-    return float(s[last[best]])
+    cut = last[best]
+    below = s[cut + 1] if cut + 1 < len(s) else 0.0
+    return float((s[cut] + below) / 2)
 
 
 def tune_thresholds(scores, targets):
