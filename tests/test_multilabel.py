@@ -189,6 +189,13 @@ def test_train_evaluate_predict_export_multilabel(ml_data):
     assert r["labels"] == [c for c, t in zip(meta["classes"], meta["multilabel"]["thresholds"]) if r["scores"][c] >= t]
     res = cli("predict", ckpt, ml_data / "img" / "0.png", "--csv")
     assert res.stdout.splitlines()[0] == "path,labels,cat,dog,owl,error"
+    res = cli("explain", ckpt, ml_data / "img" / "0.png", "--out", ml_data / "ex", "--class", "owl", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["explained"]["class"] == "owl"
+    res = cli("report", ml_data / "run")
+    assert res.exit_code == 0, res.output
+    page = (ml_data / "run" / "report.html").read_text()
+    assert "its val rows" in page and f"{rep['map']:.3f}" in page and 'id="per-label"' in page
     pytest.importorskip("onnxruntime")
     res = cli("export", ckpt, ml_data / "m.onnx", "--check")
     assert res.exit_code == 0, res.output
@@ -242,3 +249,21 @@ def test_head_multilabel_reads_single_label_cells_as_sets(ml_data):
     assert data.multilabel and data.classes == ["cat", "dog", "owl"]
     cfg = load_run(write_config(ml_data, extra="  head: multilabel\n"))   # ';' not the separator: names
     assert "cat;dog" in prepare(cfg).classes
+
+
+@pytest.mark.parametrize("multi", [True, False])
+def test_init_fits_a_starter_to_a_label_file(ml_data, multi):
+    f = ml_data / "labels.csv"
+    if not multi:   # one label per row: the first
+        f.write_text("\n".join(r if i == 0 else r.split(",")[0] + "," + r.split(",")[1].split("|")[0] + "," +
+                               r.split(",")[2] for i, r in enumerate(f.read_text().splitlines())) + "\n")
+    res = cli("init", ml_data / "starter", "--data", f)
+    assert res.exit_code == 0, res.output
+    model = (ml_data / "starter" / "model.yaml").read_text()
+    train = (ml_data / "starter" / "train.yaml").read_text()
+    assert ("units: 3, activation: sigmoid" if multi else "units: 3, activation: softmax") in model
+    assert ("multi-label: labels.csv" in res.output) == multi
+    assert 'train: "../labels.csv"' in train and "the file's rows with split val" in train
+    from cnncli.config import load_run
+    cfg = load_run(ml_data / "starter" / "train.yaml")
+    assert cfg.model.build(build_params=False).n_classes == 3

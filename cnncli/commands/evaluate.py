@@ -88,7 +88,7 @@ def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=6
     loaded = load(ckpt_path)
     if loaded.model.head == "multilabel":
         from .multilabel import score_labels
-        return score_labels(loaded, data_dir, cache_dir, workers, batch_size, tta, split)
+        return score_labels(loaded, data_dir, cache_dir, workers, batch_size, tta, split, select)
     listing, _ = list_data(data_dir, loaded.classes, "evaluate", label_columns(loaded.meta), split)
     dec = decode_folder(listing, loaded.shape, loaded.resize, cache_dir, workers)
     skipped = listing.missing + dec.skipped

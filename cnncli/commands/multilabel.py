@@ -39,9 +39,10 @@ class ScoredLabels:
     tta: str = None
 
 
-def score_labels(loaded, data, cache_dir=None, workers=None, batch_size=64, tta=False, split=None):
+def score_labels(loaded, data, cache_dir=None, workers=None, batch_size=64, tta=False, split=None, select=None):
     """Every readable image of a label file through a multi-label checkpoint -> ScoredLabels.
-    Its rows may carry one label or several (the checkpoint's separator), or be one-hot."""
+    Its rows may carry one label or several (the checkpoint's separator), or be one-hot.
+    select(first labels) -> indices: only those images (the share data.val_split held out)."""
     from ..data.cache import decode_folder
     from ..data.labels import is_label_file
     from ..data.multilabel import read_sets, to_listing
@@ -59,9 +60,13 @@ def score_labels(loaded, data, cache_dir=None, workers=None, batch_size=64, tta=
     dec = decode_folder(ml.listing, loaded.shape, loaded.resize, cache_dir, workers)
     if len(dec.files) == 0:
         raise CnnError(f"{data}: no readable images to evaluate")
-    targets = ml.targets(dec.files)
-    probs, loss = _scores(loaded, dec.images, targets, batch_size, tta)
-    return ScoredLabels(loaded, str(data), dec.images, targets, list(dec.files), probs, loss,
+    images, files = dec.images, list(dec.files)
+    if select is not None:
+        keep = np.asarray(select(dec.labels), np.int64)
+        images, files = images[keep], [files[i] for i in keep]
+    targets = ml.targets(files)
+    probs, loss = _scores(loaded, images, targets, batch_size, tta)
+    return ScoredLabels(loaded, str(data), images, targets, files, probs, loss,
                         ml.listing.missing + dec.skipped, describe_conversions(dec.converted, loaded.shape),
                         describe_views(tta_views(loaded)) if tta else None)
 
@@ -97,10 +102,3 @@ def write_label_evaluation(report, out):
         raise CnnError(f"cannot write to {out} ({e.strerror}): pick a writable folder with --out") from None
     write_text_atomic(out / "per_label.csv", per_label_csv(report), "per-label scores")
     return [out / "per_label.csv"]
-
-
-def label_predictions(loaded, probs):
-    """(N, K) scores -> per image {"labels": [names over their threshold], "scores": {name: score}}."""
-    t = np.asarray(thresholds(loaded))
-    return [{"labels": [c for c, s, th in zip(loaded.classes, p, t) if s >= th],
-             "scores": {c: float(s) for c, s in zip(loaded.classes, p)}} for p in probs]

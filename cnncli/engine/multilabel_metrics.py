@@ -94,3 +94,10 @@ def best_threshold(scores, targets):
 def tune_thresholds(scores, targets):
     """-> one threshold per label maximising its F1 (best_threshold)."""
     return [best_threshold(scores[:, k], targets[:, k]) for k in range(np.asarray(scores).shape[1])]
+
+
+def present_labels(classes, thresholds, scores):
+    """(N, K) scores -> per image {"labels": [names over their threshold], "scores": {name: score}}."""
+    on = predicted(scores, thresholds)
+    return [{"labels": [c for c, yes in zip(classes, row) if yes],
+             "scores": {c: float(s) for c, s in zip(classes, p)}} for p, row in zip(scores, on)]
