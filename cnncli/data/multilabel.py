@@ -20,7 +20,7 @@ from .labels import DEFAULT_COLUMNS, _records, is_label_file
 @dataclass
 class LabelSets:
     file: Path
-    kind: str        # 'separator' | 'one-hot'
+    layout: str      # 'separator' | 'one-hot'
     labels: list     # the label names in the file's order (one-hot: its columns; else sorted)
     rows: list       # [(line, path, split or None, tuple of label names)]
     has_split: bool
@@ -30,7 +30,7 @@ class LabelSets:
         h = hashlib.sha256()
         for line, path, split, names in self.rows:
             h.update(f"{path}\t{'|'.join(names)}\t{split or ''}\n".encode())
-        return {"path": str(self.file), "rows": len(self.rows), "sha256": h.hexdigest(), "multilabel": self.kind}
+        return {"path": str(self.file), "rows": len(self.rows), "sha256": h.hexdigest(), "multilabel": self.layout}
 
 
 def read_sets(file, columns=None, separator="|", head="auto"):
@@ -120,7 +120,7 @@ def to_listing(sets, classes=None, split=None, role="train"):
                        f"{', '.join(sorted({r[2] for r in sets.rows}))})")
     if classes is None:
         seen = {x for r in rows for x in r[3]}
-        classes = [x for x in sets.labels if x in seen] if sets.kind == "separator" else list(sets.labels)
+        classes = [x for x in sets.labels if x in seen] if sets.layout == "separator" else list(sets.labels)
         if len(classes) < 2:
             raise CnnError(f"{sets.file} needs at least two labels{f' among its {split} rows' if split else ''}, "
                            f"found {', '.join(map(repr, classes)) or 'none'}")
@@ -144,7 +144,7 @@ def to_listing(sets, classes=None, split=None, role="train"):
 
 def _check_known(sets, rows, classes, role):
     whose = "the training labels" if role in ("train", "val") else "the model's labels"
-    if sets.kind == "one-hot" and set(sets.labels) != set(classes):
+    if sets.layout == "one-hot" and set(sets.labels) != set(classes):
         extra = [c for c in sets.labels if c not in classes]
         raise CnnError(f"{sets.file}: its label columns ({', '.join(sets.labels)}) differ from {whose} "
                        f"({', '.join(classes)})" + (f": {extra[0]!r} is not one of them" if extra else ""))
@@ -158,6 +158,6 @@ def _check_known(sets, rows, classes, role):
 def describe(sets, listing):
     """One line saying the file was read as multi-label, and how."""
     t = listing.targets([str(f) for f in listing.listing.files])
-    how = ("a one-hot table" if sets.kind == "one-hot" else "labels joined by the separator in one column")
+    how = ("a one-hot table" if sets.layout == "one-hot" else "labels joined by the separator in one column")
     return (f"multi-label: {sets.file.name} is {how}; {len(t)} images, {t.shape[1]} labels, "
             f"{t.sum(axis=1).mean():.2f} labels per image, {int((t.sum(axis=1) == 0).sum())} with none")
