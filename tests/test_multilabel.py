@@ -181,6 +181,8 @@ def test_train_evaluate_predict_export_multilabel(ml_data):
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
     assert rep["images"] == 15 and rep["map"] > 0.6 and len(rep["per_label"]) == 3
+    res = cli("evaluate", ckpt, ml_data / "labels.csv", "--split", "val", "--json", "--tta")
+    assert res.exit_code == 0 and 0 < json.loads(res.stdout)["map"] <= 1, res.output
     header = (ml_data / "ev" / "per_label.csv").read_text().splitlines()[0]
     assert header == "label,precision,recall,f1,ap,support,threshold"
     res = cli("predict", ckpt, ml_data / "img" / "0.png", "--json")
@@ -267,3 +269,22 @@ def test_init_fits_a_starter_to_a_label_file(ml_data, multi):
     from cnncli.config import load_run
     cfg = load_run(ml_data / "starter" / "train.yaml")
     assert cfg.model.build(build_params=False).n_classes == 3
+
+
+def test_mixup_mixes_multilabel_targets(ml_data):
+    from cnncli.config import load_run
+    from cnncli.data.dataset import prepare
+    data = prepare(load_run(write_config(ml_data, extra="  augment: {mixup: 1.0}\n")))
+    x, y = next(data.train.epoch(np.random.default_rng(0), prefetch=0))
+    assert isinstance(y, Mixed) and y.first.shape == (len(x), 3) and y.second.shape == (len(x), 3)
+    _, grad, _ = Loss("multilabel")(np.zeros((len(x), 3), np.float32), y)
+    w = y.weight.astype(np.float64)[:, None]
+    np.testing.assert_allclose(grad, (0.5 - (w * y.first + (1 - w) * y.second)) / (len(x) * 3), atol=1e-6)
+
+
+def test_lr_find_sweeps_a_multilabel_model(ml_data):
+    f = ml_data / "labels.csv"
+    import re
+    f.write_text(re.sub(r"\|[a-z|]+", "", f.read_text()))    # one label a cell: the model's K sigmoids decide
+    res = cli("lr-find", write_config(ml_data), "--steps", 8, "--out", ml_data / "lr.png", "--json")
+    assert res.exit_code == 0, res.output

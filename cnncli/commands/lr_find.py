@@ -68,8 +68,8 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
     t = cfg.train
     model = cfg.model.build(seed=t.seed)          # fresh weights: never a run's checkpoint
     frozen = apply_freeze(cfg, model)             # as train: the frozen layers neither step nor backpropagate
-    data = prepare(cfg)
-    _check_classes(cfg, model, data.classes)
+    data = prepare(cfg, multilabel=model.head == "multilabel")
+    _check_classes(cfg, model, data.classes, data.multilabel is not None)
     loss = Loss(model.head, t.label_smoothing, _class_weights(cfg, data))
     opt = from_config(model.trainable_params(), t)
     sweep = rates(start, end, steps)
