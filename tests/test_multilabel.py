@@ -249,8 +249,11 @@ def test_head_multilabel_reads_single_label_cells_as_sets(ml_data):
     cfg = load_run(write_config(ml_data, extra="  label_separator: ';'\n"))
     data = prepare(cfg)
     assert data.multilabel and data.classes == ["cat", "dog", "owl"]
+    f.write_text(f.read_text().replace(",train\n", "|emu,train\n", 1))     # a label no val row has
     cfg = load_run(write_config(ml_data, extra="  head: multilabel\n"))   # ';' not the separator: names
-    assert "cat;dog" in prepare(cfg).classes
+    data = prepare(cfg)
+    assert "cat;dog" in data.classes and "emu" in data.classes
+    assert "label(s) emu have no validation image: left out of val_mAP" in " ".join(data.warnings)
 
 
 @pytest.mark.parametrize("multi", [True, False])

@@ -151,9 +151,17 @@ def prepare(cfg, progress=None, multilabel=False):
     val = None
     if len(val_idx):
         val = Batches(val_images, val_labels, val_idx, mean, std, t.batch_size)  # same memory as training
+        warnings += _no_val_positive(listing.classes, val_labels[val_idx]) if ml else []
     return Prepared(listing.classes, train, val, [float(m) for m in mean], [float(s) for s in std],
                     skipped, warnings, from_cache, describe_conversions(merge_conversions(*converted), shape),
                     records, ml[2] if ml else None)
+
+
+def _no_val_positive(classes, targets):
+    """Multi-label: the labels no validation image has, said once (left out of val_mAP, threshold 0.5)."""
+    none = [c for c, n in zip(classes, targets.sum(axis=0)) if n == 0]
+    return [f"label(s) {', '.join(none)} have no validation image: left out of val_mAP; their thresholds "
+            "stay 0.5"] if none else []
 
 
 def _normalisation(cfg, images, train_idx):
