@@ -191,6 +191,12 @@ def test_train_evaluate_predict_export_multilabel(ml_data):
     assert r["labels"] == [c for c, t in zip(meta["classes"], meta["multilabel"]["thresholds"]) if r["scores"][c] >= t]
     res = cli("predict", ckpt, ml_data / "img" / "0.png", "--csv")
     assert res.stdout.splitlines()[0] == "path,labels,cat,dog,owl,error"
+    res = cli("evaluate", ckpt, ml_data / "img")
+    assert res.exit_code == 2 and "a multi-label checkpoint is evaluated on a label file" in res.output
+    (ml_data / "other.csv").write_text("path,label\nimg/0.png,cat|emu\n")
+    res = cli("evaluate", ckpt, ml_data / "other.csv")
+    assert res.exit_code == 2 and "label 'emu' is not one of the model's labels" in res.output
+    assert len(res.output.strip().splitlines()) == 1
     res = cli("explain", ckpt, ml_data / "img" / "0.png", "--out", ml_data / "ex", "--class", "owl", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["explained"]["class"] == "owl"
