@@ -183,6 +183,7 @@ def test_train_evaluate_predict_export_multilabel(ml_data):
     assert rep["images"] == 15 and rep["map"] > 0.6 and len(rep["per_label"]) == 3
     res = cli("evaluate", ckpt, ml_data / "labels.csv", "--split", "val", "--json", "--tta")
     assert res.exit_code == 0 and 0 < json.loads(res.stdout)["map"] <= 1, res.output
+    assert (ml_data / "ev" / "per_label.png").read_bytes()[:4] == b"\x89PNG"
     header = (ml_data / "ev" / "per_label.csv").read_text().splitlines()[0]
     assert header == "label,precision,recall,f1,ap,support,threshold"
     res = cli("predict", ckpt, ml_data / "img" / "0.png", "--json")

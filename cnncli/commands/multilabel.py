@@ -94,11 +94,17 @@ def per_label_csv(report):
 
 
 def write_label_evaluation(report, out):
-    """per_label.csv into out -> its paths."""
+    """per_label.csv and per_label.png (AP and F1 bars) into out -> their paths."""
+    from ..viz.figure import save_png
+    from ..viz.per_label import draw_per_label
+
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CnnError(f"cannot write to {out} ({e.strerror}): pick a writable folder with --out") from None
     write_text_atomic(out / "per_label.csv", per_label_csv(report), "per-label scores")
-    return [out / "per_label.csv"]
+    m = "n/a" if report["map"] is None else f"{report['map']:.3f}"
+    save_png(draw_per_label(report["per_label"], f"{report['images']} images in {Path(report['data']).name}: mAP {m}"),
+             out / "per_label.png", "per-label scores")
+    return [out / "per_label.csv", out / "per_label.png"]
