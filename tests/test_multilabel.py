@@ -200,7 +200,10 @@ def test_train_evaluate_predict_export_multilabel(ml_data):
     assert len(res.output.strip().splitlines()) == 1
     res = cli("explain", ckpt, ml_data / "img" / "0.png", "--out", ml_data / "ex", "--class", "owl", "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["explained"]["class"] == "owl"
+    r = json.loads(res.stdout)
+    assert r["explained"]["class"] == "owl" and set(r["labels"]) <= {"cat", "dog", "owl"}
+    res = cli("explain", ckpt, ml_data / "img" / "0.png", "--out", ml_data / "ex")
+    assert res.exit_code == 0 and "labels over their thresholds:" in res.output
     res = cli("report", ml_data / "run")
     assert res.exit_code == 0, res.output
     page = (ml_data / "run" / "report.html").read_text()

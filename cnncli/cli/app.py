@@ -237,6 +237,7 @@ def explain(
         else:
             pk, p, e = r["peak"], r["prediction"], r["explained"]
             why = "" if e["class"] == p["class"] else f"; heatmap of {e['class']} ({e['prob']:.1%})"
+            why += f"; labels over their thresholds: {', '.join(r['labels']) or 'none'}" if "labels" in r else ""
             typer.echo(f"{r['path']}: {p['class']} ({p['prob']:.1%}){why}; peak at x={pk['x']} y={pk['y']} "
                        f"(layer {r['layer']}) -> {r['png']}")
     if any("error" in r for r in results):
