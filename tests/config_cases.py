@@ -23,7 +23,7 @@ CASES = [
     ("dense after conv without flatten", ARCH + "  - conv: {filters: 4}\n  - dense: {units: 10, activation: softmax}\n",
      "layers[1] (dense): dense needs a flat input, got 26x26x4: add '- flatten'"),
     ("no output activation", ARCH + "  - flatten\n  - dense: {units: 10}\n", "the last layer must end in softmax"),
-    ("sigmoid with many units", ARCH + "  - flatten\n  - dense: {units: 3, activation: sigmoid}\n", "a sigmoid output must have 1 unit"),
+    ("tanh output", ARCH + "  - flatten\n  - dense: {units: 3, activation: tanh}\n", "the last layer must end in softmax"),
     ("network ends in a feature map", ARCH + "  - conv: {filters: 4, activation: softmax}\n", "ends in a 3-D feature map"),
     ("bad input shape", "input: [28, 28]\nlayers:\n  - flatten\n", "'input' must be [height, width, channels]"),
     ("missing layers", "input: [28, 28, 1]\n", "missing 'layers'"),

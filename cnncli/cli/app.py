@@ -237,6 +237,7 @@ def explain(
         else:
             pk, p, e = r["peak"], r["prediction"], r["explained"]
             why = "" if e["class"] == p["class"] else f"; heatmap of {e['class']} ({e['prob']:.1%})"
+            why += f"; labels over their thresholds: {', '.join(r['labels']) or 'none'}" if "labels" in r else ""
             typer.echo(f"{r['path']}: {p['class']} ({p['prob']:.1%}){why}; peak at x={pk['x']} y={pk['y']} "
                        f"(layer {r['layer']}) -> {r['png']}")
     if any("error" in r for r in results):
@@ -336,7 +337,8 @@ def init(
     directory: Path = typer.Argument(..., help="Folder to write model.yaml and train.yaml into."),
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist."),
     data: Optional[Path] = typer.Option(None, "--data", help="Fit the configs to this folder of images "
-                                        "(class sub-folders, or train/ and val/ splits)."),
+                                        "(class sub-folders, or train/ and val/ splits) or label file "
+                                        "(.csv, .tsv, .jsonl; single- or multi-label)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", metavar="NAME", help="With --data: fine-tune "
                                              "this pretrained network (cnncli pretrained list) on the folder."),
 ):
@@ -353,6 +355,9 @@ def init(
     elif data is None:
         written = write_starter(directory, force)
     else:
+        from ..data.labels import is_label_file
+        if is_label_file(data):
+            from ..commands.init_labels import write_fitted_labels as write_fitted
         written, why = write_fitted(directory, data, force)
         for line in why:
             typer.echo(line)

@@ -38,6 +38,9 @@ def per_class_csv(report):
 
 def write_evaluation(scored, report, out):
     """Scored (score_folder) and its summary -> the four files in out. -> their paths."""
+    if report.get("multilabel"):
+        from .multilabel import write_label_evaluation
+        return write_label_evaluation(report, out)
     from ..viz.confusion import draw_confusion
     from ..viz.figure import save_png
     from ..viz.grids import draw_mistakes
@@ -83,6 +86,9 @@ def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=6
     from ..data.labels import list_data
 
     loaded = load(ckpt_path)
+    if loaded.model.head == "multilabel":
+        from .multilabel import score_labels
+        return score_labels(loaded, data_dir, cache_dir, workers, batch_size, tta, split, select)
     listing, _ = list_data(data_dir, loaded.classes, "evaluate", label_columns(loaded.meta), split)
     dec = decode_folder(listing, loaded.shape, loaded.resize, cache_dir, workers)
     skipped = listing.missing + dec.skipped
@@ -107,7 +113,10 @@ def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None, batch_s
 
 
 def summarize_scores(scored, ckpt_path, top_k=5):
-    """Scored -> the counts `evaluate` prints (see evaluate)."""
+    """Scored -> the counts `evaluate` prints (see evaluate); a multi-label checkpoint's: multilabel.py."""
+    if scored.loaded.model.head == "multilabel":
+        from .multilabel import summarize_labels
+        return summarize_labels(scored, ckpt_path)
     classes, labels, probs = scored.loaded.classes, scored.labels, scored.probs
     k = len(classes)
     pred = probs.argmax(axis=1)

@@ -74,8 +74,8 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
     notes = _Notes()
     if t.init:                                    # as train starts: a sweep over random frozen features means nothing
         warm_start(model, t.init, notes)
-    data = prepare(cfg)
-    _check_classes(cfg, model, data.classes)
+    data = prepare(cfg, multilabel=model.head == "multilabel")
+    _check_classes(cfg, model, data.classes, data.multilabel is not None)
     loss = Loss(model.head, t.label_smoothing, _class_weights(cfg, data))
     opt = from_config(model.trainable_params(), t)
     sweep = rates(start, end, steps)

@@ -136,9 +136,13 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False):
             sources.append(item[1])
             ok.append(i)
     probs, _ = _scores(loaded, images, batch_size=batch_size, tta=tta)
-    for i, p, source in zip(ok, probs, sources):
+    labels = [{}] * len(probs)
+    if loaded.model.head == "multilabel":    # + the labels over their thresholds and every score
+        from ..engine.multilabel_metrics import present_labels
+        labels = present_labels(loaded.classes, checkpoint.thresholds_of(loaded.meta, len(loaded.classes)), probs)
+    for i, p, source, more in zip(ok, probs, sources, labels):
         top = np.argsort(-p, kind="stable")[:k]
-        r = {"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top]}
+        r = {"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top], **more}
         note = describe_source(source, loaded.shape)
         if note:
             r["converted"] = note

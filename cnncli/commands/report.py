@@ -99,6 +99,9 @@ def build_report(run_dir, data=None):
     text, cfg = run_config(run_dir)
     history = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else []
     ckpt = checkpoint_of(run_dir)
+    from . import report_multilabel
+    if report_multilabel.is_multilabel(cfg):
+        return _multilabel_report(run_dir, text, cfg, history, ckpt, data, start)
     scored, where = score_validation(ckpt, cfg, data)
     rep = summarize_scores(scored, ckpt)
     classes = rep["classes"]
@@ -123,6 +126,29 @@ def build_report(run_dir, data=None):
     sections.append(("Config", f"<pre>{html.esc(text)}</pre>"))
     page = html.page(f"cnncli report: {run_dir}",
                      f"{ckpt.name} (epoch {best_epoch}) evaluated on {where}; written "
+                     f"{time.strftime('%Y-%m-%d %H:%M')}", sections)
+    out = run_dir / "report.html"
+    write_text_atomic(out, page, "report")
+    return out, time.perf_counter() - start
+
+
+def _multilabel_report(run_dir, text, cfg, history, ckpt, data, start):
+    from . import report_multilabel
+    from .evaluate import summarize_scores
+    from ..model.summary import layer_table
+    from ..viz import html
+    from ..viz.curves import draw_curves
+    from ..viz.figure import png_bytes
+
+    scored, where = report_multilabel.score_validation(ckpt, cfg, data)
+    rep = summarize_scores(scored, ckpt)
+    best_epoch = scored.loaded.meta.get("epoch")
+    sections = report_multilabel.sections(html, rep, ckpt, best_epoch, where)
+    if history:
+        sections.insert(1, ("Training curves", html.image(png_bytes(draw_curves(
+            history, f"{run_dir}", best_epoch if ckpt.name == "best.npz" else None)), "training curves", "curves")))
+    sections += [("Layers", _layers(html, layer_table(cfg.model))), ("Config", f"<pre>{html.esc(text)}</pre>")]
+    page = html.page(f"cnncli report: {run_dir}", f"{ckpt.name} (epoch {best_epoch}) evaluated on {where}; written "
                      f"{time.strftime('%Y-%m-%d %H:%M')}", sections)
     out = run_dir / "report.html"
     write_text_atomic(out, page, "report")

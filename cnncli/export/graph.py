@@ -81,6 +81,8 @@ def build_graph(g, model, mean, std, logits=False):
         return "logits", outs
     if model.head == "softmax":
         return g.node("Softmax", ["logits"], "probabilities", axis=1), outs
+    if model.head == "multilabel":                              # (N, K): each label's own sigmoid
+        return g.node("Sigmoid", ["logits"], "probabilities"), outs
     p = g.node("Sigmoid", ["logits"], "p")                      # (N, 1): class 1, the positive one
     q = g.node("Sub", [g.scalar("one", 1.0), "p"], "q")
     return g.node("Concat", [q, p], "probabilities", axis=1), outs  # (N, 2): [1 - p, p]

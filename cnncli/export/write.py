@@ -57,7 +57,17 @@ def metadata(loaded, output):
             "input": f"pixels: float32 N x {c} x {h} x {w} ({'RGB' if c == 3 else 'luma'}) scaled to "
                      "[0, 1] (pixel / 255); the checkpoint's mean and std are applied inside the graph",
             "mean": json.dumps(loaded.mean.tolist()), "std": json.dumps(loaded.std.tolist()),
-            "output": output, "head": loaded.model.head, "cnncli_version": __version__}
+            "output": output, "head": loaded.model.head, "cnncli_version": __version__,
+            **multilabel_metadata(loaded)}
+
+
+def multilabel_metadata(loaded):
+    """A multi-label checkpoint's per-label thresholds (a label is present where its sigmoid
+    output >= its threshold), as metadata_props; nothing for other heads."""
+    if loaded.model.head != "multilabel":
+        return {}
+    from ..model.checkpoint import thresholds_of
+    return {"thresholds": json.dumps(thresholds_of(loaded.meta, len(loaded.classes)))}
 
 
 def to_onnx(loaded, opset, logits, name):

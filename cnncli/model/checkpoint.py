@@ -144,6 +144,15 @@ def check_arrays(model, arrays, where):
                 raise CheckpointError(f"{where}: array '{key}' holds NaN or infinite values")
 
 
+def thresholds_of(meta, k):
+    """A multi-label checkpoint's per-label thresholds (meta.multilabel.thresholds), 0.5 each
+    where it holds none (one saved before validation, or from a run without it)."""
+    found = (meta.get("multilabel") or {}).get("thresholds")
+    if isinstance(found, list) and len(found) == k and all(isinstance(v, (int, float)) for v in found):
+        return [float(v) for v in found]
+    return [0.5] * k
+
+
 def load_model(path):
     """-> (Model with the checkpoint's weights, meta, arrays). Shapes are checked first."""
     from ..config import ConfigError, parse_architecture
