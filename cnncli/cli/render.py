@@ -89,20 +89,26 @@ def print_predictions(results, fmt):
     k = max((len(r["top"]) for r in results if "top" in r), default=0)
     if fmt == "csv":
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["path"] + [f"{c}_{i}" for i in range(1, k + 1) for c in ("class", "prob")] + ["error"])
+        decided = any("decision" in r for r in results)   # predict --reject: a last column
+        w.writerow(["path"] + [f"{c}_{i}" for i in range(1, k + 1) for c in ("class", "prob")] + ["error"]
+                   + ["decision"] * decided)
         for r in results:
             cells = [x for t in r.get("top", []) for x in (t["class"], f"{t['prob']:.6f}")]
-            w.writerow([r["path"]] + cells + [""] * (2 * k - len(cells)) + [r.get("error", "")])
+            w.writerow([r["path"]] + cells + [""] * (2 * k - len(cells)) + [r.get("error", "")]
+                       + [r.get("decision", "")] * decided)
         return
     if not any("top" in r for r in results):
         return
     table = Table(header_style="bold")
     table.add_column("image", overflow="fold")
+    decided = any("decision" in r for r in results)
+    if decided:
+        table.add_column("decision")
     for i in range(1, k + 1):
         table.add_column(f"#{i}")
     for r in results:
         if "top" in r:  # failures go to stderr, once (cli.predict)
-            table.add_row(r["path"], *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
+            table.add_row(r["path"], *[r["decision"]] * decided, *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
     make_console().print(table)
 
 
