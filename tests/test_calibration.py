@@ -1,0 +1,200 @@
+"""Calibration (temperature, ECE, NLL) and "none of these" (predict --reject, evaluate --unknown),
+checked against hand-computed values."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cnncli.cli.app import app
+from cnncli.commands.calibrate import calibrate, write
+from cnncli.commands.evaluate import evaluate
+from cnncli.commands.predict import _scores, load, predict
+from cnncli.commands.unknown import score
+from cnncli.engine import calibration as cal
+from cnncli.model import checkpoint
+
+from .test_predict import fixture, gray  # noqa: F401  (the hand-made dark / bright model)
+
+
+# --- the math, by hand ---
+def test_temperature_of_a_hand_checkable_case():
+    """Four images with logits (2, 0), three of them class 0: the best p(class 0) is 3/4, so
+    softmax(2 / T) = 3/4, i.e. 2 / T = ln 3 and T = 2 / ln 3. The same for a one-logit sigmoid head."""
+    logits, labels = np.array([[2.0, 0.0]] * 4), np.array([0, 0, 0, 1])
+    assert cal.fit_temperature(logits, labels, "softmax") == pytest.approx(2 / math.log(3), rel=1e-6)
+    assert cal.fit_temperature(np.array([[2.0]] * 4), np.array([1, 1, 1, 0]), "sigmoid") == \
+        pytest.approx(2 / math.log(3), rel=1e-6)
+    t = 2 / math.log(3)
+    assert cal.nll(logits, labels, "softmax", t) == pytest.approx(-(3 * math.log(0.75) + math.log(0.25)) / 4)
+    assert cal.nll(logits, labels, "softmax") == pytest.approx(
+        -(3 * math.log(1 / (1 + math.exp(-2))) + math.log(1 / (1 + math.exp(2)))) / 4)
+
+
+def test_temperature_is_the_minimum_of_a_fine_grid():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, (200, 5))
+    labels = np.where(rng.random(200) < 0.6, logits.argmax(axis=1), rng.integers(0, 5, 200))
+    t = cal.fit_temperature(logits, labels, "softmax")
+    grid = np.exp(np.linspace(math.log(0.05), math.log(20), 4001))
+    best = grid[np.argmin([cal.nll(logits, labels, "softmax", g) for g in grid])]
+    assert t == pytest.approx(best, rel=2e-3) and t > 1          # over-confident logits: T > 1
+
+
+def test_ece_of_a_small_case_by_hand():
+    """Confidences 0.9 (right), 0.9 (wrong), 0.62 (right), 0.7 (right), in bins 13, 13, 9 and 10 of 15:
+    ECE = 2/4 |0.5 - 0.9| + 1/4 |1 - 0.62| + 1/4 |1 - 0.7| = 0.2 + 0.095 + 0.075 = 0.37."""
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.62, 0.38], [0.3, 0.7]])
+    labels = np.array([0, 1, 0, 1])
+    e, bins = cal.reliability(probs, labels)
+    assert e == pytest.approx(0.37)
+    assert len(bins) == 15 and [b["count"] for b in bins] == [0] * 9 + [1, 1, 0, 0, 2, 0]
+    assert bins[13]["accuracy"] == 0.5 and bins[13]["confidence"] == pytest.approx(0.9)
+    assert bins[9]["lo"] == pytest.approx(9 / 15) and bins[9]["hi"] == pytest.approx(10 / 15)
+    assert cal.ece(np.array([[1.0, 0.0], [1 / 15, 14 / 15]]), np.array([0, 0])) == pytest.approx(0.5 * 14 / 15)
+
+
+def test_auroc_and_threshold_by_hand():
+    # pairs known > unknown: (3,0) (3,2) (2,0) (1,0), (2,2) a tie counts half, (1,2) none: 4.5 / 6
+    assert cal.auroc([3, 2, 1], [0, 2]) == pytest.approx(0.75)
+    assert cal.auroc([5, 6], [1, 2]) == 1.0 and cal.auroc([1], [1]) == 0.5
+    scores = np.arange(100.0)
+    t = cal.threshold_for(scores, 0.05)
+    assert int((scores < t).sum()) == 5 and cal.threshold_for(scores, 0.0) == 0.0
+
+
+def test_held_out_distance_equals_centres_recomputed_without_each_image():
+    rng = np.random.default_rng(1)
+    feats, labels = rng.normal(size=(30, 4)), np.repeat([0, 1, 2], 10)
+    fit = cal.fit_centres(feats, labels, 3)
+    got = cal.held_out_distance_score(feats, labels, fit)
+    g = (feats - fit["shift"]) / fit["scale"]
+    for i in range(30):
+        centres = fit["centres"].copy()
+        others = (labels == labels[i]) & (np.arange(30) != i)
+        centres[labels[i]] = g[others].mean(axis=0)
+        want = -np.sqrt(((g[i] - centres) ** 2).sum(axis=1).min() / 4)
+        assert got[i] == pytest.approx(want, rel=1e-9)
+    # the class-out score: with class 0's centre gone its images are farther than with it
+    assert np.all(cal.distance_score(feats, fit, exclude=0)[:10] <= cal.distance_score(feats, fit)[:10])
+    p = np.array([[0.5, 0.3, 0.2]])
+    assert cal.probability_score(p, exclude=0)[0] == pytest.approx(0.3 / 0.5)
+
+
+# --- the commands, on the hand-made dark / bright model (logit_bright - logit_dark = 10 (sum x - 2)) ---
+def hand_logits(values):
+    z = 10 * (4 * np.round(np.asarray(values) * 255) / 255 - 2)
+    return np.stack([np.zeros_like(z), z], axis=1)
+
+
+def test_calibrate_writes_the_temperature_predict_and_evaluate_use(fixture, tmp_path):  # noqa: F811
+    ckpt, data = fixture
+    before = checkpoint.load(ckpt)[0]
+    res = CliRunner().invoke(app, ["calibrate", str(ckpt), str(data)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("\n") == 1 and f"calibrated {ckpt} on 7 images of {data}: temperature" in res.output
+    values, labels = [0.1, 0.1, 0.2, 0.9, 0.8, 0.8, 0.3], np.array([0, 0, 0, 0, 1, 1, 1])
+    t = cal.fit_temperature(hand_logits(values), labels, "softmax")
+    arrays, meta = checkpoint.load(ckpt)
+    assert meta["calibration"]["temperature"] == pytest.approx(t, rel=1e-6) and t > 3   # two confident mistakes
+    for k, v in before.items():                       # the weights are untouched
+        np.testing.assert_array_equal(arrays[k], v)
+    p_bright = 1 / (1 + np.exp(-hand_logits([0.3])[0, 1] / t))
+    out = predict(ckpt, [str(data / "bright" / "b2.png")], top_k=2)[0]["top"]
+    assert {o["class"]: o["prob"] for o in out}["bright"] == pytest.approx(p_bright, rel=1e-5)
+    rep = evaluate(ckpt, data, cache_dir=tmp_path / "cache")
+    probs = np.exp(cal.log_probs(hand_logits(values), "softmax", t))
+    assert rep["ece"] == pytest.approx(cal.ece(probs, labels), abs=1e-6)
+    assert rep["calibration"]["ece"][0] == pytest.approx(cal.ece(np.exp(cal.log_probs(hand_logits(values), "softmax")),
+                                                                 labels), abs=1e-6)
+    assert rep["nll"] == pytest.approx(cal.nll(hand_logits(values), labels, "softmax", t), rel=1e-5)
+    assert rep["loss"] == pytest.approx(cal.nll(hand_logits(values), labels, "softmax"), rel=1e-5)  # = val_loss
+
+
+def test_calibrate_refuses_test_images_and_bad_input(fixture, tmp_path):  # noqa: F811
+    ckpt, data = fixture
+    test = tmp_path / "test"
+    data.rename(test)
+    res = CliRunner().invoke(app, ["calibrate", str(ckpt), str(test)])
+    assert res.exit_code == 2 and "test images must stay unseen" in res.output and res.output.count("\n") == 1
+    res = CliRunner().invoke(app, ["calibrate", str(ckpt), str(test), "--split", "nope"])
+    assert res.exit_code == 2 and "--split must be" in res.output
+    arrays, meta = checkpoint.load(ckpt)
+    checkpoint.save(ckpt, arrays, {**meta, "calibration": {"temperature": -1}})
+    res = CliRunner().invoke(app, ["predict", str(ckpt), str(test)])
+    assert res.exit_code == 2 and "meta.calibration.temperature must be a positive number" in res.output
+
+
+def test_predict_reject(fixture, tmp_path):  # noqa: F811
+    ckpt, data = fixture
+    files = [str(data / "dark" / "d0.png"), str(data / "bright" / "b2.png")]   # p(dark) 1.0; p(dark) 0.9997
+    out = predict(ckpt, files, reject=0.9999)
+    assert [r["decision"] for r in out] == ["dark", "unknown"]
+    res = CliRunner().invoke(app, ["predict", str(ckpt), *files, "--reject", "0.9999", "--csv"])
+    assert res.exit_code == 0 and res.stdout.splitlines()[0].endswith(",error,decision")
+    assert res.stdout.splitlines()[2].endswith(",unknown")
+    res = CliRunner().invoke(app, ["predict", str(ckpt), *files, "--reject", "auto"])
+    assert res.exit_code == 2 and "no calibration" in res.output and "cnncli calibrate" in res.output
+    for bad in ("1.5", "often"):
+        res = CliRunner().invoke(app, ["predict", str(ckpt), *files, "--reject", bad])
+        assert res.exit_code == 2 and f"--reject {bad}: give auto" in res.output
+    # auto: the threshold rejecting 30% of the 7 calibration images' scores (2 of them, the lowest)
+    calibrate(ckpt, data, cache_dir=tmp_path / "cache")
+    meta, arrays = checkpoint.calibration(ckpt)
+    name = meta["unknown_score"]
+    s = arrays[name]
+    assert len(s) == 7 and np.all(np.diff(s) >= 0)
+    t = (s[1] + s[2]) / 2
+    loaded = load(ckpt)
+    images = np.stack([np.asarray(Image.open(f).convert("L"))[..., None] for f in files])
+    probs, _ = _scores(loaded, images, temperature=meta["temperature"])
+    mine = score(name, loaded, images, probs, arrays)
+    want = ["unknown" if v < t else loaded.classes[int(np.argmax(p))] for v, p in zip(mine, probs)]
+    assert [r["decision"] for r in predict(ckpt, files, reject="auto", reject_rate=0.3)] == want
+
+
+def test_training_calibrates_best_and_evaluate_scores_unknowns(tmp_path):
+    from cnncli.commands.train import train
+    from cnncli.engine.progress import QuietReporter
+
+    from .imagegen import make_folder
+    from .test_train import write_config
+
+    res = train(write_config(tmp_path, epochs=2), reporter=QuietReporter())
+    best = res.output / "best.npz"
+    meta, arrays = checkpoint.calibration(best)
+    assert meta["images"] == 9 and meta["data"].startswith("the images data.val_split held out of")
+    assert meta["unknown_score"] in ("probability", "distance") and arrays["centres"].shape[0] == 3
+    assert "calibration" not in checkpoint.load(res.output / "last.npz")[1]
+    make_folder(tmp_path / "other", per_class=4, seed=5)
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(app, ["evaluate", str(best), str(tmp_path / "data"), "--unknown", str(tmp_path / "other"),
+                                 "--json", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert set(rep["unknown_auroc"]) == {"probability", "distance"} and rep["unknown"]["images"] == 12
+    assert 0 <= rep["unknown"]["caught"] <= 1 and 0 <= rep["ece"] <= 1
+    assert (out / "reliability.png").stat().st_size > 10_000
+    text = CliRunner().invoke(app, ["evaluate", str(best), str(tmp_path / "data")]).output
+    assert f"calibration: temperature {meta['temperature']:.3f} (fitted on the images" in text
+
+
+def test_export_divides_by_the_temperature(fixture, tmp_path):  # noqa: F811
+    pytest.importorskip("onnxruntime")
+    from cnncli.export import check, export
+
+    ckpt, data = fixture
+    arrays, meta = checkpoint.load(ckpt)
+    write(ckpt, {"temperature": 4.0}, {})
+    info = export(ckpt, tmp_path / "m.onnx")
+    assert "Div" in info.operators
+    report = check(ckpt, tmp_path / "m.onnx", [str(data)])
+    assert report.ok and report.images == 7
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = np.full((1, 1, 2, 2), 0.3, np.float32)
+    p = sess.run(None, {"pixels": x})[0]
+    assert p[0, 1] == pytest.approx(1 / (1 + math.exp(-10 * (4 * 0.3 - 2) / 4)), rel=1e-5)
