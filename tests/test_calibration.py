@@ -180,6 +180,8 @@ def test_training_calibrates_best_and_evaluate_scores_unknowns(tmp_path):
     assert (out / "reliability.png").stat().st_size > 10_000
     text = CliRunner().invoke(app, ["evaluate", str(best), str(tmp_path / "data")]).output
     assert f"calibration: temperature {meta['temperature']:.3f} (fitted on the images" in text
+    text = CliRunner().invoke(app, ["inspect", str(best)]).output
+    assert f"calibration     temperature {meta['temperature']:.4g}, fitted on the images data.val_split" in text
 
 
 def test_export_divides_by_the_temperature(fixture, tmp_path):  # noqa: F811

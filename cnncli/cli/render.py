@@ -154,7 +154,7 @@ def print_checkpoint(path, as_json=False, batch_size=None):
     summary = layer_table(arch, batch_size)
     info = {"classes": meta["classes"], "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),
             "preprocessing": meta["preprocessing"], "cnncli_version": meta.get("cnncli_version"),
-            "format_version": meta.get("format_version")}
+            "format_version": meta.get("format_version"), "calibration": meta.get("calibration")}
     if as_json:
         print(json.dumps({**summary, "checkpoint": info}, indent=2))
         return
@@ -172,6 +172,10 @@ def print_checkpoint(path, as_json=False, batch_size=None):
                                                    for k, v in m.items() if v is not None), highlight=False)
     console.print(f"preprocessing   {pre.get('resize_rule', pre.get('resize'))}; mean "
                   f"{[round(v, 4) for v in pre['mean']]}, std {[round(v, 4) for v in pre['std']]}", highlight=False)
+    c = meta.get("calibration")
+    if c:
+        console.print(f"calibration     temperature {c['temperature']:.4g}, fitted on {c.get('data')} "
+                      f"({c.get('images')} images); unknown score: {c.get('unknown_score')}", highlight=False)
 
 
 def print_import(imported, yaml_path, ckpt_path):
