@@ -78,6 +78,10 @@ def test_held_out_distance_equals_centres_recomputed_without_each_image():
         centres[labels[i]] = g[others].mean(axis=0)
         want = -np.sqrt(((g[i] - centres) ** 2).sum(axis=1).min() / 4)
         assert got[i] == pytest.approx(want, rel=1e-9)
+    # a class without validation images has no centre: nothing is near it
+    none = cal.fit_centres(feats[10:], labels[10:], 3)
+    assert np.isnan(none["centres"][0]).all()
+    np.testing.assert_allclose(cal.distance_score(feats, none), cal.distance_score(feats, none, exclude=0))
     # the class-out score: with class 0's centre gone its images are farther than with it
     assert np.all(cal.distance_score(feats, fit, exclude=0)[:10] <= cal.distance_score(feats, fit)[:10])
     p = np.array([[0.5, 0.3, 0.2]])

@@ -79,7 +79,7 @@ def fit_centres(features, labels, n_classes):
     shift, scale = f.mean(axis=0), f.std(axis=0)
     scale = np.where(scale > 1e-6, scale, 1.0)
     g = (f - shift) / scale
-    centres = np.zeros((n_classes, f.shape[1]))
+    centres = np.full((n_classes, f.shape[1]), np.nan)   # a class without images has no centre
     for c in range(n_classes):
         if np.any(labels == c):
             centres[c] = g[labels == c].mean(axis=0)
@@ -90,8 +90,10 @@ def _sq_distances(features, fit):
     """(N, D) -> (N, K) squared distances to each class centre, in the standardised space, / D."""
     g = (np.asarray(features, np.float64) - fit["shift"]) / fit["scale"]
     c = fit["centres"]
+    known = ~np.isnan(c).any(axis=1)
+    c = np.where(known[:, None], c, 0.0)
     d = (g * g).sum(axis=1)[:, None] - 2 * g @ c.T + (c * c).sum(axis=1)[None, :]
-    return np.maximum(d, 0.0) / g.shape[1]
+    return np.where(known[None, :], np.maximum(d, 0.0), np.inf) / g.shape[1]
 
 
 def distance_score(features, fit, exclude=None):
