@@ -13,7 +13,7 @@ from cnncli.cli.app import app
 from cnncli.commands.calibrate import calibrate, write
 from cnncli.commands.evaluate import evaluate
 from cnncli.commands.predict import _scores, load, predict
-from cnncli.commands.unknown import score
+from cnncli.commands.unknown import scores
 from cnncli.engine import calibration as cal
 from cnncli.model import checkpoint
 
@@ -84,8 +84,15 @@ def test_held_out_distance_equals_centres_recomputed_without_each_image():
     np.testing.assert_allclose(cal.distance_score(feats, none), cal.distance_score(feats, none, exclude=0))
     # the class-out score: with class 0's centre gone its images are farther than with it
     assert np.all(cal.distance_score(feats, fit, exclude=0)[:10] <= cal.distance_score(feats, fit)[:10])
-    p = np.array([[0.5, 0.3, 0.2]])
-    assert cal.probability_score(p, exclude=0)[0] == pytest.approx(0.3 / 0.5)
+    z = np.log([[0.5, 0.3, 0.2]])        # the log-odds of the max-probability: 0.5 / 0.5; without class 0, 0.6 / 0.4
+    assert cal.probability_score(z, "softmax")[0] == pytest.approx(0.0, abs=1e-12)
+    assert cal.probability_score(z, "softmax", exclude=0)[0] == pytest.approx(math.log(0.6 / 0.4))
+    assert cal.probability_score(z, "softmax", 2.0)[0] == pytest.approx(
+        math.log(math.sqrt(0.5) / (math.sqrt(0.3) + math.sqrt(0.2))))            # softmax(z / 2)
+    far = np.array([[60.0, 0.0], [50.0, 0.0]])   # p_max rounds to 1 in float64; the log-odds keep the order
+    assert cal.probability_score(far, "softmax").tolist() == pytest.approx([60.0, 50.0])
+    assert cal.probability_score(np.array([[3.0]]), "sigmoid")[0] == pytest.approx(3.0)
+    assert cal.log_odds(0.75) == pytest.approx(math.log(3))
 
 
 # --- the commands, on the hand-made dark / bright model (logit_bright - logit_dark = 10 (sum x - 2)) ---
@@ -155,7 +162,7 @@ def test_predict_reject(fixture, tmp_path):  # noqa: F811
     loaded = load(ckpt)
     images = np.stack([np.asarray(Image.open(f).convert("L"))[..., None] for f in files])
     probs, _ = _scores(loaded, images, temperature=meta["temperature"])
-    mine = score(name, loaded, images, probs, arrays)
+    mine = scores(loaded, images, arrays, meta["temperature"])[0][name]
     want = ["unknown" if v < t else loaded.classes[int(np.argmax(p))] for v, p in zip(mine, probs)]
     assert [r["decision"] for r in predict(ckpt, files, reject="auto", reject_rate=0.3)] == want
 

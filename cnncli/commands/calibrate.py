@@ -2,6 +2,7 @@
 labelled validation images, and write them into the checkpoint (meta 'calibration' and arrays
 'calibration.*'; engine/calibration.py has the math)."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,12 @@ def fit(model, mean, std, images, labels, source):
     t = cal.fit_temperature(logits, labels, head)
     before, after = np.exp(cal.log_probs(logits, head)), np.exp(cal.log_probs(logits, head, t))
     centres = cal.fit_centres(feats, labels, model.n_classes)
-    scores = {"probability": cal.probability_score(after), "distance": cal.held_out_distance_score(feats, labels, centres)}
-    proxy = cal.class_out_auroc(after, feats, labels, centres)
+    scores = {"probability": cal.probability_score(logits, head, t),
+              "distance": cal.held_out_distance_score(feats, labels, centres)}
+    proxy = cal.class_out_auroc(logits, head, t, feats, labels, centres)
     chosen = "distance" if proxy["distance"] > proxy["probability"] else "probability"
-    meta = {"temperature": t, "data": str(source), "images": int(len(labels)),
+    bound = min(abs(math.log(t / b)) for b in cal.T_RANGE) < 1e-3   # no mistake to fit on: NLL falls to T -> 0
+    meta = {"temperature": t, "at_bound": bool(bound), "data": str(source), "images": int(len(labels)),
             "nll": [cal.nll(logits, labels, head), cal.nll(logits, labels, head, t)],
             "ece": [cal.ece(before, labels), cal.ece(after, labels)],
             "unknown_score": chosen, "class_out_auroc": proxy}
@@ -36,7 +39,8 @@ def fit(model, mean, std, images, labels, source):
 def describe(path, meta):
     """One line: what a checkpoint's calibration was fitted on and what it changed."""
     (n0, n1), (e0, e1), a = meta["nll"], meta["ece"], meta["class_out_auroc"]
-    return (f"calibrated {path} on {meta['images']} images of {meta['data']}: temperature {meta['temperature']:.3f}, "
+    bound = " (the search's bound: too few validation mistakes to fit it on)" if meta.get("at_bound") else ""
+    return (f"calibrated {path} on {meta['images']} images of {meta['data']}: temperature {meta['temperature']:.3f}{bound}, "
             f"NLL {n0:.4f} -> {n1:.4f}, ECE {e0:.2%} -> {e1:.2%}; unknown score: {meta['unknown_score']} "
             f"(class-out AUROC: probability {a['probability']:.3f}, distance {a['distance']:.3f})")
 

@@ -126,11 +126,11 @@ def calibration_summary(scored, batch_size=64):
 def add_calibration(report, scored, unknown=None, rate=0.05):
     """report (summarize_scores) += 'ece' and 'nll' (with the temperature), 'calibration', and with
     unknown (a folder of classes never trained on) 'unknown' and 'unknown_auroc' -> report."""
-    cal, probs = calibration_summary(scored)
+    cal, _ = calibration_summary(scored)
     report.update(ece=cal["ece"][1], nll=cal["nll"][1], calibration=cal)
     if unknown is not None:
         from .unknown_eval import unknown_report
-        report["unknown"] = unknown_report(report["checkpoint"], scored, probs, unknown, rate)
+        report["unknown"] = unknown_report(report["checkpoint"], scored, unknown, rate)
         report["unknown_auroc"] = report["unknown"]["unknown_auroc"]
     return report
 

@@ -36,31 +36,32 @@ def check_rate(rate):
 
 
 def rule(ckpt_path, reject, rate):
-    """-> (score name, threshold, stored arrays): how images are judged unknown."""
+    """-> (score name, threshold, calibration meta, stored arrays): how images are judged unknown."""
     reject = parse_reject(reject)
     check_rate(rate)
     meta, arrays = calibration(ckpt_path)
     if reject != "auto":
-        return "probability", float(reject), arrays
+        return "probability", cal.log_odds(reject), meta, arrays
     name = meta.get("unknown_score")
     if name not in cal.SCORES or name not in arrays:
         raise CnnError(f"{ckpt_path} holds no calibration to pick a threshold from: run cnncli calibrate "
                        f"{ckpt_path} VAL_DATA first, or give a fixed probability (--reject 0.6)")
-    return name, cal.threshold_for(arrays[name], rate), arrays
+    return name, cal.threshold_for(arrays[name], rate), meta, arrays
 
 
-def score(name, loaded, images, probs, arrays):
-    """-> (N,) the named score of each image (higher: more like a training class)."""
-    if name == "probability":
-        return cal.probability_score(probs)
+def scores(loaded, images, arrays, temperature):
+    """uint8 images -> ({score name: (N,) score}, (N,) predicted class), one inference pass (no TTA)."""
     if not len(images):
-        return np.zeros(0)
-    _, feats = logits_and_features(loaded.model, loaded.mean, loaded.std, np.asarray(images))
-    return cal.distance_score(feats, {k: arrays[k] for k in ("shift", "scale", "centres")})
+        return {k: np.zeros(0) for k in cal.SCORES}, np.zeros(0, np.int64)
+    logits, feats = logits_and_features(loaded.model, loaded.mean, loaded.std, np.asarray(images))
+    out = {"probability": cal.probability_score(logits, loaded.model.head, temperature)}
+    if "centres" in arrays:
+        out["distance"] = cal.distance_score(feats, {k: arrays[k] for k in ("shift", "scale", "centres")})
+    return out, cal.log_probs(logits, loaded.model.head).argmax(axis=1)
 
 
 def decide(ckpt_path, loaded, images, probs, reject, rate):
-    """-> each image's class name, or 'unknown' when its score is under the threshold."""
-    name, threshold, arrays = rule(ckpt_path, reject, rate)
-    s = score(name, loaded, images, probs, arrays)
+    """-> each image's class name (the top of probs), or 'unknown' when its score is under the threshold."""
+    name, threshold, meta, arrays = rule(ckpt_path, reject, rate)
+    s = scores(loaded, images, arrays, meta.get("temperature", 1.0))[0][name]
     return [UNKNOWN if v < threshold else loaded.classes[int(np.argmax(p))] for v, p in zip(s, probs)]

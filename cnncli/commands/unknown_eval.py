@@ -5,27 +5,25 @@ import numpy as np
 
 from ..engine import calibration as cal
 from ..errors import CnnError
-from .predict import _scores, collect
-from .unknown import rule, score
+from .predict import collect
+from .unknown import rule, scores
 
 
-def unknown_report(ckpt_path, scored, calibrated, folder, rate=0.05, batch_size=64):
-    """Known images (Scored, and their calibrated probabilities) against the images under folder
-    (classes the model never saw) -> {'unknown_auroc': {score: AUROC}, 'score', 'threshold',
-    'caught' (share of unknowns rejected), 'false_rejection' (share of known images rejected), ...}."""
+def unknown_report(ckpt_path, scored, folder, rate=0.05):
+    """Known images (Scored) against the images under folder (classes the model never saw) ->
+    {'unknown_auroc': {score: AUROC}, 'score', 'threshold', 'caught' (share of unknowns rejected),
+    'false_rejection' (share of known images rejected), ...}."""
     from ..data.cache import decode_files
-    from ..model.checkpoint import temperature
 
     loaded = scored.loaded
-    name, threshold, arrays = rule(ckpt_path, "auto", rate)
+    name, threshold, meta, arrays = rule(ckpt_path, "auto", rate)
     files, missing = collect([str(folder)])
     images = [item[0] for _, item in decode_files(files, loaded.shape, loaded.resize, None, None)
               if not isinstance(item, str)]
     if not images:
         raise CnnError(f"--unknown {folder}: no readable images in it")
-    probs, _ = _scores(loaded, images, batch_size=batch_size, temperature=temperature(loaded.meta))
-    known = {k: score(k, loaded, scored.images, calibrated, arrays) for k in cal.SCORES}
-    unknown = {k: score(k, loaded, images, probs, arrays) for k in cal.SCORES}
+    t = meta.get("temperature", 1.0)
+    known, unknown = scores(loaded, scored.images, arrays, t)[0], scores(loaded, images, arrays, t)[0]
     return {"folder": str(folder), "images": len(images), "skipped": len(files) - len(images) + len(missing),
             "unknown_auroc": {k: cal.auroc(known[k], unknown[k]) for k in cal.SCORES},
             "score": name, "rate": rate, "threshold": threshold,

@@ -5,8 +5,8 @@ T > 0 minimises the negative log-likelihood NLL(T) = -mean_i log p_T(y_i | z_i) 
 NLL is convex in 1 / T, so it has one minimum along log T: a golden-section search finds it.
 Expected calibration error over B equal-width bins of the max-probability c_i (bin b: (b/B, (b+1)/B],
 bin 0 also takes c = 0):  ECE = sum_b |S_b| / N * |acc(S_b) - mean conf(S_b)|.
-Unknown scores are "higher = more like the training classes": the max-probability, and minus the
-distance to the nearest class centre of the penultimate features, standardised per feature.
+Unknown scores are "higher = more like the training classes": the calibrated max-probability (as
+log-odds), and minus the distance to the nearest class centre of the penultimate features, standardised per feature.
 """
 
 import math
@@ -118,13 +118,30 @@ def held_out_distance_score(features, labels, fit):
     return -np.sqrt(d.min(axis=1) / g.shape[1])
 
 
-def probability_score(probs, exclude=None):
-    """-> (N,) the max-probability; exclude: that class's probability is taken out and the rest renormalised."""
-    p = np.asarray(probs, np.float64)
-    if exclude is None:
-        return p.max(axis=1)
-    rest = np.delete(p, exclude, axis=1)
-    return rest.max(axis=1) / np.maximum(rest.sum(axis=1), 1e-300)
+def probability_score(logits, head, temperature=1.0, exclude=None):
+    """-> (N,) the log-odds of the calibrated max-probability, log p_max - log(1 - p_max): ordered as
+    p_max, without p_max's float rounding to 1 near certainty. exclude: that class is taken out and
+    the rest renormalised (a class played as unseen)."""
+    lp = log_probs(logits, head, temperature)
+    if exclude is not None:
+        lp = np.delete(lp, exclude, axis=1)
+        lp = lp - _logsumexp(lp)[:, None]
+    top = lp.argmax(axis=1)
+    rest = lp.copy()
+    rest[np.arange(len(lp)), top] = -np.inf
+    return lp[np.arange(len(lp)), top] - _logsumexp(rest)
+
+
+def log_odds(p):
+    """A probability threshold P -> the probability_score threshold: p_max < P <=> score < log(P / (1 - P))."""
+    return math.log(p / (1 - p))
+
+
+def _logsumexp(a):
+    top = a.max(axis=1)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return top + np.log(np.exp(a - top[:, None]).sum(axis=1))
 
 
 def auroc(known, unknown):
@@ -147,16 +164,16 @@ def auroc(known, unknown):
     return float(u / (len(known) * len(unknown)))
 
 
-def class_out_auroc(probs, features, labels, fit):
+def class_out_auroc(logits, head, temperature, features, labels, fit):
     """Each score's mean AUROC over the classes, each class in turn played as the unknown one
     (its probability or centre removed) against the others' images -> {score name: AUROC}."""
     labels = np.asarray(labels)
     out = {"probability": [], "distance": []}
-    for c in range(probs.shape[1]):
+    for c in range(len(fit["centres"])):
         mine = labels == c
         if not mine.any() or mine.all():
             continue
-        p = probability_score(probs, c)
+        p = probability_score(logits, head, temperature, c)
         out["probability"].append(auroc(p[~mine], p[mine]))
         d = distance_score(features, fit, c)
         out["distance"].append(auroc(d[~mine], d[mine]))
