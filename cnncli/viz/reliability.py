@@ -1,5 +1,6 @@
 """reliability.png: accuracy against confidence in 15 equal-width bins of the max-probability,
-before and after the checkpoint's temperature; a calibrated model's bars meet the diagonal."""
+before and after the checkpoint's temperature; a calibrated model's bars meet the diagonal. Each
+bar's foot shows how many images it stands on."""
 
 from .figure import BAD, GOOD, MUTED, new_figure, styled
 
@@ -18,6 +19,9 @@ def draw_reliability(cal, title="reliability"):
             ax.bar([b["lo"] for b in full], [abs(b["confidence"] - b["accuracy"]) for b in full], width=width,
                    bottom=[min(b["accuracy"], b["confidence"]) for b in full], align="edge", color="none",
                    hatch="///", edgecolor=BAD, label="gap to mean confidence")
+            for b in full:   # how many images each bar stands on
+                ax.text(b["lo"] + width / 2, 0.02, str(b["count"]), ha="center", va="bottom", fontsize=6,
+                        color="white" if b["accuracy"] > 0.08 else MUTED)
             ax.plot([0, 1], [0, 1], "--", color=MUTED, lw=1)
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
