@@ -162,7 +162,7 @@ def test_predict_reject(fixture, tmp_path):  # noqa: F811
     loaded = load(ckpt)
     images = np.stack([np.asarray(Image.open(f).convert("L"))[..., None] for f in files])
     probs, _ = _scores(loaded, images, temperature=meta["temperature"])
-    mine = scores(loaded, images, arrays, meta["temperature"])[0][name]
+    mine = scores(loaded, images, arrays, meta["temperature"])[name]
     want = ["unknown" if v < t else loaded.classes[int(np.argmax(p))] for v, p in zip(mine, probs)]
     assert [r["decision"] for r in predict(ckpt, files, reject="auto", reject_rate=0.3)] == want
 

@@ -12,6 +12,7 @@ from ..errors import CnnError
 from ..model import checkpoint
 from ..model.features import logits_and_features
 
+
 def fit(model, mean, std, images, labels, source):
     """Labelled validation images -> (meta['calibration'], {'calibration.<name>': array})."""
     labels = np.asarray(labels, np.int64)

@@ -125,6 +125,9 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False, r
     over tta_views. Probabilities use the checkpoint's calibration temperature. reject ('auto' or a
     probability): each record also gets "decision", its class or 'unknown' (commands/unknown.py)."""
     loaded = load(ckpt_path)
+    if reject is not None:   # a bad --reject is said before any image is read
+        from .unknown import rule
+        rule(ckpt_path, reject, reject_rate)
     files, missing = collect(paths, label_columns(loaded.meta))
     k = min(top_k, len(loaded.classes))
     results = [{"path": p, "error": r} for p, r in missing]

@@ -50,18 +50,18 @@ def rule(ckpt_path, reject, rate):
 
 
 def scores(loaded, images, arrays, temperature):
-    """uint8 images -> ({score name: (N,) score}, (N,) predicted class), one inference pass (no TTA)."""
+    """uint8 images -> {score name: (N,) score}, in one inference pass (no TTA)."""
     if not len(images):
-        return {k: np.zeros(0) for k in cal.SCORES}, np.zeros(0, np.int64)
+        return {k: np.zeros(0) for k in cal.SCORES}
     logits, feats = logits_and_features(loaded.model, loaded.mean, loaded.std, np.asarray(images))
     out = {"probability": cal.probability_score(logits, loaded.model.head, temperature)}
     if "centres" in arrays:
         out["distance"] = cal.distance_score(feats, {k: arrays[k] for k in ("shift", "scale", "centres")})
-    return out, cal.log_probs(logits, loaded.model.head).argmax(axis=1)
+    return out
 
 
 def decide(ckpt_path, loaded, images, probs, reject, rate):
     """-> each image's class name (the top of probs), or 'unknown' when its score is under the threshold."""
     name, threshold, meta, arrays = rule(ckpt_path, reject, rate)
-    s = scores(loaded, images, arrays, meta.get("temperature", 1.0))[0][name]
+    s = scores(loaded, images, arrays, meta.get("temperature", 1.0))[name]
     return [UNKNOWN if v < threshold else loaded.classes[int(np.argmax(p))] for v, p in zip(s, probs)]

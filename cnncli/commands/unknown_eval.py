@@ -23,7 +23,7 @@ def unknown_report(ckpt_path, scored, folder, rate=0.05):
     if not images:
         raise CnnError(f"--unknown {folder}: no readable images in it")
     t = meta.get("temperature", 1.0)
-    known, unknown = scores(loaded, scored.images, arrays, t)[0], scores(loaded, images, arrays, t)[0]
+    known, unknown = scores(loaded, scored.images, arrays, t), scores(loaded, images, arrays, t)
     return {"folder": str(folder), "images": len(images), "skipped": len(files) - len(images) + len(missing),
             "unknown_auroc": {k: cal.auroc(known[k], unknown[k]) for k in cal.SCORES},
             "score": name, "rate": rate, "threshold": threshold,
