@@ -211,3 +211,27 @@ def test_export_divides_by_the_temperature(fixture, tmp_path):  # noqa: F811
     x = np.full((1, 1, 2, 2), 0.3, np.float32)
     p = sess.run(None, {"pixels": x})[0]
     assert p[0, 1] == pytest.approx(1 / (1 + math.exp(-10 * (4 * 0.3 - 2) / 4)), rel=1e-5)
+
+
+def test_a_sigmoid_head_scales_its_one_logit(fixture, tmp_path):  # noqa: F811
+    """The same dark / bright rule as one logit z = 10 (sum x - 2): p(bright) = sigmoid(z / T)."""
+    pytest.importorskip("onnxruntime")
+    from cnncli.export import check, export
+
+    ckpt, data = fixture
+    arch = {"input": [2, 2, 1], "layers": ["flatten", {"dense": {"units": 1, "activation": "sigmoid"}}]}
+    checkpoint.save(ckpt, {"layers.1.weight": np.full((1, 4), 10.0, np.float32),
+                           "layers.1.bias": np.array([-20.0], np.float32)},
+                    {"architecture": arch, "classes": ["dark", "bright"], "epoch": 0,
+                     "preprocessing": {"input": [2, 2, 1], "mean": [0.0], "std": [1.0], "resize": "stretch"}})
+    meta = calibrate(ckpt, data, cache_dir=tmp_path / "cache")
+    values, labels = [0.1, 0.1, 0.2, 0.9, 0.8, 0.8, 0.3], np.array([0, 0, 0, 0, 1, 1, 1])
+    z = hand_logits(values)[:, 1:]
+    t = cal.fit_temperature(z, labels, "sigmoid")
+    assert meta["temperature"] == pytest.approx(t, rel=1e-6)
+    assert t == pytest.approx(cal.fit_temperature(hand_logits(values), labels, "softmax"), rel=1e-6)  # same model
+    out = predict(ckpt, [str(data / "bright" / "b2.png")], top_k=2)[0]["top"]
+    assert {o["class"]: o["prob"] for o in out}["bright"] == pytest.approx(1 / (1 + np.exp(-z[6, 0] / t)), rel=1e-5)
+    info = export(ckpt, tmp_path / "s.onnx")
+    assert "Div" in info.operators and "Sigmoid" in info.operators
+    assert check(ckpt, tmp_path / "s.onnx", [str(data)]).ok
