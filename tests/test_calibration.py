@@ -235,3 +235,21 @@ def test_a_sigmoid_head_scales_its_one_logit(fixture, tmp_path):  # noqa: F811
     info = export(ckpt, tmp_path / "s.onnx")
     assert "Div" in info.operators and "Sigmoid" in info.operators
     assert check(ckpt, tmp_path / "s.onnx", [str(data)]).ok
+
+
+def test_the_table_shows_decisions_only_with_reject(fixture):  # noqa: F811
+    ckpt, data = fixture
+    plain = CliRunner().invoke(app, ["predict", str(ckpt), str(data / "bright")])
+    assert plain.exit_code == 0 and "┃ decision" not in plain.stdout and "bright 100.0%" in plain.stdout
+    rejected = CliRunner().invoke(app, ["predict", str(ckpt), str(data / "bright"), "--reject", "0.9999"])
+    assert rejected.exit_code == 0 and "┃ decision" in rejected.stdout and "│ unknown" in rejected.stdout
+
+
+def test_a_temperature_at_the_search_bound_is_said():
+    from cnncli.commands.calibrate import describe
+
+    logits, labels = np.array([[3.0, 0.0], [0.0, 3.0]]), np.array([0, 1])     # no mistake: NLL falls as T -> 0
+    assert cal.fit_temperature(logits, labels, "softmax") == pytest.approx(cal.T_RANGE[0], rel=1e-3)
+    meta = {"images": 2, "data": "val", "temperature": cal.T_RANGE[0], "at_bound": "low", "nll": [0.1, 0.0],
+            "ece": [0.1, 0.0], "unknown_score": "probability", "class_out_auroc": {"probability": 0.5, "distance": 0.5}}
+    assert "lower bound: no validation mistake" in describe("best.npz", meta)

@@ -108,7 +108,8 @@ def print_predictions(results, fmt):
         table.add_column(f"#{i}")
     for r in results:
         if "top" in r:  # failures go to stderr, once (cli.predict)
-            table.add_row(r["path"], *[r["decision"]] * decided, *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
+            table.add_row(r["path"], *([r["decision"]] if decided else []),
+                          *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
     make_console().print(table)
 
 

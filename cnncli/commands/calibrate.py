@@ -27,8 +27,8 @@ def fit(model, mean, std, images, labels, source):
               "distance": cal.held_out_distance_score(feats, labels, centres)}
     proxy = cal.class_out_auroc(logits, head, t, feats, labels, centres)
     chosen = "distance" if proxy["distance"] > proxy["probability"] else "probability"
-    bound = min(abs(math.log(t / b)) for b in cal.T_RANGE) < 1e-3   # no mistake to fit on: NLL falls to T -> 0
-    meta = {"temperature": t, "at_bound": bool(bound), "data": str(source), "images": int(len(labels)),
+    near = [b for b in cal.T_RANGE if abs(math.log(t / b)) < 1e-3]   # low: no mistake to fit on (NLL falls as T -> 0)
+    meta = {"temperature": t, "at_bound": ("low" if near[0] < 1 else "high") if near else None, "data": str(source), "images": int(len(labels)),
             "nll": [cal.nll(logits, labels, head), cal.nll(logits, labels, head, t)],
             "ece": [cal.ece(before, labels), cal.ece(after, labels)],
             "unknown_score": chosen, "class_out_auroc": proxy}
@@ -40,7 +40,9 @@ def fit(model, mean, std, images, labels, source):
 def describe(path, meta):
     """One line: what a checkpoint's calibration was fitted on and what it changed."""
     (n0, n1), (e0, e1), a = meta["nll"], meta["ece"], meta["class_out_auroc"]
-    bound = " (the search's bound: too few validation mistakes to fit it on)" if meta.get("at_bound") else ""
+    bound = {"low": " (the search's lower bound: no validation mistake to fit it on)",
+             "high": " (the search's upper bound: the validation predictions are little better than chance)"}.get(
+        meta.get("at_bound"), "")
     return (f"calibrated {path} on {meta['images']} images of {meta['data']}: temperature {meta['temperature']:.3f}{bound}, "
             f"NLL {n0:.4f} -> {n1:.4f}, ECE {e0:.2%} -> {e1:.2%}; unknown score: {meta['unknown_score']} "
             f"(class-out AUROC: probability {a['probability']:.3f}, distance {a['distance']:.3f})")

@@ -190,11 +190,11 @@ def _run(trainer, report, kernels):
     finally:
         report.close()
     best = state.best
+    if best and trainer.dist.root:
+        _calibrate_best(trainer, report)
     if best:
         report.message(f"done: best epoch {best['epoch']} ({best['monitor']}), "
                        f"checkpoints in {trainer.output}/best.npz and last.npz")
-    if best and trainer.dist.root:
-        _calibrate_best(trainer, report)
     if trainer.data.val is not None and not trainer.cfg.data.val and "val" not in trainer.data.data_files:
         report.message(_honest_figure(trainer.cfg, trainer.output))
     return Result(trainer.output, state, trainer.data.classes, trainer.data.skipped)
@@ -205,7 +205,8 @@ def _calibrate_best(trainer, report):
     from .calibrate import after_training, describe
 
     cfg = trainer.cfg
-    source = cfg.data.val or f"the images data.val_split held out of {cfg.data.train}"
+    source = cfg.data.val or (f"the val rows of {cfg.data.train}" if "val" in trainer.data.data_files else
+                              f"the images data.val_split held out of {cfg.data.train}")
     meta = after_training(trainer.output / "best.npz", trainer.data.val, source)
     if meta is not None:
         report.message(describe(trainer.output / "best.npz", meta))
