@@ -253,3 +253,15 @@ def test_a_temperature_at_the_search_bound_is_said():
     meta = {"images": 2, "data": "val", "temperature": cal.T_RANGE[0], "at_bound": "low", "nll": [0.1, 0.0],
             "ece": [0.1, 0.0], "unknown_score": "probability", "class_out_auroc": {"probability": 0.5, "distance": 0.5}}
     assert "lower bound: no validation mistake" in describe("best.npz", meta)
+
+
+def test_explain_shows_the_calibrated_probability(shapes_run, tmp_path):
+    from cnncli.commands.explain import explain
+
+    run, data, _ = shapes_run
+    best = run / "best.npz"
+    image = sorted((data / "val" / "circle").glob("*.png"))[0]
+    t = checkpoint.temperature(checkpoint.load(best)[1])
+    shown = explain(best, [str(image)], tmp_path / "x", draw=False)[0]["prediction"]
+    top = predict(best, [str(image)], top_k=1)[0]["top"][0]
+    assert t != 1.0 and shown["class"] == top["class"] and shown["prob"] == pytest.approx(top["prob"], rel=1e-5)
