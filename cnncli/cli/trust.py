@@ -19,7 +19,8 @@ def calibrate(
                                 "file (.csv, .tsv, .jsonl). Never the test images."),
     split: Optional[str] = typer.Option(None, "--split", help="Only a label file's rows of this split (val)."),
 ):
-    """Fit the temperature and the unknown-image scores on validation images. Rewrites the checkpoint."""
+    """Calibrate confidence on validation images. Fits the temperature and the unknown-image scores and
+    rewrites the checkpoint (weights untouched)."""
     from ..commands.calibrate import calibrate as run_calibrate, describe
     from ..data.folder import SPLITS
 
