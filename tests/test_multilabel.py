@@ -173,8 +173,15 @@ def test_train_evaluate_predict_export_multilabel(ml_data):
     assert res.exit_code == 0, res.output
     assert "multi-label: labels.csv is labels joined by the separator" in res.output
     assert "val_mAP" in res.output and "(val_map)" in res.output
+    assert "calibrated" not in res.output           # per-label thresholds, not a temperature
     ckpt = ml_data / "run" / "best.npz"
     _, meta = checkpoint.load(ckpt)
+    assert "calibration" not in meta
+    for args, message in ((("calibrate", ckpt, ml_data / "labels.csv", "--split", "val"), "is multi-label: it is calibrated per label"),
+                          (("predict", ckpt, ml_data / "img" / "0.png", "--reject", "auto"), "is multi-label"),
+                          (("evaluate", ckpt, ml_data / "labels.csv", "--unknown", ml_data / "img"), "--unknown scores single-label")):
+        res = cli(*args)
+        assert res.exit_code == 2 and message in res.output and len(res.output.strip().splitlines()) == 1, res.output
     assert meta["classes"] == ["cat", "dog", "owl"]
     assert len(meta["multilabel"]["thresholds"]) == 3 and "validation" in meta["multilabel"]["tuned"]
     res = cli("evaluate", ckpt, ml_data / "labels.csv", "--split", "val", "--json", "--out", ml_data / "ev")
@@ -184,6 +191,7 @@ def test_train_evaluate_predict_export_multilabel(ml_data):
     res = cli("evaluate", ckpt, ml_data / "labels.csv", "--split", "val", "--json", "--tta")
     assert res.exit_code == 0 and 0 < json.loads(res.stdout)["map"] <= 1, res.output
     assert (ml_data / "ev" / "per_label.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (ml_data / "ev" / "reliability.png").exists() and "ece" not in rep
     header = (ml_data / "ev" / "per_label.csv").read_text().splitlines()[0]
     assert header == "label,precision,recall,f1,ap,support,threshold"
     res = cli("predict", ckpt, ml_data / "img" / "0.png", "--json")

@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 import typer
 
 from ..errors import CnnError
+from . import trust
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"max_content_width": 120},  # no '...' cuts
@@ -159,12 +160,14 @@ def predict(
     as_csv: bool = typer.Option(False, "--csv", help="CSV: path, class_1, prob_1, ..., error."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    reject: Optional[str] = typer.Option(None, "--reject", metavar="auto|P", help=trust.REJECT_HELP),
+    reject_rate: float = typer.Option(0.05, "--reject-rate", help=trust.RATE_HELP),
 ):
     """Classify images with a trained checkpoint. Its classes and preprocessing travel with it."""
     from ..commands.predict import predict as run_predict
     from .render import print_predictions
 
-    results = run_predict(checkpoint_file, paths, top_k, batch_size, tta=tta)
+    results = run_predict(checkpoint_file, paths, top_k, batch_size, tta=tta, reject=reject, reject_rate=reject_rate)
     fmt = "json" if as_json else "csv" if as_csv else "table"
     print_predictions(results, fmt)
     failed = [r for r in results if "error" in r]
@@ -192,11 +195,14 @@ def evaluate(
                                         "(train, val or test)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write confusion.png, confusion.csv, "
-                                       "per_class.csv and mistakes.png into this folder."),
+                                       "per_class.csv, mistakes.png and reliability.png into this folder."),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    unknown: Optional[Path] = typer.Option(None, "--unknown", help="Images of classes the model never saw: "
+                                           "how well each unknown score tells them apart (AUROC)."),
+    reject_rate: float = typer.Option(0.05, "--reject-rate", help=trust.RATE_HELP),
 ):
     """Score a checkpoint on a labelled folder or label file. Accuracy, per-class scores, confusion matrix."""
-    from ..commands.evaluate import score_folder, summarize_scores
+    from ..commands.evaluate import add_calibration, score_folder, summarize_scores, write_reliability
     from .render import print_evaluation
 
     from ..data.folder import SPLITS
@@ -204,15 +210,20 @@ def evaluate(
     if split is not None and split.lower() not in SPLITS:
         raise CnnError(f"--split must be train, val or test, got {split!r}")
     scored = score_folder(checkpoint_file, data_dir, tta=tta, split=split and SPLITS[split.lower()])
-    report = summarize_scores(scored, checkpoint_file, top_k)
+    report = add_calibration(summarize_scores(scored, checkpoint_file, top_k), scored, unknown, reject_rate)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         print_evaluation(report)
+        trust.print_trust(report)
     if out is not None:
         from ..commands.evaluate import write_evaluation
         written = write_evaluation(scored, report, out)
+        written += [write_reliability(report, out)] if "calibration" in report else []
         typer.echo(f"wrote {', '.join(p.name for p in written)} to {out}", err=as_json)
+
+
+command(trust.calibrate)
 
 
 @command

@@ -91,20 +91,27 @@ def print_predictions(results, fmt):
     k = max((len(r["top"]) for r in results if "top" in r), default=0)
     if fmt == "csv":
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["path"] + [f"{c}_{i}" for i in range(1, k + 1) for c in ("class", "prob")] + ["error"])
+        decided = any("decision" in r for r in results)   # predict --reject: a last column
+        w.writerow(["path"] + [f"{c}_{i}" for i in range(1, k + 1) for c in ("class", "prob")] + ["error"]
+                   + ["decision"] * decided)
         for r in results:
             cells = [x for t in r.get("top", []) for x in (t["class"], f"{t['prob']:.6f}")]
-            w.writerow([r["path"]] + cells + [""] * (2 * k - len(cells)) + [r.get("error", "")])
+            w.writerow([r["path"]] + cells + [""] * (2 * k - len(cells)) + [r.get("error", "")]
+                       + [r.get("decision", "")] * decided)
         return
     if not any("top" in r for r in results):
         return
     table = Table(header_style="bold")
     table.add_column("image", overflow="fold")
+    decided = any("decision" in r for r in results)
+    if decided:
+        table.add_column("decision")
     for i in range(1, k + 1):
         table.add_column(f"#{i}")
     for r in results:
         if "top" in r:  # failures go to stderr, once (cli.predict)
-            table.add_row(r["path"], *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
+            table.add_row(r["path"], *([r["decision"]] if decided else []),
+                          *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
     make_console().print(table)
 
 
@@ -194,7 +201,7 @@ def print_checkpoint(path, as_json=False, batch_size=None):
     summary = layer_table(arch, batch_size)
     info = {"classes": meta["classes"], "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),
             "preprocessing": meta["preprocessing"], "cnncli_version": meta.get("cnncli_version"),
-            "format_version": meta.get("format_version")}
+            "format_version": meta.get("format_version"), "calibration": meta.get("calibration")}
     if as_json:
         print(json.dumps({**summary, "checkpoint": info}, indent=2))
         return
@@ -212,6 +219,10 @@ def print_checkpoint(path, as_json=False, batch_size=None):
                                                    for k, v in m.items() if v is not None), highlight=False)
     console.print(f"preprocessing   {pre.get('resize_rule', pre.get('resize'))}; mean "
                   f"{[round(v, 4) for v in pre['mean']]}, std {[round(v, 4) for v in pre['std']]}", highlight=False)
+    c = meta.get("calibration")
+    if c:
+        console.print(f"calibration     temperature {c['temperature']:.4g}, fitted on {c.get('data')} "
+                      f"({c.get('images')} images); unknown score: {c.get('unknown_score')}", highlight=False)
 
 
 def print_import(imported, yaml_path, ckpt_path):

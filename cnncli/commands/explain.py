@@ -10,6 +10,7 @@ from ..data.cache import decode_files
 from ..errors import CnnError
 from ..engine.multilabel_metrics import present_labels
 from ..model.checkpoint import thresholds_of
+from ..model.checkpoint import temperature
 from ..model.gradcam import check_layer, default_layer, grad_cam, is_spatial, peak
 from .predict import collect, load
 
@@ -84,7 +85,7 @@ def explain(ckpt_path, paths, out, class_name=None, layer=None, batch_size=32, w
         batch = np.asarray(images[start:start + batch_size])
         x = prepare_batch(batch, loaded.mean, loaded.std)
         wanted = None if target is None else np.full(len(batch), target)
-        e = grad_cam(model, x, layer, wanted, keep=shown)
+        e = grad_cam(model, x, layer, wanted, keep=shown, temperature=temperature(loaded.meta))
         for k in range(len(batch)):
             n = start + k
             probs = e.probs[k]

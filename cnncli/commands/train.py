@@ -213,12 +213,26 @@ def _run(trainer, report, kernels):
     finally:
         report.close()
     best = state.best
+    if best and trainer.dist.root and trainer.model.head != "multilabel":   # multi-label: per-label thresholds instead
+        _calibrate_best(trainer, report)
     if best:
         report.message(f"done: best epoch {best['epoch']} ({best['monitor']}), "
                        f"checkpoints in {trainer.output}/best.npz and last.npz")
     if trainer.data.val is not None and not trainer.cfg.data.val and "val" not in trainer.data.data_files:
         report.message(_honest_figure(trainer.cfg, trainer.output))
     return Result(trainer.output, state, trainer.data.classes, trainer.data.skipped)
+
+
+def _calibrate_best(trainer, report):
+    """Fit best.npz's temperature and unknown-image scores on the validation images (cnncli calibrate)."""
+    from .calibrate import after_training, describe
+
+    cfg = trainer.cfg
+    source = cfg.data.val or (f"the val rows of {cfg.data.train}" if "val" in trainer.data.data_files else
+                              f"the images data.val_split held out of {cfg.data.train}")
+    meta = after_training(trainer.output / "best.npz", trainer.data.val, source)
+    if meta is not None:
+        report.message(describe(trainer.output / "best.npz", meta))
 
 
 def _honest_figure(cfg, output):

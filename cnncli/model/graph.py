@@ -383,9 +383,10 @@ class Model:
             plan[j] = None
         return plan
 
-    def evaluate(self, batches, views=1):
+    def evaluate(self, batches, views=1, temperature=1.0):
         """The one evaluation, in inference mode: train's validation, `evaluate` and `predict` all
         call it. batches: (x, labels or None) pairs -> (probabilities (N, K), mean loss or None).
+        temperature: the logits are divided by it first (a calibrated checkpoint's T).
         The loss is the head's plain cross-entropy (no label smoothing, no class weights).
         views > 1 (test-time augmentation): each x holds `views` versions of its B images, view
         after view ((V B, ...)); their probabilities are averaged, p = mean_v p_v, and the loss is
@@ -396,6 +397,8 @@ class Model:
         for x, labels in batches:
             split = self.shards.usable(len(x), self.context())
             logits = self.shards.forward(x, plan) if split else self.forward(x, training=False, plan=plan)
+            if temperature != 1.0:
+                logits = logits / logits.dtype.type(temperature)
             if views > 1 and self.head == "multilabel":   # p = mean_v p_v per label; BCE of the means
                 p = loss.probabilities(logits).reshape(views, -1, logits.shape[1]).mean(axis=0)
                 probs.append(p)
