@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 import typer
 
 from ..errors import CnnError
-from . import trust
+from . import pretrained, trust
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"max_content_width": 120},  # no '...' cuts
@@ -463,38 +463,8 @@ pretrained_app = typer.Typer(no_args_is_help=True, context_settings={"max_conten
 app.add_typer(pretrained_app, name="pretrained")
 
 
-@command(on=pretrained_app, name="list")
-def pretrained_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per line per network.")):
-    """List the pretrained networks. For each: parameters, ImageNet top-1 as published, input size,
-    licence, and whether its weights are installed."""
-    from ..commands.pretrained import networks
-
-    rows = networks()
-    if as_json:
-        for r in rows:
-            typer.echo(json.dumps(r))
-        return
-    from .render import print_networks
-    print_networks(rows)
-
-
-@command(on=pretrained_app, name="get")
-def pretrained_get(
-    name: str = typer.Argument(..., metavar="NAME", help="A network from `cnncli pretrained list`."),
-    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="The folder to write model.npz and model.yaml into."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Read the weights from this PyTorch "
-                                           "state_dict file instead of the installed package."),
-    force: bool = typer.Option(False, "--force", help="Replace model.npz and model.yaml in OUT_DIR."),
-):
-    """Write a pretrained network as a checkpoint. OUT_DIR/model.npz holds the weights, class names
-    and preprocessing; OUT_DIR/model.yaml the architecture."""
-    from ..commands.pretrained import get
-
-    info = get(name, out_dir, weights, force)
-    typer.echo(f"wrote {info['checkpoint']} ({info['parameters']:,} parameters, {info['classes']:,} classes) "
-               f"and {info['architecture']}")
-    typer.echo(f"preprocessing: {info['note']}")
-    typer.echo(f"next: cnncli predict {info['checkpoint']} IMAGE...")
+command(pretrained.listing, on=pretrained_app, name="list")
+command(pretrained.get, on=pretrained_app, name="get")
 
 
 def run():
