@@ -19,6 +19,7 @@ class Builder:
         return name
 
     def op(self, op, inputs, **attrs):
+        attrs = {k: v for k, v in attrs.items() if v is not None}
         self.n += 1
         out = f"/block{self.n}/{op}_output_0"
         self.nodes.append(helper.make_node(op, inputs, [out], name=f"/block{self.n}/{op}", **attrs))
@@ -103,3 +104,75 @@ def gated(opset=17):
              ("conv", "linear"), ("globalavgpool", None), ("dense", "relu"), ("dense", "hardsigmoid"),
              ("scale", None), ("globalavgpool", None), ("dense", "softmax")]
     return b.model("input", x, opset=opset), kinds
+
+
+# --- padding, pooling windows and reductions, one case a graph (tests/test_import_windows.py) ------
+
+def _ints(b, values):
+    return b.const(np.array(values, np.int64))
+
+
+WINDOWS = {   # name -> (opset, the case's nodes after a first conv, the cnncli kinds between it and the head)
+    "Pad (input) into Conv": (13, lambda b, x: b.op("Conv", [b.op("Pad", [x, _ints(b, [0, 0, 1, 2, 0, 0, 0, 1])]),
+                                                             b.weight(4, 4, 3, 3)], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                              ["conv"]),
+    "Pad (attribute) into Conv": (10, lambda b, x: b.op("Conv", [b.op("Pad", [x], pads=[0, 0, 2, 0, 0, 0, 1, 3]),
+                                                                 b.weight(4, 4, 3, 3)], kernel_shape=[3, 3]), ["conv"]),
+    "Pad (axes) into Conv": (18, lambda b, x: b.op("Conv", [b.op("Pad", [x, _ints(b, [1, 0, 0, 2]), "", _ints(b, [2, 3])]),
+                                                            b.weight(4, 4, 3, 3)], kernel_shape=[3, 3], strides=[2, 2]),
+                             ["conv"]),
+    "Pad then MaxPool": (13, lambda b, x: b.op("MaxPool", [b.op("Pad", [x, _ints(b, [0, 0, 1, 1, 0, 0, 1, 1])])],
+                                               kernel_shape=[3, 3], strides=[2, 2]), ["pad", "maxpool"]),
+    "Pad then AveragePool": (13, lambda b, x: b.op("AveragePool", [b.op("Pad", [x, _ints(b, [0, 0, 0, 1, 0, 0, 2, 0])])],
+                                                   kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1]),
+                             ["pad", "avgpool"]),
+    "Conv pads [0, 0, 1, 1], stride 1": (13, lambda b, x: b.op("Conv", [x, b.weight(4, 4, 3, 3)], kernel_shape=[3, 3],
+                                                                pads=[0, 0, 1, 1]), ["conv"]),
+    "Conv auto_pad SAME_UPPER": (13, lambda b, x: b.op("Conv", [x, b.weight(4, 4, 2, 2)], kernel_shape=[2, 2],
+                                                       auto_pad="SAME_UPPER"), ["conv"]),
+    "Conv auto_pad SAME_LOWER": (13, lambda b, x: b.op("Conv", [x, b.weight(4, 4, 4, 4)], kernel_shape=[4, 4],
+                                                       strides=[2, 2], auto_pad="SAME_LOWER"), ["conv"]),
+    "Conv auto_pad VALID": (13, lambda b, x: b.op("Conv", [x, b.weight(4, 4, 3, 3)], kernel_shape=[3, 3],
+                                                  auto_pad="VALID", pads=None), ["conv"]),
+    "MaxPool auto_pad SAME_LOWER": (13, lambda b, x: b.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2],
+                                                          auto_pad="SAME_LOWER"), ["maxpool"]),
+    "AveragePool auto_pad SAME_UPPER": (13, lambda b, x: b.op("AveragePool", [x], kernel_shape=[2, 2],
+                                                              auto_pad="SAME_UPPER"), ["avgpool"]),
+    "MaxPool pads [1, 0, 0, 1]": (13, lambda b, x: b.op("MaxPool", [x], kernel_shape=[2, 3], strides=[2, 1],
+                                                        pads=[1, 0, 0, 1]), ["maxpool"]),
+    "MaxPool ceil_mode with pads": (13, lambda b, x: b.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2],
+                                                          pads=[1, 1, 1, 1], ceil_mode=1), ["maxpool"]),
+    "AveragePool ceil_mode": (13, lambda b, x: b.op("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2],
+                                                    ceil_mode=1), ["avgpool"]),
+    "AveragePool count_include_pad": (13, lambda b, x: b.op("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2],
+                                                            pads=[1, 0, 1, 0], count_include_pad=1), ["pad", "avgpool"]),
+    "AveragePool count_include_pad, ceil_mode": (13, lambda b, x: b.op(
+        "AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1, ceil_mode=1),
+        ["pad", "avgpool"]),
+    "ReduceMean keepdims 1, then Flatten": (13, lambda b, x: b.op("Flatten", [b.op("ReduceMean", [x], axes=[2, 3])]),
+                                            ["globalavgpool"]),
+    "ReduceMean keepdims 0": (13, lambda b, x: b.op("ReduceMean", [x], axes=[-1, -2], keepdims=0), ["globalavgpool"]),
+    "ReduceMean axes as input (opset 18)": (18, lambda b, x: b.op("Reshape", [
+        b.op("ReduceMean", [x, _ints(b, [2, 3])], keepdims=1), _ints(b, [0, -1])]), ["globalavgpool"]),
+    "ReduceMax keepdims 1, then Squeeze": (13, lambda b, x: b.op("Squeeze", [
+        b.op("ReduceMax", [x], axes=[2, 3]), _ints(b, [2, 3])]), ["globalmaxpool"]),
+}
+
+
+def windowed(name, seed=0):
+    """Conv 3 -> 4 channels (values of both signs, so that a max over zeros and one over -inf
+    differ), the case, Flatten, Gemm to 5 logits, on an 11x11 input.
+    -> (ModelProto, the cnncli kinds it should become)."""
+    opset, case, kinds = WINDOWS[name]
+    b = Builder(seed)
+    x = b.op("Conv", ["input", b.weight(4, 3, 3, 3), b.vector(4)], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    y = case(b, x)
+    graph = helper.make_graph(b.nodes, "w", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 11, 11])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)], b.inits)
+    shape = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+    dims = [d.dim_value for d in shape.graph.output[0].type.tensor_type.shape.dim]
+    if len(dims) > 2:
+        y = b.op("Flatten", [y])
+    y = b.op("Gemm", [y, b.weight(5, int(np.prod(dims[1:]))), b.vector(5)], transB=1)
+    proto = b.model("input", y, size=11, opset=opset, batch=1)
+    return proto, ["conv", *kinds, *(["flatten"] if len(dims) == 4 and kinds[-1] not in ("globalavgpool", "globalmaxpool") else []), "dense"]

@@ -1,0 +1,73 @@
+"""`cnncli import` of ONNX's padding, pooling windows and reductions: Pad (three opset forms)
+folded into the Conv after it or a pad layer, asymmetric pads, auto_pad, ceil_mode,
+count_include_pad, ReduceMean / ReduceMax over H and W; each graph against ONNX Runtime."""
+
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from cnncli.cli.app import app
+from cnncli.onnx_import import build, compare
+
+from .onnx_graphs import WINDOWS, Builder, windowed
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("name", sorted(WINDOWS))
+def test_padding_windows_and_reductions_compute_what_onnx_runtime_does(tmp_path, name):
+    proto, kinds = windowed(name)
+    onnx.save(proto, tmp_path / "m.onnx")
+    imported = build(tmp_path / "m.onnx")
+    assert [k for k, _ in imported.model.specs] == kinds
+    checked = compare(imported, tmp_path / "m.onnx", n=3)
+    assert checked.max_diff < 1e-5 * checked.scale, checked
+
+
+@pytest.mark.parametrize("name,padding", [
+    ("Pad (input) into Conv", [2, 1, 3, 2]),   # Pad (h 1, w 2 | h 0, w 1) + the conv's 1 all round
+    ("Pad (attribute) into Conv", [2, 1, 0, 3]),
+    ("Conv pads [0, 0, 1, 1], stride 1", [0, 1, 0, 1]),   # no TensorFlow 'same' at stride 1
+    ("Conv auto_pad SAME_UPPER", "same"),
+    ("Conv auto_pad SAME_LOWER", [2, 1, 2, 1]),          # 11 -> 6 at stride 2, 4x4: 3 rows, the odd one before
+    ("Conv auto_pad VALID", "valid"),
+])
+def test_pads_become_the_conv_padding_top_bottom_left_right(tmp_path, name, padding):
+    proto, _ = windowed(name)
+    onnx.save(proto, tmp_path / "m.onnx")
+    kind, args = build(tmp_path / "m.onnx").model.specs[1]
+    assert kind == "conv" and args["padding"] == padding
+
+
+def _refused(tmp_path, build_case, opset=13):
+    b = Builder()
+    y = build_case(b, "input")
+    proto = b.model("input", y, size=8, opset=opset, batch=1)
+    onnx.save(proto, tmp_path / "m.onnx")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["import", str(tmp_path / "m.onnx"), str(out)])
+    assert result.exit_code == 2 and not out.exists(), result.output
+    line, = result.stderr.strip().splitlines()
+    return line
+
+
+def _ints(b, values):
+    import numpy as np
+
+    return b.const(np.array(values, np.int64))
+
+
+@pytest.mark.parametrize("case,words", [
+    (lambda b, x: b.op("Conv", [x, b.weight(4, 3, 3, 3)], kernel_shape=[3, 3], dilations=[2, 2]),
+     "node '/block1/Conv': Conv is not an operator cnncli supports as a classifier layer (dilation other than 1)"),
+    (lambda b, x: b.op("MaxPool", [x], kernel_shape=[3, 3], dilations=[2, 2]), "node '/block1/MaxPool': MaxPool"),
+    (lambda b, x: b.op("Pad", [x, _ints(b, [0, 0, 1, 1, 0, 0, 1, 1])], mode="reflect"),
+     "node '/block1/Pad': Pad is not an operator cnncli supports as a classifier layer (reflect padding"),
+    (lambda b, x: b.op("Pad", [x, _ints(b, [0, 1, 0, 0, 0, 0, 0, 0])]), "on height and width only"),
+    (lambda b, x: b.op("Pad", [x, _ints(b, [0, 0, 1, 1, 0, 0, 1, 1]), b.const(__import__("numpy").float32(1))]),
+     "padding with 1 (cnncli pads with zeros)"),
+    (lambda b, x: b.op("ReduceMean", [x], axes=[1]), "a mean over axes [1]"),
+])
+def test_what_cnncli_cannot_pad_pool_or_reduce_is_one_line_naming_the_node(tmp_path, case, words):
+    line = _refused(tmp_path, case)
+    assert words in line, line
