@@ -176,3 +176,137 @@ def windowed(name, seed=0):
     y = b.op("Gemm", [y, b.weight(5, int(np.prod(dims[1:]))), b.vector(5)], transB=1)
     proto = b.model("input", y, size=11, opset=opset, batch=1)
     return proto, ["conv", *kinds, *(["flatten"] if len(dims) == 4 and kinds[-1] not in ("globalavgpool", "globalmaxpool") else []), "dense"]
+
+
+# --- whole architectures as PyTorch's exporter writes them (small widths, 32x32, random weights) -----
+
+def _act(b, x, act, opset):
+    if act == "relu":
+        return b.op("Relu", [x])
+    if act == "relu6":      # F.relu6: Clip with min / max as inputs from opset 11
+        return b.op("Clip", [x, b.const(np.float32(0)), b.const(np.float32(6))])
+    if act == "hardswish":  # HardSwish from opset 14; before, x * HardSigmoid(x) (alpha 1/6)
+        if opset >= 14:
+            return b.op("HardSwish", [x])
+        return b.op("Mul", [x, b.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)])
+    if act == "silu":       # F.silu: x * Sigmoid(x)
+        return b.op("Mul", [x, b.op("Sigmoid", [x])])
+    return x
+
+
+def _cba(b, x, cin, cout, k=3, s=1, g=1, act="relu", opset=17, bn=True, pad=None):
+    """Conv2d (no bias) + BatchNorm2d + activation, as torchvision's Conv2dNormActivation."""
+    p = k // 2 if pad is None else pad
+    x = b.op("Conv", [x, b.weight(cout, cin // g, k, k)], kernel_shape=[k, k], strides=[s, s], pads=[p] * 4,
+             group=g, dilations=[1, 1])
+    if bn:
+        x = b.op("BatchNormalization", [x, b.vector(cout, 0.5, 1.5), b.vector(cout), b.vector(cout, -0.1, 0.1),
+                                        b.vector(cout, 0.5, 1.5)], epsilon=1e-5, momentum=0.9)
+    return _act(b, x, act, opset)
+
+
+def _se(b, x, c, squeeze, act, gate, opset, reduce_mean=False):
+    """SqueezeExcitation: pool -> 1x1 conv -> act -> 1x1 conv -> gate -> scale * input."""
+    if reduce_mean:
+        pooled = b.op("ReduceMean", [x, _ints(b, [2, 3])] if opset >= 18 else [x], keepdims=1,
+                      **({} if opset >= 18 else {"axes": [2, 3]}))
+    else:
+        pooled = b.op("GlobalAveragePool", [x])
+    h = _act(b, b.op("Conv", [pooled, b.weight(squeeze, c, 1, 1), b.vector(squeeze)], kernel_shape=[1, 1]), act, opset)
+    s = b.op("Conv", [h, b.weight(c, squeeze, 1, 1), b.vector(c)], kernel_shape=[1, 1])
+    s = b.op("Sigmoid", [s]) if gate == "sigmoid" else b.op("HardSigmoid", [s], alpha=1 / 6, beta=0.5)
+    return b.op("Mul", [s, x])
+
+
+def _head(b, x, c, classes=5, hidden=None, act="relu", opset=17):
+    """Adaptive average pool to 1x1, flatten, (Linear + act,) Linear."""
+    x = b.op("Flatten", [b.op("GlobalAveragePool", [x])], axis=1)
+    if hidden:
+        x = _act(b, b.op("Gemm", [x, b.weight(hidden, c), b.vector(hidden)], transB=1), act, opset)
+        c = hidden
+    return b.op("Gemm", [x, b.weight(classes, c), b.vector(classes)], alpha=1.0, beta=1.0, transB=1)
+
+
+def _inverted(b, x, cin, cout, s, expand, k=3, act="relu6", se=None, opset=17):
+    """MobileNetV2 / V3 / EfficientNet's inverted residual: expand 1x1, depthwise kxk, (SE,) project."""
+    mid = cin * expand
+    y = _cba(b, x, cin, mid, 1, act=act, opset=opset) if expand != 1 else x
+    y = _cba(b, y, mid, mid, k, s, g=mid, act=act, opset=opset)
+    if se:
+        y = _se(b, y, mid, max(1, mid // 4), se[0], se[1], opset, *se[2:])
+    y = _cba(b, y, mid, cout, 1, act=None, opset=opset)
+    return b.op("Add", [y, x]) if s == 1 and cin == cout else y
+
+
+def mobilenet_v2(b, opset):
+    x = _cba(b, "input", 3, 8, 3, 2, act="relu6", opset=opset)
+    for cin, cout, s, e in [(8, 8, 1, 1), (8, 12, 2, 6), (12, 12, 1, 6), (12, 16, 2, 6)]:
+        x = _inverted(b, x, cin, cout, s, e, opset=opset)
+    return _head(b, _cba(b, x, 16, 32, 1, act="relu6", opset=opset), 32)
+
+
+def mobilenet_v3(b, opset):
+    x = _cba(b, "input", 3, 8, 3, 2, act="hardswish", opset=opset)
+    x = _inverted(b, x, 8, 8, 2, 1, act="relu", se=("relu", "hardsigmoid"), opset=opset)
+    x = _inverted(b, x, 8, 12, 2, 4, act="relu", opset=opset)
+    x = _inverted(b, x, 12, 12, 1, 3, k=5, act="hardswish", se=("relu", "hardsigmoid"), opset=opset)
+    x = _cba(b, x, 12, 24, 1, act="hardswish", opset=opset)
+    return _head(b, x, 24, hidden=32, act="hardswish", opset=opset)
+
+
+def efficientnet_b0(b, opset):
+    x = _cba(b, "input", 3, 8, 3, 2, act="silu", opset=opset)
+    x = _inverted(b, x, 8, 8, 1, 1, act="silu", se=("silu", "sigmoid"), opset=opset)
+    x = _inverted(b, x, 8, 12, 2, 6, k=5, act="silu", se=("silu", "sigmoid", True), opset=opset)
+    x = _inverted(b, x, 12, 12, 1, 6, k=3, act="silu", se=("silu", "sigmoid", True), opset=opset)
+    return _head(b, _cba(b, x, 12, 32, 1, act="silu", opset=opset), 32)
+
+
+def resnet18(b, opset):
+    x = _cba(b, "input", 3, 8, 7, 2, opset=opset)
+    x = b.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=0)
+    for cin, cout, s in [(8, 8, 1), (8, 16, 2)]:
+        y = _cba(b, _cba(b, x, cin, cout, 3, s, opset=opset), cout, cout, 3, act=None, opset=opset)
+        short = _cba(b, x, cin, cout, 1, s, act=None, opset=opset) if s != 1 else x
+        x = b.op("Relu", [b.op("Add", [y, short])])
+    return _head(b, x, 16)
+
+
+def regnet(b, opset):
+    """RegNetY: stem, X-blocks with grouped 3x3 (group width 4) and SE, projection shortcuts."""
+    x = _cba(b, "input", 3, 8, 3, 2, opset=opset)
+    for cin, cout, s in [(8, 16, 2), (16, 16, 1)]:
+        y = _cba(b, x, cin, cout, 1, opset=opset)
+        y = _cba(b, y, cout, cout, 3, s, g=cout // 4, opset=opset)
+        y = _se(b, y, cout, cin // 4, "relu", "sigmoid", opset)
+        y = _cba(b, y, cout, cout, 1, act=None, opset=opset)
+        short = _cba(b, x, cin, cout, 1, s, act=None, opset=opset) if (s, cin) != (1, cout) else x
+        x = b.op("Relu", [b.op("Add", [short, y])])
+    return _head(b, x, 16)
+
+
+def googlenet(b, opset):
+    """Stem, ceil_mode max pools, inception modules: four branches joined by Concat."""
+    x = _cba(b, "input", 3, 8, 7, 2, opset=opset, pad=3)
+    x = b.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)      # 16 -> 8 (7 without ceil)
+    for cin in (8, 16):
+        b1 = _cba(b, x, cin, 4, 1, opset=opset)
+        b2 = _cba(b, _cba(b, x, cin, 4, 1, opset=opset), 4, 6, 3, opset=opset)
+        b3 = _cba(b, _cba(b, x, cin, 2, 1, opset=opset), 2, 2, 3, opset=opset)
+        b4 = _cba(b, b.op("MaxPool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1], ceil_mode=1),
+                  cin, 4, 1, opset=opset)
+        x = b.op("Concat", [b1, b2, b3, b4], axis=1)
+        if cin == 8:
+            x = b.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)
+    return _head(b, x, 16)
+
+
+ARCHITECTURES = {"mobilenet_v2": mobilenet_v2, "mobilenet_v3": mobilenet_v3, "efficientnet_b0": efficientnet_b0,
+                 "resnet18": resnet18, "regnet": regnet, "googlenet": googlenet}
+
+
+def architecture(name, opset=17, seed=0):
+    """-> a ModelProto of the architecture, 3x32x32 in, 5 logits out."""
+    b = Builder(seed)
+    y = ARCHITECTURES[name](b, opset)
+    return b.model("input", y, size=32, opset=opset, batch=1)
