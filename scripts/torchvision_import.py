@@ -79,9 +79,11 @@ def main():
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="tv_import_"))
     work.mkdir(parents=True, exist_ok=True)
-    runs = [(m, int(o), False) for m in args.models.split(",") for o in args.opsets.split(",")]
+    models, opsets = args.models.split(","), [int(o) for o in args.opsets.split(",")]
+    runs = [(m, o, False) for o in opsets[:1] for m in models]    # every model at the first opset first
     if args.dynamo:
-        runs += [(m, max(18, int(o)), True) for m in args.models.split(",") for o in args.opsets.split(",")[-1:]]
+        runs += [(m, max(18, opsets[0]), True) for m in models]
+    runs += [(m, o, False) for o in opsets[1:] for m in models]
     failed = 0
     print(f"{'model':22} {'opset':>5} {'exporter':10} {'result':8} {'max diff':>10} {'import s':>8}  why")
     for name, opset, dynamo in runs:
