@@ -310,3 +310,18 @@ def architecture(name, opset=17, seed=0):
     b = Builder(seed)
     y = ARCHITECTURES[name](b, opset)
     return b.model("input", y, size=32, opset=opset, batch=1)
+
+
+def padded_net(opset=13):
+    """A network of every new padding form at once (for inspect, explain and training): an
+    asymmetric conv pad, Pad before a max pool (a pad layer), an average counting its padding in
+    (a pad layer), Pad folded into a strided conv, ReduceMean (keepdims 0) before the Gemm."""
+    b = Builder(3)
+    x = b.op("Relu", [b.op("Conv", ["input", b.weight(6, 3, 3, 3), b.vector(6)], kernel_shape=[3, 3], pads=[0, 0, 1, 1])])
+    x = b.op("MaxPool", [b.op("Pad", [x, _ints(b, [0, 0, 1, 0, 0, 0, 0, 1])])], kernel_shape=[2, 2], strides=[2, 2])
+    x = b.op("AveragePool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=1)
+    x = b.op("Conv", [b.op("Pad", [x, _ints(b, [0, 0, 1, 1, 0, 0, 0, 0])]), b.weight(8, 6, 3, 3)], kernel_shape=[3, 3],
+             strides=[2, 2])
+    x = b.op("ReduceMean", [b.op("Relu", [x])], axes=[2, 3], keepdims=0)
+    x = b.op("Gemm", [x, b.weight(5, 8), b.vector(5)], transB=1)
+    return b.model("input", x, size=16, opset=opset, batch=1)

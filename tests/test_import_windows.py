@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from cnncli.cli.app import app
 from cnncli.onnx_import import build, compare
 
-from .onnx_graphs import WINDOWS, Builder, windowed
+from .onnx_graphs import WINDOWS, Builder, padded_net, windowed
 
 runner = CliRunner()
 
@@ -71,3 +71,51 @@ def _ints(b, values):
 def test_what_cnncli_cannot_pad_pool_or_reduce_is_one_line_naming_the_node(tmp_path, case, words):
     line = _refused(tmp_path, case)
     assert words in line, line
+
+
+def test_an_imported_padded_network_inspects_explains_trains_and_has_checked_gradients(tmp_path):
+    """The new kinds in a network: inspect shows the pad layers and the four-number padding,
+    explain draws its Grad-CAM, one epoch of `cnncli train --init` moves every weight, and the
+    imported model's gradients match finite differences (float64)."""
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from cnncli.commands.predict import load
+    from cnncli.engine.losses import Loss
+    from cnncli.onnx_import import import_onnx
+
+    from .gradcheck import assert_grad_close
+    from .imagegen import make_folder
+
+    onnx.save(padded_net(), tmp_path / "m.onnx")
+    imported, yaml_path, npz = import_onnx(tmp_path / "m.onnx", tmp_path / "imported")
+    assert [k for k, _ in imported.model.specs] == ["conv", "pad", "maxpool", "pad", "avgpool", "conv", "globalavgpool",
+                                                    "dense"]
+    shown = runner.invoke(app, ["inspect", str(npz)], terminal_width=200)
+    assert shown.exit_code == 0 and shown.stdout.count("│ pad ") == 2, shown.output
+    assert "pad 0,1,0,1 (t,b,l,r)" in shown.stdout and "zeros 1,1,1,1 (t,b,l,r)" in shown.stdout
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    explained = runner.invoke(app, ["explain", str(npz), str(tmp_path / "a.png"), "--out", str(tmp_path / "cam"), "--json"])
+    assert explained.exit_code == 0 and (tmp_path / "cam" / "a.png").exists(), explained.output
+
+    data = make_folder(tmp_path / "data", classes=[f"c{i}" for i in range(5)], per_class=4, size=16)
+    cfg = {"model": yaml.safe_load(yaml_path.read_text()),
+           "data": {"train": str(data), "val_split": 0.25, "cache_dir": str(tmp_path / "cache")},
+           "train": {"epochs": 1, "batch_size": 5, "optimizer": "adam", "lr": 0.01, "seed": 0, "init": str(npz)},
+           "output": str(tmp_path / "run")}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg))
+    result = runner.invoke(app, ["train", str(tmp_path / "train.yaml"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    before, after = load(npz).model.state_dict(), load(tmp_path / "run" / "last.npz").model.state_dict()
+    assert sorted(k for k in before if not np.array_equal(before[k], after[k])) == sorted(before)
+
+    model = load(npz).model
+    model64 = type(model)(model.input_shape, model.specs, dtype=np.float64, init=False)
+    model64.load_state_dict({k: v.astype(np.float64) for k, v in model.state_dict().items()})
+    rng = np.random.default_rng(0)
+    x, labels, loss = rng.standard_normal((3, 16, 16, 3)), np.array([0, 3, 4]), Loss("softmax")
+    model64.gradients(x, labels, loss)
+    for key, param, grad in model64.named_params():
+        assert_grad_close(lambda: loss(model64.forward(x, training=True), labels)[0], param, grad.copy(), rng, k=6,
+                          rtol=1e-4, atol=1e-6)
