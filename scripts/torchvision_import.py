@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
           "regnet_y_400mf", "regnet_x_400mf", "googlenet", "squeezenet1_1", "shufflenet_v2_x0_5", "densenet121",
-          "alexnet", "vgg11_bn", "mnasnet0_5", "inception_v3"]
+          "alexnet", "vgg11_bn", "mnasnet0_5", "inception_v3", "pad_probe"]
 LINE = re.compile(r"largest difference ([0-9.eE+-]+)")
 
 
@@ -38,13 +38,43 @@ def _torchvision():
     return torchvision
 
 
+def pad_probe():
+    """Not a torchvision model: the padding and reduction forms PyTorch code writes by hand
+    (ZeroPad2d, F.pad, pools with padding, ceil_mode and count_include_pad, mean / amax over H, W)."""
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    class PadProbe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3, stride=2)
+            self.b = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+            self.se = nn.Conv2d(8, 8, 1)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            x = F.relu(self.a(nn.ZeroPad2d((0, 1, 0, 1))(x)))            # TensorFlow-style 'same' by hand
+            x = F.max_pool2d(F.pad(x, (1, 1, 1, 1)), 3, 2, ceil_mode=True)  # zeros, then a max pool
+            x = F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, count_include_pad=True)
+            x = F.avg_pool2d(F.pad(self.b(x), (0, 1, 1, 0)), 2, 1, count_include_pad=False)
+            x = x * torch.sigmoid(self.se(x.mean((2, 3), keepdim=True)))
+            return self.fc(torch.cat([x.mean((2, 3)), torch.amax(x, (2, 3))], 1))
+
+    torch.manual_seed(0)
+    return PadProbe().eval()
+
+
 def export(name, opset, dynamo, size, path):
     import torch
 
-    tv = _torchvision()
-    kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
-    torch.manual_seed(0)
-    model = getattr(tv.models, name)(weights=None, **kwargs).eval()
+    if name == "pad_probe":
+        model = pad_probe()
+    else:
+        tv = _torchvision()
+        kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+        torch.manual_seed(0)
+        model = getattr(tv.models, name)(weights=None, **kwargs).eval()
     with torch.no_grad():
         for m in model.modules():   # running statistics that are not the identity, so that batchnorm counts
             if isinstance(m, torch.nn.BatchNorm2d):

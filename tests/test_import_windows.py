@@ -119,3 +119,20 @@ def test_an_imported_padded_network_inspects_explains_trains_and_has_checked_gra
     for key, param, grad in model64.named_params():
         assert_grad_close(lambda: loss(model64.forward(x, training=True), labels)[0], param, grad.copy(), rng, k=6,
                           rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["pad_probe_11.onnx", "pad_probe_18_dynamo.onnx"])
+def test_pytorchs_own_exports_of_padding_by_hand_import(name):
+    """Files torch.onnx.export wrote (scripts/torchvision_import.py's pad_probe: ZeroPad2d, F.pad
+    before a max pool and an average, avg_pool2d with count_include_pad and ceil_mode, mean and
+    amax over H, W), by the TorchScript exporter at opset 11 (pads computed by a Slice /
+    Transpose / Cast chain) and the dynamo exporter at opset 18 (weights in a .data file)."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / name
+    imported = build(path)
+    kinds = [k for k, _ in imported.model.specs]
+    assert kinds.count("pad") == 3 and "globalmaxpool" in kinds and "scale" in kinds, kinds
+    assert imported.model.specs[0][1]["padding"] == "same"      # ZeroPad2d((0, 1, 0, 1)) into the stride-2 conv
+    checked = compare(imported, path, n=3)
+    assert checked.max_diff <= 1e-5 * checked.scale, checked
