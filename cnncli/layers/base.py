@@ -100,6 +100,8 @@ def padding_arg(value, key="padding"):
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
             raise LayerError(f"'{key}' [top, bottom, left, right] must be four integers >= 0; got {value!r}", key)
         return tuple(value)
+    if isinstance(value, (list, tuple)) and len(value) != 2:
+        raise LayerError(f"'{key}' must be an integer, [ph, pw] or [top, bottom, left, right]; got {value!r}", key)
     return pair(value, key, minimum=0)
 
 
