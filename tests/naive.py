@@ -185,6 +185,8 @@ def network_forward(model, state, x_nchw):
             x = shuffle(x, layer.groups)
         elif kind == "pad":
             x = zero_pad(x, layer.pads)
+        elif kind == "slice":
+            x = np.stack([x[:, c] for c in range(layer.start, layer.stop)], axis=1)   # channels of NCHW or (N, C)
         elif kind == "scale":
             x = x * ins[1].reshape(ins[1].shape + (1,) * (x.ndim - 2))   # (N, C) over (N, C, H, W)
         else:

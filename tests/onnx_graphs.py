@@ -325,3 +325,32 @@ def padded_net(opset=13):
     x = b.op("ReduceMean", [b.op("Relu", [x])], axes=[2, 3], keepdims=0)
     x = b.op("Gemm", [x, b.weight(5, 8), b.vector(5)], transB=1)
     return b.model("input", x, size=16, opset=opset, batch=1)
+
+
+def shufflenet_v2(b, opset):
+    """ShuffleNetV2 units: stride 2 with two branches, stride 1 with the channel split
+    (`x.chunk(2, dim=1)`: two Slice nodes, or one Split), Concat, then the channel shuffle."""
+    x = _cba(b, "input", 3, 8, 3, 2, opset=opset)
+
+    def shuffle(x, c):
+        x = b.op("Reshape", [x, _ints(b, [1, 2, c // 2, 8, 8])])
+        x = b.op("Transpose", [x], perm=[0, 2, 1, 3, 4])
+        return b.op("Reshape", [x, _ints(b, [1, c, 8, 8])])
+
+    left = _cba(b, _cba(b, x, 8, 8, 3, 2, g=8, act=None, opset=opset), 8, 8, 1, opset=opset)
+    right = _cba(b, x, 8, 8, 1, opset=opset)
+    right = _cba(b, _cba(b, right, 8, 8, 3, 2, g=8, act=None, opset=opset), 8, 8, 1, opset=opset)
+    x = shuffle(b.op("Concat", [left, right], axis=1), 16)
+    if opset >= 13:     # the TorchScript exporter's chunk: Slice with starts / ends / axes as inputs
+        a = b.op("Slice", [x, _ints(b, [0]), _ints(b, [8]), _ints(b, [1])])
+        c = b.op("Slice", [x, _ints(b, [8]), _ints(b, [16]), _ints(b, [1])])
+    else:
+        b.n += 1
+        a, c = f"/block{b.n}/Split_output_0", f"/block{b.n}/Split_output_1"
+        b.nodes.append(helper.make_node("Split", [x], [a, c], name=f"/block{b.n}/Split", axis=1, split=[8, 8]))
+    c = _cba(b, _cba(b, _cba(b, c, 8, 8, 1, opset=opset), 8, 8, 3, g=8, act=None, opset=opset), 8, 8, 1, opset=opset)
+    x = shuffle(b.op("Concat", [a, c], axis=1), 16)
+    return _head(b, x, 16)
+
+
+ARCHITECTURES["shufflenet_v2"] = shufflenet_v2

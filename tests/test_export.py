@@ -126,6 +126,17 @@ GENERATED = {
         {"avgpool": {"size": 3, "stride": 2, "padding": [0, 2, 1, 0]}},
         "flatten",
         {"dense": {"units": 3, "activation": "softmax"}}]},
+    # ShuffleNetV2's unit: the channels split in two, one half convolved, joined and shuffled
+    "split": {"input": [8, 8, 3], "layers": [
+        {"conv": {"filters": 8, "size": 3, "padding": 1, "activation": "relu", "name": "x"}},
+        {"slice": {"start": 0, "stop": 4, "name": "a"}},
+        {"slice": {"start": 4, "stop": 8, "from": "x"}},
+        {"conv": {"filters": 4, "size": 3, "padding": 1, "groups": 4, "activation": "relu"}},
+        {"concat": {"from": ["a", -1]}},
+        {"shuffle": {"groups": 2}},
+        "globalavgpool",
+        {"slice": {"start": 2, "stop": 7}},
+        {"dense": {"units": 3, "activation": "softmax"}}]},
     # a standalone sigmoid head; a strided valid conv that drops the last rows; avgpool without padding
     "sigmoid_layer_head": {"input": [7, 9, 1], "layers": [
         {"conv": {"filters": 3, "size": 2, "stride": 3}},

@@ -41,6 +41,8 @@ LAYER_CASES = [
     ("avgpool", {"size": [3, 2], "stride": 2, "padding": [2, 0, 0, 1]}, (6, 5, 2)),
     ("pad", {"pads": [1, 0, 2, 3]}, (3, 4, 2)),
     ("pad", {"pads": 1}, (2, 2, 3)),
+    ("slice", {"start": 1, "stop": 3}, (2, 3, 5)),
+    ("slice", {"start": 0, "stop": 2}, (6,)),
     ("maxpool", {"size": 2}, (6, 6, 3)),
     ("maxpool", {"size": 3, "stride": 2, "padding": "same"}, (7, 5, 2)),
     ("avgpool", {"size": 2, "padding": "same"}, (5, 5, 3)),

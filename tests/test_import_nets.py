@@ -1,4 +1,4 @@
-"""Whole architectures in the patterns PyTorch's exporter writes (torchvision's MobileNetV2 / V3,
+"""Whole architectures in the patterns PyTorch's exporter writes (torchvision's MobileNetV2 / V3, ShuffleNetV2,
 EfficientNet-B0, ResNet-18, RegNetY, GoogLeNet: small widths, random weights, built with
 onnx.helper) import at opsets 11 to 18 and compute what ONNX Runtime computes."""
 
@@ -13,6 +13,7 @@ from .onnx_graphs import ARCHITECTURES, architecture
 
 # layers each must become besides conv, batchnorm and activation
 SIGNS = {"mobilenet_v2": {"add": 2}, "mobilenet_v3": {"scale": 2, "add": 1}, "efficientnet_b0": {"scale": 3, "add": 2},
+         "shufflenet_v2": {"slice": 2, "shuffle": 2, "concat": 2},
          "resnet18": {"add": 2, "maxpool": 1}, "regnet": {"scale": 2, "add": 2}, "googlenet": {"concat": 2, "maxpool": 4}}
 
 

@@ -6,7 +6,7 @@ in kernels/activation.py."""
 from .activation import Activation
 from .base import ACTIVATIONS, Layer, LayerError
 from .batchnorm import BatchNorm
-from .channels import LRN, Shuffle
+from .channels import LRN, Shuffle, Slice
 from .context import Context
 from .conv import Conv
 from .dense import Dense
@@ -17,7 +17,7 @@ from .shape import Dropout, Flatten, Pad
 
 LAYERS = {cls.kind: cls for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool,
                                      Flatten, Dense, Dropout, BatchNorm, Activation, Add, Concat,
-                                     LRN, Shuffle, Scale, Pad)}
+                                     LRN, Shuffle, Scale, Pad, Slice)}
 
 # keys every layer takes besides its own arguments: the graph's wiring (see model/graph.py)
 WIRING = ("from", "name")

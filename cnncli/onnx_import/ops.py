@@ -267,6 +267,65 @@ def concat(imp, node):
     imp.emit(node, "concat", {}, xs, shape, spatial_vector=all(v.spatial_vector for v in xs))
 
 
+def _channel_slice(imp, node, x, start, stop, out):
+    if stop <= start:
+        raise Unsupported(node, f"an empty slice of channels {start}..{stop}")
+    if (start, stop) == (0, x.channels):
+        imp.values[out] = x
+        imp.folded[f"{node.op_type} of every channel"] += 1
+        return
+    shape = x.shape[:-1] + (stop - start,)
+    imp.emit(node, "slice", {"start": start, "stop": stop}, [x], shape, spatial_vector=x.spatial_vector, out=out)
+
+
+def slice_(imp, node):
+    """Slice along the channels only (ShuffleNetV2's channel split) -> a slice layer."""
+    x = imp.value(node.input[0], node)
+    if len(node.input) > 1:
+        starts, ends = (np.ravel(imp.const(t, node, w)) for t, w in zip(node.input[1:3], ("starts", "ends")))
+        axes = np.ravel(imp.const(node.input[3], node, "axes")) if len(node.input) > 3 and node.input[3] else None
+        steps = np.ravel(imp.const(node.input[4], node, "steps")) if len(node.input) > 4 and node.input[4] else None
+    else:
+        starts, ends, axes, steps = attr(node, "starts"), attr(node, "ends"), attr(node, "axes"), None
+    dims = [BATCH, *x.onnx_shape]
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    cut = {}
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis, dim = int(axis) % len(dims), dims[int(axis) % len(dims)]
+        start, end = (max(0, min(dim, int(v) + dim if v < 0 else int(v))) for v in (start, end))
+        if (start, end, step) != (0, dim, 1):
+            cut[axis] = (start, end, int(step))
+    if set(cut) - {1} or any(step != 1 for _, _, step in cut.values()):
+        raise Unsupported(node, f"slicing axes {sorted(cut)} (steps {[c[2] for c in cut.values()]}): cnncli slices "
+                          "the channels (axis 1), step 1")
+    start, stop, _ = cut.get(1, (0, x.channels, 1))
+    _channel_slice(imp, node, x, start, stop, node.output[0])
+
+
+def split(imp, node):
+    """Split on the channels (`x.chunk(2, dim=1)`) -> one slice layer per output."""
+    x = imp.value(node.input[0], node)
+    rank = len(x.onnx_shape) + 1
+    if attr(node, "axis", 0) % rank != 1:
+        raise Unsupported(node, f"splitting axis {attr(node, 'axis', 0)}; cnncli splits the channels (axis 1)")
+    outs = list(node.output)
+    if len(node.input) > 1 and node.input[1]:
+        sizes = [int(v) for v in np.ravel(imp.const(node.input[1], node, "split"))]
+    elif attr(node, "split") is not None:
+        sizes = [int(v) for v in attr(node, "split")]
+    else:    # equal parts, the last one smaller where they do not divide (opset 18's num_outputs)
+        part = -(-x.channels // len(outs))
+        sizes = [min(part, x.channels - k * part) for k in range(len(outs))]
+    if sum(sizes) != x.channels or len(sizes) != len(outs) or min(sizes) < 1:
+        raise Unsupported(node, f"split sizes {sizes} of {x.channels} channels into {len(outs)} outputs")
+    start = 0
+    for size, out in zip(sizes, outs):
+        if out:
+            _channel_slice(imp, node, x, start, start + size, out)
+        start += size
+
+
 def softmax(imp, node):
     x = imp.value(node.input[0], node)
     axis = attr(node, "axis", 1 if imp.src.opset < 13 else -1)
@@ -287,5 +346,6 @@ CONVERTERS = {
     "Squeeze": squeeze, "Unsqueeze": squeeze, "Gemm": gemm, "MatMul": matmul, "Add": add, "Sum": add,
     "Sub": affine, "Mul": affine, "Div": affine, "Concat": concat, "Softmax": softmax,
     "Transpose": transpose, "LRN": lrn, "Pad": pad, "ReduceMean": reduce, "ReduceMax": reduce,
+    "Slice": slice_, "Split": split,
     **{op: alias for op in ALIASES},
 }
