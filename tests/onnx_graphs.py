@@ -354,3 +354,30 @@ def shufflenet_v2(b, opset):
 
 
 ARCHITECTURES["shufflenet_v2"] = shufflenet_v2
+
+
+def densenet(b, opset):
+    """DenseNet: BN-ReLU-Conv layers whose inputs are Concat of all before (the first a Concat of
+    one input, as torch.cat([x], 1) exports), a transition with an average pool."""
+    x = b.op("MaxPool", [_cba(b, "input", 3, 8, 7, 2, opset=opset, pad=3)], kernel_shape=[3, 3], strides=[2, 2],
+             pads=[1, 1, 1, 1])
+    feats, c = [x], 8
+    for k in range(3):
+        y = b.op("Concat", feats, axis=1)
+        y = _cba(b, _act(b, _bn(b, y, c), "relu", opset), c, 8, 1, opset=opset)
+        y = b.op("Conv", [y, b.weight(4, 8, 3, 3)], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+        feats.append(y)
+        c += 4
+        if k == 1:
+            t = _cba(b, _act(b, _bn(b, b.op("Concat", feats, axis=1), c), "relu", opset), c, c // 2, 1, act=None,
+                     opset=opset, bn=False)
+            feats, c = [b.op("AveragePool", [t], kernel_shape=[2, 2], strides=[2, 2])], c // 2
+    return _head(b, _act(b, _bn(b, b.op("Concat", feats, axis=1), c), "relu", opset), c)
+
+
+def _bn(b, x, c):
+    return b.op("BatchNormalization", [x, b.vector(c, 0.5, 1.5), b.vector(c), b.vector(c, -0.1, 0.1),
+                                       b.vector(c, 0.5, 1.5)], epsilon=1e-5)
+
+
+ARCHITECTURES["densenet"] = densenet

@@ -13,7 +13,7 @@ from .onnx_graphs import ARCHITECTURES, architecture
 
 # layers each must become besides conv, batchnorm and activation
 SIGNS = {"mobilenet_v2": {"add": 2}, "mobilenet_v3": {"scale": 2, "add": 1}, "efficientnet_b0": {"scale": 3, "add": 2},
-         "shufflenet_v2": {"slice": 2, "shuffle": 2, "concat": 2},
+         "shufflenet_v2": {"slice": 2, "shuffle": 2, "concat": 2}, "densenet": {"concat": 3, "avgpool": 1},
          "resnet18": {"add": 2, "maxpool": 1}, "regnet": {"scale": 2, "add": 2}, "googlenet": {"concat": 2, "maxpool": 4}}
 
 

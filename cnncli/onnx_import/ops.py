@@ -257,6 +257,8 @@ def gate(imp, node, a, b):
 
 def concat(imp, node):
     xs = [imp.value(t, node) for t in node.input if t]
+    if len(xs) == 1:         # DenseNet's torch.cat([x], 1) of its first layer
+        return imp.alias(node, xs[0], "Concat of one input")
     axis = attr(node, "axis")
     rank = len(xs[0].onnx_shape) + 1
     if axis % rank != 1:
