@@ -142,7 +142,7 @@ class Slice(Layer):
     init_role = "through"
     kernels = ()
 
-    def __init__(self, start=0, stop=None):
+    def __init__(self, stop, start=0):
         super().__init__()
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise LayerError(f"slice's 'start' must be an integer >= 0, got {start!r}", "start")
