@@ -1,0 +1,132 @@
+"""Copies among images: exact (the same bytes), and near (a perceptual hash, or penultimate features).
+
+pHash (Zauner 2010): the image as 32 x 32 grey (stretched), its 2-D DCT-II, the 8 x 8 lowest
+frequencies; bit i is 1 where coefficient i exceeds their median (the DC term left out of the
+median). Two images are a near pair when their 64-bit hashes differ in at most `max_bits` bits
+and, where features exist, the cosine of their features is at least `min_cosine` as well. Features
+alone never make a pair: a classifier's penultimate features of two images of one class are close.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .decode import BadImage, load_image
+
+SIDE, LOW = 32, 8
+MAX_BITS = 10        # pHash Hamming distance of a near pair
+MIN_COSINE = 0.90    # ... confirmed by features, where there are features
+
+
+def _dct_matrix(n):
+    """C[k, i] = cos(pi (2 i + 1) k / (2 n)): rows are the DCT-II basis (unscaled)."""
+    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
+    return np.cos(np.pi * (2 * i + 1) * k / (2 * n))
+
+
+DCT = _dct_matrix(SIDE)
+BIT_COUNT = np.array([bin(b).count("1") for b in range(256)], np.uint8)
+
+
+def phash(grey):
+    """(32, 32) or (32, 32, 1) uint8 -> 64-bit pHash as a Python int (bit 63: the DC coefficient)."""
+    g = np.asarray(grey, np.float64).reshape(SIDE, SIDE)
+    coeff = (DCT @ g @ DCT.T)[:LOW, :LOW].ravel()
+    median = np.median(coeff[1:])
+    bits = coeff > median
+    return sum(1 << (63 - int(i)) for i in np.flatnonzero(bits))
+
+
+def hamming(a, b):
+    """Bits that differ between two uint64 arrays (broadcast)."""
+    x = np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64))
+    return BIT_COUNT[x[..., None].view(np.uint8)].sum(axis=-1, dtype=np.int64)
+
+
+@dataclass
+class Fingerprint:
+    sha256: str = None
+    phash: int = None
+    size: tuple = None      # (width, height) of the file as stored
+    error: str = None       # why it could not be read
+
+
+def fingerprint(path):
+    """An image file -> Fingerprint (error set and nothing else when it cannot be read)."""
+    path = Path(path)
+    source = {}
+    try:
+        grey = load_image(path, SIDE, SIDE, 1, "stretch", source)
+        data = path.read_bytes()
+    except BadImage as e:
+        return Fingerprint(error=str(e))
+    except OSError as e:
+        return Fingerprint(error=f"cannot read: {e.strerror or e}")
+    return Fingerprint(hashlib.sha256(data).hexdigest(), phash(grey), tuple(source["size"]))
+
+
+@dataclass
+class Pair:
+    a: int
+    b: int
+    kind: str        # 'exact' | 'near'
+    bits: int        # pHash distance
+    cosine: float    # of the features, or None
+
+
+def exact_pairs(digests):
+    """[sha256 or None] -> [(i, j)] with i < j, each later copy paired with the first of its group."""
+    first, pairs = {}, []
+    for i, d in enumerate(digests):
+        if d is None:
+            continue
+        if d in first:
+            pairs.append((first[d], i))
+        else:
+            first[d] = i
+    return pairs
+
+
+def _unit(features):
+    f = np.asarray(features, np.float64)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def near_pairs(hashes, features=None, max_bits=MAX_BITS, min_cosine=MIN_COSINE, block=1024):
+    """hashes (N,) uint64 (rows that could not be read: any value, excluded by `valid`), features
+    (N, D) or None -> [Pair] of i < j by the module's rule. Quadratic in N, a block of rows at a time."""
+    h = np.asarray(hashes, np.uint64)
+    n = len(h)
+    unit = None if features is None else _unit(features)
+    found = []
+    for start in range(0, n, block):
+        rows = np.arange(start, min(n, start + block))
+        bits = hamming(h[rows, None], h[None, :])                   # (B, N)
+        later = np.arange(n)[None, :] > rows[:, None]
+        if unit is None:
+            hit = later & (bits <= max_bits)
+            cos = None
+        else:
+            cos = unit[rows] @ unit.T
+            hit = later & (bits <= max_bits) & (cos >= min_cosine)
+        for r, j in zip(*np.nonzero(hit)):
+            found.append(Pair(int(rows[r]), int(j), "near", int(bits[r, j]),
+                              None if cos is None else float(cos[r, j])))
+    return found
+
+
+def find_pairs(prints, features=None, **rule):
+    """[Fingerprint] (+ features of the readable ones, in order) -> [Pair]: exact copies, then near
+    pairs that are not exact copies. Indices are into prints."""
+    ok = [i for i, p in enumerate(prints) if p.error is None]
+    exact = exact_pairs([prints[i].sha256 for i in ok])
+    same = {(ok[a], ok[b]) for a, b in exact}
+    pairs = [Pair(a, b, "exact", 0, None) for a, b in sorted(same)]
+    hashes = np.array([prints[i].phash for i in ok], np.uint64)
+    for p in near_pairs(hashes, features, **rule):
+        a, b = ok[p.a], ok[p.b]
+        if (a, b) not in same and prints[a].sha256 != prints[b].sha256:
+            pairs.append(Pair(a, b, "near", p.bits, p.cosine))
+    return pairs
