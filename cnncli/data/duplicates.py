@@ -2,7 +2,9 @@
 
 pHash (Zauner 2010): the image as 32 x 32 grey (stretched), its 2-D DCT-II, the 8 x 8 lowest
 frequencies; bit i is 1 where coefficient i exceeds their median (the DC term left out of the
-median). Two images are a near pair when their 64-bit hashes differ in at most `max_bits` bits
+median). Each image is hashed whole and with CROPS of each side cut off; the distance of two images
+is the fewest bits in which the whole of one differs from any version of the other (so a copy cut
+by a few percent meets the original's cut). Two images are a near pair when it is at most `max_bits`
 and, where features exist, the cosine of their features is at least `min_cosine` as well. Features
 alone never make a pair: a classifier's penultimate features of two images of one class are close.
 """
@@ -16,6 +18,8 @@ import numpy as np
 from .decode import BadImage, load_image
 
 SIDE, LOW = 32, 8
+CROPS = (0.0, 0.04, 0.08)   # share of each side cut off: the versions hashed
+READ = 128                  # the grey picture the versions are cut from (stretched)
 MAX_BITS = 10        # pHash Hamming distance of a near pair
 MIN_COSINE = 0.90    # ... confirmed by features, where there are features
 
@@ -35,7 +39,7 @@ def phash(grey):
     g = np.asarray(grey, np.float64).reshape(SIDE, SIDE)
     coeff = (DCT @ g @ DCT.T)[:LOW, :LOW].ravel()
     median = np.median(coeff[1:])
-    bits = coeff > median
+    bits = coeff > median + 1e-9 * (np.abs(coeff).max() + 1)   # rounding noise of a flat picture is no bit
     return sum(1 << (63 - int(i)) for i in np.flatnonzero(bits))
 
 
@@ -45,10 +49,31 @@ def hamming(a, b):
     return BIT_COUNT[x[..., None].view(np.uint8)].sum(axis=-1, dtype=np.int64)
 
 
+def versions(grey):
+    """(READ, READ) uint8 -> [pHash of each CROPS version]."""
+    from PIL import Image
+
+    img = Image.fromarray(np.asarray(grey, np.uint8).reshape(READ, READ))
+    out = []
+    for c in CROPS:
+        m = int(round(c * READ))
+        small = img.crop((m, m, READ - m, READ - m)).resize((SIDE, SIDE), Image.Resampling.BILINEAR)
+        out.append(phash(np.asarray(small)))
+    return out
+
+
+def distance(a, b):
+    """(..., V) hash versions of two sets of images (broadcast) -> the fewest differing bits between
+    the whole of one and any version of the other."""
+    a, b = np.asarray(a, np.uint64), np.asarray(b, np.uint64)
+    d = hamming(a[..., :1], b)                          # a whole, every version of b
+    return np.minimum(d.min(axis=-1), hamming(a, b[..., :1]).min(axis=-1))
+
+
 @dataclass
 class Fingerprint:
     sha256: str = None
-    phash: int = None
+    phash: list = None      # [pHash of each CROPS version]
     size: tuple = None      # (width, height) of the file as stored
     error: str = None       # why it could not be read
 
@@ -58,13 +83,13 @@ def fingerprint(path):
     path = Path(path)
     source = {}
     try:
-        grey = load_image(path, SIDE, SIDE, 1, "stretch", source)
+        grey = load_image(path, READ, READ, 1, "stretch", source)
         data = path.read_bytes()
     except BadImage as e:
         return Fingerprint(error=str(e))
     except OSError as e:
         return Fingerprint(error=f"cannot read: {e.strerror or e}")
-    return Fingerprint(hashlib.sha256(data).hexdigest(), phash(grey), tuple(source["size"]))
+    return Fingerprint(hashlib.sha256(data).hexdigest(), versions(grey), tuple(source["size"]))
 
 
 @dataclass
@@ -95,15 +120,15 @@ def _unit(features):
 
 
 def near_pairs(hashes, features=None, max_bits=MAX_BITS, min_cosine=MIN_COSINE, block=1024):
-    """hashes (N,) uint64 (rows that could not be read: any value, excluded by `valid`), features
-    (N, D) or None -> [Pair] of i < j by the module's rule. Quadratic in N, a block of rows at a time."""
+    """hashes (N, V) uint64 (the CROPS versions), features (N, D) or None -> [Pair] of i < j by the
+    module's rule. Quadratic in N, a block of rows at a time."""
     h = np.asarray(hashes, np.uint64)
     n = len(h)
     unit = None if features is None else _unit(features)
     found = []
     for start in range(0, n, block):
         rows = np.arange(start, min(n, start + block))
-        bits = hamming(h[rows, None], h[None, :])                   # (B, N)
+        bits = distance(h[rows, None], h[None, :])                  # (B, N)
         later = np.arange(n)[None, :] > rows[:, None]
         if unit is None:
             hit = later & (bits <= max_bits)
@@ -124,7 +149,7 @@ def find_pairs(prints, features=None, **rule):
     exact = exact_pairs([prints[i].sha256 for i in ok])
     same = {(ok[a], ok[b]) for a, b in exact}
     pairs = [Pair(a, b, "exact", 0, None) for a, b in sorted(same)]
-    hashes = np.array([prints[i].phash for i in ok], np.uint64)
+    hashes = np.array([prints[i].phash for i in ok], np.uint64).reshape(len(ok), len(CROPS))
     for p in near_pairs(hashes, features, **rule):
         a, b = ok[p.a], ok[p.b]
         if (a, b) not in same and prints[a].sha256 != prints[b].sha256:
