@@ -73,25 +73,21 @@ def plant(root, paths, seed=1):
         src = paths[i]
         kind = kinds[n // 5]
         split = {"train": "test", "val": "train", "test": "val"}[src.parent.parent.name]
-        dst = root / split / src.parent.name / f"copy_{kind}_{src.stem}"
+        suffix = ".jpg" if kind == "jpeg70" else ".png"
+        dst = root / split / src.parent.name / f"copy_{kind.replace('.', '_')}_{src.stem}{suffix}"
         img = Image.open(src).convert("RGB")
         if kind == "exact":
-            dst = dst.with_suffix(".png")
             shutil.copyfile(src, dst)
         elif kind == "jpeg70":
-            dst = dst.with_suffix(".jpg")
             img.save(dst, quality=70)
         elif kind in ("half", "x1.5"):
             s = 0.5 if kind == "half" else 1.5
-            dst = dst.with_suffix(".png")
             img.resize((round(SIDE * s), round(SIDE * s)), Image.Resampling.BICUBIC).save(dst)
         elif kind == "crop4%":
             m = round(0.04 * SIDE)
-            dst = dst.with_suffix(".png")
             img.crop((m, m, SIDE - m, SIDE - m)).save(dst)
         else:                                   # 6% off the right and the bottom only
             m = round(0.06 * SIDE)
-            dst = dst.with_suffix(".png")
             img.crop((0, 0, SIDE - m, SIDE - m)).save(dst)
         planted.append((str(src), str(dst), kind))
     return planted
