@@ -236,3 +236,15 @@ def test_cli_prints_a_summary_and_refuses_bad_input(planted, tmp_path):
                          str(tmp_path / "x")], "one of them")):
         res = CliRunner().invoke(app, ["audit", *args])
         assert res.exit_code == 2 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_images_under_16_pixels_get_exact_copies_only(tmp_path):
+    small = np.asarray(_photo(0, 8))
+    Image.fromarray(small).save(tmp_path / "a.png")
+    (tmp_path / "copy.png").write_bytes((tmp_path / "a.png").read_bytes())
+    lookalike = small.copy()
+    lookalike[0, 0] ^= 1
+    Image.fromarray(lookalike).save(tmp_path / "b.png")
+    prints = [fingerprint(tmp_path / n) for n in ("a.png", "copy.png", "b.png")]
+    assert distance(prints[0].phash, prints[2].phash) <= MAX_BITS     # the hash alone would pair them
+    assert [(p.a, p.b, p.kind) for p in find_pairs(prints)] == [(0, 1, "exact")]

@@ -22,6 +22,7 @@ from .decode import BadImage, load_image
 SIDE, LOW = 32, 8
 CROPS = (0.0, 0.04, 0.08)   # share of each side cut off: the versions hashed
 READ = 128                  # the grey picture the versions are cut from (stretched)
+NEAR_MIN_SIDE = 16   # smaller images get exact copies only: 8x8 scans of one digit hash alike
 MAX_BITS = 6         # pHash distance of a near pair: copies measured 0-2, distinct photo crops 8 and up
 
 
@@ -140,14 +141,16 @@ def near_pairs(hashes, features=None, max_bits=MAX_BITS, block=1024):
 
 def find_pairs(prints, features=None, **rule):
     """[Fingerprint] (+ features of the readable ones, in order) -> [Pair]: exact copies, then near
-    pairs that are not exact copies. Indices are into prints."""
+    pairs (among images of NEAR_MIN_SIDE pixels a side or more) that are not exact copies. Indices
+    are into prints."""
     ok = [i for i, p in enumerate(prints) if p.error is None]
     exact = exact_pairs([prints[i].sha256 for i in ok])
     same = {(ok[a], ok[b]) for a, b in exact}
     pairs = [Pair(a, b, "exact", 0, None) for a, b in sorted(same)]
-    hashes = np.array([prints[i].phash for i in ok], np.uint64).reshape(len(ok), len(CROPS))
-    for p in near_pairs(hashes, features, **rule):
-        a, b = ok[p.a], ok[p.b]
+    big = [r for r, i in enumerate(ok) if min(prints[i].size) >= NEAR_MIN_SIDE]
+    hashes = np.array([prints[ok[r]].phash for r in big], np.uint64).reshape(len(big), len(CROPS))
+    for p in near_pairs(hashes, None if features is None else np.asarray(features)[big], **rule):
+        a, b = ok[big[p.a]], ok[big[p.b]]
         if (a, b) not in same and prints[a].sha256 != prints[b].sha256:
             pairs.append(Pair(a, b, "near", p.bits, p.cosine))
     return pairs
