@@ -36,13 +36,19 @@ DCT = _dct_matrix(SIDE)
 BIT_COUNT = np.array([bin(b).count("1") for b in range(256)], np.uint8)
 
 
+def phashes(greys):
+    """(V, 32, 32) uint8 -> (V,) 64-bit pHashes as Python ints (bit 63: the DC coefficient)."""
+    g = np.asarray(greys, np.float64).reshape(-1, SIDE, SIDE)
+    coeff = (DCT @ g @ DCT.T)[:, :LOW, :LOW].reshape(len(g), LOW * LOW)
+    median = np.sort(coeff[:, 1:], axis=1)[:, (LOW * LOW - 1) // 2]       # of the 63 AC terms
+    slack = 1e-9 * (np.abs(coeff).max(axis=1) + 1)          # rounding noise of a flat picture is no bit
+    bits = np.packbits(coeff > (median + slack)[:, None], axis=1)          # (V, 8) bytes, big-endian
+    return [int.from_bytes(row.tobytes(), "big") for row in bits]
+
+
 def phash(grey):
-    """(32, 32) or (32, 32, 1) uint8 -> 64-bit pHash as a Python int (bit 63: the DC coefficient)."""
-    g = np.asarray(grey, np.float64).reshape(SIDE, SIDE)
-    coeff = (DCT @ g @ DCT.T)[:LOW, :LOW].ravel()
-    median = np.median(coeff[1:])
-    bits = coeff > median + 1e-9 * (np.abs(coeff).max() + 1)   # rounding noise of a flat picture is no bit
-    return sum(1 << (63 - int(i)) for i in np.flatnonzero(bits))
+    """(32, 32) or (32, 32, 1) uint8 -> its 64-bit pHash (phashes of one)."""
+    return phashes(np.asarray(grey)[None])[0]
 
 
 def hamming(a, b):
@@ -56,12 +62,9 @@ def versions(grey):
     from PIL import Image
 
     img = Image.fromarray(np.asarray(grey, np.uint8).reshape(READ, READ))
-    out = []
-    for c in CROPS:
-        m = int(round(c * READ))
-        small = img.crop((m, m, READ - m, READ - m)).resize((SIDE, SIDE), Image.Resampling.BILINEAR)
-        out.append(phash(np.asarray(small)))
-    return out
+    cut = [int(round(c * READ)) for c in CROPS]
+    return phashes(np.stack([np.asarray(img.crop((m, m, READ - m, READ - m)).resize(
+        (SIDE, SIDE), Image.Resampling.BILINEAR)) for m in cut]))
 
 
 def distance(a, b):
