@@ -122,7 +122,7 @@ def labels(work, ckpt):
     """Label flips on the crops (train, val and test together), features computed once."""
     from cnncli.commands.audit import _decode, features, gather
     from cnncli.commands.predict import load
-    from cnncli.engine.confident import in_sample_loss, label_issues, out_of_fold
+    from cnncli.engine.confident import out_of_fold
     root = work / "photos_labels"
     write_crops(root, crops())
     imgs = gather(root)

@@ -1,7 +1,7 @@
 """Proof for `cnncli audit` (issue 27): labels flipped on purpose, found again.
 
   python scripts/audit_proof.py labels WORK [--datasets digits,shapes] [--trainings]
-  python scripts/audit_proof.py duplicates WORK
+  python scripts/audit_proof.py figure WORK     # labels_*.json (+ photos_labels.json) -> labels.png
 
 labels: for each data set (digits: scikit-learn's 1,797 real scans, written first with
 scripts/export_digits.py WORK/digits; shapes: `cnncli synth`), flip 5% and 20% of the labels at
@@ -12,12 +12,7 @@ CNN on them, and compare three rankings at the number of flips n:
   audit    : audit --checkpoint of that CNN (5-fold softmax regression on its penultimate features)
   audit-k  : audit --config, 5 trainings from scratch (with --trainings)
 precision@n = recall@n = flipped images among the first n; the suspect set's own precision and
-recall too. Writes WORK/labels.json and WORK/labels.png.
-
-duplicates: crops of scikit-image's photos (distinct 96x96 crops, no copies), audited as they are
-(no pair may be found), then with planted copies across train / val / test: exact copies,
-re-encoded JPEGs (quality 70), resized copies (x0.5, x1.5) and crops of 4% off each side; every
-planted pair must be found. Writes WORK/duplicates.json.
+recall too. Writes WORK/labels_<data sets>.json. Real photos and duplicates: scripts/audit_photos.py.
 """
 
 import argparse
@@ -28,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -184,13 +178,13 @@ def draw(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    keys = [k for k in ("loss_p_at_n", "audit_p_at_n", "audit_k_p_at_n") if k in results[0]]
-    names = {"loss_p_at_n": "baseline: the CNN's loss", "audit_p_at_n": "audit --checkpoint",
+    keys = [k for k in ("loss_p_at_n", "audit_p_at_n", "audit_k_p_at_n") if any(k in r for r in results)]
+    names = {"loss_p_at_n": "baseline: the trained model's loss", "audit_p_at_n": "audit --checkpoint",
              "audit_k_p_at_n": "audit --config (5 trainings)"}
     fig, ax = plt.subplots(figsize=(10, 4))
     x = np.arange(len(results))
     for i, k in enumerate(keys):
-        ax.bar(x + (i - (len(keys) - 1) / 2) * 0.8 / len(keys), [r[k] for r in results], 0.8 / len(keys),
+        ax.bar(x + (i - (len(keys) - 1) / 2) * 0.8 / len(keys), [r.get(k, 0) for r in results], 0.8 / len(keys),
                label=names[k])
     ax.axhline(0.8, color="k", lw=0.8, ls="--")
     ax.set_xticks(x, [f"{r['data']}\n{r['flips']} {r['rate']:.0%}\nn={r['n']}" for r in results], fontsize=8)
@@ -204,7 +198,7 @@ def draw(results, path):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("labels", "duplicates"))
+    ap.add_argument("what", choices=("labels", "figure"))
     ap.add_argument("work", type=Path)
     ap.add_argument("--datasets", default="digits,shapes")
     ap.add_argument("--trainings", action="store_true")
@@ -212,6 +206,9 @@ if __name__ == "__main__":
     a.work.mkdir(parents=True, exist_ok=True)
     if a.what == "labels":
         labels_proof(a.work.resolve(), a.datasets.split(","), a.trainings)
-    else:
-        from audit_dups import duplicates_proof
-        duplicates_proof(a.work.resolve())
+    else:   # every labels_*.json, and photos_labels.json of scripts/audit_photos.py, in one figure
+        rows = [r for f in sorted(a.work.glob("labels_*.json")) for r in json.loads(f.read_text())]
+        photos = a.work / "photos_labels.json"
+        if photos.exists():
+            rows += [r for r in json.loads(photos.read_text())["labels"] if "flips" in r]
+        draw(rows, a.work / "labels.png")

@@ -126,7 +126,7 @@ def test_exact_copies_and_unreadable_files(tmp_path):
     prints = [fingerprint(tmp_path / n) for n in ("a.png", "b.png", "bad.png")]
     assert prints[2].error and prints[2].phash is None
     pairs = find_pairs(prints)
-    assert [(p.a, p.b, p.kind) for p in pairs] == [(0, 1, "exact")]
+    assert [(p.a, p.b, p.match) for p in pairs] == [(0, 1, "exact")]
 
 
 MODEL = """model:
@@ -247,4 +247,4 @@ def test_images_under_16_pixels_get_exact_copies_only(tmp_path):
     Image.fromarray(lookalike).save(tmp_path / "b.png")
     prints = [fingerprint(tmp_path / n) for n in ("a.png", "copy.png", "b.png")]
     assert distance(prints[0].phash, prints[2].phash) <= MAX_BITS     # the hash alone would pair them
-    assert [(p.a, p.b, p.kind) for p in find_pairs(prints)] == [(0, 1, "exact")]
+    assert [(p.a, p.b, p.match) for p in find_pairs(prints)] == [(0, 1, "exact")]

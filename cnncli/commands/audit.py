@@ -240,11 +240,11 @@ def _duplicate_rows(result):
     for p in find_pairs(result.prints, feats):
         a, b = p.a, p.b
         where = imgs.splits[a] if imgs.splits[a] == imgs.splits[b] else f"{imgs.splits[a]}/{imgs.splits[b]}"
-        what = ("same bytes" if p.kind == "exact" else f"pHash {p.bits} bits apart"
+        what = ("same bytes" if p.match == "exact" else f"pHash {p.bits} bits apart"
                 + ("" if p.cosine is None else f", feature cosine {p.cosine:.3f}"))
-        score = 1.0 if p.kind == "exact" else 1 - p.bits / 64
+        score = 1.0 if p.match == "exact" else 1 - p.bits / 64
         rows.append(_row(imgs, b, "duplicate", imgs.classes[imgs.labels[a]], score, str(imgs.files[a]),
-                         f"{p.kind} copy ({what}) in {where}"))
+                         f"{p.match} copy ({what}) in {where}"))
     rows.sort(key=lambda r: -r["score"])
     return rows
 

@@ -101,7 +101,7 @@ def fingerprint(path):
 class Pair:
     a: int
     b: int
-    kind: str        # 'exact' | 'near'
+    match: str       # 'exact' | 'near'
     bits: int        # pHash distance
     cosine: float    # of the features, or None
 
