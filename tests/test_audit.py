@@ -204,6 +204,7 @@ def test_audit_with_a_checkpoint_finds_what_was_planted(planted):
     # c has 5 + 2 images; a 16 + broken + 4 + copy = 22 and b 16 + really_a + tiny + 4 = 22: the median
     imb = [r for r in rows if r["issue"] == "imbalance"][0]
     assert float(imb["score"]) == pytest.approx(1 - 7 / 22, abs=1e-4)
+    assert summary["ranking"][0].endswith("really_a.png") and len(summary["ranking"]) == summary["readable"]
     assert summary["counts"] == {"label": len(labels), "duplicate": 1, "unreadable": 1, "tiny": 1, "imbalance": 1}
     assert (root / "out" / "audit.png").stat().st_size > 1000
     before = sorted(p.name for p in (root / "data").rglob("*"))

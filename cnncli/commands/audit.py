@@ -136,15 +136,12 @@ def audit(data, out, checkpoint=None, config=None, overrides=(), folds=5, seed=0
         result = _from_checkpoint(imgs, prints, ok, checkpoint, folds, seed, seconds)
     else:
         result = _from_trainings(imgs, prints, ok, config, overrides, folds, seed, out, seconds)
-    rows, counts = _rows(result, tiny)
+    rows, counts, ranking = _rows(result, tiny)
     _write(out, rows, result, top)
-    from ..engine.confident import label_issues
-    suspect, _, margin = label_issues(result.probs, imgs.labels[result.ok])
-    ranked = np.lexsort((-margin, ~suspect))     # suspects first, each group by margin
-    return {"ranking": [str(imgs.files[result.ok[r]]) for r in ranked],   # every readable image
-            **{"images": len(imgs.files), "readable": int(len(result.ok)), "classes": imgs.classes,
+    return {"images": len(imgs.files), "readable": int(len(result.ok)), "classes": imgs.classes,
             "counts": counts, "source": result.source, "seconds": result.seconds,
-            "csv": str(out / "audit.csv"), "png": str(out / "audit.png"), "rows": rows}}
+            "csv": str(out / "audit.csv"), "png": str(out / "audit.png"), "rows": rows,
+            "ranking": ranking}   # every readable image, suspects first, each group by margin
 
 
 def _from_checkpoint(imgs, prints, ok, checkpoint, folds, seed, seconds):
@@ -196,19 +193,24 @@ def _from_trainings(imgs, prints, ok, config, overrides, folds, seed, out, secon
     return Audit(imgs, prints, ok, decoded, probs, None, seconds, source)
 
 
-def _rows(result, tiny):
-    """-> (rows as dicts in the csv's order, {issue: count})."""
+def _label_rows(result):
+    """-> (a row per label suspect, largest margin first; every readable image's path, suspects
+    first, each group by margin)."""
     from ..engine.confident import label_issues
 
-    imgs, prints, ok = result.images, result.prints, result.ok
-    names, rows = imgs.classes, []
+    imgs, ok = result.images, result.ok
     suspect, suggested, score = label_issues(result.probs, imgs.labels[ok])
-    for r in np.argsort(-score, kind="stable"):
-        if suspect[r]:
-            k = ok[r]
-            rows.append(_row(imgs, k, "label", names[suggested[r]], score[r],
-                             detail=f"p(given)={result.probs[r, imgs.labels[k]]:.3f} "
-                                    f"p(suggested)={result.probs[r, suggested[r]]:.3f}"))
+    ranked = np.lexsort((-score, ~suspect))
+    rows = [_row(imgs, ok[r], "label", imgs.classes[suggested[r]], score[r],
+                 detail=f"p(given)={result.probs[r, imgs.labels[ok[r]]]:.3f} "
+                        f"p(suggested)={result.probs[r, suggested[r]]:.3f}") for r in ranked if suspect[r]]
+    return rows, [str(imgs.files[ok[r]]) for r in ranked]
+
+
+def _rows(result, tiny):
+    """-> (rows as dicts in the csv's order, {issue: count}, the label ranking of _label_rows)."""
+    imgs, prints, ok = result.images, result.prints, result.ok
+    rows, ranking = _label_rows(result)
     rows += _duplicate_rows(result)
     for k, p in enumerate(prints):
         if p.error is not None:
@@ -220,7 +222,7 @@ def _rows(result, tiny):
             rows.append(_row(imgs, k, "tiny", "", 1 - min(w, h) / side, detail=f"{w}x{h} pixels, under {side}"))
     rows += _imbalance_rows(imgs)
     counts = {issue: sum(r["issue"] == issue for r in rows) for issue in ORDER}
-    return rows, counts
+    return rows, counts, ranking
 
 
 def _row(imgs, k, issue, suggested, score, other="", detail=""):
