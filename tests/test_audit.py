@@ -234,7 +234,9 @@ def test_cli_prints_a_summary_and_refuses_bad_input(planted, tmp_path):
                        ([str(root / "nothing"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "x")],
                         "no such folder"),
                        ([str(root / "data"), "--checkpoint", str(ckpt), "--config", str(config), "--out",
-                         str(tmp_path / "x")], "one of them")):
+                         str(tmp_path / "x")], "one of them"),
+                       ([str(root / "data"), "--config", str(config), "--set", "train.lr=-1", "--out",
+                         str(tmp_path / "x")], "train.lr")):
         res = CliRunner().invoke(app, ["audit", *args])
         assert res.exit_code == 2 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
 

@@ -127,6 +127,9 @@ def audit(data, out, checkpoint=None, config=None, overrides=(), folds=5, seed=0
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CnnError(f"--out {out} is a file: give a folder")
+    if config is not None:   # a config that cannot train fails now, not after the hashes
+        from .. import config as configs
+        configs.load_run(config, overrides)
     imgs = gather(data)
     t0 = time.perf_counter()
     prints = [fingerprint(p) for p in imgs.files]
