@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CONV = "    - conv: {{filters: {f}, size: 3, padding: same, activation: relu}}\n    - maxpool: {{size: 2}}\n"
 CONFIGS = {   # small CNNs, no augmentation; (input, conv filters, epochs, lr, schedule)
     "digits": ("[16, 16, 1]", (16, 32), 8, 0.002, "constant"),
-    # the quickstart network; a constant lr 0.005 for 8 epochs (as tests/conftest.py trains it) left
-    # 83% validation accuracy on 5% flipped labels and both rankings under 0.8: cosine, 10 epochs
-    "shapes": ("[32, 32, 3]", (16, 32, 64), 10, 0.005, "cosine"),
+    # the quickstart network, as tests/conftest.py trains it (cosine over 10 epochs did no better:
+    # precision at n 0.62 against the loss's 0.60 at 5% random flips)
+    "shapes": ("[32, 32, 3]", (16, 32, 64), 8, 0.005, "constant"),
 }
 
 
