@@ -251,3 +251,16 @@ def test_images_under_16_pixels_get_exact_copies_only(tmp_path):
     prints = [fingerprint(tmp_path / n) for n in ("a.png", "copy.png", "b.png")]
     assert distance(prints[0].phash, prints[2].phash) <= MAX_BITS     # the hash alone would pair them
     assert [(p.a, p.b, p.match) for p in find_pairs(prints)] == [(0, 1, "exact")]
+
+
+def test_tiny_is_half_the_smaller_of_the_input_and_the_median_image():
+    from types import SimpleNamespace
+
+    from cnncli.commands.audit import _tiny_side
+    from cnncli.data.duplicates import Fingerprint
+
+    def result(sizes, side):
+        return SimpleNamespace(ok=np.arange(len(sizes)), prints=[Fingerprint(size=s) for s in sizes],
+                               decoded=np.zeros((len(sizes), side, side, 3), np.uint8))
+    assert _tiny_side(result([(64, 64), (64, 80), (30, 64)], 224)) == 32    # crops under a 224 network
+    assert _tiny_side(result([(500, 400), (640, 480), (800, 600)], 32)) == 16

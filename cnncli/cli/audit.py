@@ -22,7 +22,7 @@ def audit(
     folds: int = typer.Option(5, "--folds", min=2, help="k: each image is scored by a model that did not see it."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fold assignment."),
     tiny: Optional[int] = typer.Option(None, "--tiny", min=1, help="Flag images whose shorter side is under this "
-                                       "many pixels (default: half the model's input side)."),
+                                       "many pixels (default: half the smaller of the model's input side and the median image's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Find labels that are probably wrong, copies within and across splits, unreadable and tiny

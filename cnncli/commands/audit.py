@@ -218,7 +218,7 @@ def _rows(result, tiny):
     for k, p in enumerate(prints):
         if p.error is not None:
             rows.append(_row(imgs, k, "unreadable", "", 1.0, detail=p.error))
-    side = tiny if tiny is not None else max(1, min(result.decoded.shape[1:3]) // 2) if len(ok) else 1
+    side = tiny if tiny is not None else _tiny_side(result)
     for k in ok:
         w, h = prints[k].size
         if min(w, h) < side:
@@ -226,6 +226,16 @@ def _rows(result, tiny):
     rows += _imbalance_rows(imgs)
     counts = {issue: sum(r["issue"] == issue for r in rows) for issue in ORDER}
     return rows, counts, ranking
+
+
+def _tiny_side(result):
+    """Half the smaller of the model's input side and the median image's shorter side: an image
+    under it is blown up more than 2x, and is small next to the others (64-pixel crops under a
+    224-pixel network are not all tiny)."""
+    if not len(result.ok):
+        return 1
+    median = float(np.median([min(result.prints[k].size) for k in result.ok]))
+    return max(1, int(min(min(result.decoded.shape[1:3]), median) // 2))
 
 
 def _row(imgs, k, issue, suggested, score, other="", detail=""):
