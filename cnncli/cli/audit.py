@@ -25,8 +25,8 @@ def audit(
                                        "many pixels (default: half the smaller of the model's input side and the median image's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
-    """Find labels that are probably wrong, copies within and across splits, unreadable and tiny
-    images, and small classes. Writes audit.csv and audit.png; nothing is moved or deleted."""
+    """Find labels that are probably wrong, and copies across splits. Also unreadable and tiny
+    images, and small classes; writes audit.csv and audit.png, moves or deletes nothing."""
     from ..commands.audit import audit as run_audit
 
     summary = run_audit(data, out, checkpoint, config_file, overrides, folds, seed, tiny)
