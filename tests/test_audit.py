@@ -215,7 +215,10 @@ def test_audit_with_k_trainings(planted):
     from cnncli.commands.audit import audit
 
     root, config, _ = planted
-    summary = audit(root / "data", root / "out_k", config=config, overrides=["train.epochs=6"], folds=2)
+    started = []
+    summary = audit(root / "data", root / "out_k", config=config, overrides=["train.epochs=6"], folds=2,
+                    progress=lambda f, k: started.append((f, k)))
+    assert started == [(0, 2), (1, 2)]
     labels = [r for r in summary["rows"] if r["issue"] == "label"]
     assert labels and labels[0]["path"].endswith("really_a.png")
     assert sorted(p.name for p in (root / "out_k" / "folds").iterdir()) == ["0", "1"]

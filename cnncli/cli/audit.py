@@ -29,7 +29,10 @@ def audit(
     images, and small classes; writes audit.csv and audit.png, moves or deletes nothing."""
     from ..commands.audit import audit as run_audit
 
-    summary = run_audit(data, out, checkpoint, config_file, overrides, folds, seed, tiny)
+    def training(f, k):
+        typer.echo(f"training {f + 1} of {k} (on every fold but fold {f + 1}) ...", err=True)
+
+    summary = run_audit(data, out, checkpoint, config_file, overrides, folds, seed, tiny, progress=training)
     rows = summary.pop("rows")
     summary.pop("ranking")
     if as_json:

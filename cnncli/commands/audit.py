@@ -119,8 +119,10 @@ class Audit:
     source: str = ""             # where the probabilities came from, in words
 
 
-def audit(data, out, checkpoint=None, config=None, overrides=(), folds=5, seed=0, tiny=None, top=48):
-    """Run every check on DATA and write OUT/audit.csv and OUT/audit.png. -> summary dict."""
+def audit(data, out, checkpoint=None, config=None, overrides=(), folds=5, seed=0, tiny=None, top=48,
+          progress=None):
+    """Run every check on DATA and write OUT/audit.csv and OUT/audit.png. -> summary dict.
+    progress(f, k): called as each of the k trainings of --config starts."""
     if (checkpoint is None) == (config is None):
         raise CnnError("give --checkpoint CKPT (features of a trained or pretrained network) or --config "
                        "TRAIN_YAML (k trainings from scratch), one of them")
@@ -138,7 +140,7 @@ def audit(data, out, checkpoint=None, config=None, overrides=(), folds=5, seed=0
     if checkpoint is not None:
         result = _from_checkpoint(imgs, prints, ok, checkpoint, folds, seed, seconds)
     else:
-        result = _from_trainings(imgs, prints, ok, config, overrides, folds, seed, out, seconds)
+        result = _from_trainings(imgs, prints, ok, config, overrides, folds, seed, out, seconds, progress)
     rows, counts, ranking = _rows(result, tiny)
     _write(out, rows, result, top)
     return {"images": len(imgs.files), "readable": int(len(result.ok)), "classes": imgs.classes,
@@ -185,12 +187,12 @@ def _need_images(imgs, ok, folds):
         raise CnnError(f"{len(ok)} readable images are too few for {folds} folds: give more images or fewer --folds")
 
 
-def _from_trainings(imgs, prints, ok, config, overrides, folds, seed, out, seconds):
+def _from_trainings(imgs, prints, ok, config, overrides, folds, seed, out, seconds, progress=None):
     from .audit_folds import trained_out_of_fold
 
     t0 = time.perf_counter()
     _need_images(imgs, ok, folds)
-    probs, decoded, ok = trained_out_of_fold(imgs, prints, ok, config, overrides, folds, seed, out)
+    probs, decoded, ok = trained_out_of_fold(imgs, prints, ok, config, overrides, folds, seed, out, progress)
     seconds["trainings"] = time.perf_counter() - t0
     source = f"{folds} trainings from scratch with {config}, each scoring the fold it did not see"
     return Audit(imgs, prints, ok, decoded, probs, None, seconds, source)

@@ -24,8 +24,9 @@ def fold_rows(imgs, ok, fold, f):
     return buf.getvalue()
 
 
-def trained_out_of_fold(imgs, prints, ok, config, overrides, folds, seed, out):
-    """-> (probabilities (len(ok), K) out-of-fold, decoded uint8 images of ok, ok) after k trainings."""
+def trained_out_of_fold(imgs, prints, ok, config, overrides, folds, seed, out, progress=None):
+    """-> (probabilities (len(ok), K) out-of-fold, decoded uint8 images of ok, ok) after k trainings.
+    progress(f, k) is called as fold f's training starts."""
     from ..engine.progress import QuietReporter
     from .evaluate import score_folder
     from .train import train
@@ -35,6 +36,8 @@ def trained_out_of_fold(imgs, prints, ok, config, overrides, folds, seed, out):
     decoded = None
     where = {str(Path(imgs.files[k]).resolve()): r for r, k in enumerate(ok)}
     for f in range(folds):
+        if progress:
+            progress(f, folds)
         run = Path(out) / "folds" / str(f)
         run.mkdir(parents=True, exist_ok=True)
         rows = run / "rows.csv"
