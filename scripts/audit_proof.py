@@ -27,16 +27,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CONV = "    - conv: {{filters: {f}, size: 3, padding: same, activation: relu}}\n    - maxpool: {{size: 2}}\n"
-CONFIGS = {   # small CNNs, no augmentation; (input, conv filters, epochs, lr, schedule)
-    "digits": ("[16, 16, 1]", (16, 32), 8, 0.002, "constant"),
+CONFIGS = {   # small CNNs; (input, conv filters, epochs, lr, schedule, augment)
+    "digits": ("[16, 16, 1]", (16, 32), 8, 0.002, "constant", "{}"),
     # the quickstart network, as tests/conftest.py trains it (cosine over 10 epochs did no better:
     # precision at n 0.62 against the loss's 0.60 at 5% random flips)
-    "shapes": ("[32, 32, 3]", (16, 32, 64), 8, 0.005, "constant"),
+    "shapes": ("[32, 32, 3]", (16, 32, 64), 8, 0.005, "constant", "{}"),
+    # the same images and network trained as configs/quickstart.yaml trains it: flips and crops, cosine
+    "shapes_recipe": ("[32, 32, 3]", (16, 32, 64), 12, 0.005, "cosine", "{flip: true, crop_padding: 2}"),
 }
 
 
 def config_text(name, data, out, n_classes):
-    shape, filters, epochs, lr, schedule = CONFIGS[name]
+    shape, filters, epochs, lr, schedule, augment = CONFIGS[name]
     convs = "".join(CONV.format(f=f) for f in filters)
     return f"""model:
   input: {shape}
@@ -47,6 +49,7 @@ def config_text(name, data, out, n_classes):
 data:
   train: {data}
   val_split: 0.1
+  augment: {augment}
 train:
   epochs: {epochs}
   batch_size: 32
@@ -60,7 +63,7 @@ output: {out}
 def source_images(name, work):
     """-> (files, labels, classes) of the clean data set."""
     root = work / ("digits/train" if name == "digits" else "shapes/train")
-    if name == "shapes" and not root.exists():
+    if name.startswith("shapes") and not root.exists():
         from cnncli.data.synthetic import write_shapes
         write_shapes(work / "shapes", per_class=500, size=32, n_classes=4, seed=0)
     if not root.exists():
