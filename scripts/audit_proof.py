@@ -187,13 +187,14 @@ def draw(results, path):
     keys = [k for k in ("loss_p_at_n", "audit_p_at_n", "audit_k_p_at_n") if any(k in r for r in results)]
     names = {"loss_p_at_n": "baseline: the trained model's loss", "audit_p_at_n": "audit --checkpoint",
              "audit_k_p_at_n": "audit --config (5 trainings)"}
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(max(10, 0.8 * len(results)), 4))
     x = np.arange(len(results))
     for i, k in enumerate(keys):
         ax.bar(x + (i - (len(keys) - 1) / 2) * 0.8 / len(keys), [r.get(k, 0) for r in results], 0.8 / len(keys),
                label=names[k])
     ax.axhline(0.8, color="k", lw=0.8, ls="--")
-    ax.set_xticks(x, [f"{r['data']}\n{r['flips']} {r['rate']:.0%}\nn={r['n']}" for r in results], fontsize=8)
+    ax.set_xticks(x, [f"{r['data'].replace('_', ' ')}\n{r['flips']} {r['rate']:.0%}\nn={r['n']}".replace(" recipe", "\n(recipe)")
+                      for r in results], fontsize=8)
     ax.set_ylabel("precision at n flips")
     ax.set_ylim(0, 1.18)
     ax.set_yticks(np.arange(0, 1.01, 0.2))
