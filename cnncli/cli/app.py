@@ -458,6 +458,9 @@ def import_(
         raise typer.Exit(1)
 
 
+from .audit import audit  # noqa: E402  (its own file: app.py stays under the 500-line limit)
+command(audit)
+
 pretrained_app = typer.Typer(no_args_is_help=True, context_settings={"max_content_width": 120},
                               help="ImageNet-trained networks (pip install 'cnncli[pretrained]').")
 app.add_typer(pretrained_app, name="pretrained")

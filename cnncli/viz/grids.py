@@ -82,6 +82,12 @@ def draw_mistakes(images, labels, probs, classes, limit=24, cols=8):
                            empty_text=f"no mistakes on {len(labels)} images")
 
 
+def draw_suspects(images, captions, title, cols=8):
+    """audit.png: the images whose label audit doubts most, each with its given and suggested class."""
+    return draw_thumbnails(images if len(images) else [], captions, title, cols,
+                           empty_text="no label suspects")
+
+
 def draw_cam_rows(rows, title):
     """Grad-CAM for a few images: rows of (image, [(heading, heatmap, peak)...]) -> a Figure,
     the image then one overlay per heading."""
