@@ -167,6 +167,8 @@ class Train:
     class_weights: object = setting(None, "weights")   # None | "auto" | [one weight per class]
     ema: float = setting(0.0, "number", max=1.0)       # decay of the weights' moving average; 0: off
     freeze: object = setting(None, "layers")   # a layer (and every one before it), or a list: held fixed
+    freeze_batchnorm: bool = setting(False, "bool")   # batchnorm on its running statistics, left unchanged
+    feature_cache: bool = setting(True, "bool")   # a frozen prefix's outputs computed once (engine/features.py)
 
 
 def parse_section(cls, raw, where):

@@ -25,6 +25,7 @@ class Prepared:
     decoded_from_cache: bool = False
     converted: str = None   # one line on what decoding changed (sizes, colour), or None
     data_files: dict = field(default_factory=dict)  # {'train' | 'val': label file's path, rows, sha256}
+    keys: dict = field(default_factory=dict)   # {'train' | 'val': the decode cache key of its images array}
 
     def preprocessing(self, input_shape, resize):
         h, w, c = input_shape
@@ -108,11 +109,12 @@ def prepare(cfg, progress=None):
         converted.append(vdec.converted)
         train_idx = np.arange(len(dec.labels))
         val_images, val_labels, val_idx = vdec.images, vdec.labels, np.arange(len(vdec.labels))
+        val_key = vdec.key
         if len(val_idx) == 0:
             warnings.append(f"the validation data {vlist.root} has no readable images: training without validation")
     else:
         train_idx, val_idx = stratified_split(dec.labels, d.val_split, t.seed)
-        val_images, val_labels = dec.images, dec.labels
+        val_images, val_labels, val_key = dec.images, dec.labels, dec.key
     if len(train_idx) == 0:
         raise CnnError(f"{d.train}: no readable training images")
     mean, std = _normalisation(cfg, dec.images, train_idx)
@@ -122,7 +124,7 @@ def prepare(cfg, progress=None):
         val = Batches(val_images, val_labels, val_idx, mean, std, t.batch_size)  # same memory as training
     return Prepared(listing.classes, train, val, [float(m) for m in mean], [float(s) for s in std],
                     skipped, warnings, from_cache, describe_conversions(merge_conversions(*converted), shape),
-                    records)
+                    records, {"train": dec.key, "val": val_key})
 
 
 def _normalisation(cfg, images, train_idx):

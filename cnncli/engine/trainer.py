@@ -92,7 +92,9 @@ class Result:
 
 
 class Trainer:
-    def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None):
+    def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None, whole=None):
+        """model: what each step trains; whole: the network checkpoints hold, when model is only
+        the layers after a frozen-feature cache's boundary (engine/features.py), sharing its arrays."""
         from ..parallel.single import Single
         from .losses import Loss
         from .optim import from_config
@@ -100,6 +102,7 @@ class Trainer:
         self.cfg, self.data, self.report, self.output = cfg, data, reporter, Path(output)
         t = cfg.train
         self.model = model
+        self.whole = whole or model
         self.dist = dist or Single()
         self.dist.attach(model, self._where)
         self.class_weights = class_weights
@@ -133,7 +136,7 @@ class Trainer:
         st = self.state
 
         def write():
-            arrays = dict(self.model.state_dict())
+            arrays = dict(self.whole.state_dict())
             arrays.update({f"optim.{k}": v for k, v in self.opt.state().items()})
             if self.ema:
                 arrays.update(self.ema.state())
@@ -145,8 +148,9 @@ class Trainer:
 
     def save_best(self):
         def write():
-            with self.evaluated() as model:
-                checkpoint.save(self.output / "best.npz", model.state_dict(), self.meta("best"))
+            with self.evaluated() as model:   # the moving average, or the whole network (a cache's Tail shares it)
+                source = self.whole if model is self.model else model
+                checkpoint.save(self.output / "best.npz", source.state_dict(), self.meta("best"))
         self.dist.root_does(write)
 
     # --- the loop ---
