@@ -203,3 +203,35 @@ def test_freeze_batchnorm_keeps_running_statistics_while_weights_train(tmp_path)
     assert any("train.freeze_batchnorm" in line and "other 2 batchnorm" in line for line in said.lines)
     moved = weights(train(config(tmp_path, "moved"), reporter=Said()).output / "last.npz")
     assert not np.array_equal(moved["layers.1.running_mean"], before["layers.1.running_mean"])
+
+
+# --- training from a checkpoint keeps best.npz only where validation improves --------------------
+
+def test_best_npz_stays_the_starting_checkpoint_unless_an_epoch_beats_it(tmp_path):
+    first = train(config(tmp_path, "first", freeze="features", epochs=3), reporter=Said()).output / "best.npz"
+    said = Said()
+    # Adam at lr 1 moves every weight by about 1: the epoch is worse than where it started
+    wrecked = train(config(tmp_path, "wrecked", init=str(first), lr=1.0, epochs=1, freeze_batchnorm=True),
+                    reporter=said)
+    start = [line for line in said.lines if line.startswith("start: ")]
+    assert len(start) == 1 and "best.npz holds them until an epoch does better" in start[0]
+    assert wrecked.state.best["epoch"] == 0
+    assert any(line.startswith("done: no epoch beat the starting weights (train.init)") for line in said.lines)
+    a, b = weights(first), weights(wrecked.output / "best.npz")
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert not np.array_equal(weights(wrecked.output / "last.npz")["layers.7.weight"], a["layers.7.weight"])
+    gentle = train(config(tmp_path, "gentle", init=str(first), lr=0.01, epochs=2), reporter=Said())
+    row = gentle.state.history[gentle.state.best["epoch"] - 1] if gentle.state.best["epoch"] else None
+    assert row is None or row["val_acc"] >= float(start[0].split("val_acc ")[1].split(",")[0]) - 1e-4
+
+
+def test_a_cached_run_resumes_with_its_optimizer_state(tmp_path):
+    path = config(tmp_path, "r", freeze="features", epochs=1)
+    train(path, reporter=Said())
+    said = Said()
+    result = train(None, ["train.epochs=2"], resume=tmp_path / "r", reporter=said)
+    assert result.state.epoch == 2 and any(line.startswith("feature cache: on:") and "read from" in line
+                                           for line in said.lines)
+    assert int(weights(tmp_path / "r" / "last.npz")["optim.step"]) == 2 * 5   # 18 images, batch 4: 5 steps an epoch

@@ -192,7 +192,10 @@ def _run(trainer, report, kernels):
     finally:
         report.close()
     best = state.best
-    if best:
+    if best and best["epoch"] == 0:
+        report.message(f"done: no epoch beat the starting weights (train.init) on {best['monitor']}: best.npz holds "
+                       f"them; last.npz in {trainer.output} holds the last epoch's")
+    elif best:
         report.message(f"done: best epoch {best['epoch']} ({best['monitor']}), "
                        f"checkpoints in {trainer.output}/best.npz and last.npz")
     if trainer.data.val is not None and not trainer.cfg.data.val and "val" not in trainer.data.data_files:

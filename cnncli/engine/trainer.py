@@ -181,6 +181,7 @@ class Trainer:
         self.curves.start()
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # divergence shows as a NaN loss
+                self.score_start()
                 while st.epoch < t.epochs and not st.finished:
                     self.train_epoch(st.epoch, n_batches)
                     if self.stopping():
@@ -298,6 +299,20 @@ class Trainer:
         self.dist.root_does(write_text_atomic, self.output / "metrics.csv", metrics_csv(st.history))
         self.save_last()
         self.report.epoch_end(row, improved, st.finished)
+
+    def score_start(self):
+        """With train.init and validation, the starting weights' validation score is the one to
+        beat: best.npz holds them (as epoch 0) until an epoch does better, so a fine-tuning that
+        does not pay leaves the checkpoint it started from as best.npz. Once, before epoch 1."""
+        st = self.state
+        if not self.cfg.train.init or self.data.val is None or st.epoch or st.batch or st.best is not None:
+            return
+        with self.evaluated() as model:
+            loss, acc = validate(model, self.data.val, self.dist)
+        self._track_best({"epoch": 0, "val_loss": loss, "val_acc": acc, "train_loss": None, "train_acc": None})
+        self.save_best()
+        self.report.message(f"start: train.init's weights score val_acc {acc:.4f}, val_loss {loss:.4f}; best.npz "
+                            "holds them until an epoch does better")
 
     def _track_best(self, row):
         st, monitor = self.state, self.cfg.train.monitor
