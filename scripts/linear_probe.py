@@ -1,7 +1,8 @@
 """The reference linear probe: logistic regression (scikit-learn, defaults: L2, C=1) on the pooled
 1,280 features of the reference PyTorch EfficientNet-Lite0 (scripts/pretrained_parity.py), the
-images decoded and normalised exactly as cnncli's fine-tuning config does (224x224, `crop`,
-(pixel / 255 - 127/255) / (128/255)). Trains on FOLDER/train, scores FOLDER/test.
+images decoded and normalised exactly as cnncli's fine-tuning config does (224x224, the catalog's
+resize rule, `imagenet`; (pixel / 255 - 127/255) / (128/255)). Trains on FOLDER/train, scores
+FOLDER/test.
 
   /work/torchvenv/bin/python scripts/linear_probe.py FOLDER [WEIGHTS.pth]   -> one JSON line
 Needs PyTorch and scikit-learn: a yardstick only, never part of cnncli or its tests.
@@ -19,14 +20,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 
-def images(folder):
+def images(folder, resize):
     from cnncli.data.decode import load_image
 
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     x, y = [], []
     for k, name in enumerate(classes):
         for path in sorted((folder / name).iterdir()):
-            x.append(load_image(path, 224, 224, 3, "crop"))
+            x.append(load_image(path, 224, 224, 3, resize))
             y.append(k)
     x = (np.stack(x).astype(np.float32) / 255 - np.float32(127 / 255)) / np.float32(128 / 255)
     return x, np.array(y)
@@ -62,8 +63,9 @@ def main(folder, weights=None):
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
     net.eval()
     folder = Path(folder)
-    xtr, ytr = images(folder / "train")
-    xte, yte = images(folder / "test")
+    resize = CATALOG["efficientnet_lite0"].resize       # as init --pretrained's config decodes them
+    xtr, ytr = images(folder / "train", resize)
+    xte, yte = images(folder / "test", resize)
     ftr, fte = pooled(net, xtr), pooled(net, xte)
     probe = LogisticRegression(max_iter=5000).fit(ftr, ytr)
     acc = float((probe.predict(fte) == yte).mean())

@@ -55,7 +55,7 @@ def run(path, **kw):
 
 def test_the_cache_trains_as_the_whole_network_does_and_checkpoints_hold_all_of_it(tmp_path):
     cached, lines = run(config(tmp_path, "cached", freeze="features"))
-    assert len(lines) == 1 and lines[0].startswith("feature cache: on: layers[0..5]") and "computed" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("feature cache: on: layers[0..6] (frozen, or without weights)") and "computed" in lines[0]
     plain, lines = run(config(tmp_path, "plain", freeze="features", feature_cache=False))
     assert lines == ["feature cache: off: train.feature_cache is false; every epoch runs the frozen layers"]
     a, b = weights(cached.output / "best.npz"), weights(plain.output / "best.npz")
@@ -84,7 +84,7 @@ def test_a_second_run_reads_the_features_and_they_are_memory_mapped(tmp_path, mo
     _, lines = run(config(tmp_path, "two", freeze="features"))
     assert "read from" in lines[0]
     assert len(got) == 1 and got[0][1] is True          # train and val share one decoded array: one file
-    assert isinstance(got[0][0], np.memmap) and got[0][0].dtype == np.float32 and got[0][0].shape == (24, 5, 5, 6)
+    assert isinstance(got[0][0], np.memmap) and got[0][0].dtype == np.float32 and got[0][0].shape == (24, 6)   # after the global pooling
 
 
 def key_of(cfg_path):
@@ -157,10 +157,13 @@ def residual(over):
 
 def test_a_skip_connection_over_the_boundary_moves_it_down_or_turns_the_cache_off():
     model = parse_architecture(residual("a"), "t").build()
-    model.freeze({0, 1, 2})          # add reads a (1) and b (2): layer 2 is no single boundary, layer 1 is
-    assert features.boundary(model) == (1, None)
+    model.freeze({0, 1, 2})          # add and pooling have no weights: the features are the pooled ones
+    assert features.boundary(model) == (4, None)
+    model = parse_architecture(residual("stem"), "t").build()
+    model.freeze({0, 1})             # add reads stem (0) and b (2, trained): layer 1 is no single boundary, 0 is
+    assert features.boundary(model) == (0, None)
     model = parse_architecture(residual("input"), "t").build()
-    model.freeze({0, 1, 2})          # add reads the input: no boundary holds it
+    model.freeze({0, 1})             # add reads the input: no boundary holds it
     k, why = features.boundary(model)
     assert k is None and why.startswith("layers[3] reads the input across the frozen prefix's end")
     model.freeze({1, 2})

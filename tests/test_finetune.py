@@ -250,7 +250,7 @@ def test_init_pretrained_writes_a_frozen_feature_config(tmp_path, monkeypatch):
     assert "time: about 5s of training on this machine (500 ms a step at batch 32" in res.output   # 10 epochs of 1 step
     cfg = yaml.safe_load((tmp_path / "ft" / "train.yaml").read_text())
     assert cfg["train"]["init"] == "efficientnet_lite0.npz" and cfg["train"]["freeze"] == "features"
-    assert cfg["data"]["mean"] == [round(127 / 255, 6)] * 3 and cfg["data"]["resize"] == "crop"
+    assert cfg["data"]["mean"] == [round(127 / 255, 6)] * 3 and cfg["data"]["resize"] == "imagenet"
     # phase 2: the whole network from phase 1's best.npz, lr 1e-4, batchnorm statistics fixed, augmented
     two = yaml.safe_load((tmp_path / "ft" / "finetune.yaml").read_text())
     assert two["train"]["init"] == cfg["output"] + "/best.npz" and "freeze" not in two["train"]

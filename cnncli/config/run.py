@@ -134,7 +134,7 @@ class Data:
     train: str = setting(None, "path")
     val: str = setting(None, "path")
     val_split: float = setting(0.1, "number", max=1.0)
-    resize: str = setting("stretch", "choice", choices=("stretch", "crop"))
+    resize: str = setting("stretch", "choice", choices=("stretch", "crop", "imagenet"))
     mean: list = setting(None, "floats", n=(1, 3))
     std: list = setting(None, "floats", n=(1, 3))
     augment: Augment = section(Augment)

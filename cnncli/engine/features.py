@@ -30,12 +30,21 @@ from ..model.graph import INPUT, Model
 VERSION = 1
 
 
+def fixed(model, i):
+    """Does layer i give every image the same output in every epoch: frozen, or without weights and
+    without randomness or batch statistics (a pooling after the frozen backbone)?"""
+    layer = model.layers[i]
+    return i in model.frozen or not (layer.param_shapes() or layer.random or layer.batch_statistics)
+
+
 def boundary(model):
-    """-> (k, None): layers 0..k are frozen and no layer after k reads anything before k (the
-    highest such k), or (None, why not)."""
+    """-> (k, None): layers 0..k are fixed (frozen, or a parameter-free layer such as pooling) and
+    no layer after k reads anything before k (the highest such k), or (None, why not)."""
     top = -1
-    while top + 1 in model.frozen:
+    while top + 1 < len(model.layers) - 1 and fixed(model, top + 1):
         top += 1
+    if top >= 0 and not model.frozen & set(range(top + 1)):
+        top = -1
     if top < 0:
         return None, "train.freeze does not hold layers[0] fixed: there is no frozen prefix to compute once"
     crossing = None
@@ -100,9 +109,9 @@ def attach(cfg, model, data, dist, report):
     seconds = time.perf_counter() - start
     tail = Tail(model, k, cfg.train.freeze_batchnorm)
     shape = "x".join(map(str, model.layers[k].out_shape))
-    report.message(f"feature cache: on: layers[0..{k}] (frozen) run once per image, their output ({shape}) "
-                   f"{'read from' if hit else 'computed and stored in'} {folder} in {seconds:.1f}s; each epoch "
-                   f"trains layers[{k + 1}..{len(model.layers) - 1}] on it")
+    report.message(f"feature cache: on: layers[0..{k}] (frozen, or without weights) run once per image, their "
+                   f"output ({shape}) {'read from' if hit else 'computed and stored in'} {folder} in {seconds:.1f}s; "
+                   f"each epoch trains layers[{k + 1}..{len(model.layers) - 1}] on it")
     train = FeatureBatches(train, data.train.labels, data.train.indices, data.train.batch_size)
     return dataclasses.replace(data, train=train, val=val), tail
 
