@@ -247,7 +247,10 @@ def test_init_pretrained_writes_a_frozen_feature_config(tmp_path, monkeypatch):
     assert "head replaced by one for 2 classes" in res.output and "2,562 parameters" in res.output
     assert [(t.freeze, t.optimizer, t.batch_size, t.epochs) for t in timed] == [("features", "adam", 32, 10),
                                                                                 (None, "adam", 32, 10)]
-    assert "time: about 5s of training on this machine (500 ms a step at batch 32" in res.output   # 10 epochs of 1 step
+    # the features once: 6 images, one batch of 500 ms; phase 2: 10 epochs of 1 step
+    assert "time: about 0s on this machine to compute the frozen backbone's output once for the 6 images (500 ms a " \
+        "batch of 32" in res.output
+    assert "phase 2 time: about 5s of training on this machine (500 ms a step at batch 32" in res.output
     cfg = yaml.safe_load((tmp_path / "ft" / "train.yaml").read_text())
     assert cfg["train"]["init"] == "efficientnet_lite0.npz" and cfg["train"]["freeze"] == "features"
     assert cfg["data"]["mean"] == [round(127 / 255, 6)] * 3 and cfg["data"]["resize"] == "imagenet"

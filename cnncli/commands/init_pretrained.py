@@ -102,9 +102,8 @@ def write_pretrained(directory, folder, name, force=False):
     head = arch.build(build_params=False).layers[-1].n_params()
     written = _write(directory, texts, force)
     checkpoint.save(directory / weights_file, arrays, meta)
-    # timed as it will train: the backbone frozen (forward only), backward and Adam for the head
     sizes = split_sizes(listing, look, dirs[1])
-    time_line = estimate(arch, EPOCHS, BATCH, *sizes, optimizer="adam", freeze=FREEZE)
+    time_line = phase_one_time(arch, sum(sizes))
     h, w, c = e.input
     why = [_data_line(listing, look, dirs),
            f"model: {name} ({e.parameters:,} parameters, ImageNet top-1 {e.top1}% as published) with its 1,000-class "
@@ -113,11 +112,30 @@ def write_pretrained(directory, folder, name, force=False):
            f"{[round(v, 4) for v in e.std]}: the preprocessing the weights were trained with, not the data's statistics",
            f"train: the backbone frozen up to the global pooling (train.freeze: {FREEZE}; its batchnorm keeps its "
            f"ImageNet statistics), so only the head's {head:,} parameters train: {EPOCHS} epochs, Adam "
-           f"lr {LR:g} with a cosine schedule, no augmentation (a linear probe needs little; "
-           "fine-tune the whole network afterwards if validation says it pays)", time_line,
+           f"lr {LR:g} with a cosine schedule, no augmentation (a linear probe needs little, and without it each "
+           "image's backbone output is computed once and cached: train.feature_cache)", time_line,
            phase_two_line(directory, folder),
            "phase 2 " + estimate(arch, EPOCHS_2, BATCH, *sizes, optimizer="adam")]
     return written + [directory / weights_file], why
+
+
+def phase_one_time(arch, images):
+    """init's time line for train.yaml: with the feature cache, the backbone's forward pass once
+    per image (timed on this machine as the frozen model's step, which is that forward and the
+    head's small backward), then epochs on the cached features (0.04-0.11 s per 1,000 images,
+    measured: README)."""
+    from ..config.run import Train
+    from ..engine.estimate import duration, time_step
+
+    train = Train(epochs=EPOCHS, batch_size=BATCH, optimizer="adam", lr=LR, freeze=FREEZE)
+    step, warm, compiled = time_step(arch, train, budget=1.5)
+    once = step * -(-images // BATCH)
+    compile_note = (f"the kernels were compiled just now ({warm:.0f}s, once per install)" if compiled else
+                    "a first run on a fresh install also compiles the kernels, once")
+    return (f"time: about {duration(once)} on this machine to compute the frozen backbone's output once for the "
+            f"{images:,} images ({step * 1e3:.0f} ms a batch of {BATCH}, timed just now; the feature cache keeps it "
+            f"for later runs), then {EPOCHS} epochs on those features, well under a second each per 1,000 images; "
+            f"decoding the images once is extra, and {compile_note}")
 
 
 def phase_two_line(directory, folder):
