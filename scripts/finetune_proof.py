@@ -14,7 +14,7 @@ test and timed (wall clock of `cnncli train`, a fresh decode cache per run: deco
 and (d) the reference linear probe (scripts/linear_probe.py, PyTorch + scikit-learn).
 
   python scripts/finetune_proof.py WORKDIR [--probe-python /work/torchvenv/bin/python]
-      [--train 40] [--phase2-epochs N]
+      [--train 40] [--phase2-epochs N] [--tasks objects,textures] [--runs scratch,phase1,phase2,probe]
 """
 
 import argparse
@@ -87,17 +87,21 @@ def task_run(work, task, args):
     build(folder, task, args.train)
     rows = {}
     scratch, pre = work / task / "scratch", work / task / "pretrained"
-    run("init", str(scratch), "--data", str(folder), "--force")
-    _, t = trained(work / task, "scratch", scratch / "train.yaml", "--set", f"output={scratch / 'run'}")
-    rows["scratch (init --data)"] = (scratch / "run", t)
-    run("init", str(pre), "--data", str(folder), "--pretrained", "efficientnet_lite0", "--force")
-    log1, t = trained(work / task, "phase1", pre / "train.yaml", "--set", f"output={pre / 'phase1'}")
-    rows["frozen features (phase 1)"] = (pre / "phase1", t)
-    phase2 = ["--set", f"output={pre / 'phase2'}", "--set", f"train.init={pre / 'phase1' / 'best.npz'}"]
-    if args.phase2_epochs:
-        phase2 += ["--set", f"train.epochs={args.phase2_epochs}"]
-    log2, t = trained(work / task, "phase2", pre / "finetune.yaml", *phase2)
-    rows["full fine-tuning (phase 2)"] = (pre / "phase2", t)
+    if "scratch" in args.runs:
+        run("init", str(scratch), "--data", str(folder), "--force")
+        _, t = trained(work / task, "scratch", scratch / "train.yaml", "--set", f"output={scratch / 'run'}")
+        rows["scratch (init --data)"] = (scratch / "run", t)
+    log1 = log2 = ""
+    if "phase1" in args.runs:
+        run("init", str(pre), "--data", str(folder), "--pretrained", "efficientnet_lite0", "--force")
+        log1, t = trained(work / task, "phase1", pre / "train.yaml", "--set", f"output={pre / 'phase1'}")
+        rows["frozen features (phase 1)"] = (pre / "phase1", t)
+    if "phase2" in args.runs:
+        phase2 = ["--set", f"output={pre / 'phase2'}", "--set", f"train.init={pre / 'phase1' / 'best.npz'}"]
+        if args.phase2_epochs:
+            phase2 += ["--set", f"train.epochs={args.phase2_epochs}"]
+        log2, t = trained(work / task, "phase2", pre / "finetune.yaml", *phase2)
+        rows["full fine-tuning (phase 2)"] = (pre / "phase2", t)
     result = {}
     for label, (run_dir, seconds) in rows.items():
         ev, _ = run("evaluate", str(run_dir / "best.npz"), str(folder / "test"))
@@ -105,19 +109,23 @@ def task_run(work, task, args):
         print(f"{task}: {label}: test accuracy {result[label]['test_acc']:.4f}, train wall {seconds:.0f}s", flush=True)
     result["cache line"] = [line for line in log1.splitlines() if line.startswith("feature cache")]
     result["phase 2 start"] = [line for line in log2.splitlines() if line.startswith(("start:", "done:"))]
-    if args.probe_python:
-        from cnncli.pretrained.catalog import CATALOG
+    if "probe" in args.runs and args.probe_python:
+        result["reference linear probe"] = probe(folder, task, args)
+    return result
 
-        start = time.perf_counter()
-        p = subprocess.run([args.probe_python, str(Path(__file__).parent / "linear_probe.py"), str(folder),
-                            str(CATALOG["efficientnet_lite0"].weights_path())], capture_output=True, text=True)
-        if p.returncode:
-            sys.exit(f"linear probe failed:\n{p.stderr}")
-        probe = json.loads(p.stdout.strip().splitlines()[-1])
-        probe["seconds"] = time.perf_counter() - start
-        result["reference linear probe"] = probe
-        print(f"{task}: reference linear probe: test accuracy {probe['test_acc']:.4f}, wall {probe['seconds']:.0f}s",
-              flush=True)
+
+def probe(folder, task, args):
+    from cnncli.pretrained.catalog import CATALOG
+
+    start = time.perf_counter()
+    p = subprocess.run([args.probe_python, str(Path(__file__).parent / "linear_probe.py"), str(folder),
+                        str(CATALOG["efficientnet_lite0"].weights_path())], capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"linear probe failed:\n{p.stderr}")
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    result["seconds"] = time.perf_counter() - start
+    print(f"{task}: reference linear probe: test accuracy {result['test_acc']:.4f}, wall {result['seconds']:.0f}s",
+          flush=True)
     return result
 
 
@@ -128,6 +136,7 @@ def main():
     ap.add_argument("--train", type=int, default=40, help="training crops per class (<= 100)")
     ap.add_argument("--phase2-epochs", type=int, default=None)
     ap.add_argument("--tasks", default="objects,textures")
+    ap.add_argument("--runs", default="scratch,phase1,phase2,probe", help="which of them to run")
     args = ap.parse_args()
     work = Path(args.work)
     results = {task: task_run(work, task, args) for task in args.tasks.split(",")}

@@ -245,7 +245,8 @@ def test_init_pretrained_writes_a_frozen_feature_config(tmp_path, monkeypatch):
                                    "--pretrained", "efficientnet_lite0"])
     assert res.exit_code == 0, res.output
     assert "head replaced by one for 2 classes" in res.output and "2,562 parameters" in res.output
-    assert [(t.freeze, t.optimizer, t.batch_size, t.epochs) for t in timed] == [("features", "adam", 32, 10),
+    # phase 1: 5 training images, one step an epoch: 1,000 steps capped at 200 epochs
+    assert [(t.freeze, t.optimizer, t.batch_size, t.epochs) for t in timed] == [("features", "adam", 32, 200),
                                                                                 (None, "adam", 32, 10)]
     # the features once: 6 images, one batch of 500 ms; phase 2: 10 epochs of 1 step
     assert "time: about 0s on this machine to compute the frozen backbone's output once for the 6 images (500 ms a " \
@@ -279,6 +280,14 @@ def test_init_pretrained_writes_a_frozen_feature_config(tmp_path, monkeypatch):
                                     "--pretrained", "efficientnet_lite1"])
     assert "no pretrained network named 'efficientnet_lite1'" in _one_line_exit_2(typo)
     assert not (tmp_path / "x").exists()
+
+
+def test_phase_one_trains_the_head_about_a_thousand_steps():
+    from cnncli.commands.init_pretrained import phase_one_epochs
+
+    assert phase_one_epochs(200) == 143        # 7 steps an epoch: ceil(1000 / 7)
+    assert phase_one_epochs(5) == 200          # capped
+    assert phase_one_epochs(40_000) == 10      # at least 10 epochs
 
 
 def test_an_mpi_process_without_images_sums_only_what_a_step_sums(monkeypatch):
