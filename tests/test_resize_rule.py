@@ -5,6 +5,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from cnncli.commands import predict as predict_module
 from cnncli.commands.predict import load
 from cnncli.commands.train import train
 from cnncli.data.decode import imagenet_box, load_image
@@ -31,7 +32,7 @@ def test_a_ramp_is_cut_and_resampled_as_computed_by_hand(tmp_path):
     assert same.shape == (8, 16) and not np.array_equal(same, ramp)
 
 
-def test_training_records_the_rule_and_predict_decodes_with_it(tmp_path):
+def test_training_records_the_rule_and_predict_decodes_with_it(tmp_path, monkeypatch):
     from .imagegen import make_folder
 
     make_folder(tmp_path / "data", classes=("a", "b"), per_class=4, size=16)
@@ -43,3 +44,10 @@ def test_training_records_the_rule_and_predict_decodes_with_it(tmp_path):
     result = train(tmp_path / "c.yaml", reporter=QuietReporter())
     loaded = load(result.output / "last.npz")
     assert loaded.resize == "imagenet" and loaded.meta["preprocessing"]["resize_rule"].startswith("centre crop of 224/256")
+    image = next((tmp_path / "data" / "a").iterdir())
+    seen = []
+    real = predict_module.decode_files
+    monkeypatch.setattr(predict_module, "decode_files",
+                        lambda files, shape, resize, *a: seen.append(resize) or real(files, shape, resize, *a))
+    (row,) = predict_module.predict(result.output / "last.npz", [str(image)], top_k=1)
+    assert seen == ["imagenet"] and row["top"][0]["class"] in ("a", "b")
