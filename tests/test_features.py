@@ -60,11 +60,13 @@ def test_the_cache_trains_as_the_whole_network_does_and_checkpoints_hold_all_of_
     assert lines == ["feature cache: off: train.feature_cache is false; every epoch runs the frozen layers"]
     a, b = weights(cached.output / "best.npz"), weights(plain.output / "best.npz")
     before = parse_architecture(arch(), "t").build(seed=1).state_dict()
-    assert set(a) == set(b) == set(before)                  # the whole network, frozen backbone included
+    assert set(a) == set(b) and {k for k in a if k.startswith("layers.")} == set(before)   # the whole network
+    assert any(k.startswith("calibration.") for k in a)     # calibrated on the validation images, not the features
     for k in before:
         if int(k.split(".")[1]) <= 5:
             np.testing.assert_array_equal(a[k], before[k], err_msg=k)
-        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-5, err_msg=k)
     assert not np.array_equal(a["layers.7.weight"], before["layers.7.weight"])
     for x, y in zip(cached.state.history, plain.state.history):
         assert x["val_acc"] == y["val_acc"] and x["val_loss"] == pytest.approx(y["val_loss"], rel=1e-4)
