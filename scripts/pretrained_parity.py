@@ -11,7 +11,7 @@ exit 1 above --tol (1e-4).
 
   --preprocessing  also: the top-5 under the preprocessing the weights were trained with (a centre
                    crop of 224/256 of the shorter side, bicubic to 224: TensorFlow's eval rule,
-                   done here with Pillow) against cnncli's `crop` rule, in the reference network
+                   done here with Pillow) against the checkpoint's rule (`imagenet` since it exists), in the reference network
   --time           cnncli's one-image predict (in process, after a warm-up) and batch-16 inference
 
   python scripts/pretrained_parity.py [--weights FILE] [--preprocessing] [--time] [IMAGE ...]
@@ -218,7 +218,7 @@ def main():
         for i, p in enumerate(paths):
             print(f"{p.name}: trained rule (crop 224/256, bicubic) {top5(tf[i], loaded.classes)}")
         agree = int((tf.argmax(1) == ref[:len(paths)].argmax(1)).sum())
-        print(f"cnncli's crop rule against the trained rule: top-1 agrees on {agree} of {len(paths)} photos; "
+        print(f"cnncli's {loaded.resize} rule against the trained rule: top-1 agrees on {agree} of {len(paths)} photos; "
               f"largest probability difference {np.abs(tf - ref[:len(paths)]).max():.3f}")
     if args.time:
         timing(loaded, imgs)

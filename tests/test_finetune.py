@@ -245,11 +245,27 @@ def test_init_pretrained_writes_a_frozen_feature_config(tmp_path, monkeypatch):
                                    "--pretrained", "efficientnet_lite0"])
     assert res.exit_code == 0, res.output
     assert "head replaced by one for 2 classes" in res.output and "2,562 parameters" in res.output
-    assert [(t.freeze, t.optimizer, t.batch_size, t.epochs) for t in timed] == [("features", "adam", 32, 10)]
-    assert "time: about 5s of training on this machine (500 ms a step at batch 32" in res.output   # 10 epochs of 1 step
+    # phase 1: 5 training images, one step an epoch: 1,000 steps capped at 200 epochs
+    assert [(t.freeze, t.optimizer, t.batch_size, t.epochs) for t in timed] == [("features", "adam", 32, 200),
+                                                                                (None, "adam", 32, 10)]
+    # the features once: 6 images, one batch of 500 ms; phase 2: 10 epochs of 1 step
+    assert "time: about 0s on this machine to compute the frozen backbone's output once for the 6 images (500 ms a " \
+        "batch of 32" in res.output
+    assert "phase 2 time: about 5s of training on this machine (500 ms a step at batch 32" in res.output
     cfg = yaml.safe_load((tmp_path / "ft" / "train.yaml").read_text())
     assert cfg["train"]["init"] == "efficientnet_lite0.npz" and cfg["train"]["freeze"] == "features"
-    assert cfg["data"]["mean"] == [round(127 / 255, 6)] * 3 and cfg["data"]["resize"] == "crop"
+    assert cfg["data"]["mean"] == [round(127 / 255, 6)] * 3 and cfg["data"]["resize"] == "imagenet"
+    # phase 2: the whole network from phase 1's best.npz, lr 1e-4, batchnorm statistics fixed, augmented
+    two = yaml.safe_load((tmp_path / "ft" / "finetune.yaml").read_text())
+    assert two["train"]["init"] == cfg["output"] + "/best.npz" and "freeze" not in two["train"]
+    assert two["train"]["lr"] == 0.0001 and two["train"]["freeze_batchnorm"] is True
+    assert two["data"]["augment"] == {"flip": True, "random_resized_crop": {"scale": [0.25, 1.0], "ratio": [0.75, 1.333]}}
+    assert {k: two["data"][k] for k in ("train", "val_split", "resize", "mean", "std")} == \
+        {k: cfg["data"][k] for k in ("train", "val_split", "resize", "mean", "std")}
+    assert two["output"] == cfg["output"] + "-finetune"
+    from cnncli.config import load_run
+    assert load_run(tmp_path / "ft" / "finetune.yaml", ()).train.freeze_batchnorm is True
+    assert "phase 2: " in res.output and "Adam lr 0.0001" in res.output and "Run it after train.yaml" in res.output
     js = json.loads(CliRunner().invoke(app, ["inspect", "--json", str(tmp_path / "ft" / "train.yaml")]).output)
     assert js["classes"] == 2 and js["trainable_params"] == 1280 * 2 + 2 and js["input_shape"] == [224, 224, 3]
     assert js["layers"][-2]["frozen"] is False and js["layers"][-4]["frozen"] is True
@@ -264,6 +280,14 @@ def test_init_pretrained_writes_a_frozen_feature_config(tmp_path, monkeypatch):
                                     "--pretrained", "efficientnet_lite1"])
     assert "no pretrained network named 'efficientnet_lite1'" in _one_line_exit_2(typo)
     assert not (tmp_path / "x").exists()
+
+
+def test_phase_one_trains_the_head_about_a_thousand_steps():
+    from cnncli.commands.init_pretrained import phase_one_epochs
+
+    assert phase_one_epochs(200) == 143        # 7 steps an epoch: ceil(1000 / 7)
+    assert phase_one_epochs(5) == 200          # capped
+    assert phase_one_epochs(40_000) == 10      # at least 10 epochs
 
 
 def test_an_mpi_process_without_images_sums_only_what_a_step_sums(monkeypatch):

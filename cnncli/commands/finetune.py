@@ -51,14 +51,19 @@ def _shape(shape):
 
 
 def apply_freeze(cfg, model):
-    """train.freeze -> the model's frozen layers; -> a line saying what is held fixed, or None."""
+    """train.freeze and train.freeze_batchnorm -> the model's frozen layers; -> a line saying what
+    is held fixed, or None."""
     from ..model.freeze import apply
 
-    frozen = apply(model, cfg.train.freeze, f"{cfg.source}: train.freeze")
+    t = cfg.train
+    frozen = apply(model, t.freeze, f"{cfg.source}: train.freeze", t.freeze_batchnorm)
+    norms = len(model.still - frozen)
+    stats = (f"; batchnorm statistics fixed in the other {norms} batchnorm layer(s) (train.freeze_batchnorm: "
+             "they run on their running statistics, their weight and bias train)") if norms else ""
     if not frozen:
-        return None
+        return f"frozen: nothing{stats}" if stats else None
     total, trainable = model.n_params(), model.n_trainable()
     span = (f"layers[0..{max(frozen)}]" if frozen == frozenset(range(max(frozen) + 1))
             else "layers " + ", ".join(map(str, sorted(frozen))))
     return (f"frozen: {span}, weights and batchnorm statistics fixed (batchnorm on its running statistics); "
-            f"{trainable:,} of {total:,} parameters train")
+            f"{trainable:,} of {total:,} parameters train{stats}")

@@ -30,7 +30,7 @@ model: model.yaml              # or the architecture inline: {input: [...], laye
 data:
   train: data/train            # one sub-folder per class: data/train/cat/*.jpg, data/train/dog/*.jpg
   val_split: 0.1               # or  val: data/val
-  resize: stretch              # stretch | crop (centre crop keeping the aspect ratio, then resize)
+  resize: stretch              # stretch | crop (centre crop keeping the aspect ratio, then resize) | imagenet
   augment: {flip: false, crop_padding: 0}   # and rotate, scale, translate, ...: docs/augment.md
 train:
   epochs: 10

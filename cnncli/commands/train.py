@@ -16,6 +16,7 @@ from ..model import checkpoint
 from ..errors import CnnError
 from ..files import unlock, write_text_atomic
 from ..engine.run_folder import check_output, claim_output, lock_run
+from ..engine.features import attach
 from ..engine.trainer import Result, State, Trainer, warm_up
 from .finetune import apply_freeze, warm_start
 
@@ -55,13 +56,15 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
     data, weights = _prepare(cfg, model, report, comm)
     comm.broadcast_model(model)
     kernels = _warm_up(cfg, report, model)   # a first run compiles for a while: before the old run is touched
+    fed, trained = attach(cfg, model, data, comm, report)   # the frozen-feature cache, or the data and model as they are
     # everything is checked: only now is the folder made, locked, and an earlier run cleared (--force)
     with comm.agreement():
         lock = claim_output(cfg.output, force) if comm.root else None
     try:
         output = Path(cfg.output)
         comm.root_does(_write_start, output, cfg, data.skipped)
-        trainer = Trainer(cfg, data, report, output, model=model, class_weights=weights, dist=comm)
+        trainer = Trainer(cfg, fed, report, output, model=trained, class_weights=weights, dist=comm, whole=model,
+                          images=data)
         return _run(trainer, report, kernels)
     finally:
         unlock(lock)
@@ -215,7 +218,10 @@ def _run(trainer, report, kernels):
     best = state.best
     if best and trainer.dist.root and trainer.model.head != "multilabel":   # multi-label: per-label thresholds instead
         _calibrate_best(trainer, report)
-    if best:
+    if best and best["epoch"] == 0:
+        report.message(f"done: no epoch beat the starting weights (train.init) on {best['monitor']}: best.npz holds "
+                       f"them; last.npz in {trainer.output} holds the last epoch's")
+    elif best:
         report.message(f"done: best epoch {best['epoch']} ({best['monitor']}), "
                        f"checkpoints in {trainer.output}/best.npz and last.npz")
     if trainer.data.val is not None and not trainer.cfg.data.val and "val" not in trainer.data.data_files:
@@ -230,7 +236,7 @@ def _calibrate_best(trainer, report):
     cfg = trainer.cfg
     source = cfg.data.val or (f"the val rows of {cfg.data.train}" if "val" in trainer.data.data_files else
                               f"the images data.val_split held out of {cfg.data.train}")
-    meta = after_training(trainer.output / "best.npz", trainer.data.val, source)
+    meta = after_training(trainer.output / "best.npz", trainer.images.val, source)   # images, not cached features
     if meta is not None:
         report.message(describe(trainer.output / "best.npz", meta))
 
@@ -331,12 +337,15 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
         # normalise exactly as the run did (and skip recomputing the statistics)
         cfg.data.mean, cfg.data.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
     data, weights = _prepare(cfg, model, report, comm)
+    kernels = _warm_up(cfg, report, model)
+    fed, trained = attach(cfg, model, data, comm, report)
     with comm.agreement():
         if data.classes != meta["classes"]:
             raise CnnError(f"the classes in {cfg.data.train} ({', '.join(data.classes)}) differ from the run's "
                            f"({', '.join(meta['classes'])}): resume needs the same data")
         comm.adopt(state, report)
-        trainer = Trainer(cfg, data, report, run_dir, model=model, state=state, class_weights=weights, dist=comm)
+        trainer = Trainer(cfg, fed, report, run_dir, model=trained, state=state, class_weights=weights, dist=comm,
+                          whole=model, images=data)
         optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
         try:
             trainer.opt.load_state(optim)
@@ -355,7 +364,7 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
     report.message(f"resuming {run_dir} at epoch {state.epoch + 1}" +
                    (f", batch {state.batch + 1}" if state.batch else "") +
                    (f"; {schedule_note}" if schedule_note else ""))
-    return _run(trainer, report, _warm_up(cfg, report, trainer.model))
+    return _run(trainer, report, kernels)
 
 
 def _reopen(state, cfg, run_dir, planned):

@@ -134,7 +134,7 @@ class Data:
     train: str = setting(None, "path")
     val: str = setting(None, "path")
     val_split: float = setting(0.1, "number", max=1.0)
-    resize: str = setting("stretch", "choice", choices=("stretch", "crop"))
+    resize: str = setting("stretch", "choice", choices=("stretch", "crop", "imagenet"))
     mean: list = setting(None, "floats", n=(1, 3))
     std: list = setting(None, "floats", n=(1, 3))
     augment: Augment = section(Augment)
@@ -169,6 +169,8 @@ class Train:
     class_weights: object = setting(None, "weights")   # None | "auto" | [one weight per class]
     ema: float = setting(0.0, "number", max=1.0)       # decay of the weights' moving average; 0: off
     freeze: object = setting(None, "layers")   # a layer (and every one before it), or a list: held fixed
+    freeze_batchnorm: bool = setting(False, "bool")   # batchnorm on its running statistics, left unchanged
+    feature_cache: bool = setting(True, "bool")   # a frozen prefix's outputs computed once (engine/features.py)
 
 
 def parse_section(cls, raw, where):

@@ -107,3 +107,20 @@ class Batches:
                     q.get_nowait()
                 except queue.Empty:
                     thread.join(0.01)
+
+
+class FeatureBatches(Batches):
+    """Batches of cached float32 features (engine/features.py) in place of images: the same order
+    and batch cuts as the image batches they stand for; nothing to normalise (done before the
+    frozen layers) and nothing to augment (the cache is used only without augmentation)."""
+
+    def __init__(self, features, labels, indices, batch_size):
+        super().__init__(features, labels, indices, None, None, batch_size)
+
+    def make(self, order, p, b):
+        """Batch b of the plan -> (x float32 (B, *feature shape), labels)."""
+        idx = order[slice(*self.span(b))]
+        sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
+        x = np.empty((len(idx),) + self.images.shape[1:], np.float32)
+        x[sorted_idx] = self.images[idx[sorted_idx]]
+        return x, self.labels[idx]

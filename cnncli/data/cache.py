@@ -37,6 +37,7 @@ class Decoded:
     skipped: list         # [(path, reason)]
     from_cache: bool
     converted: dict = None  # what decoding changed: see conversions()
+    key: str = None         # cache_key(): the images' identity (the frozen-feature cache keys on it)
 
 
 def cache_key(listing, shape, resize):
@@ -121,6 +122,7 @@ def decode_folder(listing, shape, resize="stretch", cache_dir=None, workers=None
     npy, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     hit = _read_cache(npy, meta_path, shape)
     if hit is not None:
+        hit.key = key
         return hit
     # one process decodes a folder; others that want the same entry wait, then read it
     try:
@@ -130,8 +132,10 @@ def decode_folder(listing, shape, resize="stretch", cache_dir=None, workers=None
         lock = None  # cache folder not writable: each process decodes into memory
     try:
         hit = _read_cache(npy, meta_path, shape)
-        return hit if hit is not None else _decode_and_publish(listing, shape, resize, workers, progress,
-                                                               cache_dir, key, npy, meta_path)
+        hit = hit if hit is not None else _decode_and_publish(listing, shape, resize, workers, progress,
+                                                              cache_dir, key, npy, meta_path)
+        hit.key = key
+        return hit
     finally:
         unlock(lock)
 

@@ -28,6 +28,7 @@ class Prepared:
     converted: str = None   # one line on what decoding changed (sizes, colour), or None
     data_files: dict = field(default_factory=dict)  # {'train' | 'val': label file's path, rows, sha256}
     multilabel: str = None  # multi-label data: one line on how it was read (labels: (N, K) targets)
+    keys: dict = field(default_factory=dict)   # {'train' | 'val': the decode cache key of its images array}
 
     def preprocessing(self, input_shape, resize):
         h, w, c = input_shape
@@ -137,13 +138,13 @@ def prepare(cfg, progress=None, multilabel=False):
         from_cache = from_cache and vdec.from_cache
         converted.append(vdec.converted)
         train_idx = np.arange(len(dec.labels))
-        val_images, val_idx = vdec.images, np.arange(len(vdec.labels))
+        val_images, val_idx, val_key = vdec.images, np.arange(len(vdec.labels)), vdec.key
         val_labels = ml[1].targets(vdec.files) if ml else vdec.labels
         if len(val_idx) == 0:
             warnings.append(f"the validation data {vlist.root} has no readable images: training without validation")
     else:
         train_idx, val_idx = stratified_split(dec.labels, d.val_split, t.seed)
-        val_images, val_labels = dec.images, labels
+        val_images, val_labels, val_key = dec.images, labels, dec.key
     if len(train_idx) == 0:
         raise CnnError(f"{d.train}: no readable training images")
     mean, std = _normalisation(cfg, dec.images, train_idx)
@@ -154,7 +155,7 @@ def prepare(cfg, progress=None, multilabel=False):
         warnings += _no_val_positive(listing.classes, val_labels[val_idx]) if ml else []
     return Prepared(listing.classes, train, val, [float(m) for m in mean], [float(s) for s in std],
                     skipped, warnings, from_cache, describe_conversions(merge_conversions(*converted), shape),
-                    records, ml[2] if ml else None)
+                    records, ml[2] if ml else None, {"train": dec.key, "val": val_key})
 
 
 def _no_val_positive(classes, targets):

@@ -6,7 +6,10 @@
    YCbCr converted by Pillow; transparency (RGBA, LA, palette with a transparent colour)
    composited over white. Then RGB for 3 channels, or luma L = 0.299 R + 0.587 G + 0.114 B for 1.
 3. Size: `stretch` resizes to h x w (bilinear, antialiased); `crop` first cuts the largest centred
-   region with the target's aspect ratio, then resizes.
+   region with the target's aspect ratio, then resizes; `imagenet` is ImageNet's evaluation rule
+   (TensorFlow's EfficientNet, timm's crop_pct 0.875): the centred region of 224/256 of that
+   largest region (for a square input, 224/256 of the shorter side: resize the shorter side to
+   256 and centre-crop 224), resized bicubic, its box in sub-pixel coordinates.
 A file that is unreadable, truncated, empty, not an image, deleted since it was listed, or over
 Pillow's decompression-bomb limit raises BadImage with the reason; it is never replaced by a blank
 image.
@@ -17,7 +20,10 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-RESIZE_RULE = {"stretch": "bilinear resize to h x w", "crop": "centre crop to the aspect ratio, then bilinear resize"}
+RESIZE_RULE = {"stretch": "bilinear resize to h x w", "crop": "centre crop to the aspect ratio, then bilinear resize",
+               "imagenet": "centre crop of 224/256 of the largest region with the aspect ratio (the shorter side "
+                           "for a square input), then bicubic resize"}
+IMAGENET_SHARE = 224 / 256   # ImageNet evaluation's centre crop: 224 of the shorter side resized to 256
 COLOR_RULE = ("16-bit scaled by 255/65535; alpha composited over white; "
               "channels 1 = luma 0.299R+0.587G+0.114B, 3 = RGB")
 
@@ -84,8 +90,19 @@ def _to_mode(img, channels):
 
 
 def _resize(img, height, width, rule):
+    if rule == "imagenet":
+        return img.resize((width, height), Image.Resampling.BICUBIC, box=imagenet_box(*img.size, height, width))
     if img.size == (width, height):
         return img
     if rule == "crop":
         return ImageOps.fit(img, (width, height), method=Image.Resampling.BILINEAR)
     return img.resize((width, height), Image.Resampling.BILINEAR)
+
+
+def imagenet_box(w, h, height, width):
+    """The `imagenet` rule's source box (left, top, right, bottom), in pixels, fractional: the
+    largest centred region with the target's aspect ratio, scaled by 224/256 about its centre."""
+    scale = min(w / width, h / height) * IMAGENET_SHARE
+    cw, ch = width * scale, height * scale
+    left, top = (w - cw) / 2, (h - ch) / 2
+    return left, top, left + cw, top + ch

@@ -93,7 +93,12 @@ class Result:
 
 
 class Trainer:
-    def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None):
+    def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None, whole=None,
+                 images=None):
+        """model: what each step trains; whole: the network checkpoints hold, when model is only
+        the layers after a frozen-feature cache's boundary (engine/features.py), sharing its arrays;
+        data then holds the cached features and images the image batches (for what runs the whole
+        network after training: calibration)."""
         from ..parallel.single import Single
         from .losses import Loss
         from .optim import from_config
@@ -101,6 +106,8 @@ class Trainer:
         self.cfg, self.data, self.report, self.output = cfg, data, reporter, Path(output)
         t = cfg.train
         self.model = model
+        self.whole = whole or model
+        self.images = images or data
         self.dist = dist or Single()
         self.dist.attach(model, self._where)
         self.class_weights = class_weights
@@ -146,7 +153,7 @@ class Trainer:
         st = self.state
 
         def write():
-            arrays = dict(self.model.state_dict())
+            arrays = dict(self.whole.state_dict())
             arrays.update({f"optim.{k}": v for k, v in self.opt.state().items()})
             if self.ema:
                 arrays.update(self.ema.state())
@@ -158,8 +165,9 @@ class Trainer:
 
     def save_best(self):
         def write():
-            with self.evaluated() as model:
-                checkpoint.save(self.output / "best.npz", model.state_dict(), self.meta("best"))
+            with self.evaluated() as model:   # the moving average, or the whole network (a cache's Tail shares it)
+                source = self.whole if model is self.model else model
+                checkpoint.save(self.output / "best.npz", source.state_dict(), self.meta("best"))
         self.dist.root_does(write)
 
     # --- the loop ---
@@ -190,6 +198,7 @@ class Trainer:
         self.curves.start()
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # divergence shows as a NaN loss
+                self.score_start()
                 while st.epoch < t.epochs and not st.finished:
                     self.train_epoch(st.epoch, n_batches)
                     if self.stopping():
@@ -313,6 +322,20 @@ class Trainer:
         self.dist.root_does(write_text_atomic, self.output / "metrics.csv", metrics_csv(st.history))
         self.save_last()
         self.report.epoch_end(row, improved, st.finished)
+
+    def score_start(self):
+        """With train.init and validation, the starting weights' validation score is the one to
+        beat: best.npz holds them (as epoch 0) until an epoch does better, so a fine-tuning that
+        does not pay leaves the checkpoint it started from as best.npz. Once, before epoch 1."""
+        st = self.state
+        if not self.cfg.train.init or self.data.val is None or st.epoch or st.batch or st.best is not None:
+            return
+        with self.evaluated() as model:
+            loss, acc = validate(model, self.data.val, self.dist)
+        self._track_best({"epoch": 0, "val_loss": loss, "val_acc": acc, "train_loss": None, "train_acc": None})
+        self.save_best()
+        self.report.message(f"start: train.init's weights score val_acc {acc:.4f}, val_loss {loss:.4f}; best.npz "
+                            "holds them until an epoch does better")
 
     def _track_best(self, row):
         st, monitor = self.state, self.cfg.train.monitor

@@ -24,12 +24,13 @@ def freeze_indices(model, spec, where="train.freeze"):
     return _checked(model, frozenset(range(_index(model, names, spec, where) + 1)), where)
 
 
-def apply(model, spec, where="train.freeze"):
-    """Freeze `model` as train.freeze `spec` says (freeze_indices, then Model.freeze) -> the frozen
-    indices. train, lr-find and init's timed steps all freeze through here; the optimizer then
-    takes Model.trainable_params()."""
+def apply(model, spec, where="train.freeze", batchnorm_statistics=False):
+    """Freeze `model` as train.freeze `spec` says (freeze_indices, then Model.freeze; with
+    batchnorm_statistics, train.freeze_batchnorm, every batchnorm on its running statistics too)
+    -> the frozen indices. train, lr-find and init's timed steps all freeze through here; the
+    optimizer then takes Model.trainable_params()."""
     frozen = freeze_indices(model, spec, where)
-    model.freeze(frozen)
+    model.freeze(frozen, batchnorm_statistics)
     return frozen
 
 

@@ -146,7 +146,7 @@ class Model:
         self.shards = Shards(self)
         self.rngs = {i: np.random.default_rng(0) for i in self.random_layers()}   # init_params seeds them
         self._plan = None     # inference_plan's last plan, with copies of what it folded
-        self.frozen = self._dead = frozenset()   # freeze() sets them
+        self.frozen = self.still = self._dead = frozenset()   # freeze() sets them: still = in inference mode
         if build_params:
             self.init_params(seed if init else None)
 
@@ -211,12 +211,16 @@ class Model:
     def n_params(self):
         return sum(layer.n_params() for layer in self.layers)
 
-    def freeze(self, frozen):
+    def freeze(self, frozen, batchnorm_statistics=False):
         """Hold the layers at these indices fixed in training (model/freeze.py): inference mode in
-        forward, no optimizer step, and no backward below the lowest trainable layer."""
+        forward, no optimizer step, and no backward below the lowest trainable layer.
+        batchnorm_statistics (train.freeze_batchnorm): every batch-statistics layer (batchnorm) also
+        runs on its running statistics and leaves them as they are, while its weight and bias train."""
         from .freeze import dead_layers
 
         self.frozen = frozenset(frozen)
+        self.still = self.frozen | frozenset(i for i, layer in enumerate(self.layers)
+                                             if batchnorm_statistics and layer.batch_statistics)
         self._dead = dead_layers(self, self.frozen)
         self.shards = Shards(self)   # shards copy the model: none made before this may be used
 
@@ -232,10 +236,11 @@ class Model:
     def context(self, training=False, record=False, rngs=None, reduce=None):
         """A step's Context (layers/context.py); rngs default to the model's own streams."""
         return Context(training=training, record=record, rngs=self.rngs if rngs is None else rngs, reduce=reduce,
-                       frozen=self.frozen if training else frozenset())
+                       frozen=self.still if training else frozenset())
 
-    def forward(self, x, training=False, record=False, keep=(), plan=None, ctx=None):
+    def forward(self, x, training=False, record=False, keep=(), plan=None, ctx=None, stop=None):
         """(N, H, W, C) -> logits (N, K): the output activation is left to the loss.
+        stop: run layers 0..stop only and -> layer stop's output (the frozen-feature cache's boundary).
         An output is dropped as soon as the last layer that reads it has run, unless its index
         is in `keep`: then -> (logits, {index: output}). record: inference, but keep what
         backward needs (for gradients of an inference-mode output, as Grad-CAM takes).
@@ -249,7 +254,8 @@ class Model:
         unread = {INPUT: sum(src.count(INPUT) for src in self.sources)}
         kept = {}
         still = frozen_contexts(ctx)
-        for i, layer in enumerate(self.layers):
+        last = len(self.layers) - 1 if stop is None else stop
+        for i, layer in enumerate(self.layers[:last + 1]):
             ins = [outs[j] for j in self.sources[i]]
             for j in self.sources[i]:
                 unread[j] -= 1
@@ -265,7 +271,7 @@ class Model:
             if i in keep:
                 kept[i] = outs[i]
             del ins
-        logits = outs[len(self.layers) - 1]
+        logits = outs[last]
         return (logits, kept) if keep else logits
 
     def backward(self, dlogits, keep=(), ctx=None):

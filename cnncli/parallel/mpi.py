@@ -284,8 +284,9 @@ class Mpi(Single):
 def _empty_pass(model, ctx):
     """A process without images in a batch joins each batchnorm's sums in the order a step makes
     them: forward front to back, backward back to front (with zero rows, so it adds nothing).
-    Frozen batchnorms (train.freeze) run in inference mode in a step and sum nothing: left out."""
-    norms = [layer for i, layer in enumerate(model.layers) if layer.batch_statistics and i not in model.frozen]
+    Frozen batchnorms (train.freeze, train.freeze_batchnorm) run in inference mode in a step and
+    sum nothing: left out."""
+    norms = [layer for i, layer in enumerate(model.layers) if layer.batch_statistics and i not in model.still]
     for layer in norms:
         layer.forward(np.zeros((0,) + layer.in_shape, model.dtype), ctx)
     for layer in reversed(norms):

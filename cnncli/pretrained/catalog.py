@@ -75,10 +75,9 @@ CATALOG = {e.name: e for e in (
           # Google's Lite models were trained on (pixel - 127) / 128
           mean=(127 / 255,) * 3,
           std=(128 / 255,) * 3,
-          resize="crop",
-          preprocessing_note=("trained and evaluated on a centre crop of 224/256 of the shorter side, resized "
-                              "bicubic to 224x224; cnncli's `crop` takes the whole centred square, resized "
-                              "bilinear")),
+          resize="imagenet",
+          preprocessing_note=("evaluated on a centre crop of 224/256 of the shorter side, resized bicubic "
+                              "to 224x224: cnncli's `imagenet` rule")),
 )}
 
 
