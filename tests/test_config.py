@@ -48,6 +48,20 @@ def test_vgg_cifar_by_hand():
     assert s["total_params"] == 814122
 
 
+@pytest.mark.parametrize("path, params, gmacs", [
+    (MODELS / "resnet18.yaml", 11_689_512, 1.81),
+    (MODELS / "mobilenet_v2.yaml", 3_504_872, 0.30),
+    (ROOT / "cnncli" / "pretrained" / "efficientnet_lite0.yaml", 4_652_008, None)])
+def test_224_pixel_networks_count_what_torchvision_counts(path, params, gmacs):
+    """torchvision's published figures: resnet18 11,689,512 parameters and 1.81 GFLOPS (its
+    multiply-adds), mobilenet_v2 3,504,872 and 0.30; the EfficientNet-Lite0 port 4,652,008."""
+    s = layer_table(config.load_architecture(path))
+    assert s["total_params"] == params
+    if gmacs is not None:
+        assert round(s["total_macs"] / 1e9, 2) == gmacs
+    assert s["layers"][-1]["output_shape"] == [1000] and s["input_shape"] == [224, 224, 3]
+
+
 def test_all_convolutional_with_global_pooling_by_hand():
     s = _summary("allconv.yaml")
     conv = lambda c, f, k=3: f * c * k * k + f  # noqa: E731
