@@ -430,7 +430,9 @@ def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):
     (32, 32, (32, 32), True), (32, 64, (6, 6), True), (128, 128, (6, 40), True),
     (32, 32, (5, 5), False), (256, 256, (2, 2), False), (64, 64, (5, 9), False),
     (16, 16, (16, 16), True), (16, 64, (32, 20), True),      # fewer than 32 on one side: 16 x 16 maps
-    (16, 16, (14, 14), False), (64, 16, (8, 8), False), (8, 8, (32, 32), False), (15, 32, (16, 16), False)])
+    (16, 16, (14, 14), False), (64, 16, (8, 8), False), (8, 8, (32, 32), False), (15, 32, (16, 16), False),
+    (256, 256, (14, 14), True), (512, 512, (7, 7), False), (256, 512, (7, 7), False),   # U: 9.4, 38, 19 MB
+    (384, 256, (14, 14), True), (384, 384, (14, 14), False)])                           # U: 14.2, 21.2 MB
 def test_winograd_rule_on_channels_and_map_sizes(channels, filters, out_hw, expected):
     from cnncli.conv_algorithm import uses_winograd
 
