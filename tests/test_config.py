@@ -62,6 +62,15 @@ def test_224_pixel_networks_count_what_torchvision_counts(path, params, gmacs):
     assert s["layers"][-1]["output_shape"] == [1000] and s["input_shape"] == [224, 224, 3]
 
 
+def test_resnet18_at_224_keeps_only_small_column_sets_for_backward():
+    """KEEP_COLUMNS_BYTES (8 MB): at batch 16 the stride-2 3x3 conv into 7x7x512 (49 positions x
+    2,304 deep) and the three strided 1x1 shortcuts keep their columns; the stem, the other
+    stride-2 convs and the 7x7 512 -> 512 im2col layers (14.5 MB each) build them again in backward."""
+    model = config.load_architecture(MODELS / "resnet18.yaml").build(build_params=False)
+    kept = sum(layer.scratch_bytes(16) * 16 for layer in model.layers if layer.kind == "conv")
+    assert kept == 16 * 4 * (49 * 2304 + 784 * 64 + 196 * 128 + 49 * 256)
+
+
 def test_all_convolutional_with_global_pooling_by_hand():
     s = _summary("allconv.yaml")
     conv = lambda c, f, k=3: f * c * k * k + f  # noqa: E731
