@@ -411,6 +411,18 @@ def test_winograd_matches_naive_forward_and_gradients(rng, case, dtype):
     np.testing.assert_allclose(db, db_ref, rtol=tol, atol=tol * np.abs(db_ref).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_in_many_steps_and_transform_blocks_matches_naive(rng, monkeypatch, dtype):
+    """The weight gradient summed over several steps of tiles (the first written, the others
+    added), and the filter transforms in blocks of columns with a short last one, as big layers
+    run them: the naive convolution's results still."""
+    from cnncli.kernels import winograd
+
+    monkeypatch.setattr(winograd, "TILES_PER_STEP", 7)         # 12 tiles per image: a step per image
+    monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", 100)    # 32 x 33 = 1,056 pairs: 11 blocks
+    test_winograd_matches_naive_forward_and_gradients(rng, (3, 13, 10, 32, 33, (1, 1, 1, 1), "relu"), dtype)
+
+
 def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):
     from cnncli.model import Model
 
