@@ -142,6 +142,16 @@ def test_grouped_conv_matches_naive_without_kept_columns(rng, case, monkeypatch)
     test_grouped_and_depthwise_conv_match_naive(rng, case, np.float32)
 
 
+def test_a_deep_layer_builds_its_columns_in_steps_of_at_most_4_mb():
+    """ROWS_PER_STEP (2,048) and STEP_BYTES (4 MB of float32): 7x7x512 3x3 (4,608 deep) takes
+    4 images (196 rows, 3.6 MB) a step, not 41 (38 MB); a 32x32x32 3x3 layer (288 deep) 2 images,
+    as before; a 112x112 output takes one image however deep."""
+    g = conv_k._Geometry((16, 7, 7, 512), (3, 3, 512, 512), (1, 1), (1, 1, 1, 1), (7, 7))
+    assert g.step == 4 and g.buffer(np.float32).nbytes == 196 * 4608 * 4
+    assert conv_k._Geometry((64, 32, 32, 32), (3, 3, 32, 32), (1, 1), (1, 1, 1, 1), (32, 32)).step == 2
+    assert conv_k._Geometry((16, 224, 224, 3), (7, 7, 3, 64), (2, 2), (3, 3, 3, 3), (112, 112)).step == 1
+
+
 @pytest.mark.parametrize("fn", ["relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
 @pytest.mark.parametrize("groups", [2, 6])
 def test_grouped_and_depthwise_fuse_bias_and_activation(rng, fn, groups):
