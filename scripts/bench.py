@@ -267,6 +267,8 @@ def main():
         print(json.dumps(res))
         return
 
+    if a.write and set(a.nets) != set(NETS):
+        ap.error("--write regenerates all of BENCHMARKS.md: run every network (leave --nets out)")
     torch_ok = have_torch()
     lines = []
     # Every process below loads cnncli's modules as a user's Python does, from the .pyc it wrote
