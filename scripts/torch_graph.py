@@ -202,6 +202,24 @@ class Shuffle(_Node):
         return xs[0].reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+class Pad(_Node):
+    def __init__(self, layer):
+        super().__init__(layer)
+        self.pad = _torch_pads(layer.pads)
+
+    def op(self, xs):
+        return F.pad(xs[0], self.pad)     # zeros
+
+
+class Slice(_Node):
+    def __init__(self, layer):
+        super().__init__(layer)
+        self.start, self.stop = layer.start, layer.stop
+
+    def op(self, xs):
+        return xs[0][:, self.start:self.stop]    # channels of NCHW maps, or features of vectors
+
+
 class Scale(_Node):
     def op(self, xs):
         x, s = xs
@@ -211,7 +229,7 @@ class Scale(_Node):
 NODES = {"conv": Conv, "maxpool": Pool, "avgpool": Pool, "globalavgpool": GlobalPool,
          "globalmaxpool": GlobalPool, "flatten": Flatten, "dense": Dense, "dropout": Dropout,
          "batchnorm": BatchNorm, "activation": Activation, "add": Add, "concat": Concat,
-         "lrn": LRN, "shuffle": Shuffle, "scale": Scale}
+         "lrn": LRN, "shuffle": Shuffle, "scale": Scale, "pad": Pad, "slice": Slice}
 
 
 class TorchGraph(nn.Module):

@@ -183,6 +183,10 @@ def network_forward(model, state, x_nchw):
             x = lrn(x, layer.size, layer.alpha, layer.beta, layer.bias)
         elif kind == "shuffle":
             x = shuffle(x, layer.groups)
+        elif kind == "pad":
+            x = zero_pad(x, layer.pads)
+        elif kind == "slice":
+            x = np.stack([x[:, c] for c in range(layer.start, layer.stop)], axis=1)   # channels of NCHW or (N, C)
         elif kind == "scale":
             x = x * ins[1].reshape(ins[1].shape + (1,) * (x.ndim - 2))   # (N, C) over (N, C, H, W)
         else:
@@ -201,6 +205,19 @@ def lrn(x, size, alpha, beta, bias):
         lo, hi = max(0, k - (size - 1) // 2), min(c - 1, k + math.ceil((size - 1) / 2))
         square_sum = np.sum(x[:, lo:hi + 1] ** 2, axis=1)
         y[:, k] = x[:, k] / (bias + alpha / size * square_sum) ** beta
+    return y
+
+
+def zero_pad(x, pads):
+    """(N, C, H, W) -> (N, C, H + t + b, W + l + r): cell (i, j) is x[i - t, j - l] where that is
+    inside x, else 0 (pads (t, b, l, r))."""
+    t, b, left, r = pads
+    n, c, h, w = x.shape
+    y = np.zeros((n, c, h + t + b, w + left + r))
+    for i in range(h + t + b):
+        for j in range(w + left + r):
+            if 0 <= i - t < h and 0 <= j - left < w:
+                y[:, :, i, j] = x[:, :, i - t, j - left]
     return y
 
 

@@ -95,6 +95,8 @@ def test_explainer_arithmetic():
     ((10, 6, 3), {"filters": 1, "size": [3, 1], "stride": [2, 1], "padding": [1, 0]}, (5, 6, 1), (1, 1, 0, 0)),
     ((6, 6, 3), {"filters": 4, "size": 2, "padding": "same"}, (6, 6, 4), (0, 1, 0, 1)),   # even filter
     ((5, 5, 2), {"filters": 3, "size": 1, "stride": 2}, (3, 3, 3), (0, 0, 0, 0)),
+    # [top, bottom, left, right]: floor((8 + 0 + 2 - 3)/2) + 1 = 4, floor((7 + 1 + 0 - 3)/2) + 1 = 3
+    ((8, 7, 2), {"filters": 3, "size": 3, "stride": 2, "padding": [0, 2, 1, 0]}, (4, 3, 3), (0, 2, 1, 0)),
 ])
 def test_odd_stride_and_padding_by_hand(inp, layer, out, pads):
     arch = config.parse_architecture(

@@ -56,7 +56,8 @@ def test_validation_and_best_use_the_average(tmp_path):
     last, _ = checkpoint.load(res.output / "last.npz")
     best, _ = checkpoint.load(res.output / "best.npz")
     for key, value in best.items():        # best.npz holds the average; last.npz the live weights and the average
-        np.testing.assert_array_equal(value, last[f"ema.{key}"])
+        if not key.startswith("calibration."):   # best.npz alone: fitted on validation after training
+            np.testing.assert_array_equal(value, last[f"ema.{key}"])
     assert not np.array_equal(best["layers.0.weight"], last["layers.0.weight"])
     row = next(csv.DictReader((res.output / "metrics.csv").open()))
     report = evaluate(res.output / "best.npz", tmp_path / "val", cache_dir=tmp_path / "cache")

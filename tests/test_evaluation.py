@@ -34,7 +34,7 @@ def test_evaluate_out_writes_the_four_files(shapes_run, tmp_path):
     out = tmp_path / "eval"
     res = CliRunner().invoke(app, ["evaluate", str(run / "best.npz"), str(data / "val"), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert f"wrote confusion.csv, per_class.csv, confusion.png, mistakes.png to {out}" in res.stdout
+    assert f"wrote confusion.csv, per_class.csv, confusion.png, mistakes.png, reliability.png to {out}" in res.stdout
     rep = evaluate(run / "best.npz", data / "val")
     with open(out / "confusion.csv", newline="") as f:
         rows = list(csv.reader(f))

@@ -114,6 +114,29 @@ GENERATED = {
         {"dense": {"units": 8, "activation": "sigmoid"}},
         {"scale": {"from": ["v", -1]}},
         {"dense": {"units": 3, "activation": "softmax"}}]},
+    # padding of its own on each side: a conv's and a pool's four numbers, pad layers before a
+    # conv, a max pool and an average
+    "padding": {"input": [9, 8, 3], "layers": [
+        {"conv": {"filters": 4, "size": 3, "stride": 2, "padding": [0, 1, 2, 0], "activation": "relu"}},
+        {"pad": {"pads": [1, 0, 0, 2]}},
+        {"conv": {"filters": 4, "size": [3, 2], "padding": [1, 1, 0, 1], "activation": "tanh"}},
+        {"pad": {"pads": 1}},
+        {"maxpool": {"size": 2, "stride": 1, "padding": [1, 0, 0, 1]}},
+        {"pad": {"pads": [0, 1]}},
+        {"avgpool": {"size": 3, "stride": 2, "padding": [0, 2, 1, 0]}},
+        "flatten",
+        {"dense": {"units": 3, "activation": "softmax"}}]},
+    # ShuffleNetV2's unit: the channels split in two, one half convolved, joined and shuffled
+    "split": {"input": [8, 8, 3], "layers": [
+        {"conv": {"filters": 8, "size": 3, "padding": 1, "activation": "relu", "name": "x"}},
+        {"slice": {"start": 0, "stop": 4, "name": "a"}},
+        {"slice": {"start": 4, "stop": 8, "from": "x"}},
+        {"conv": {"filters": 4, "size": 3, "padding": 1, "groups": 4, "activation": "relu"}},
+        {"concat": {"from": ["a", -1]}},
+        {"shuffle": {"groups": 2}},
+        "globalavgpool",
+        {"slice": {"start": 2, "stop": 7}},
+        {"dense": {"units": 3, "activation": "softmax"}}]},
     # a standalone sigmoid head; a strided valid conv that drops the last rows; avgpool without padding
     "sigmoid_layer_head": {"input": [7, 9, 1], "layers": [
         {"conv": {"filters": 3, "size": 2, "stride": 3}},

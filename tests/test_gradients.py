@@ -33,6 +33,16 @@ LAYER_CASES = [
      (6, 5, 6)),
     ("conv", {"filters": 4, "size": 3, "groups": 2, "bias": False, "activation": "leaky_relu"}, (6, 5, 8)),
     ("conv", {"filters": 6, "size": 1, "groups": 2, "activation": "tanh"}, (4, 4, 4)),
+    # asymmetric pads [top, bottom, left, right] (ONNX's), im2col / direct, depthwise, winograd
+    ("conv", {"filters": 3, "size": 3, "padding": [0, 1, 2, 0], "stride": 2, "activation": "tanh"}, (7, 6, 2)),
+    ("conv", {"filters": 4, "size": 3, "padding": [1, 0, 0, 1], "groups": 4, "activation": "tanh"}, (6, 5, 4)),
+    ("conv", {"filters": 32, "size": 3, "padding": [0, 1, 1, 0], "activation": "relu"}, (17, 18, 32)),
+    ("maxpool", {"size": 3, "stride": 2, "padding": [0, 1, 1, 0]}, (6, 7, 2)),
+    ("avgpool", {"size": [3, 2], "stride": 2, "padding": [2, 0, 0, 1]}, (6, 5, 2)),
+    ("pad", {"pads": [1, 0, 2, 3]}, (3, 4, 2)),
+    ("pad", {"pads": 1}, (2, 2, 3)),
+    ("slice", {"start": 1, "stop": 3}, (2, 3, 5)),
+    ("slice", {"start": 0, "stop": 2}, (6,)),
     ("maxpool", {"size": 2}, (6, 6, 3)),
     ("maxpool", {"size": 3, "stride": 2, "padding": "same"}, (7, 5, 2)),
     ("avgpool", {"size": 2, "padding": "same"}, (5, 5, 3)),
@@ -247,3 +257,28 @@ def test_mixed_labels_are_two_weighted_images_by_hand(rng):
     t = np.array([0.3, 0.0, 1.0])
     p = 1 / (1 + np.exp(-zs[:, 0]))
     assert value == pytest.approx(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind,args,in_shape", [
+    ("conv", {"filters": 32, "size": 3, "padding": [0, 1, 1, 0]}, (17, 18, 32)),                       # winograd
+    ("conv", {"filters": 8, "size": 3, "padding": [2, 0, 0, 1], "groups": 8, "stride": 2}, (9, 8, 8)),  # depthwise
+    ("conv", {"filters": 5, "size": 3, "padding": [0, 2, 1, 0], "stride": 2}, (9, 8, 3)),              # im2col
+    ("maxpool", {"size": 3, "stride": 2, "padding": [0, 1, 1, 0]}, (6, 7, 2)),
+    ("avgpool", {"size": [3, 2], "stride": 2, "padding": [2, 0, 0, 1]}, (6, 5, 2)),
+], ids=str)
+def test_asymmetric_padding_forward_matches_the_slow_twin(rng, kind, args, in_shape):
+    """[top, bottom, left, right] through each kernel family against tests/naive.py's loops."""
+    from . import naive
+
+    layer = build_layer(kind, args)
+    layer.build(in_shape)
+    layer.init_params(rng, F64, "linear")
+    x = rng.standard_normal((2,) + in_shape)
+    y = layer.forward(x, Context())
+    xn = x.transpose(0, 3, 1, 2)
+    if kind == "conv":
+        p = layer.export()
+        want = naive.conv2d(xn, p["weight"], p["bias"], layer.stride, layer.pads, groups=layer.groups)
+    else:
+        want = naive.pool2d(xn, layer.size, layer.stride, layer.pads, kind[:3])
+    np.testing.assert_allclose(y, want.transpose(0, 2, 3, 1), rtol=1e-10, atol=1e-12)

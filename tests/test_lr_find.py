@@ -59,6 +59,11 @@ def test_lr_find_writes_only_its_picture_and_does_not_depend_on_a_run(tmp_path, 
     assert again["losses"] == first["losses"] and again["suggestion"] == first["suggestion"]
     made = sorted(p.name for p in tmp_path.iterdir())
     assert made == ["again.png", "cache", "data", "first.png", "run", "run.yaml"]
+    # train.init: the sweep starts where training would, from those weights, not from fresh ones
+    warm = lr_find(cfg, ["train.init=run/best.npz"], out=tmp_path / "warm.png", steps=20, end=1e-3)
+    assert warm["init"] == str(tmp_path / "run" / "best.npz") and warm["notes"] == []       # same classes: no head reinitialised
+    assert warm["losses"][0] < first["losses"][0]
+    assert _snapshot(tmp_path / "run") == before
 
 
 def test_lr_find_cli(tmp_path, monkeypatch):

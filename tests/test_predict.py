@@ -91,7 +91,11 @@ def test_predict_equals_model_on_preprocessed_arrays(tmp_path):
     loaded = load(res.output / "best.npz")
     x = np.stack([load_image(f, 12, 12, 3) for f in files]).astype(np.float64) / 255.0
     x = ((x - loaded.mean) / loaded.std).astype(np.float32)
-    probs = loaded.model.predict_proba(x)
+    t = loaded.meta["calibration"]["temperature"]      # training fitted it on its validation images
+    assert t != 1.0 and loaded.model.head == "softmax"
+    z = loaded.model.forward(x).astype(np.float64) / t
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)                  # softmax(z / T)
     for r, p in zip(out, probs):
         got = {t["class"]: t["prob"] for t in r["top"]}
         assert got == pytest.approx({c: float(v) for c, v in zip(loaded.classes, p)}, rel=1e-5)
@@ -247,4 +251,7 @@ def test_tta_averages_the_views_through_the_one_evaluation(tmp_path):
     assert out.exit_code == 0 and "6 views averaged: original, mirror, shift (+1, +0)" in out.output
     out = CliRunner().invoke(app, ["predict", str(res.output / "best.npz"), str(files[0]), "--tta", "--json"])
     got = json.loads(out.output)["top"]
-    assert {t["class"]: t["prob"] for t in got} == pytest.approx(dict(zip(loaded.classes, want[0].tolist())), rel=1e-5)
+    fresh = load(res.output / "best.npz")                   # flip on again, as the checkpoint says
+    calibrated, _ = _scores(fresh, images[:1], tta=True, temperature=fresh.meta["calibration"]["temperature"])
+    assert {t["class"]: t["prob"] for t in got} == pytest.approx(dict(zip(loaded.classes, calibrated[0].tolist())),
+                                                                 rel=1e-5)

@@ -21,6 +21,11 @@ from .test_train import write_config
 IMG = re.compile(r'<img id="([a-z]+)" alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
 
 
+def checkpoint_temperature(path):
+    from cnncli.model import checkpoint
+    return checkpoint.temperature(checkpoint.load(path)[1])
+
+
 def test_report_is_one_self_contained_file(shapes_run):
     run, data, _ = shapes_run
     before = sorted(p.name for p in run.iterdir())
@@ -31,7 +36,7 @@ def test_report_is_one_self_contained_file(shapes_run):
     assert not re.search(r"(src|href)=\"(?!data:)", page) and "http://" not in page and "https://" not in page
     assert "<script" not in page
     images = dict(IMG.findall(page))
-    assert set(images) == {"curves", "confusion", "mistakes", "cams"}
+    assert set(images) == {"curves", "confusion", "reliability", "mistakes", "cams"}
     for name, data64 in images.items():
         img = picture(base64.b64decode(data64))
         assert img.shape[0] > 150 and n_colours(img) > 50, name
@@ -40,6 +45,8 @@ def test_report_is_one_self_contained_file(shapes_run):
         assert text in page, text
     assert page.count("<tr>") >= 4 + 8 + 10          # per class, last epoch, layers
     assert "top-4 accuracy" not in page                # 4 classes: top-4 is 100% by definition
+    t = checkpoint_temperature(run / "best.npz")       # training fitted it on the validation folder
+    assert t != 1.0 and f"Temperature {t:.3f} (fitted on {data / 'val'})" in page
 
 
 def test_report_of_a_run_with_a_validation_split(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 import typer
 
 from ..errors import CnnError
+from . import pretrained, trust
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"max_content_width": 120},  # no '...' cuts
@@ -159,12 +160,14 @@ def predict(
     as_csv: bool = typer.Option(False, "--csv", help="CSV: path, class_1, prob_1, ..., error."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    reject: Optional[str] = typer.Option(None, "--reject", metavar="auto|P", help=trust.REJECT_HELP),
+    reject_rate: float = typer.Option(0.05, "--reject-rate", help=trust.RATE_HELP),
 ):
     """Classify images with a trained checkpoint. Its classes and preprocessing travel with it."""
     from ..commands.predict import predict as run_predict
     from .render import print_predictions
 
-    results = run_predict(checkpoint_file, paths, top_k, batch_size, tta=tta)
+    results = run_predict(checkpoint_file, paths, top_k, batch_size, tta=tta, reject=reject, reject_rate=reject_rate)
     fmt = "json" if as_json else "csv" if as_csv else "table"
     print_predictions(results, fmt)
     failed = [r for r in results if "error" in r]
@@ -192,11 +195,14 @@ def evaluate(
                                         "(train, val or test)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write confusion.png, confusion.csv, "
-                                       "per_class.csv and mistakes.png into this folder."),
+                                       "per_class.csv, mistakes.png and reliability.png into this folder."),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
+    unknown: Optional[Path] = typer.Option(None, "--unknown", help="Images of classes the model never saw: "
+                                           "how well each unknown score tells them apart (AUROC)."),
+    reject_rate: float = typer.Option(0.05, "--reject-rate", help=trust.RATE_HELP),
 ):
     """Score a checkpoint on a labelled folder or label file. Accuracy, per-class scores, confusion matrix."""
-    from ..commands.evaluate import score_folder, summarize_scores
+    from ..commands.evaluate import add_calibration, score_folder, summarize_scores, write_reliability
     from .render import print_evaluation
 
     from ..data.folder import SPLITS
@@ -204,15 +210,20 @@ def evaluate(
     if split is not None and split.lower() not in SPLITS:
         raise CnnError(f"--split must be train, val or test, got {split!r}")
     scored = score_folder(checkpoint_file, data_dir, tta=tta, split=split and SPLITS[split.lower()])
-    report = summarize_scores(scored, checkpoint_file, top_k)
+    report = add_calibration(summarize_scores(scored, checkpoint_file, top_k), scored, unknown, reject_rate)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         print_evaluation(report)
+        trust.print_trust(report)
     if out is not None:
         from ..commands.evaluate import write_evaluation
         written = write_evaluation(scored, report, out)
+        written += [write_reliability(report, out)] if "calibration" in report else []
         typer.echo(f"wrote {', '.join(p.name for p in written)} to {out}", err=as_json)
+
+
+command(trust.calibrate)
 
 
 @command
@@ -237,6 +248,7 @@ def explain(
         else:
             pk, p, e = r["peak"], r["prediction"], r["explained"]
             why = "" if e["class"] == p["class"] else f"; heatmap of {e['class']} ({e['prob']:.1%})"
+            why += f"; labels over their thresholds: {', '.join(r['labels']) or 'none'}" if "labels" in r else ""
             typer.echo(f"{r['path']}: {p['class']} ({p['prob']:.1%}){why}; peak at x={pk['x']} y={pk['y']} "
                        f"(layer {r['layer']}) -> {r['png']}")
     if any("error" in r for r in results):
@@ -266,7 +278,7 @@ def lr_find(
     steps: int = typer.Option(100, "--steps", help="Training steps in the sweep (one rate each)."),
     as_json: bool = typer.Option(False, "--json", help="Print the sweep as JSON."),
 ):
-    """Sweep the learning rate and suggest one. A fresh model, train.freeze honoured; writes only the plot."""
+    """Sweep the learning rate and suggest one. The model as train starts it (train.init and train.freeze honoured); writes only the plot."""
     from ..commands.lr_find import lr_find as run_lr_find
 
     result = run_lr_find(config_file, overrides, out, start, end, steps)
@@ -282,9 +294,10 @@ def lr_find(
     typer.echo(f"wrote {out}")
     if result["frozen"]:
         typer.echo(result["frozen"], err=True)
-    if result["ignored_init"]:
-        typer.echo(f"note: the sweep started from fresh weights (the config's seed), not from train.init "
-                   f"{result['ignored_init']}", err=True)
+    if result["init"]:
+        typer.echo(f"the sweep started from train.init's weights, {result['init']}", err=True)
+    for note in result["notes"]:
+        typer.echo(note, err=True)
 
 
 @command
@@ -335,7 +348,8 @@ def init(
     directory: Path = typer.Argument(..., help="Folder to write model.yaml and train.yaml into."),
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist."),
     data: Optional[Path] = typer.Option(None, "--data", help="Fit the configs to this folder of images "
-                                        "(class sub-folders, or train/ and val/ splits)."),
+                                        "(class sub-folders, or train/ and val/ splits) or label file "
+                                        "(.csv, .tsv, .jsonl; single- or multi-label)."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", metavar="NAME", help="With --data: fine-tune "
                                              "this pretrained network (cnncli pretrained list) on the folder."),
 ):
@@ -352,6 +366,9 @@ def init(
     elif data is None:
         written = write_starter(directory, force)
     else:
+        from ..data.labels import is_label_file
+        if is_label_file(data):
+            from ..commands.init_labels import write_fitted_labels as write_fitted
         written, why = write_fitted(directory, data, force)
         for line in why:
             typer.echo(line)
@@ -446,38 +463,8 @@ pretrained_app = typer.Typer(no_args_is_help=True, context_settings={"max_conten
 app.add_typer(pretrained_app, name="pretrained")
 
 
-@command(on=pretrained_app, name="list")
-def pretrained_list(as_json: bool = typer.Option(False, "--json", help="One JSON object per line per network.")):
-    """List the pretrained networks. For each: parameters, ImageNet top-1 as published, input size,
-    licence, and whether its weights are installed."""
-    from ..commands.pretrained import networks
-
-    rows = networks()
-    if as_json:
-        for r in rows:
-            typer.echo(json.dumps(r))
-        return
-    from .render import print_networks
-    print_networks(rows)
-
-
-@command(on=pretrained_app, name="get")
-def pretrained_get(
-    name: str = typer.Argument(..., metavar="NAME", help="A network from `cnncli pretrained list`."),
-    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="The folder to write model.npz and model.yaml into."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Read the weights from this PyTorch "
-                                           "state_dict file instead of the installed package."),
-    force: bool = typer.Option(False, "--force", help="Replace model.npz and model.yaml in OUT_DIR."),
-):
-    """Write a pretrained network as a checkpoint. OUT_DIR/model.npz holds the weights, class names
-    and preprocessing; OUT_DIR/model.yaml the architecture."""
-    from ..commands.pretrained import get
-
-    info = get(name, out_dir, weights, force)
-    typer.echo(f"wrote {info['checkpoint']} ({info['parameters']:,} parameters, {info['classes']:,} classes) "
-               f"and {info['architecture']}")
-    typer.echo(f"preprocessing: {info['note']}")
-    typer.echo(f"next: cnncli predict {info['checkpoint']} IMAGE...")
+command(pretrained.listing, on=pretrained_app, name="list")
+command(pretrained.get, on=pretrained_app, name="get")
 
 
 def run():

@@ -86,27 +86,80 @@ def print_predictions(results, fmt):
         for r in results:
             print(json.dumps(r))
         return
+    if any("scores" in r for r in results):
+        return print_label_predictions(results, fmt)
     k = max((len(r["top"]) for r in results if "top" in r), default=0)
     if fmt == "csv":
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["path"] + [f"{c}_{i}" for i in range(1, k + 1) for c in ("class", "prob")] + ["error"])
+        decided = any("decision" in r for r in results)   # predict --reject: a last column
+        w.writerow(["path"] + [f"{c}_{i}" for i in range(1, k + 1) for c in ("class", "prob")] + ["error"]
+                   + ["decision"] * decided)
         for r in results:
             cells = [x for t in r.get("top", []) for x in (t["class"], f"{t['prob']:.6f}")]
-            w.writerow([r["path"]] + cells + [""] * (2 * k - len(cells)) + [r.get("error", "")])
+            w.writerow([r["path"]] + cells + [""] * (2 * k - len(cells)) + [r.get("error", "")]
+                       + [r.get("decision", "")] * decided)
         return
     if not any("top" in r for r in results):
         return
     table = Table(header_style="bold")
     table.add_column("image", overflow="fold")
+    decided = any("decision" in r for r in results)
+    if decided:
+        table.add_column("decision")
     for i in range(1, k + 1):
         table.add_column(f"#{i}")
     for r in results:
         if "top" in r:  # failures go to stderr, once (cli.predict)
-            table.add_row(r["path"], *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
+            table.add_row(r["path"], *([r["decision"]] if decided else []),
+                          *[f"{t['class']} {t['prob']:.1%}" for t in r["top"]])
     make_console().print(table)
 
 
+def print_label_predictions(results, fmt):
+    """Multi-label predictions: a table of the labels over their thresholds, or CSV of every score."""
+    import csv
+    import sys
+
+    names = list(next(r["scores"] for r in results if "scores" in r))
+    if fmt == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["path", "labels"] + names + ["error"])
+        for r in results:
+            scores = [f"{r['scores'][c]:.6f}" for c in names] if "scores" in r else [""] * len(names)
+            w.writerow([r["path"], "|".join(r.get("labels", []))] + scores + [r.get("error", "")])
+        return
+    table = Table(header_style="bold")
+    table.add_column("image", overflow="fold")
+    table.add_column("labels over their thresholds")
+    for r in results:
+        if "scores" in r:
+            table.add_row(r["path"], ", ".join(f"{c} {r['scores'][c]:.1%}" for c in r["labels"]) or "(none)")
+    make_console().print(table)
+
+
+def print_label_evaluation(rep):
+    console = make_console()
+    m = "n/a" if rep["map"] is None else f"{rep['map']:.4f}"
+    console.print(f"{rep['images']} images in {rep['data']}: mAP {m} over {rep['map_labels']} labels, exact match "
+                  f"{rep['exact_match']:.2%}, Hamming accuracy {rep['hamming_accuracy']:.2%}, loss {rep['loss']:.4f}",
+                  highlight=False)
+    if rep["no_positive"]:
+        console.print(f"left out of mAP (no positive image): {', '.join(rep['no_positive'])}", highlight=False)
+    table = Table(title="per label (at the checkpoint's thresholds)", title_justify="left", header_style="bold")
+    for name in ("label", "precision", "recall", "F1", "AP", "support", "threshold"):
+        table.add_column(name, justify="left" if name == "label" else "right")
+    for c in rep["per_label"]:
+        table.add_row(c["label"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}",
+                      "-" if c["ap"] is None else f"{c['ap']:.3f}", str(c["support"]), f"{c['threshold']:.3f}")
+    console.print(table)
+    if rep["skipped"]:
+        console.print(f"skipped {len(rep['skipped'])} unreadable file(s), first: "
+                      f"{rep['skipped'][0]['path']}: {rep['skipped'][0]['reason']}", highlight=False)
+
+
 def print_evaluation(rep):
+    if rep.get("multilabel"):
+        return print_label_evaluation(rep)
     console = make_console()
     console.print(f"{rep['images']} images in {rep['data']}: accuracy {rep['accuracy']:.2%}, "
                   f"top-{rep['top_k']} {rep['top_k_accuracy']:.2%}, loss {rep['loss']:.4f}", highlight=False)
@@ -148,7 +201,7 @@ def print_checkpoint(path, as_json=False, batch_size=None):
     summary = layer_table(arch, batch_size)
     info = {"classes": meta["classes"], "epoch": meta.get("epoch"), "metrics": meta.get("metrics"),
             "preprocessing": meta["preprocessing"], "cnncli_version": meta.get("cnncli_version"),
-            "format_version": meta.get("format_version")}
+            "format_version": meta.get("format_version"), "calibration": meta.get("calibration")}
     if as_json:
         print(json.dumps({**summary, "checkpoint": info}, indent=2))
         return
@@ -166,6 +219,10 @@ def print_checkpoint(path, as_json=False, batch_size=None):
                                                    for k, v in m.items() if v is not None), highlight=False)
     console.print(f"preprocessing   {pre.get('resize_rule', pre.get('resize'))}; mean "
                   f"{[round(v, 4) for v in pre['mean']]}, std {[round(v, 4) for v in pre['std']]}", highlight=False)
+    c = meta.get("calibration")
+    if c:
+        console.print(f"calibration     temperature {c['temperature']:.4g}, fitted on {c.get('data')} "
+                      f"({c.get('images')} images); unknown score: {c.get('unknown_score')}", highlight=False)
 
 
 def print_import(imported, yaml_path, ckpt_path):

@@ -38,6 +38,9 @@ def per_class_csv(report):
 
 def write_evaluation(scored, report, out):
     """Scored (score_folder) and its summary -> the four files in out. -> their paths."""
+    if report.get("multilabel"):
+        from .multilabel import write_label_evaluation
+        return write_label_evaluation(report, out)
     from ..viz.confusion import draw_confusion
     from ..viz.figure import save_png
     from ..viz.grids import draw_mistakes
@@ -83,6 +86,9 @@ def score_folder(ckpt_path, data_dir, cache_dir=None, workers=None, batch_size=6
     from ..data.labels import list_data
 
     loaded = load(ckpt_path)
+    if loaded.model.head == "multilabel":
+        from .multilabel import score_labels
+        return score_labels(loaded, data_dir, cache_dir, workers, batch_size, tta, split, select)
     listing, _ = list_data(data_dir, loaded.classes, "evaluate", label_columns(loaded.meta), split)
     dec = decode_folder(listing, loaded.shape, loaded.resize, cache_dir, workers)
     skipped = listing.missing + dec.skipped
@@ -102,12 +108,60 @@ def evaluate(ckpt_path, data_dir, top_k=5, cache_dir=None, workers=None, batch_s
     """Score a labelled folder (train layout) -> loss, accuracy, top-k accuracy, per-class
     precision / recall / F1 / support, and the confusion matrix (rows: true class). The loss is
     the one training records as val_loss (plain cross-entropy, no smoothing or class weights).
-    tta: probabilities averaged over tta_views (the loss is then that of the averages)."""
-    return summarize_scores(score_folder(ckpt_path, data_dir, cache_dir, workers, batch_size, tta=tta), ckpt_path, top_k)
+    tta: probabilities averaged over tta_views (the loss is then that of the averages). ece and nll
+    use the checkpoint's calibration temperature (add_calibration)."""
+    scored = score_folder(ckpt_path, data_dir, cache_dir, workers, batch_size, tta=tta)
+    return add_calibration(summarize_scores(scored, ckpt_path, top_k), scored)
+
+
+def calibration_summary(scored, batch_size=64):
+    """Scored -> ({'temperature', 'ece': [before, after], 'nll': [before, after], 'bins': [before,
+    after]}, the probabilities with the checkpoint's temperature). before: T = 1; ECE in 15 bins."""
+    from ..engine.calibration import reliability
+    from ..model.checkpoint import temperature
+
+    t = temperature(scored.loaded.meta)
+    probs, loss = scored.probs, scored.loss
+    if t != 1.0:
+        probs, loss = _scores(scored.loaded, scored.images, scored.labels, batch_size, scored.tta is not None, t)
+    (e0, b0), (e1, b1) = reliability(scored.probs, scored.labels), reliability(probs, scored.labels)
+    return {"temperature": t, "ece": [e0, e1], "nll": [scored.loss, loss], "bins": [b0, b1],
+            "fitted_on": (scored.loaded.meta.get("calibration") or {}).get("data")}, probs
+
+
+def add_calibration(report, scored, unknown=None, rate=0.05):
+    """report (summarize_scores) += 'ece' and 'nll' (with the temperature), 'calibration', and with
+    unknown (a folder of classes never trained on) 'unknown' and 'unknown_auroc' -> report."""
+    if scored.loaded.model.head == "multilabel":
+        if unknown is not None:
+            raise CnnError("--unknown scores single-label models; a multi-label model says 'none' when no "
+                           "label is over its threshold")
+        return report
+    cal, _ = calibration_summary(scored)
+    report.update(ece=cal["ece"][1], nll=cal["nll"][1], calibration=cal)
+    if unknown is not None:
+        from .unknown_eval import unknown_report
+        report["unknown"] = unknown_report(report["checkpoint"], scored, unknown, rate)
+        report["unknown_auroc"] = report["unknown"]["unknown_auroc"]
+    return report
+
+
+def write_reliability(report, out):
+    """out/reliability.png from add_calibration's report -> its path."""
+    from ..viz.figure import save_png
+    from ..viz.reliability import draw_reliability
+
+    name = Path(report["data"]).name or report["data"]
+    save_png(draw_reliability(report["calibration"], f"reliability: {report['images']} images in {name}"),
+             Path(out) / "reliability.png", "reliability diagram")
+    return Path(out) / "reliability.png"
 
 
 def summarize_scores(scored, ckpt_path, top_k=5):
-    """Scored -> the counts `evaluate` prints (see evaluate)."""
+    """Scored -> the counts `evaluate` prints (see evaluate); a multi-label checkpoint's: multilabel.py."""
+    if scored.loaded.model.head == "multilabel":
+        from .multilabel import summarize_labels
+        return summarize_labels(scored, ckpt_path)
     classes, labels, probs = scored.loaded.classes, scored.labels, scored.probs
     k = len(classes)
     pred = probs.argmax(axis=1)

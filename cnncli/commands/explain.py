@@ -8,6 +8,9 @@ import numpy as np
 
 from ..data.cache import decode_files
 from ..errors import CnnError
+from ..engine.multilabel_metrics import present_labels
+from ..model.checkpoint import thresholds_of
+from ..model.checkpoint import temperature
 from ..model.gradcam import check_layer, default_layer, grad_cam, is_spatial, peak
 from .predict import collect, load
 
@@ -82,7 +85,7 @@ def explain(ckpt_path, paths, out, class_name=None, layer=None, batch_size=32, w
         batch = np.asarray(images[start:start + batch_size])
         x = prepare_batch(batch, loaded.mean, loaded.std)
         wanted = None if target is None else np.full(len(batch), target)
-        e = grad_cam(model, x, layer, wanted, keep=shown)
+        e = grad_cam(model, x, layer, wanted, keep=shown, temperature=temperature(loaded.meta))
         for k in range(len(batch)):
             n = start + k
             probs = e.probs[k]
@@ -94,6 +97,8 @@ def explain(ckpt_path, paths, out, class_name=None, layer=None, batch_size=32, w
                       "explained": {"class": classes[cls], "prob": float(probs[cls])},
                       "layer": layer,
                       "peak": {"y": y, "x": x_, "y_fraction": (y + 0.5) / h, "x_fraction": (x_ + 0.5) / w}}
+            if model.head == "multilabel":   # every label over its threshold: what --class can name
+                result["labels"] = present_labels(classes, thresholds_of(loaded.meta, len(classes)), probs[None])[0]["labels"]
             if draw:
                 result["png"] = str(out / names[n])
                 _draw(result, batch[k], e, k, model, classes, shown)

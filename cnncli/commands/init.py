@@ -212,8 +212,9 @@ def choose_flip(look):
                   "the class: text, digits, left and right)")
 
 
-def model_text(side, channels, n_classes, folder):
-    """The network for a side x side x channels input -> (model.yaml text, conv filters in order)."""
+def model_text(side, channels, n_classes, folder, multilabel=False):
+    """The network for a side x side x channels input -> (model.yaml text, conv filters in order).
+    multilabel: one sigmoid unit per label instead of a softmax over the classes."""
     stages = {16: 2, 24: 2, 32: 3, 48: 3, 64: 4}[side]
     filters = [min(32 * 2 ** k, 256) for k in range(stages)]
     filters.append(min(filters[-1] * 2, 256))
@@ -222,14 +223,15 @@ def model_text(side, channels, n_classes, folder):
         layers += [f"  - conv: {{filters: {f}, size: 3, padding: same, bias: false}}", "  - batchnorm", "  - relu"]
         layers += ["  - maxpool: {size: 2}"] if k < stages else []
     layers += ["  - globalavgpool", "  - dropout: {rate: 0.2}",
-               f"  - dense: {{units: {n_classes}, activation: softmax}}   # one unit per class"]
+               f"  - dense: {{units: {n_classes}, activation: sigmoid}}   # one unit per label: present or not"
+               if multilabel else f"  - dense: {{units: {n_classes}, activation: softmax}}   # one unit per class"]
+    head = f"a sigmoid per label for the\n# {n_classes} labels" if multilabel else f"a softmax over the\n# {n_classes} classes"
     text = (f"# Written by `cnncli init --data {folder}`: {len(filters)} conv-batchnorm-relu layers, a 2x2\n"
-            f"# max-pool after each of the first {stages}, then global average pooling and a softmax over the\n"
-            f"# {n_classes} classes.\ninput: [{side}, {side}, {channels}]\nlayers:\n" + "\n".join(layers) + "\n")
+            f"# max-pool after each of the first {stages}, then global average pooling and {head}.\ninput: [{side}, {side}, {channels}]\nlayers:\n" + "\n".join(layers) + "\n")
     return text, filters
 
 
-def describe_model(text, filters):
+def describe_model(text, filters, head="a softmax"):
     """What init says about the network it wrote: every conv, the parameters and where most are."""
     import yaml
 
@@ -242,7 +244,7 @@ def describe_model(text, filters):
     total = table["total_params"]
     line = (f"model: {len(filters)} conv-batchnorm-relu layers ({', '.join(map(str, filters))} filters), a "
             f"2x2 max-pool after each of the first {len(filters) - 1}, global average pooling, dropout 0.2 and "
-            f"a softmax: {total:,} parameters, {convs[-1]:,} of them in the last conv")
+            f"{head}: {total:,} parameters, {convs[-1]:,} of them in the last conv")
     return arch, line
 
 
@@ -258,13 +260,16 @@ def relative(directory, path):
     return near if near.split(os.sep)[:2].count("..") < 2 else str(target)
 
 
-def train_text(directory, dirs, resize, flip, epochs, batch, folder):
-    """train.yaml, its paths relative to its own folder (`directory`)."""
+def train_text(directory, dirs, resize, flip, epochs, batch, folder, val_rows=False):
+    """train.yaml, its paths relative to its own folder (`directory`). val_rows: a label file
+    whose split column holds val rows (they validate)."""
     def rel(path):
         return relative(directory, path)
     train_dir, val_dir, _ = dirs
     data = [f"  train: {_quoted(rel(train_dir))}"]
-    data += [f"  val: {_quoted(rel(val_dir))}"] if val_dir else ["  val_split: 0.1             # best.npz is chosen on this share"]
+    data += [f"  val: {_quoted(rel(val_dir))}"] if val_dir else \
+        ["  # validation: the file's rows with split val"] if val_rows else \
+        ["  val_split: 0.1             # best.npz is chosen on this share"]
     data += [f"  resize: {resize}",
              "  augment:                     # each image: a random warp (docs/augment.md)",
              "    rotate: 10                 # degrees either way; 180 when the classes survive any rotation",
@@ -273,7 +278,8 @@ def train_text(directory, dirs, resize, flip, epochs, batch, folder):
              "    shear: 10",
              f"    flip: {'true ' if flip else 'false'}                # mirror images: "
              + ("photos (false if mirroring changes the class)" if flip else "true for photos")]
-    output = rel(Path("runs") / Path(folder).resolve().name)
+    name = Path(folder).resolve()
+    output = rel(Path("runs") / (name.stem if name.is_file() else name.name))
     return ("# Written by `cnncli init --data`: the strongest general recipe cnncli has, sized to the data.\n"
             "# Paths are relative to this file's folder.\n"
             "model: model.yaml\ndata:\n" + "\n".join(data) + "\n"

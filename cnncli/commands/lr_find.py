@@ -1,10 +1,12 @@
 """`cnncli lr-find`: an exponential learning-rate sweep (Smith 2017, "Cyclical learning rates",
-section 3.3; fastai's lr_find). A fresh model from the config's seed takes one training step per
+section 3.3; fastai's lr_find). The model as training would start it (the config's seed, or
+train.init's weights with a head for other classes reinitialised, as train does) takes one training step per
 rate, the rate growing geometrically from `start` to `end`, until the loss diverges; the loss
 against the rate shows where learning is fastest. train.freeze holds the same layers fixed as
 train does (commands/finetune.py's apply_freeze; the optimizer gets only the trainable
 parameters), so the rate suggested is the one for the layers that will train. Nothing is written
-but the picture: no run folder is made or touched, and no earlier run is read."""
+but the picture: no run folder is made or touched, and no earlier run is read (train.init is a
+weights file the config names, read as train reads it)."""
 
 import math
 
@@ -51,13 +53,14 @@ def valley(smoothed):
 
 
 def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, steps=100):
-    """Sweep and draw out -> {"lrs", "losses", "smoothed", "suggestion", "valley", "stopped"}."""
+    """Sweep and draw out -> {"lrs", "losses", "smoothed", "suggestion", "valley", "stopped", "notes", ...};
+    notes: the lines train.init's warm start says (a head reinitialised)."""
     from .. import config
     from ..data.dataset import prepare
     from ..engine.losses import Loss
     from ..model import Diverged
     from ..engine.optim import from_config
-    from .finetune import apply_freeze
+    from .finetune import apply_freeze, warm_start
     from .train import _check_classes, _class_weights
 
     if not (0 < start < end) or not all(math.isfinite(v) for v in (start, end)):
@@ -66,10 +69,13 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
         raise CnnError(f"--steps must be at least {MIN_STEPS}, got {steps}")
     cfg = config.load_run(config_path, overrides)
     t = cfg.train
-    model = cfg.model.build(seed=t.seed)          # fresh weights: never a run's checkpoint
+    model = cfg.model.build(seed=t.seed)
     frozen = apply_freeze(cfg, model)             # as train: the frozen layers neither step nor backpropagate
-    data = prepare(cfg)
-    _check_classes(cfg, model, data.classes)
+    notes = _Notes()
+    if t.init:                                    # as train starts: a sweep over random frozen features means nothing
+        warm_start(model, t.init, notes)
+    data = prepare(cfg, multilabel=model.head == "multilabel")
+    _check_classes(cfg, model, data.classes, data.multilabel is not None)
     loss = Loss(model.head, t.label_smoothing, _class_weights(cfg, data))
     opt = from_config(model.trainable_params(), t)
     sweep = rates(start, end, steps)
@@ -96,11 +102,16 @@ def lr_find(config_path, overrides=(), out="lr_find.png", start=1e-7, end=10.0, 
     result = {"lrs": lrs.tolist(), "losses": [float(v) for v in losses], "smoothed": smoothed.tolist(),
               "suggestion": float(lrs[i]), "valley": [float(lrs[a]), float(lrs[b])], "stopped": stopped,
               "steps": len(losses), "config": str(config_path), "png": str(out),
-              "frozen": frozen, "ignored_init": t.init}   # the sweep starts from fresh weights, whatever train.init says
+              "frozen": frozen, "init": t.init, "notes": notes}
     from ..viz.figure import save_png
     from ..viz.lr_plot import draw_lr_find
     save_png(draw_lr_find(result, f"learning-rate sweep: {cfg.source}"), out, "learning-rate plot")
     return result
+
+
+class _Notes(list):
+    """A reporter that keeps what it is told."""
+    message = list.append
 
 
 def _batches(train, model, t):

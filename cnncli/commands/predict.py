@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CnnError
 from ..model import checkpoint
 from ..data.cache import decode_files, describe_source
 from ..data.folder import EXTENSIONS, is_image_name, natural_key
@@ -100,10 +101,10 @@ def describe_views(views):
     return f"{len(views)} views averaged: " + ", ".join(names)
 
 
-def _scores(loaded, images, labels=None, batch_size=64, tta=False):
+def _scores(loaded, images, labels=None, batch_size=64, tta=False, temperature=1.0):
     """uint8 images (N, H, W, C) -> (probabilities (N, K), mean loss or None), through the one
     evaluation that training's validation uses too (Model.evaluate). tta: the probabilities are
-    averaged over tta_views, stacked view after view in each batch."""
+    averaged over tta_views, stacked view after view in each batch. temperature: softmax(z / T)."""
     from ..kernels.augment import prepare_batch
 
     views = tta_views(loaded) if tta else [(False, 0, 0)]
@@ -116,14 +117,21 @@ def _scores(loaded, images, labels=None, batch_size=64, tta=False):
                                                                  (np.full(n, k) for k in v))) for v in views]
             x = xs[0] if len(xs) == 1 else np.concatenate(xs)
             yield x, None if labels is None else labels[start:start + batch_size]
-    return loaded.model.evaluate(batches(), views=len(views))
+    return loaded.model.evaluate(batches(), views=len(views), temperature=temperature)
 
 
-def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False):
+def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False, reject=None, reject_rate=0.05):
     """-> list of {"path", "top": [{"class", "prob"}...]} or {"path", "error"}: the paths that
     matched nothing first, then every image in the order it was found. tta: probabilities averaged
-    over tta_views."""
+    over tta_views. Probabilities use the checkpoint's calibration temperature. reject ('auto' or a
+    probability): each record also gets "decision", its class or 'unknown' (commands/unknown.py)."""
     loaded = load(ckpt_path)
+    if reject is not None:   # a bad --reject is said before any image is read
+        from .unknown import rule
+        if loaded.model.head == "multilabel":
+            raise CnnError(f"--reject: {ckpt_path} is multi-label; it already prints no label for an image "
+                           "where no label is over its threshold")
+        rule(ckpt_path, reject, reject_rate)
     files, missing = collect(paths, label_columns(loaded.meta))
     k = min(top_k, len(loaded.classes))
     results = [{"path": p, "error": r} for p, r in missing]
@@ -135,10 +143,19 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False):
             images.append(item[0])
             sources.append(item[1])
             ok.append(i)
-    probs, _ = _scores(loaded, images, batch_size=batch_size, tta=tta)
-    for i, p, source in zip(ok, probs, sources):
+    probs, _ = _scores(loaded, images, batch_size=batch_size, tta=tta, temperature=checkpoint.temperature(loaded.meta))
+    labels = [{}] * len(probs)
+    if loaded.model.head == "multilabel":    # + the labels over their thresholds and every score
+        from ..engine.multilabel_metrics import present_labels
+        labels = present_labels(loaded.classes, checkpoint.thresholds_of(loaded.meta, len(loaded.classes)), probs)
+    if reject is not None:
+        from .unknown import decide
+        decisions = decide(ckpt_path, loaded, images, probs, reject, reject_rate)
+    for n, (i, p, source, more) in enumerate(zip(ok, probs, sources, labels)):
         top = np.argsort(-p, kind="stable")[:k]
-        r = {"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top]}
+        r = {"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top], **more}
+        if reject is not None:
+            r["decision"] = decisions[n]
         note = describe_source(source, loaded.shape)
         if note:
             r["converted"] = note

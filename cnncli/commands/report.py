@@ -86,7 +86,7 @@ def score_validation(ckpt, cfg, data):
 
 def build_report(run_dir, data=None):
     """Write run_dir/report.html -> (its path, seconds taken)."""
-    from .evaluate import summarize_scores
+    from .evaluate import add_calibration, summarize_scores
     from ..model.summary import layer_table
     from ..viz import html
     from ..viz.confusion import draw_confusion
@@ -99,8 +99,11 @@ def build_report(run_dir, data=None):
     text, cfg = run_config(run_dir)
     history = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else []
     ckpt = checkpoint_of(run_dir)
+    from . import report_multilabel
+    if report_multilabel.is_multilabel(cfg):
+        return _multilabel_report(run_dir, text, cfg, history, ckpt, data, start)
     scored, where = score_validation(ckpt, cfg, data)
-    rep = summarize_scores(scored, ckpt)
+    rep = add_calibration(summarize_scores(scored, ckpt), scored)
     classes = rep["classes"]
     meta = scored.loaded.meta
     best_epoch = meta.get("epoch")
@@ -115,6 +118,7 @@ def build_report(run_dir, data=None):
         ["class", "precision", "recall", "F1", "support"],
         [[c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
          for c in rep["per_class"]], numeric=(1, 2, 3, 4), id_="per-class")))
+    sections.append(("Calibration", _calibration(html, rep)))
     sections.append(("Most confident mistakes", html.image(png_bytes(draw_mistakes(
         scored.images, scored.labels, scored.probs, classes)), "most confident mistakes", "mistakes")))
     sections.append(("What the network looked at in its mistakes", _cams(html, scored, classes)))
@@ -123,6 +127,29 @@ def build_report(run_dir, data=None):
     sections.append(("Config", f"<pre>{html.esc(text)}</pre>"))
     page = html.page(f"cnncli report: {run_dir}",
                      f"{ckpt.name} (epoch {best_epoch}) evaluated on {where}; written "
+                     f"{time.strftime('%Y-%m-%d %H:%M')}", sections)
+    out = run_dir / "report.html"
+    write_text_atomic(out, page, "report")
+    return out, time.perf_counter() - start
+
+
+def _multilabel_report(run_dir, text, cfg, history, ckpt, data, start):
+    from . import report_multilabel
+    from .evaluate import summarize_scores
+    from ..model.summary import layer_table
+    from ..viz import html
+    from ..viz.curves import draw_curves
+    from ..viz.figure import png_bytes
+
+    scored, where = report_multilabel.score_validation(ckpt, cfg, data)
+    rep = summarize_scores(scored, ckpt)
+    best_epoch = scored.loaded.meta.get("epoch")
+    sections = report_multilabel.sections(html, rep, ckpt, best_epoch, where)
+    if history:
+        sections.insert(1, ("Training curves", html.image(png_bytes(draw_curves(
+            history, f"{run_dir}", best_epoch if ckpt.name == "best.npz" else None)), "training curves", "curves")))
+    sections += [("Layers", _layers(html, layer_table(cfg.model))), ("Config", f"<pre>{html.esc(text)}</pre>")]
+    page = html.page(f"cnncli report: {run_dir}", f"{ckpt.name} (epoch {best_epoch}) evaluated on {where}; written "
                      f"{time.strftime('%Y-%m-%d %H:%M')}", sections)
     out = run_dir / "report.html"
     write_text_atomic(out, page, "report")
@@ -141,6 +168,20 @@ def _metrics(html, history, rep, ckpt, best_epoch, where):
     return (html.cards(items) + f'<p class="note">{html.esc(ckpt.name)} scored on {html.esc(where)}. '
             f"The last epoch as training recorded it ({len(history)} epochs, {total:.1f} s of training):</p>"
             + html.table(["metric", "value"], rows, numeric=(1,), id_="last-epoch"))
+
+
+def _calibration(html, rep):
+    """The reliability diagram before and after the checkpoint's temperature, and what it was fitted on."""
+    from ..viz.figure import png_bytes
+    from ..viz.reliability import draw_reliability
+
+    c = rep["calibration"]
+    fitted = (f"fitted on {html.esc(c['fitted_on'])}" if c["fitted_on"] else
+              "none fitted: cnncli calibrate CHECKPOINT VAL_DATA fits one")
+    return (f'<p class="note">Temperature {c["temperature"]:.3f} ({fitted}): ECE {c["ece"][0]:.2%} &rarr; '
+            f'{c["ece"][1]:.2%}, NLL {c["nll"][0]:.4f} &rarr; {c["nll"][1]:.4f} (15 equal-width bins of the '
+            "max-probability).</p>" + html.image(png_bytes(draw_reliability(c, "reliability")),
+                                                 "reliability diagram", "reliability"))
 
 
 def _cams(html, scored, classes):

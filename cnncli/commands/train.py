@@ -94,8 +94,8 @@ def _prepare(cfg, model, report, comm):
     """Every process reads the data (a folder that one cannot read stops all) -> (data cut to this
     process's share, class weights)."""
     with comm.agreement() as agreed:
-        data = _prepare_data(cfg, report)
-        _check_classes(cfg, model, data.classes)
+        data = _prepare_data(cfg, report, model.head == "multilabel")
+        _check_classes(cfg, model, data.classes, data.multilabel is not None)
         weights = _class_weights(cfg, data)
         agreed.fingerprint = {"data": {
             "classes": data.classes, "training images": len(data.train.indices),
@@ -104,13 +104,13 @@ def _prepare(cfg, model, report, comm):
     return comm.share(data), weights
 
 
-def _prepare_data(cfg, report):
+def _prepare_data(cfg, report, multilabel=False):
     import time
 
     from ..data.dataset import prepare
 
     start = time.perf_counter()
-    data = prepare(cfg, progress=report.decoding)
+    data = prepare(cfg, progress=report.decoding, multilabel=multilabel)
     seconds = time.perf_counter() - start
     for w in data.warnings:
         report.message(f"warning: {w}")
@@ -120,6 +120,8 @@ def _prepare_data(cfg, report):
                    f"{', ...' if len(data.classes) > 8 else ''})"
                    + (f"; read from the decode cache in {seconds:.1f}s" if data.decoded_from_cache
                       else f"; decoded in {seconds:.1f}s"))
+    if data.multilabel:
+        report.message(data.multilabel)
     if data.converted:
         report.message(f"converted: {data.converted}")
     if data.skipped:
@@ -128,9 +130,26 @@ def _prepare_data(cfg, report):
     return data
 
 
-def _check_classes(cfg, model, classes):
-    """The output layer must have one unit per class (or 1 sigmoid unit for two classes)."""
-    if model.n_classes != len(classes):
+def _check_multilabel(cfg, model, classes, multilabel):
+    last = len(cfg.model.layers) - 1
+    k = len(classes)
+    if not multilabel:
+        raise CnnError(f"{cfg.source}: the model ends in {model.output_shape[0]} sigmoid outputs (multi-label) but "
+                       f"{cfg.data.train} is read as single-label: give a label file with several labels per "
+                       f"cell (a{cfg.data.label_separator}b) or one-hot columns, or end layers[{last}] in softmax")
+    if model.head != "multilabel" or model.output_shape[0] != k:
+        raise CnnError(f"{cfg.source}: {cfg.data.train} is multi-label with {k} labels "
+                       f"({', '.join(classes[:6])}{', ...' if k > 6 else ''}) but the model ends in "
+                       f"{model.output_shape[0]} {model.head} output(s): give layers[{last}] {k} units and "
+                       "activation: sigmoid")
+
+
+def _check_classes(cfg, model, classes, multilabel=False):
+    """The output layer must have one unit per class (or 1 sigmoid unit for two classes); K
+    sigmoid units for K labels of multi-label data, and multi-label data needs them."""
+    if multilabel or model.head == "multilabel":
+        _check_multilabel(cfg, model, classes, multilabel)
+    elif model.n_classes != len(classes):
         last = len(cfg.model.layers) - 1
         want = "1 unit with sigmoid, or 2 with softmax" if len(classes) == 2 else f"{len(classes)} units"
         raise CnnError(f"{cfg.source}: the model ends in {model.output_shape[0]} output(s) "
@@ -157,6 +176,10 @@ def _class_weights(cfg, data):
     want = cfg.train.class_weights
     if want is None:
         return None
+    if want == "auto" and data.multilabel:       # pos_weight per label: negatives / positives
+        from ..engine.losses import balanced_pos_weights
+        targets = data.train.labels[data.train.indices]
+        return balanced_pos_weights(targets.sum(axis=0), len(targets))
     if want == "auto":
         counts = np.bincount(data.train.labels[data.train.indices], minlength=len(data.classes))
         return balanced_weights(counts)
@@ -190,12 +213,26 @@ def _run(trainer, report, kernels):
     finally:
         report.close()
     best = state.best
+    if best and trainer.dist.root and trainer.model.head != "multilabel":   # multi-label: per-label thresholds instead
+        _calibrate_best(trainer, report)
     if best:
         report.message(f"done: best epoch {best['epoch']} ({best['monitor']}), "
                        f"checkpoints in {trainer.output}/best.npz and last.npz")
     if trainer.data.val is not None and not trainer.cfg.data.val and "val" not in trainer.data.data_files:
         report.message(_honest_figure(trainer.cfg, trainer.output))
     return Result(trainer.output, state, trainer.data.classes, trainer.data.skipped)
+
+
+def _calibrate_best(trainer, report):
+    """Fit best.npz's temperature and unknown-image scores on the validation images (cnncli calibrate)."""
+    from .calibrate import after_training, describe
+
+    cfg = trainer.cfg
+    source = cfg.data.val or (f"the val rows of {cfg.data.train}" if "val" in trainer.data.data_files else
+                              f"the images data.val_split held out of {cfg.data.train}")
+    meta = after_training(trainer.output / "best.npz", trainer.data.val, source)
+    if meta is not None:
+        report.message(describe(trainer.output / "best.npz", meta))
 
 
 def _honest_figure(cfg, output):

@@ -141,6 +141,8 @@ class Data:
     columns: Columns = section(Columns)
     cache_dir: str = setting(None, "path")
     workers: int = setting(None, "int")
+    head: str = setting("auto", "choice", choices=("auto", "single", "multilabel"))  # multi-label or not
+    label_separator: str = setting("|", "str")   # between the labels of one cell: dog|cat
 
 
 @dataclass

@@ -11,6 +11,8 @@ from .cache import decode_folder, describe_conversions, merge_conversions
 from .decode import COLOR_RULE, RESIZE_RULE
 from .folder import scan
 from .labels import is_label_file, read_table, to_listing
+from .multilabel import describe, read_sets
+from .multilabel import to_listing as ml_listing
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Prepared:
     decoded_from_cache: bool = False
     converted: str = None   # one line on what decoding changed (sizes, colour), or None
     data_files: dict = field(default_factory=dict)  # {'train' | 'val': label file's path, rows, sha256}
+    multilabel: str = None  # multi-label data: one line on how it was read (labels: (N, K) targets)
 
     def preprocessing(self, input_shape, resize):
         h, w, c = input_shape
@@ -50,12 +53,17 @@ def stratified_split(labels, fraction, seed):
     return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))
 
 
-def _sources(cfg):
-    """data.train and data.val -> (train Listing, val Listing or None, {role: label file record}).
+def _sources(cfg, multilabel=False):
+    """data.train and data.val -> (train Listing, val Listing or None, {role: label file record},
+    multi-label (train MultiListing, val MultiListing or None, one line) or None).
     A label file with a split column gives its train rows to training and, without data.val, its
-    val rows (if any) to validation."""
+    val rows (if any) to validation. multilabel: the model has K sigmoid outputs."""
     d = cfg.data
     columns = dataclasses.asdict(d.columns)
+    if is_label_file(d.train):
+        sets = read_sets(d.train, columns, d.label_separator, "multilabel" if multilabel else d.head)
+        if sets is not None:
+            return _multilabel_sources(cfg, sets, columns)
     if is_label_file(d.train):
         table = read_table(d.train, columns)
         listing = to_listing(table, split="train" if table.has_split else None)
@@ -72,11 +80,30 @@ def _sources(cfg):
     elif table and table.has_split and any(r.split == "val" for r in table.rows):
         vlist = to_listing(table, listing.classes, "val", role="val")
         records["val"] = records["train"]
-    return listing, vlist, records
+    return listing, vlist, records, None
 
 
-def prepare(cfg, progress=None):
-    """RunConfig -> Prepared. `progress(role, done, total)` is called while decoding."""
+def _multilabel_sources(cfg, sets, columns):
+    """_sources for a multi-label training file; data.val must be a label file too."""
+    d = cfg.data
+    train = ml_listing(sets, split="train" if sets.has_split else None)
+    records, val = {"train": sets.record()}, None
+    if d.val and not is_label_file(d.val):
+        raise CnnError(f"{cfg.source}: data.train {d.train} is multi-label: data.val must be a label file "
+                       f"(.csv, .tsv, .jsonl) too, not the folder {d.val}")
+    if d.val:
+        vsets = read_sets(d.val, columns, d.label_separator, "multilabel")
+        val = ml_listing(vsets, train.listing.classes, "val" if vsets.has_split else None, role="val")
+        records["val"] = vsets.record()
+    elif sets.has_split and any(r[2] == "val" for r in sets.rows):
+        val = ml_listing(sets, train.listing.classes, "val", role="val")
+        records["val"] = records["train"]
+    return train.listing, val and val.listing, records, (train, val, describe(sets, train))
+
+
+def prepare(cfg, progress=None, multilabel=False):
+    """RunConfig -> Prepared. `progress(role, done, total)` is called while decoding. multilabel:
+    the model has K sigmoid outputs (its data is read as multi-label)."""
     d, t = cfg.data, cfg.train
     shape = cfg.model.input
     if shape[2] not in (1, 3):
@@ -85,7 +112,7 @@ def prepare(cfg, progress=None):
     if not d.train:
         raise CnnError(f"{cfg.source}: data.train is not set: give a folder with one sub-folder per class, "
                        "or a label file (.csv, .tsv, .jsonl)")
-    listing, vlist, records = _sources(cfg)
+    listing, vlist, records, ml = _sources(cfg, multilabel)
     warnings = list(listing.warnings)
 
     def tick(role, total):
@@ -95,9 +122,12 @@ def prepare(cfg, progress=None):
     skipped = listing.missing + list(dec.skipped)
     from_cache = dec.from_cache
     converted = [dec.converted]
-    present = set(dec.labels.tolist())
+    labels = ml[0].targets(dec.files) if ml else dec.labels
+    present = set(np.flatnonzero(labels.sum(axis=0))) if ml else set(dec.labels.tolist())
     lost = [listing.classes[k] for k in range(len(listing.classes)) if k not in present]
-    if lost:
+    if lost and ml:
+        warnings.append(f"label {lost[0]!r} has no readable training image: its output learns only 'absent'")
+    elif lost:
         raise CnnError(f"class {lost[0]!r} in {d.train} has no readable images (all skipped; see the "
                        "skipped list): fix or remove them")
     if vlist is not None:
@@ -107,22 +137,31 @@ def prepare(cfg, progress=None):
         from_cache = from_cache and vdec.from_cache
         converted.append(vdec.converted)
         train_idx = np.arange(len(dec.labels))
-        val_images, val_labels, val_idx = vdec.images, vdec.labels, np.arange(len(vdec.labels))
+        val_images, val_idx = vdec.images, np.arange(len(vdec.labels))
+        val_labels = ml[1].targets(vdec.files) if ml else vdec.labels
         if len(val_idx) == 0:
             warnings.append(f"the validation data {vlist.root} has no readable images: training without validation")
     else:
         train_idx, val_idx = stratified_split(dec.labels, d.val_split, t.seed)
-        val_images, val_labels = dec.images, dec.labels
+        val_images, val_labels = dec.images, labels
     if len(train_idx) == 0:
         raise CnnError(f"{d.train}: no readable training images")
     mean, std = _normalisation(cfg, dec.images, train_idx)
-    train = Batches(dec.images, dec.labels, train_idx, mean, std, t.batch_size, d.augment)
+    train = Batches(dec.images, labels, train_idx, mean, std, t.batch_size, d.augment)
     val = None
     if len(val_idx):
         val = Batches(val_images, val_labels, val_idx, mean, std, t.batch_size)  # same memory as training
+        warnings += _no_val_positive(listing.classes, val_labels[val_idx]) if ml else []
     return Prepared(listing.classes, train, val, [float(m) for m in mean], [float(s) for s in std],
                     skipped, warnings, from_cache, describe_conversions(merge_conversions(*converted), shape),
-                    records)
+                    records, ml[2] if ml else None)
+
+
+def _no_val_positive(classes, targets):
+    """Multi-label: the labels no validation image has, said once (left out of val_mAP, threshold 0.5)."""
+    none = [c for c, n in zip(classes, targets.sum(axis=0)) if n == 0]
+    return [f"label(s) {', '.join(none)} have no validation image: left out of val_mAP; their thresholds "
+            "stay 0.5"] if none else []
 
 
 def _normalisation(cfg, images, train_idx):

@@ -33,6 +33,8 @@ def time_step(arch, train, budget=2.0, steps=3):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((train.batch_size,) + tuple(arch.input)).astype(np.float32)
     y = rng.integers(0, max(model.n_classes, 2), train.batch_size) % max(model.n_classes, 1)
+    if model.head == "multilabel":
+        y = rng.integers(0, 2, (train.batch_size, model.n_classes))
     loss, opt = Loss(model.head), from_config(model.trainable_params(), train)
     rngs = {i: np.random.default_rng(i) for i in model.random_layers()}
     times, start = [], time.perf_counter()

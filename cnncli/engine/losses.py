@@ -9,6 +9,10 @@ Mixed labels (mixup, cutmix: share m of class a, 1 - m of class b) count as two 
   L = sum_i (m_i c_a L_i(a) + (1 - m_i) c_b L_i(b)) / sum_i (m_i c_a + (1 - m_i) c_b)   (c: class weights or 1),
 which is one image of weight m c_a + (1 - m) c_b with the soft target (m c_a t_a + (1 - m) c_b t_b) / that weight:
 the same fused formulas with a soft t. Plain int labels take the path they always took.
+Multi-label (K sigmoid outputs, targets (N, K) in [0, 1]), pos_weight c_k per label (1 without one):
+  L = mean_{i,k} [(1 - t) z + (1 + (c - 1) t) softplus(-z)],  dL/dz = ((1 + (c - 1) t) p - c t) / (N K)
+(PyTorch's BCEWithLogitsLoss(pos_weight=c)); smoothing eps: t -> (1 - eps) t + eps / 2; mixed images
+take the soft target m t_a + (1 - m) t_b.
 """
 
 import numpy as np
@@ -77,6 +81,19 @@ def sigmoid_binary_cross_entropy_soft(logits, t, weights=None):
     return float((per * scale).sum()), ((p - t) * scale)[:, None], probs
 
 
+def multilabel_binary_cross_entropy(logits, target, pos_weight=None):
+    """logits (N, K), target (N, K) in [0, 1], pos_weight (K,) or None -> (mean loss, dL/dlogits, sigmoid (N, K))."""
+    z = logits.astype(np.float64)
+    t = np.asarray(target, np.float64)
+    c = np.ones(z.shape[1]) if pos_weight is None else np.asarray(pos_weight, np.float64)
+    lw = 1.0 + (c - 1.0) * t                                   # the weight of the log p term
+    softplus_neg = np.maximum(-z, 0) + np.log1p(np.exp(-np.abs(z)))   # -log sigmoid(z)
+    per = (1.0 - t) * z + lw * softplus_neg
+    p = sigmoid(z)
+    grad = (lw * p - c * t) / z.size
+    return float(per.mean()), grad.astype(logits.dtype), p.astype(logits.dtype)
+
+
 LOSSES = {"softmax": softmax_cross_entropy, "sigmoid": sigmoid_binary_cross_entropy}
 SOFT_LOSSES = {"softmax": softmax_cross_entropy_soft, "sigmoid": sigmoid_binary_cross_entropy_soft}
 
@@ -87,10 +104,16 @@ class Loss:
 
     def __init__(self, head, smoothing=0.0, class_weights=None):
         self.head, self.smoothing = head, smoothing
-        self.class_weights = None if class_weights is None else np.asarray(class_weights, np.float64)
+        weights = None if class_weights is None else np.asarray(class_weights, np.float64)
+        # multi-label: class_weights are each label's pos_weight, no per-image weight
+        self.pos_weight = weights if head == "multilabel" else None
+        self.class_weights = None if head == "multilabel" else weights
 
     def __call__(self, logits, labels):
-        """labels: (N,) ints, or Mixed labels (two classes and a share per image)."""
+        """labels: (N,) ints, or Mixed labels (two classes and a share per image); multi-label:
+        (N, K) 0/1 targets, or Mixed of two such."""
+        if self.head == "multilabel":
+            return self._multilabel(logits, labels)
         if isinstance(labels, Mixed):
             return self._mixed(logits, labels)
         weights = None if self.class_weights is None else self.class_weights[labels]
@@ -115,8 +138,19 @@ class Loss:
             t[rows, labels.second] += (1.0 - eps) * wb
         return SOFT_LOSSES[self.head](logits, t.astype(logits.dtype), weights)
 
+    def _multilabel(self, logits, labels):
+        if isinstance(labels, Mixed):
+            m = labels.weight.astype(np.float64)[:, None]
+            t = m * labels.first + (1.0 - m) * labels.second
+        else:
+            t = np.asarray(labels, np.float64)
+        eps = self.smoothing
+        return multilabel_binary_cross_entropy(logits, t * (1.0 - eps) + eps / 2, self.pos_weight)
+
     def probabilities(self, logits):
         """(N, K) logits -> (N, n_classes) probabilities, as the loss computes them."""
+        if self.head == "multilabel":
+            return sigmoid(logits).astype(logits.dtype)
         if self.head == "sigmoid":
             p = sigmoid(logits[:, 0]).astype(logits.dtype)
             return np.stack([1 - p, p], axis=1)
@@ -130,6 +164,13 @@ class Loss:
             log_q = -(np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))))        # log (1 - sigmoid(z))
             return np.stack([log_q, log_p], axis=1).astype(logits.dtype)
         return log_softmax(logits)
+
+
+def balanced_pos_weights(positives, n):
+    """'auto' pos_weight of each label: negatives / positives (PyTorch's advice), 1 for a label
+    with no positive."""
+    positives = np.asarray(positives, np.float64)
+    return np.where(positives > 0, (n - positives) / np.maximum(positives, 1), 1.0).tolist()
 
 
 def balanced_weights(counts):

@@ -38,5 +38,13 @@ def hard(labels):
 
 
 def count_correct(probs, labels):
-    """How many rows of probs have their top class at the (dominant) label."""
+    """How many rows of probs have their top class at the (dominant) label; multi-label targets
+    (N, K): how many images have every label right at 0.5 (exact match; a mixed target counts
+    as present where its share is 0.5 or more)."""
+    first = labels.first if isinstance(labels, Mixed) else labels
+    if np.ndim(first) == 2:
+        if isinstance(labels, Mixed):
+            w = labels.weight.astype(np.float64)[:, None]
+            labels = w * labels.first + (1.0 - w) * labels.second
+        return int(((probs >= 0.5) == (np.asarray(labels) >= 0.5)).all(axis=1).sum())
     return int((probs.argmax(axis=1) == hard(labels)).sum())

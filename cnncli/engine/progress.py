@@ -13,6 +13,8 @@ def fmt_row(row, epochs, loss_name="loss"):
     parts = [f"epoch {row['epoch']}/{epochs}", f"{loss_name} {row['train_loss']:.4f}", f"acc {row['train_acc']:.1%}"]
     if row.get("val_loss") is not None:
         parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.1%}"]
+    if row.get("val_map") is not None:   # multi-label: acc is exact match at 0.5; best.npz follows mAP
+        parts.append(f"val_mAP {row['val_map']:.3f}")
     parts += [f"lr {row['lr']:.3g}", f"{row['images_per_s']:,.0f} img/s", f"{row['seconds']:.1f}s",
               f"data wait {row.get('data_wait', 0):.0%}"]
     return "  ".join(parts)

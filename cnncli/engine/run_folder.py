@@ -24,10 +24,11 @@ def resume_hint(output, processes=1):
 def metrics_csv(history):
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
+    columns = COLUMNS + (("val_map",) if any("val_map" in r for r in history) else ())  # multi-label
+    w.writerow(columns)
     for row in history:
         w.writerow(["" if row.get(k) is None else (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
-                    for k in COLUMNS])
+                    for k in columns])
     return buf.getvalue()
 
 

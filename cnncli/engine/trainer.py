@@ -81,6 +81,7 @@ class State:
     schedule_start: int = 0        # the epoch the lr schedule (re)started at: a finished run extended restarts it
     dropout_rng: list = None       # bit_generator states, mid-epoch only (a list per process when several)
     processes: int = 1             # how many processes trained it (data-parallel)
+    thresholds: list = None        # multi-label: per-label thresholds tuned on best.npz's validation scores
 
 
 @dataclass
@@ -116,6 +117,9 @@ class Trainer:
         self.saved = None  # what last.npz holds, for messages
         self.curves = LiveCurves(self.output / "curves.png", str(self.output), t.epochs, warn=reporter.message)
         self.curves.enabled = self.curves.enabled and self.dist.root   # rank 0 alone writes
+        self.val_scores = None    # multi-label: the last validation's (probabilities, targets)
+        if data.multilabel and self.dist.size > 1:
+            raise CnnError("multi-label training runs in one process: drop --processes / mpiexec")
 
     # --- checkpoints ---
     def meta(self, kind):
@@ -123,7 +127,16 @@ class Trainer:
         return {"kind": kind, "architecture": self.cfg.model.to_dict(), "classes": d.classes,
                 "preprocessing": d.preprocessing(self.cfg.model.input, self.cfg.data.resize),
                 "epoch": self.state.epoch, "metrics": self.state.history[-1] if self.state.history else {},
-                "class_weights": self.class_weights, "config": self.cfg.to_dict()}
+                "class_weights": self.class_weights, "config": self.cfg.to_dict(), **self._multilabel_meta()}
+
+    def _multilabel_meta(self):
+        """meta.multilabel: the per-label thresholds predict applies (0.5 each until tuned)."""
+        if not self.data.multilabel:
+            return {}
+        k, tuned = len(self.data.classes), self.state.thresholds
+        return {"multilabel": {"thresholds": tuned or [0.5] * k, "separator": self.cfg.data.label_separator,
+                               "tuned": "maximum F1 per label on the validation images of the best epoch"
+                               if tuned else "not tuned (no validation images): 0.5 each"}}
 
     def evaluated(self):
         """The weights validation and best.npz use: the moving average with train.ema, else the model's."""
@@ -275,7 +288,10 @@ class Trainer:
         row = {"epoch": st.epoch + 1, "train_loss": p["loss"] / p["seen"], "train_acc": p["correct"] / p["seen"],
                "val_loss": None, "val_acc": None, "lr": self.lr_at((st.epoch + 1) * n - 1), "seconds": p["seconds"],
                "images_per_s": p["seen"] / max(p["seconds"], 1e-9), "data_wait": p["wait"] / max(p["seconds"], 1e-9)}
-        if self.data.val is not None:
+        if self.data.val is not None and self.data.multilabel:
+            with self.evaluated() as model:
+                row["val_loss"], row["val_acc"], row["val_map"], self.val_scores = validate_multilabel(model, self.data.val)
+        elif self.data.val is not None:
             with self.evaluated() as model:
                 row["val_loss"], row["val_acc"] = validate(model, self.data.val, self.dist)
         st.history.append(row)
@@ -285,6 +301,9 @@ class Trainer:
         improved = self._track_best(row)
         self.curves.update(st.history, st.best["epoch"])  # first: it draws while the checkpoints are written
         if improved:
+            if self.val_scores is not None:
+                from .multilabel_metrics import tune_thresholds
+                st.thresholds = tune_thresholds(*self.val_scores)
             self.save_best()
         patience = self.cfg.train.patience
         if patience and st.bad_epochs >= patience:
@@ -299,7 +318,9 @@ class Trainer:
         st, monitor = self.state, self.cfg.train.monitor
         use_val = row["val_loss"] is not None
         acc, loss = (row["val_acc"], row["val_loss"]) if use_val else (row["train_acc"], row["train_loss"])
-        score = (acc, -loss) if monitor == "val_acc" else (-loss, acc)
+        if use_val and row.get("val_map") is not None:     # multi-label: best on validation mAP
+            acc, monitor = row["val_map"], monitor.replace("val_acc", "val_map")
+        score = (acc, -loss) if monitor.startswith("val_map") or monitor == "val_acc" else (-loss, acc)
         if st.best is None or score > tuple(st.best["score"]):
             st.best = {"epoch": row["epoch"], "score": list(score), "monitor": monitor if use_val else
                        monitor.replace("val_", "train_")}
@@ -337,6 +358,22 @@ def validate(model, batches, dist=None):
     return (dist or Single()).average(loss, correct, len(probs))
 
 
+def validate_multilabel(model, batches):
+    """Multi-label validation -> (mean BCE, exact-match accuracy at 0.5, mAP or None, (probs, targets))."""
+    from .mixed import count_correct
+    from .multilabel_metrics import mean_ap
+
+    targets = []
+
+    def pairs():
+        for x, y in batches.epoch(None):
+            targets.append(y)
+            yield x, y
+    probs, loss = model.evaluate(pairs())
+    t = np.concatenate(targets)
+    return loss, count_correct(probs, t) / max(len(t), 1), mean_ap(probs, t)[0], (probs, t)
+
+
 def warm_up(arch, model, images):
     """Compile (or load) the kernels the network `arch` uses, before the clock starts: one
     training step and predictions of that network on `images` blank images (2: split over
@@ -360,7 +397,8 @@ def warm_up(arch, model, images):
         mine.buffers = {k: v.copy() for k, v in theirs.buffers.items()}
     c = arch.input[2]
     x = np.zeros((images,) + tuple(arch.input), np.float32)
-    net.gradients(x, np.zeros(len(x), np.int64), Loss(net.head))
+    y = np.zeros((len(x), net.output_shape[0]) if net.head == "multilabel" else len(x), np.int64)
+    net.gradients(x, y, Loss(net.head))
     net.predict_proba(x)            # split over threads (two images)
     net.predict_proba(x[:1])        # one image: layer by layer
     model.zero_grad()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CnnError
+from ..model.checkpoint import temperature
 
 TOLERANCE = 1e-5
 
@@ -80,14 +81,14 @@ def check(ckpt_path, onnx_path, images=(), n_random=8, seed=0, tolerance=TOLERAN
         raise CnnError(f"{onnx_path}: ONNX Runtime {ort.__version__} cannot load it "
                        f"({str(e).splitlines()[0][:160]})") from None
     output = session.get_outputs()[0].name
-    model = loaded.model
+    model, t = loaded.model, temperature(loaded.meta)
     h, w, c = loaded.shape
 
     def theirs(pixels):              # (N, H, W, C) in [0, 1] -> ONNX's output
         return session.run([output], {"pixels": np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))})[0]
 
     def ours(x):                     # normalised (N, H, W, C) -> cnncli's output
-        return model.forward(x) if output == "logits" else model.predict_proba(x)
+        return model.forward(x) if output == "logits" else model.evaluate([(x, None)], temperature=t)[0]
 
     pairs = []
     if n_random:

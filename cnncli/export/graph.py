@@ -5,7 +5,8 @@ Feature maps are NCHW in ONNX (cnncli's checkpoint layout already is ONNX's: con
 weights go in as they are, under their checkpoint names ('layers.<i>.weight').
 
     pixels (N, C, H, W) in [0, 1] -> (pixels - mean) / std -> layers... -> logits (N, K)
-    probabilities = softmax(logits), or [1 - p, p] with p = sigmoid(logits) for a sigmoid head
+    probabilities = softmax(logits / T), or [1 - p, p] with p = sigmoid(logits / T) for a sigmoid head
+    (T: the checkpoint's calibration temperature; with T = 1 no Div is written)
 
 Padding is written out as cnncli computes it (layers/base.py resolve_padding), as ONNX `pads`
 (top, left, bottom, right): TensorFlow's `same` with the odd row / column at the bottom / right.
@@ -53,11 +54,12 @@ class Graph:
         return FUNCTIONS[act].onnx(self, x, out, alpha, self.opset)
 
 
-def build_graph(g, model, mean, std, logits=False):
+def build_graph(g, model, mean, std, logits=False, temperature=1.0):
     """Emit the whole network into g -> (output name, {layer index: output tensor name}).
     The input is 'pixels' (N, C, H, W) in [0, 1]; the output 'probabilities' (N, classes), or
     'logits' (N, K: the last layer before its softmax / sigmoid). Each layer emits its own
-    nodes (Layer.onnx), and its fused activation follows."""
+    nodes (Layer.onnx), and its fused activation follows. temperature T != 1 (a calibrated
+    checkpoint): the probabilities are softmax(logits / T), a Div before the Softmax / Sigmoid."""
     c = model.input_shape[2]
     shape = (1, c, 1, 1)
     x = g.node("Div", [g.node("Sub", ["pixels", g.const("mean", np.reshape(mean, shape))], "centered"),
@@ -79,8 +81,11 @@ def build_graph(g, model, mean, std, logits=False):
         outs[i] = g.activate(y, act, getattr(layer, "alpha", 0.01), prefix)
     if logits:
         return "logits", outs
+    z = "logits" if temperature == 1.0 else g.node("Div", ["logits", g.scalar("temperature", temperature)], "scaled")
     if model.head == "softmax":
-        return g.node("Softmax", ["logits"], "probabilities", axis=1), outs
-    p = g.node("Sigmoid", ["logits"], "p")                      # (N, 1): class 1, the positive one
+        return g.node("Softmax", [z], "probabilities", axis=1), outs
+    if model.head == "multilabel":                              # (N, K): each label's own sigmoid
+        return g.node("Sigmoid", [z], "probabilities"), outs
+    p = g.node("Sigmoid", [z], "p")                      # (N, 1): class 1, the positive one
     q = g.node("Sub", [g.scalar("one", 1.0), "p"], "q")
     return g.node("Concat", [q, p], "probabilities", axis=1), outs  # (N, 2): [1 - p, p]

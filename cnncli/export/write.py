@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import CnnError
 from ..files import write_atomic
+from ..model.checkpoint import temperature
 from .graph import Graph, build_graph
 
 DEFAULT_OPSET = 17
@@ -57,7 +58,18 @@ def metadata(loaded, output):
             "input": f"pixels: float32 N x {c} x {h} x {w} ({'RGB' if c == 3 else 'luma'}) scaled to "
                      "[0, 1] (pixel / 255); the checkpoint's mean and std are applied inside the graph",
             "mean": json.dumps(loaded.mean.tolist()), "std": json.dumps(loaded.std.tolist()),
-            "output": output, "head": loaded.model.head, "cnncli_version": __version__}
+            "output": output, "head": loaded.model.head, "temperature": repr(temperature(loaded.meta)),
+            "cnncli_version": __version__,
+            **multilabel_metadata(loaded)}
+
+
+def multilabel_metadata(loaded):
+    """A multi-label checkpoint's per-label thresholds (a label is present where its sigmoid
+    output >= its threshold), as metadata_props; nothing for other heads."""
+    if loaded.model.head != "multilabel":
+        return {}
+    from ..model.checkpoint import thresholds_of
+    return {"thresholds": json.dumps(thresholds_of(loaded.meta, len(loaded.classes)))}
 
 
 def to_onnx(loaded, opset, logits, name):
@@ -67,7 +79,7 @@ def to_onnx(loaded, opset, logits, name):
     model = loaded.model
     h, w, c = model.input_shape
     g = Graph(helper, numpy_helper, opset)
-    output, outs = build_graph(g, model, loaded.mean, loaded.std, logits)
+    output, outs = build_graph(g, model, loaded.mean, loaded.std, logits, temperature(loaded.meta))
     k = model.output_shape[0] if logits else model.n_classes
     graph = helper.make_graph(
         g.nodes, name, [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", c, h, w])],

@@ -6,18 +6,18 @@ in kernels/activation.py."""
 from .activation import Activation
 from .base import ACTIVATIONS, Layer, LayerError
 from .batchnorm import BatchNorm
-from .channels import LRN, Shuffle
+from .channels import LRN, Shuffle, Slice
 from .context import Context
 from .conv import Conv
 from .dense import Dense
 from .functions import FUNCTIONS
 from .merge import Add, Concat, Scale
 from .pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
-from .shape import Dropout, Flatten
+from .shape import Dropout, Flatten, Pad
 
 LAYERS = {cls.kind: cls for cls in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool,
                                      Flatten, Dense, Dropout, BatchNorm, Activation, Add, Concat,
-                                     LRN, Shuffle, Scale)}
+                                     LRN, Shuffle, Scale, Pad, Slice)}
 
 # keys every layer takes besides its own arguments: the graph's wiring (see model/graph.py)
 WIRING = ("from", "name")

@@ -90,11 +90,18 @@ def activation_name(value, key="activation"):
 
 
 def padding_arg(value, key="padding"):
-    """'valid' | 'same' | int | [ph, pw] -> 'valid' | 'same' | (ph, pw)."""
+    """'valid' | 'same' | int | [ph, pw] | [top, bottom, left, right] -> 'valid' | 'same' | a tuple."""
     if value in ("valid", "same"):
         return value
     if isinstance(value, str):
-        raise LayerError(f"'{key}' must be 'valid', 'same', an integer or [ph, pw]; got {value!r}", key)
+        raise LayerError(f"'{key}' must be 'valid', 'same', an integer, [ph, pw] or [top, bottom, left, right]; "
+                         f"got {value!r}", key)
+    if isinstance(value, (list, tuple)) and len(value) == 4:
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+            raise LayerError(f"'{key}' [top, bottom, left, right] must be four integers >= 0; got {value!r}", key)
+        return tuple(value)
+    if isinstance(value, (list, tuple)) and len(value) != 2:
+        raise LayerError(f"'{key}' must be an integer, [ph, pw] or [top, bottom, left, right]; got {value!r}", key)
     return pair(value, key, minimum=0)
 
 
@@ -105,6 +112,8 @@ def resolve_padding(padding, in_hw, size, stride):
 
     valid:  no padding, out = floor((h - f) / s) + 1
     (p, q): p rows top and bottom, q columns left and right, out = floor((h + 2p - f) / s) + 1
+    (t, b, l, r): t rows on top, b at the bottom, l columns left, r right (ONNX's asymmetric pads),
+            out = floor((h + t + b - f) / s) + 1
     same:   TensorFlow's rule: out = ceil(h / s); total = max((out - 1) * s + f - h, 0),
             top = total // 2, bottom = total - top (an odd extra row goes to the bottom / right).
     """
@@ -116,9 +125,13 @@ def resolve_padding(padding, in_hw, size, stride):
             total = max((o - 1) * s + f - h, 0)
             lo, hi = total // 2, total - total // 2
         else:
-            p = 0 if padding == "valid" else padding[dim]
-            lo = hi = p
-            o = (h + 2 * p - f) // s + 1 if h + 2 * p >= f else 0
+            if padding == "valid":
+                lo = hi = 0
+            elif len(padding) == 4:
+                lo, hi = padding[2 * dim], padding[2 * dim + 1]
+            else:
+                lo = hi = padding[dim]
+            o = (h + lo + hi - f) // s + 1 if h + lo + hi >= f else 0
         pads += [lo, hi]
         out.append(o)
     return tuple(pads), tuple(out)
@@ -321,11 +334,13 @@ class Layer:
 
 
 def stride_pad(layer):
-    """'s2, same' / 's1,2, pad 1,0' for the layer table."""
+    """'s2, same' / 's1,2, pad 1,0' / 's1, pad 0,1,0,1 (t,b,l,r)' for the layer table."""
     sh, sw = layer.stride
     s = f"s{sh}" if sh == sw else f"s{sh},{sw}"
     p = layer.padding
-    if isinstance(p, tuple):
+    if isinstance(p, tuple) and len(p) == 4:
+        p = "pad " + ",".join(map(str, p)) + " (t,b,l,r)"
+    elif isinstance(p, tuple):
         p = f"pad {p[0]}" if p[0] == p[1] else f"pad {p[0]},{p[1]}"
     return f"{s}, {p}"
 

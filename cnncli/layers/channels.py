@@ -1,5 +1,6 @@
-"""lrn and shuffle: layers that mix a map's channels at each position, without parameters
-(AlexNet's and Inception v1's local response normalisation, ShuffleNet's channel shuffle)."""
+"""lrn, shuffle and slice: layers that mix or select a map's channels at each position, without
+parameters (AlexNet's and Inception v1's local response normalisation, ShuffleNet's channel
+shuffle, ShuffleNetV2's channel split)."""
 
 import math
 
@@ -131,3 +132,48 @@ class Shuffle(Layer):
     def backward(self, dy, ctx, need_dx=True):
         # the inverse permutation: c/g groups of g, read across
         return self._permute(dy, dy.shape[-1] // self.groups, self.groups) if need_dx else None
+
+
+class Slice(Layer):
+    """Channels [start, stop) of a map or a vector: y[..., j] = x[..., start + j] (ShuffleNetV2's
+    channel split, `x.chunk(2, dim=1)`; ONNX's Slice or Split on axis 1)."""
+
+    kind = "slice"
+    conv_like = True          # a part of the features, as computed
+    init_role = "through"
+    kernels = ()
+
+    def __init__(self, stop, start=0):
+        super().__init__()
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise LayerError(f"slice's 'start' must be an integer >= 0, got {start!r}", "start")
+        self.start = start
+        self.stop = positive_int(stop, "stop")
+        if self.stop <= self.start:
+            raise LayerError(f"slice's 'stop' ({stop}) must be above its 'start' ({start})", "stop")
+
+    def config(self):
+        return {"start": self.start, "stop": self.stop}
+
+    def output_shape(self, in_shape):
+        if self.stop > in_shape[-1]:
+            raise LayerError(f"slice's 'stop' {self.stop} is beyond the input's {in_shape[-1]} channels", "stop")
+        return tuple(in_shape[:-1]) + (self.stop - self.start,)
+
+    def describe(self):
+        return f"channels {self.start}…{self.stop - 1} of {self.in_shape[-1]}"
+
+    def onnx(self, g, xs, w, prefix, out):
+        return g.node("Slice", [xs[0], g.ints(f"{prefix}.starts", [self.start]), g.ints(f"{prefix}.ends", [self.stop]),
+                                g.ints(f"{prefix}.axes", [1])], out)
+
+    def forward(self, x, ctx):
+        self._channels = x.shape[-1]
+        return np.ascontiguousarray(x[..., self.start:self.stop])
+
+    def backward(self, dy, ctx, need_dx=True):
+        if not need_dx:
+            return None
+        dx = np.zeros(dy.shape[:-1] + (self._channels,), dy.dtype)
+        dx[..., self.start:self.stop] = dy
+        return dx

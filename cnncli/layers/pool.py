@@ -16,7 +16,9 @@ class _Pool(Layer):
         self.size = pair(size, "size")
         self.stride = self.size if stride is None else pair(stride, "stride")
         self.padding = padding_arg(padding)
-        if isinstance(self.padding, tuple) and any(p >= s for p, s in zip(self.padding, self.size)):
+        per_axis = self.padding if not isinstance(self.padding, tuple) or len(self.padding) == 2 else \
+            (max(self.padding[:2]), max(self.padding[2:]))
+        if isinstance(self.padding, tuple) and any(p >= s for p, s in zip(per_axis, self.size)):
             raise LayerError(f"'padding' {list(self.padding)} must be smaller than the window "
                              f"{list(self.size)}, or a window would see only padding", "padding")
 

@@ -1,10 +1,10 @@
-"""flatten and dropout: layers that move or mask values without parameters."""
+"""flatten, pad and dropout: layers that move, surround or mask values without parameters."""
 
 import math
 
 import numpy as np
 
-from .base import Layer, fmt_shape, rate as check_rate
+from .base import Layer, LayerError, fmt_shape, padding_arg, rate as check_rate
 
 
 class Flatten(Layer):
@@ -39,6 +39,58 @@ class Flatten(Layer):
             n, h, w, c = self._x_shape
             return np.ascontiguousarray(dy.reshape(n, c, h, w).transpose(0, 2, 3, 1))
         return dy.reshape(self._x_shape)
+
+
+class Pad(Layer):
+    """Zeros around a map: y (h + t + b) x (w + l + r) x c, x at rows [t, t + h), columns [l, l + w)
+    (ONNX's Pad, mode constant, value 0, on H and W; PyTorch's ZeroPad2d / F.pad). A conv folds
+    its own zero padding; this kind is for what a conv does not read: a max pool after zeros
+    (which pads with -inf itself), an average that counts the padding in."""
+
+    kind = "pad"
+    conv_like = False
+    init_role = "through"     # zeros added: the next layer's activation decides
+    kernels = ()
+
+    def __init__(self, pads=1):
+        super().__init__()
+        pads = padding_arg(pads, "pads")
+        if isinstance(pads, str):
+            raise LayerError(f"pad's 'pads' must be an integer, [ph, pw] or [top, bottom, left, right]; "
+                             f"got {pads!r}", "pads")
+        self.pads = pads if len(pads) == 4 else (pads[0], pads[0], pads[1], pads[1])
+
+    def config(self):
+        return {"pads": list(self.pads)}
+
+    def output_shape(self, in_shape):
+        if len(in_shape) != 3:
+            raise LayerError(f"pad needs an h x w x channels input, got {fmt_shape(in_shape)}", "from")
+        t, b, left, r = self.pads
+        return (in_shape[0] + t + b, in_shape[1] + left + r, in_shape[2])
+
+    def describe(self):
+        return "zeros " + ",".join(map(str, self.pads)) + " (t,b,l,r)"
+
+    def onnx(self, g, xs, w, prefix, out):
+        t, b, left, r = self.pads    # ONNX pads: (begin N, C, H, W, end N, C, H, W)
+        return g.node("Pad", [xs[0], g.ints(f"{prefix}.pads", [0, 0, t, left, 0, 0, b, r])], out, mode="constant")
+
+    def forward(self, x, ctx):
+        # (N, H, W, C) -> (N, H + t + b, W + l + r, C)
+        t, b, left, r = self.pads
+        n, h, w, c = x.shape
+        y = np.zeros((n, h + t + b, w + left + r, c), x.dtype)
+        y[:, t:t + h, left:left + w] = x
+        self._x_hw = (h, w)
+        return y
+
+    def backward(self, dy, ctx, need_dx=True):
+        if not need_dx:
+            return None
+        t, _, left, _ = self.pads
+        h, w = self._x_hw
+        return np.ascontiguousarray(dy[:, t:t + h, left:left + w])
 
 
 class Dropout(Layer):

@@ -3,8 +3,10 @@
 Arrays:  layers.<i>.weight / .bias / .running_mean / .running_var   (PyTorch / ONNX layout;
          i = the layer's index in the architecture's layer list)
          optim.step, optim.<slot>.layers.<i>.<name>                  (last.npz only: for --resume)
+         calibration.<name>                                          (best.npz: unknown-image scores)
 meta:    a 0-d string array holding JSON: format, format_version, cnncli_version, architecture,
-         classes, preprocessing, epoch, metrics, and (last.npz) the training state.
+         classes, preprocessing, epoch, metrics, (last.npz) the training state, and (best.npz,
+         cnncli calibrate) calibration: temperature and what it was fitted on.
 Writes go to a temporary file in the same folder, are fsynced, then renamed over the old file:
 a kill at any instant leaves either the old checkpoint or the new one, never half of one.
 """
@@ -126,7 +128,24 @@ def _parse_meta(path, raw):
             raise CheckpointError(f"{path}: meta.preprocessing.{key} must list {inp[2]} finite number(s)")
     if min(pre["std"]) <= 0:
         raise CheckpointError(f"{path}: meta.preprocessing.std must be positive")
+    c = meta.get("calibration") or {}
+    t = c.get("temperature", 1.0) if isinstance(c, dict) else None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
+        raise CheckpointError(f"{path}: meta.calibration.temperature must be a positive number; "
+                              "run cnncli calibrate on it again")
     return meta
+
+
+def temperature(meta):
+    """The calibration temperature T a checkpoint's probabilities use, softmax(z / T); 1 if none."""
+    return float((meta.get("calibration") or {}).get("temperature", 1.0))
+
+
+def calibration(path):
+    """-> (meta['calibration'] or {}, {name: array} of the 'calibration.<name>' arrays)."""
+    arrays, meta = load(path)
+    return meta.get("calibration") or {}, {k[len("calibration."):]: v for k, v in arrays.items()
+                                          if k.startswith("calibration.")}
 
 
 def check_arrays(model, arrays, where):
@@ -142,6 +161,15 @@ def check_arrays(model, arrays, where):
                                       f"the architecture needs {tuple(shape)} (float)")
             if not np.all(np.isfinite(a)):
                 raise CheckpointError(f"{where}: array '{key}' holds NaN or infinite values")
+
+
+def thresholds_of(meta, k):
+    """A multi-label checkpoint's per-label thresholds (meta.multilabel.thresholds), 0.5 each
+    where it holds none (one saved before validation, or from a run without it)."""
+    found = (meta.get("multilabel") or {}).get("thresholds")
+    if isinstance(found, list) and len(found) == k and all(isinstance(v, (int, float)) for v in found):
+        return [float(v) for v in found]
+    return [0.5] * k
 
 
 def load_model(path):

@@ -132,9 +132,9 @@ class Explained:
     maps: dict             # {layer index: (N, h, w, c)} feature maps kept on request
 
 
-def grad_cam(model, x, layer=None, classes=None, keep=()):
+def grad_cam(model, x, layer=None, classes=None, keep=(), temperature=1.0):
     """x (N, H, W, C) normalised input -> Explained. layer: default_layer(model) when None;
-    classes: each image's predicted class when None."""
+    classes: each image's predicted class when None; probs are softmax(logits / temperature)."""
     from ..engine.losses import Loss
 
     layer = default_layer(model) if layer is None else check_layer(model, layer)
@@ -142,6 +142,6 @@ def grad_cam(model, x, layer=None, classes=None, keep=()):
     if classes is None:
         classes = predicted(model, logits)
     cams = cam_from(fmap, grad)
-    probs = Loss(model.head).probabilities(logits)
+    probs = Loss(model.head).probabilities(logits / logits.dtype.type(temperature))
     return Explained(layer, np.asarray(classes), probs, cams, heatmaps(cams, x.shape[1], x.shape[2]),
                      {i: m for i, m in maps.items() if i in keep})

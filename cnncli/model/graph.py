@@ -159,13 +159,11 @@ class Model:
                             "feature map: end it with flatten + dense, or a global pooling layer")
         if last.activation == "softmax":
             return "softmax"
-        if last.activation == "sigmoid":
-            if self.output_shape[0] != 1:
-                raise SpecError(len(self.layers) - 1, "a sigmoid output must have 1 unit (two "
-                                "classes); use softmax for more classes", "activation")
-            return "sigmoid"
-        raise SpecError(len(self.layers) - 1, "the last layer must end in softmax (or sigmoid with "
-                        "1 unit for two classes): set activation: softmax", "activation")
+        if last.activation == "sigmoid":   # 1 unit: two classes; K units: K labels, each present or not
+            return "sigmoid" if self.output_shape[0] == 1 else "multilabel"
+        raise SpecError(len(self.layers) - 1, "the last layer must end in softmax (or sigmoid: 1 unit for "
+                        "two classes, K units for K labels of a multi-label set): set activation: softmax",
+                        "activation")
 
     @property
     def n_classes(self):
@@ -385,9 +383,10 @@ class Model:
             plan[j] = None
         return plan
 
-    def evaluate(self, batches, views=1):
+    def evaluate(self, batches, views=1, temperature=1.0):
         """The one evaluation, in inference mode: train's validation, `evaluate` and `predict` all
         call it. batches: (x, labels or None) pairs -> (probabilities (N, K), mean loss or None).
+        temperature: the logits are divided by it first (a calibrated checkpoint's T).
         The loss is the head's plain cross-entropy (no label smoothing, no class weights).
         views > 1 (test-time augmentation): each x holds `views` versions of its B images, view
         after view ((V B, ...)); their probabilities are averaged, p = mean_v p_v, and the loss is
@@ -398,6 +397,15 @@ class Model:
         for x, labels in batches:
             split = self.shards.usable(len(x), self.context())
             logits = self.shards.forward(x, plan) if split else self.forward(x, training=False, plan=plan)
+            if temperature != 1.0:
+                logits = logits / logits.dtype.type(temperature)
+            if views > 1 and self.head == "multilabel":   # p = mean_v p_v per label; BCE of the means
+                p = loss.probabilities(logits).reshape(views, -1, logits.shape[1]).mean(axis=0)
+                probs.append(p)
+                if labels is not None:
+                    total += _bce_of(p, labels) * len(labels)
+                    seen += len(labels)
+                continue
             if views > 1:
                 log_p = _mean_of_views(loss.log_probabilities(logits), views)
                 probs.append(np.exp(log_p))
@@ -443,6 +451,13 @@ def frozen_contexts(ctx):
 def _check_finite(loss):
     if not math.isfinite(loss):
         raise Diverged(loss)
+
+
+def _bce_of(p, t):
+    """Mean binary cross-entropy of probabilities p (N, K) against targets t (N, K)."""
+    p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12)
+    t = np.asarray(t, np.float64)
+    return float(-(t * np.log(p) + (1 - t) * np.log1p(-p)).mean())
 
 
 def _mean_of_views(log_p, views):

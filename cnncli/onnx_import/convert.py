@@ -38,13 +38,18 @@ class Importer:
         self.readers[source.logits] += 1
 
     # --- what the converters call ---
-    def get(self, name, node):
-        """A tensor: an array (constant) or a Value."""
+    def get(self, name, node, keep_pad=False):
+        """A tensor: an array (constant) or a Value; zeros pending on a map (a Pad) become a pad
+        layer here, unless the reader takes them into its own padding (keep_pad: a Conv)."""
         if name in self.consts:
             return self.consts[name]
-        if name in self.values:
-            return self.values[name]
-        raise Unsupported(node, f"its input '{name}' comes from nothing cnncli could map")
+        if name not in self.values:
+            raise Unsupported(node, f"its input '{name}' comes from nothing cnncli could map")
+        v = self.values[name]
+        if v.pad is not None and not keep_pad:
+            pads, base = v.pad, v.unpadded
+            v = self.emit(v.pad_node, "pad", {"pads": list(pads)}, [base], v.shape, spatial_vector=False, out=name)
+        return v
 
     def const(self, name, node, what):
         v = self.consts.get(name)
@@ -52,8 +57,8 @@ class Importer:
             raise Unsupported(node, f"its {what} '{name}' is computed at run time; cnncli needs it constant")
         return v
 
-    def value(self, name, node):
-        v = self.get(name, node)
+    def value(self, name, node, keep_pad=False):
+        v = self.get(name, node, keep_pad)
         if not isinstance(v, Value):
             raise Unsupported(node, f"its input '{name}' is a constant where a feature map was expected")
         return v
@@ -160,8 +165,6 @@ def _readable(node, tensor):
 WHY = {
     "Resize": "resizing inside the network is not a classifier layer cnncli has",
     "Upsample": "resizing inside the network is not a classifier layer cnncli has",
-    "Pad": "a padding layer of its own is not in cnncli yet",
-    "ReduceMean": "a mean over axes has no cnncli layer yet (GlobalAveragePool has)",
 }
 
 

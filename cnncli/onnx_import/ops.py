@@ -7,16 +7,12 @@ from dataclasses import replace
 import numpy as np
 
 from ..layers import LAYERS, LayerError
-from ..layers.base import resolve_padding
 from .affine import channel_vector, compose
 from .constants import BATCH, attr
+from .pads import node_pads, pad, reduce, spelling, text, with_ceil
 from .values import Unsupported, Value
 
 ALIASES = ("Identity", "Dropout")
-
-
-def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _float(value):
@@ -32,42 +28,8 @@ def _geometry(node, kind, args, value):
         raise Unsupported(node, str(e)) from None
 
 
-def padding(node, hw, size, stride, ceil=False):
-    """ONNX pads / auto_pad (and ceil_mode) -> cnncli's 'valid' | 'same' | [ph, pw]."""
-    auto = _text(attr(node, "auto_pad", "NOTSET"))
-    same, _ = resolve_padding("same", hw, size, stride)
-    if auto == "SAME_UPPER":
-        return "same"
-    if auto == "VALID":
-        pads = [0, 0, 0, 0]
-    elif auto == "SAME_LOWER":
-        pads = [same[1], same[3], same[0], same[2]]
-    else:
-        pads = [int(p) for p in attr(node, "pads", [0, 0, 0, 0])]
-    top, left, bottom, right = pads
-    if ceil:   # ceil_mode: as many more rows / columns of padding as the last window needs
-        bottom += _ceil_extra(hw[0], size[0], stride[0], top, bottom)
-        right += _ceil_extra(hw[1], size[1], stride[1], left, right)
-    if top == bottom and left == right:
-        return "valid" if top == left == 0 else [top, left]
-    if (top, bottom, left, right) == same:
-        return "same"
-    raise Unsupported(node, f"its pads (top {top}, left {left}, bottom {bottom}, right {right}) are "
-                      "neither the same on both sides nor TensorFlow's 'same' for this input")
-
-
-def _ceil_extra(h, k, s, lo, hi):
-    """ceil_mode's extra padding at the end: out = ceil((h + lo + hi - k) / s) + 1, less one when
-    the last window would start in the padding at the end (PyTorch's and ONNX Runtime's rule)."""
-    span = h + lo + hi - k
-    out = -(-span // s) + 1
-    if (out - 1) * s >= h + lo:
-        out -= 1
-    return max(0, (out - 1) * s + k - (h + lo + hi))
-
-
 def conv(imp, node):
-    x = imp.value(node.input[0], node)
+    x = imp.value(node.input[0], node, keep_pad=True)
     w = imp.const(node.input[1], node, "weight").astype(np.float32, copy=False)
     b = imp.const(node.input[2], node, "bias").astype(np.float32, copy=False) if len(node.input) > 2 and node.input[2] else None
     if any(d != 1 for d in attr(node, "dilations", [1, 1])):
@@ -84,8 +46,12 @@ def conv(imp, node):
         return
     if x.channels != cg * groups:
         raise Unsupported(node, f"its weight reads {cg * groups} channels, its input has {x.channels}")
+    pads = node_pads(node, x.shape[:2], (kh, kw), stride)
+    if x.pad is not None:     # a Pad before: its zeros and the conv's own are one padding
+        pads, x = tuple(a + b for a, b in zip(pads, x.pad)), x.unpadded
+        imp.folded["Pad into the conv after it"] += 1
     args = {"filters": f, "size": [kh, kw], "stride": stride,
-            "padding": padding(node, x.shape[:2], (kh, kw), stride), "groups": groups, "bias": b is not None}
+            "padding": spelling(pads, x.shape[:2], (kh, kw), stride), "groups": groups, "bias": b is not None}
     imp.emit(node, "conv", args, [x], _geometry(node, "conv", args, x), weights)
 
 
@@ -113,15 +79,18 @@ def pool(imp, node):
         raise Unsupported(node, "the argmax indices as an output")
     size = [int(k) for k in attr(node, "kernel_shape")]
     stride = [int(s) for s in attr(node, "strides", [1, 1])]
-    try:
-        pad = padding(node, x.shape[:2], size, stride, ceil=bool(attr(node, "ceil_mode", 0)))
-    except Unsupported:
-        if not _whole_map(node, x.shape[:2], size):
-            raise
+    if _whole_map(node, x.shape[:2], size):
         return imp.emit(node, "global" + kind, {}, [x], (x.channels,), spatial_vector=True)
-    if kind == "avgpool" and attr(node, "count_include_pad", 0) and pad != "valid":
-        raise Unsupported(node, "count_include_pad=1 with padding: cnncli averages over the real cells only")
-    args = {"size": size, "stride": stride, "padding": pad}
+    pads = node_pads(node, x.shape[:2], size, stride)
+    if kind == "avgpool" and attr(node, "count_include_pad", 0) and any(pads):
+        # the padding counted in the mean: real zeros (a pad layer), then a pool over them
+        h, w, c = x.shape
+        padded = (h + pads[0] + pads[1], w + pads[2] + pads[3], c)
+        x = imp.emit(node, "pad", {"pads": list(pads)}, [x], padded, out=f"{node.output[0]}.zeros")
+        pads = (0, 0, 0, 0)
+    if attr(node, "ceil_mode", 0):
+        pads = with_ceil(pads, x.shape[:2], size, stride)
+    args = {"size": size, "stride": stride, "padding": spelling(pads, x.shape[:2], size, stride)}
     imp.emit(node, kind, args, [x], _geometry(node, kind, args, x))
 
 
@@ -129,7 +98,7 @@ def _whole_map(node, hw, size):
     """Is this one window over every real cell (pads that no cnncli padding writes, such as
     Inception v1's 7x7 average over a 6x6 map padded at the bottom and right), which the global
     pool computes? Not for an average that counts the padding in."""
-    if _text(attr(node, "auto_pad", "NOTSET")) != "NOTSET" or attr(node, "count_include_pad", 0):
+    if text(attr(node, "auto_pad", "NOTSET")) != "NOTSET" or attr(node, "count_include_pad", 0):
         return False
     top, left, bottom, right = [int(p) for p in attr(node, "pads", [0, 0, 0, 0])]
     return hw[0] + top + bottom == size[0] and hw[1] + left + right == size[1]
@@ -288,6 +257,8 @@ def gate(imp, node, a, b):
 
 def concat(imp, node):
     xs = [imp.value(t, node) for t in node.input if t]
+    if len(xs) == 1:         # DenseNet's torch.cat([x], 1) of its first layer
+        return imp.alias(node, xs[0], "Concat of one input")
     axis = attr(node, "axis")
     rank = len(xs[0].onnx_shape) + 1
     if axis % rank != 1:
@@ -296,6 +267,65 @@ def concat(imp, node):
         raise Unsupported(node, "joining feature maps with flat vectors")
     shape = xs[0].shape[:-1] + (sum(v.channels for v in xs),)
     imp.emit(node, "concat", {}, xs, shape, spatial_vector=all(v.spatial_vector for v in xs))
+
+
+def _channel_slice(imp, node, x, start, stop, out):
+    if stop <= start:
+        raise Unsupported(node, f"an empty slice of channels {start}..{stop}")
+    if (start, stop) == (0, x.channels):
+        imp.values[out] = x
+        imp.folded[f"{node.op_type} of every channel"] += 1
+        return
+    shape = x.shape[:-1] + (stop - start,)
+    imp.emit(node, "slice", {"start": start, "stop": stop}, [x], shape, spatial_vector=x.spatial_vector, out=out)
+
+
+def slice_(imp, node):
+    """Slice along the channels only (ShuffleNetV2's channel split) -> a slice layer."""
+    x = imp.value(node.input[0], node)
+    if len(node.input) > 1:
+        starts, ends = (np.ravel(imp.const(t, node, w)) for t, w in zip(node.input[1:3], ("starts", "ends")))
+        axes = np.ravel(imp.const(node.input[3], node, "axes")) if len(node.input) > 3 and node.input[3] else None
+        steps = np.ravel(imp.const(node.input[4], node, "steps")) if len(node.input) > 4 and node.input[4] else None
+    else:
+        starts, ends, axes, steps = attr(node, "starts"), attr(node, "ends"), attr(node, "axes"), None
+    dims = [BATCH, *x.onnx_shape]
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    cut = {}
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis, dim = int(axis) % len(dims), dims[int(axis) % len(dims)]
+        start, end = (max(0, min(dim, int(v) + dim if v < 0 else int(v))) for v in (start, end))
+        if (start, end, step) != (0, dim, 1):
+            cut[axis] = (start, end, int(step))
+    if set(cut) - {1} or any(step != 1 for _, _, step in cut.values()):
+        raise Unsupported(node, f"slicing axes {sorted(cut)} (steps {[c[2] for c in cut.values()]}): cnncli slices "
+                          "the channels (axis 1), step 1")
+    start, stop, _ = cut.get(1, (0, x.channels, 1))
+    _channel_slice(imp, node, x, start, stop, node.output[0])
+
+
+def split(imp, node):
+    """Split on the channels (`x.chunk(2, dim=1)`) -> one slice layer per output."""
+    x = imp.value(node.input[0], node)
+    rank = len(x.onnx_shape) + 1
+    if attr(node, "axis", 0) % rank != 1:
+        raise Unsupported(node, f"splitting axis {attr(node, 'axis', 0)}; cnncli splits the channels (axis 1)")
+    outs = list(node.output)
+    if len(node.input) > 1 and node.input[1]:
+        sizes = [int(v) for v in np.ravel(imp.const(node.input[1], node, "split"))]
+    elif attr(node, "split") is not None:
+        sizes = [int(v) for v in attr(node, "split")]
+    else:    # equal parts, the last one smaller where they do not divide (opset 18's num_outputs)
+        part = -(-x.channels // len(outs))
+        sizes = [min(part, x.channels - k * part) for k in range(len(outs))]
+    if sum(sizes) != x.channels or len(sizes) != len(outs) or min(sizes) < 1:
+        raise Unsupported(node, f"split sizes {sizes} of {x.channels} channels into {len(outs)} outputs")
+    start = 0
+    for size, out in zip(sizes, outs):
+        if out:
+            _channel_slice(imp, node, x, start, start + size, out)
+        start += size
 
 
 def softmax(imp, node):
@@ -317,6 +347,7 @@ CONVERTERS = {
     "GlobalAveragePool": global_pool, "GlobalMaxPool": global_pool, "Flatten": flatten, "Reshape": reshape,
     "Squeeze": squeeze, "Unsqueeze": squeeze, "Gemm": gemm, "MatMul": matmul, "Add": add, "Sum": add,
     "Sub": affine, "Mul": affine, "Div": affine, "Concat": concat, "Softmax": softmax,
-    "Transpose": transpose, "LRN": lrn,
+    "Transpose": transpose, "LRN": lrn, "Pad": pad, "ReduceMean": reduce, "ReduceMax": reduce,
+    "Slice": slice_, "Split": split,
     **{op: alias for op in ALIASES},
 }

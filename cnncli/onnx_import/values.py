@@ -28,6 +28,10 @@ class Value:
     done: int = None         # the pending map, made into a layer: that layer's index
     shuffle: tuple = None    # halfway through a channel shuffle: ("split", g) after the Reshape to
     #                          (N, g, c/g, H, W), ("across", g) after the Transpose; only the rest of it may read it
+    pad: tuple = None        # zeros pending around the map (top, bottom, left, right): a Conv folds them,
+    #                          any other reader gets a pad layer first (Importer.get)
+    unpadded: "Value" = None  # with pad: the Value the zeros surround
+    pad_node: object = None  # with pad: the Pad node (names the pad layer)
 
     @property
     def onnx_shape(self):
