@@ -217,9 +217,9 @@ def test_inspect_counts_the_kept_input_in_the_training_memory():
 KEEPERS = [("conv", {"filters": 6, "size": 3, "padding": 1}), ("batchnorm", {}), ("relu", {}),
            ("conv", {"filters": 6, "size": 1, "activation": "silu"}), ("silu", {}),
            ("add", {"from": [2, -1], "activation": "relu"}), ("lrn", {"size": 3}), ("shuffle", {"groups": 2}),
-           ("concat", {"from": [-1, 5]}), ("maxpool", {"size": 2}), ("avgpool", {"size": 1}),
+           ("concat", {"from": [-1, 5]}), ("maxpool", {"size": 2}), ("pad", {"pads": 1}), ("avgpool", {"size": 1}),
            ("globalavgpool", {}), ("dense", {"units": 12, "activation": "sigmoid"}),
-           ("scale", {"from": [10, -1]}), ("globalmaxpool", {}), ("dropout", {"rate": 0.5}), ("flatten", {}),
+           ("scale", {"from": [11, -1]}), ("globalmaxpool", {}), ("slice", {"stop": 6}), ("dropout", {"rate": 0.5}), ("flatten", {}),
            ("dense", {"units": 3, "activation": "softmax"})]
 
 
