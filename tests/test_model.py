@@ -133,12 +133,13 @@ def test_overfits_32_images():
 @pytest.mark.parametrize("specs,message", [
     ([("conv", {"filters": 4, "size": 3})], "ends in a 3-D feature map"),
     ([("flatten", {}), ("dense", {"units": 3})], "must end in softmax"),
-    ([("flatten", {}), ("dense", {"units": 3, "activation": "sigmoid"})], "1 unit"),
+    ([("flatten", {}), ("dense", {"units": 3, "activation": "tanh"})], "must end in softmax"),
     ([("dense", {"units": 3, "activation": "softmax"})], "add '- flatten'"),
     ([("conv", {"filters": 4, "size": 9})], "larger than its input"),
     ([("nope", {})], "unknown layer type"),
 ])
 def test_bad_specs_raise_with_layer_index(specs, message):
+    """(A sigmoid output of K > 1 units is a multi-label head now: see test_multilabel.py.)"""
     with pytest.raises(SpecError, match=message) as info:
         Model((8, 8, 3), specs)
     assert info.value.index is not None
