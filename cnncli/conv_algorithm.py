@@ -5,8 +5,11 @@ kernels alike. This module imports nothing, so inspect can apply it without load
 from dataclasses import dataclass
 
 # A conv layer keeps its whole batch's im2col columns from forward to backward when they take at
-# most this many bytes; bigger layers recompute them per chunk in backward.
-KEEP_COLUMNS_BYTES = 32 << 20
+# most this many bytes; bigger layers recompute them per chunk in backward (an im2col pass, a few
+# per cent of a backward whose GEMMs are this deep). At 32 MB ResNet-18 (224, batch 16) kept
+# 112 MB of columns; at 8 MB 13 MB, and its peak RSS fell 802 -> 742 MiB. The 28-32 pixel
+# networks at batch 64 on 2 threads (shards of 32) keep every column set they kept at 32 MB.
+KEEP_COLUMNS_BYTES = 8 << 20
 
 
 def is_pointwise(size, stride, pads):
@@ -90,6 +93,13 @@ def plan(channels, size, stride, pads, groups, filters, in_hw, out_hw):
                     column_positions(c, size, stride, pads, in_hw, out_hw))
 
 
+# Winograd's transformed filters U (36 x C x F float32) at most this big. Its backward holds U
+# turned, and a dU (36 C F) per thread, transformed back in float64: a 512 -> 512 layer 38 MB each,
+# +209 MB over the step's live arrays in ResNet-18's last stage (batch 16, tracemalloc), where
+# 256 -> 256 stays at 9.4 MB (+80 MB).
+WINOGRAD_MAX_FILTER_BYTES = 16 << 20
+
+
 def uses_winograd(size, stride, pads, groups, channels, filters, out_hw):
     """Does a conv layer run Winograd F(4x4, 3x3)? 3x3, stride 1, ungrouped, padding of at most 1
     on each side, at least 16 channels in and out, and an output map of at least 6 x 6, or 16 x 16
@@ -98,10 +108,13 @@ def uses_winograd(size, stride, pads, groups, channels, filters, out_hw):
     / inference against im2col: 32x32 32->32 1.58x / 1.77x, 8x8 128->128 2.28x / 2.47x, 6x6 64->64
     1.08x / 1.15x, 32x32 16->16 1.01x / 1.10x; but 5x5 32->32 0.65x / 0.74x, 2x2 256->256 0.25x,
     14x14 16->16 0.92x / 1.01x, 8x8 16->16 0.82x / 1.04x, 32x32 8->8 0.92x / 0.92x.
+    And the transformed filters within WINOGRAD_MAX_FILTER_BYTES: measured, two layers and a
+    head, batch 16, training step on a loaded 2-core machine, im2col against Winograd: 7x7
+    512->512 531-570 / 1,223-1,226 ms, where 14x14 256->256 (9.4 MB of U) is 583 / 416 ms.
     CNNCLI_WINOGRAD=0 turns it off (for comparisons)."""
     import os
 
     narrow = min(channels, filters) < 32
     return (os.environ.get("CNNCLI_WINOGRAD", "1") != "0" and tuple(size) == (3, 3) and tuple(stride) == (1, 1)
             and groups == 1 and max(pads) <= 1 and min(channels, filters) >= 16
-            and min(out_hw) >= (16 if narrow else 6))
+            and min(out_hw) >= (16 if narrow else 6) and 36 * channels * filters * 4 <= WINOGRAD_MAX_FILTER_BYTES)

@@ -2,6 +2,14 @@
 
   python scripts/bench.py              # prints the table
   python scripts/bench.py --write      # also regenerates BENCHMARKS.md
+  python scripts/bench.py --nets resnet18 mobilenet_v2 --batch224 32 --avx2
+
+The small networks (28-32 pixels) run at batch 64; the 224-pixel ones (ResNet-18, MobileNetV2,
+EfficientNet-Lite0) at --batch224 (16), with one more row: a frozen backbone (every layer but
+the classifier frozen: the backbone runs in inference mode, only the head trains), the step
+fine-tuning on frozen features takes. --avx2 makes both sides use AVX2 code on an AVX-512 machine
+(numba's NUMBA_CPU_NAME=haswell, OPENBLAS_CORETYPE=Haswell, PyTorch's ATEN_CPU_CAPABILITY=avx2
+and ONEDNN_MAX_CPU_ISA=AVX2), as a machine without AVX-512 runs.
 
 Each measurement runs in a fresh worker process (so peak RSS is its own), cnncli and PyTorch
 alternate, and the table shows medians over --repeats rounds. Throughput is steady state:
@@ -25,8 +33,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = {"lenet5": "configs/models/lenet5.yaml", "vgg_cifar": "configs/models/vgg_cifar.yaml",
-        "resnet20": "configs/models/resnet20.yaml"}
+        "resnet20": "configs/models/resnet20.yaml", "resnet18": "configs/models/resnet18.yaml",
+        "mobilenet_v2": "configs/models/mobilenet_v2.yaml",
+        "efficientnet_lite0": "cnncli/pretrained/efficientnet_lite0.yaml"}
+LARGE = ("resnet18", "mobilenet_v2", "efficientnet_lite0")   # 224 pixels: --batch224, and a frozen row
 BATCH = 64
+AVX2 = {"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 # --- workers: one measurement each, printed as JSON ------------------------------------------
@@ -51,7 +64,7 @@ def _timed_loop(step, seconds):
     return statistics.median(per)
 
 
-def worker_cnncli(net, seconds):
+def worker_cnncli(net, seconds, batch=BATCH):
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
@@ -64,8 +77,8 @@ def worker_cnncli(net, seconds):
     opt = SGD(model.named_params(), 0.01, momentum=0.9)
     loss = Loss(model.head)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((BATCH,) + arch.input).astype(np.float32)
-    y = rng.integers(0, model.n_classes, BATCH)
+    x = rng.standard_normal((batch,) + arch.input).astype(np.float32)
+    y = rng.integers(0, model.n_classes, batch)
 
     def train_step():
         model.train_step(x, y, loss, opt)
@@ -75,10 +88,18 @@ def worker_cnncli(net, seconds):
     train = _timed_loop(train_step, seconds)
     rss = _peak_rss_mb()       # the training peak, before the inference loop
     infer = _timed_loop(lambda: model.predict_proba(x), seconds / 2)
-    return {"train_ips": BATCH / train, "infer_ips": BATCH / infer, "rss_mb": rss}
+    out = {"train_ips": batch / train, "infer_ips": batch / infer, "rss_mb": rss}
+    if net in LARGE:           # every layer but the classifier frozen: train.freeze up to layer -2
+        from cnncli.model import freeze
+        freeze.apply(model, len(model.layers) - 2)
+        opt = SGD(model.trainable_params(), 0.01, momentum=0.9)
+        for _ in range(2):
+            train_step()
+        out["frozen_ips"] = batch / _timed_loop(train_step, seconds / 2)
+    return out
 
 
-def worker_torch(net, seconds):
+def worker_torch(net, seconds, batch=BATCH):
     import torch
 
     sys.path.insert(0, str(ROOT))
@@ -93,8 +114,8 @@ def worker_torch(net, seconds):
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     h, w, c = arch.input
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, c, h, w, generator=g)
-    y = torch.randint(0, graph.n_classes, (BATCH,), generator=g)
+    x = torch.randn(batch, c, h, w, generator=g)
+    y = torch.randint(0, graph.n_classes, (batch,), generator=g)
     if graph.head == "sigmoid":  # the same fused loss as cnncli's sigmoid head
         bce = torch.nn.BCEWithLogitsLoss()
         yf = y.float()[:, None]
@@ -120,8 +141,19 @@ def worker_torch(net, seconds):
         with torch.no_grad():
             model.probabilities(x)
     infer_t = _timed_loop(infer, seconds / 2)
-    return {"train_ips": BATCH / train, "infer_ips": BATCH / infer_t, "rss_mb": rss,
-            "threads": torch.get_num_threads(), "version": torch.__version__}
+    out = {"train_ips": batch / train, "infer_ips": batch / infer_t, "rss_mb": rss,
+           "threads": torch.get_num_threads(), "version": torch.__version__}
+    if net in LARGE:           # the backbone fixed and in eval mode (as cnncli's frozen layers)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.layers[-1].train()
+        for p in model.layers[-1].parameters():
+            p.requires_grad_(True)
+        opt = torch.optim.SGD(model.layers[-1].parameters(), lr=0.01, momentum=0.9)
+        for _ in range(2):
+            train_step()
+        out["frozen_ips"] = batch / _timed_loop(train_step, seconds / 2)
+    return out
 
 
 def worker_peak(size=2048):
@@ -219,17 +251,24 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0, help="timing budget per measurement")
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md")
+    ap.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
+    ap.add_argument("--batch224", type=int, default=16, help="batch size of the 224-pixel networks")
+    ap.add_argument("--avx2", action="store_true", help="AVX2 code only, on both sides (an AVX-512 machine "
+                    "measuring as one without)")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         kind, *rest = a.worker
-        res = {"cnncli": lambda: worker_cnncli(rest[0], float(rest[1])),
-               "torch": lambda: worker_torch(rest[0], float(rest[1])),
+        batch = int(rest[2]) if len(rest) > 2 else BATCH
+        res = {"cnncli": lambda: worker_cnncli(rest[0], float(rest[1]), batch),
+               "torch": lambda: worker_torch(rest[0], float(rest[1]), batch),
                "startup": lambda: worker_startup(rest[0]),
                "peak": lambda: worker_peak()}[kind]()
         print(json.dumps(res))
         return
 
+    if a.write and set(a.nets) != set(NETS):
+        ap.error("--write regenerates all of BENCHMARKS.md: run every network (leave --nets out)")
     torch_ok = have_torch()
     lines = []
     # Every process below loads cnncli's modules as a user's Python does, from the .pyc it wrote
@@ -242,15 +281,19 @@ def main():
         lines.append(text)
 
     med = lambda runs, k: statistics.median(r[k] for r in runs) if runs else None  # noqa: E731
+    env = AVX2 if a.avx2 else {}
+    batches = {net: a.batch224 if net in LARGE else BATCH for net in a.nets}
     rows, peaks = {}, []
-    for net in NETS:
+    for net in a.nets:
         ours, theirs = [], []
+        args = [net, str(a.seconds), str(batches[net])]
         for _ in range(a.repeats):  # alternate, so drift on a shared machine hits both
-            ours.append(run_worker(["cnncli", net, str(a.seconds)]))
+            ours.append(run_worker(["cnncli", *args], env))
             if torch_ok:
-                theirs.append(run_worker(["torch", net, str(a.seconds)]))
-            peaks.append(run_worker(["peak"]))  # between the races: the same drift
-        rows[net] = {k: (med(ours, k), med(theirs, k)) for k in ("train_ips", "infer_ips", "rss_mb")}
+                theirs.append(run_worker(["torch", *args], env))
+            peaks.append(run_worker(["peak"], env))  # between the races: the same drift
+        keys = ("train_ips", "infer_ips", "rss_mb") + (("frozen_ips",) if net in LARGE else ())
+        rows[net] = {k: (med(ours, k), med(theirs, k)) for k in keys}
         if theirs:
             rows[net]["torch"] = f"{theirs[0]['version']}, {theirs[0]['threads']} threads"
     peak = med(peaks, "gflops")
@@ -276,14 +319,19 @@ def main():
         a_, b_ = pair
         return f"{a_ / b_:.2f}×" if b_ else "n/a"
 
-    def fmt(v, unit=""):
-        return "n/a" if v is None else f"{v:,.0f}{unit}"
+    def fmt(v, unit="", digits=None):
+        if v is None:
+            return "n/a"
+        return f"{v:,.{digits if digits is not None else (1 if v < 100 else 0)}f}{unit}"
 
     say(f"machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}; Python {platform.python_version()}")
     say(f"numpy's BLAS: {peaks[0]['blas']}")
     if no_pyc:
         say("PYTHONDONTWRITEBYTECODE was set: unset for these runs (modules load from their .pyc)")
-    say(f"batch {BATCH}, SGD momentum 0.9, medians of {a.repeats} alternating rounds, each in a fresh process")
+    say(f"batch {BATCH} (28-32 pixels), {a.batch224} (224 pixels), SGD momentum 0.9, medians of {a.repeats} "
+        "alternating rounds, each in a fresh process")
+    if a.avx2:
+        say("AVX2 only: " + ", ".join(f"{k}={v}" for k, v in AVX2.items()) + " in every worker")
     if torch_ok:
         say(f"PyTorch {next(iter(rows.values())).get('torch', '')}")
     else:
@@ -295,6 +343,9 @@ def main():
         say(f"| {net} | training images/s | {fmt(r['train_ips'][0])} | {fmt(r['train_ips'][1])} | {ratio(r['train_ips'])} |")
         say(f"| {net} | inference images/s | {fmt(r['infer_ips'][0])} | {fmt(r['infer_ips'][1])} | {ratio(r['infer_ips'])} |")
         say(f"| {net} | peak RSS, training (MB) | {fmt(r['rss_mb'][0])} | {fmt(r['rss_mb'][1])} | {ratio(r['rss_mb'])} |")
+        if "frozen_ips" in r:
+            say(f"| {net} | frozen backbone, head training images/s | {fmt(r['frozen_ips'][0], '', 1)} | "
+                f"{fmt(r['frozen_ips'][1], '', 1)} | {ratio(r['frozen_ips'])} |")
     say()
     say(f"machine peak: {peak:.1f} GFLOP/s (float32 2048×2048 matmul in numpy, its BLAS's own threads; "
         f"median of {len(peaks)} runs, best of each)")

@@ -48,6 +48,29 @@ def test_vgg_cifar_by_hand():
     assert s["total_params"] == 814122
 
 
+@pytest.mark.parametrize("path, params, gmacs", [
+    (MODELS / "resnet18.yaml", 11_689_512, 1.81),
+    (MODELS / "mobilenet_v2.yaml", 3_504_872, 0.30),
+    (ROOT / "cnncli" / "pretrained" / "efficientnet_lite0.yaml", 4_652_008, None)])
+def test_224_pixel_networks_count_what_torchvision_counts(path, params, gmacs):
+    """torchvision's published figures: resnet18 11,689,512 parameters and 1.81 GFLOPS (its
+    multiply-adds), mobilenet_v2 3,504,872 and 0.30; the EfficientNet-Lite0 port 4,652,008."""
+    s = layer_table(config.load_architecture(path))
+    assert s["total_params"] == params
+    if gmacs is not None:
+        assert round(s["total_macs"] / 1e9, 2) == gmacs
+    assert s["layers"][-1]["output_shape"] == [1000] and s["input_shape"] == [224, 224, 3]
+
+
+def test_resnet18_at_224_keeps_only_small_column_sets_for_backward():
+    """KEEP_COLUMNS_BYTES (8 MB): at batch 16 the stride-2 3x3 conv into 7x7x512 (49 positions x
+    2,304 deep) and the three strided 1x1 shortcuts keep their columns; the stem, the other
+    stride-2 convs and the 7x7 512 -> 512 im2col layers (14.5 MB each) build them again in backward."""
+    model = config.load_architecture(MODELS / "resnet18.yaml").build(build_params=False)
+    kept = sum(layer.scratch_bytes(16) * 16 for layer in model.layers if layer.kind == "conv")
+    assert kept == 16 * 4 * (49 * 2304 + 784 * 64 + 196 * 128 + 49 * 256)
+
+
 def test_all_convolutional_with_global_pooling_by_hand():
     s = _summary("allconv.yaml")
     conv = lambda c, f, k=3: f * c * k * k + f  # noqa: E731

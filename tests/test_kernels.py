@@ -142,6 +142,16 @@ def test_grouped_conv_matches_naive_without_kept_columns(rng, case, monkeypatch)
     test_grouped_and_depthwise_conv_match_naive(rng, case, np.float32)
 
 
+def test_a_deep_layer_builds_its_columns_in_steps_of_at_most_4_mb():
+    """ROWS_PER_STEP (2,048) and STEP_BYTES (4 MB of float32): 7x7x512 3x3 (4,608 deep) takes
+    4 images (196 rows, 3.6 MB) a step, not 41 (38 MB); a 32x32x32 3x3 layer (288 deep) 2 images,
+    as before; a 112x112 output takes one image however deep."""
+    g = conv_k._Geometry((16, 7, 7, 512), (3, 3, 512, 512), (1, 1), (1, 1, 1, 1), (7, 7))
+    assert g.step == 4 and g.buffer(np.float32).nbytes == 196 * 4608 * 4
+    assert conv_k._Geometry((64, 32, 32, 32), (3, 3, 32, 32), (1, 1), (1, 1, 1, 1), (32, 32)).step == 2
+    assert conv_k._Geometry((16, 224, 224, 3), (7, 7, 3, 64), (2, 2), (3, 3, 3, 3), (112, 112)).step == 1
+
+
 @pytest.mark.parametrize("fn", ["relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
 @pytest.mark.parametrize("groups", [2, 6])
 def test_grouped_and_depthwise_fuse_bias_and_activation(rng, fn, groups):
@@ -411,6 +421,18 @@ def test_winograd_matches_naive_forward_and_gradients(rng, case, dtype):
     np.testing.assert_allclose(db, db_ref, rtol=tol, atol=tol * np.abs(db_ref).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_in_many_steps_and_transform_blocks_matches_naive(rng, monkeypatch, dtype):
+    """The weight gradient summed over several steps of tiles (the first written, the others
+    added), and the filter transforms in blocks of columns with a short last one, as big layers
+    run them: the naive convolution's results still."""
+    from cnncli.kernels import winograd
+
+    monkeypatch.setattr(winograd, "TILES_PER_STEP", 7)         # 12 tiles per image: a step per image
+    monkeypatch.setattr(winograd, "TRANSFORM_COLUMNS", 100)    # 32 x 33 = 1,056 pairs: 11 blocks
+    test_winograd_matches_naive_forward_and_gradients(rng, (3, 13, 10, 32, 33, (1, 1, 1, 1), "relu"), dtype)
+
+
 def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):
     from cnncli.model import Model
 
@@ -430,7 +452,9 @@ def test_winograd_is_chosen_by_the_rule_and_shown(monkeypatch):
     (32, 32, (32, 32), True), (32, 64, (6, 6), True), (128, 128, (6, 40), True),
     (32, 32, (5, 5), False), (256, 256, (2, 2), False), (64, 64, (5, 9), False),
     (16, 16, (16, 16), True), (16, 64, (32, 20), True),      # fewer than 32 on one side: 16 x 16 maps
-    (16, 16, (14, 14), False), (64, 16, (8, 8), False), (8, 8, (32, 32), False), (15, 32, (16, 16), False)])
+    (16, 16, (14, 14), False), (64, 16, (8, 8), False), (8, 8, (32, 32), False), (15, 32, (16, 16), False),
+    (256, 256, (14, 14), True), (512, 512, (7, 7), False), (256, 512, (7, 7), False),   # U: 9.4, 38, 19 MB
+    (384, 256, (14, 14), True), (384, 384, (14, 14), False)])                           # U: 14.2, 21.2 MB
 def test_winograd_rule_on_channels_and_map_sizes(channels, filters, out_hw, expected):
     from cnncli.conv_algorithm import uses_winograd
 

@@ -203,14 +203,50 @@ def test_inspect_counts_the_kept_input_in_the_training_memory():
     from cnncli import config
     from cnncli.model.summary import layer_table
 
-    def memory(name):
+    def memory(name):   # the first conv's output is the second's input, kept in either case
         arch = config.parse_architecture({"input": [8, 8, 3], "layers": [
             {"conv": {"filters": 4, "size": 3, "padding": "same", "activation": name}},
-            "flatten", {"dense": {"units": 2, "activation": "softmax"}}]}, "test")
+            {"conv": {"filters": 4, "size": 1, "activation": name}},
+            "globalavgpool", {"dense": {"units": 2, "activation": "softmax"}}]}, "test")
         return layer_table(arch, batch_size=10)["train_memory_mb"]
 
     assert memory("silu") - memory("relu") == pytest.approx(10 * 8 * 8 * 4 * 4 / 1e6)
     assert memory("relu6") == memory("relu")
+
+
+KEEPERS = [("conv", {"filters": 6, "size": 3, "padding": 1}), ("batchnorm", {}), ("relu", {}),
+           ("conv", {"filters": 6, "size": 1, "activation": "silu"}), ("silu", {}),
+           ("add", {"from": [2, -1], "activation": "relu"}), ("lrn", {"size": 3}), ("shuffle", {"groups": 2}),
+           ("concat", {"from": [-1, 5]}), ("maxpool", {"size": 2}), ("pad", {"pads": 1}), ("avgpool", {"size": 1}),
+           ("globalavgpool", {}), ("dense", {"units": 12, "activation": "sigmoid"}),
+           ("scale", {"from": [11, -1]}), ("globalmaxpool", {}), ("slice", {"stop": 6}), ("dropout", {"rate": 0.5}), ("flatten", {}),
+           ("dense", {"units": 3, "activation": "softmax"})]
+
+
+def test_each_layer_keeps_for_backward_what_it_declares():
+    """keeps_input / keeps_output (inspect's memory estimate reads them) against the arrays each
+    layer holds after a training forward: its own input and output, by memory shared."""
+    model = Model((6, 6, 4), KEEPERS, seed=1)
+    assert {layer.kind for layer in model.layers} == set(LAYERS)
+    x = np.random.default_rng(0).standard_normal((3, 6, 6, 4)).astype(np.float32)
+    _, outs = model.forward(x, training=True, keep=tuple(range(len(model.layers))))
+    outs[-1] = x
+    for i, layer in enumerate(model.layers):
+        held = [a for name in ("_cache", "_kept", "_mask") for a in _arrays(getattr(layer, name, None))]
+        holds = lambda b: any(np.shares_memory(a, b) for a in held)  # noqa: E731
+        ins = [outs[j] for j in model.sources[i]]
+        assert layer.keeps_input == any(holds(b) for b in ins), f"layers[{i}] {layer.kind}: keeps_input"
+        if i < len(model.layers) - 1:   # the head hands its logits to the loss
+            assert layer.keeps_output == (holds(outs[i]) and not any(np.shares_memory(outs[i], b) for b in ins)), \
+                f"layers[{i}] {layer.kind}: keeps_output"
+
+
+def _arrays(value):
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [a for v in value for a in _arrays(v)]
+    return []
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)

@@ -121,6 +121,24 @@ def test_a_sharded_step_with_batchnorm_uses_the_whole_batch_statistics(rng, monk
         np.testing.assert_allclose(ba[k], bb[k], rtol=1e-6, err_msg=k)
 
 
+def test_a_network_of_many_multiply_adds_per_image_runs_layer_by_layer(monkeypatch):
+    """SHARD_MAX_MACS: NET (2.4 M multiply-adds per image) splits into shards; the same at
+    a bound just under its count, as ResNet-18 at 224 (1.81 G) under the real one, runs layer by
+    layer, in training and inference, and its step is the layer-by-layer step."""
+    from cnncli.parallel import threads
+
+    m = Model((32, 32, 3), NET, seed=0)
+    assert m.shards.macs == 32 * 32 * 16 * 75 + 16 * 16 * 32 * 144 + 2048 * 20 + 20 * 4
+    assert m.shards.usable(8, m.context(training=True)) and m.shards.usable(8, m.context())
+    monkeypatch.setattr(threads, "SHARD_MAX_MACS", m.shards.macs - 1)
+    assert not m.shards.usable(8, m.context(training=True)) and not m.shards.usable(8, m.context())
+    big = Model((224, 224, 3), [("conv", {"filters": 64, "size": 7, "stride": 2, "padding": 3}),
+                                ("globalavgpool", {}), ("dense", {"units": 2, "activation": "softmax"})],
+                build_params=False)
+    monkeypatch.setattr(threads, "SHARD_MAX_MACS", 100_000_000)
+    assert big.shards.macs == 112 * 112 * 64 * 147 + 64 * 2 and not big.shards.usable(16, big.context())
+
+
 def test_batchnorm_synchronised_over_processes_trains_layer_by_layer():
     m = Model((10, 10, 4), BN_NET, seed=0)
     over_processes = m.context(training=True, reduce=lambda values: values)   # as parallel/mpi.py passes it

@@ -132,7 +132,10 @@ def _col2im(dcols, fh, fw, sh, sw, pt, pl, oh, ow, dx):
                                     dx[n, ih, iw, ci] += src[kw * c + ci]
 
 
-ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB)
+ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB) ...
+STEP_BYTES = 4 << 20  # ... and at most this many bytes of columns (a deep layer's 2,048 rows of
+# 3x3x512 are 38 MB, and backward holds dz w^T beside them: ResNet-18 at 224 peaked +128 MB in
+# its last stage; the 28-32 pixel networks' layers, at most 512 deep, are unchanged)
 # First layers (1 or 3 channels) build their columns transposed, from planar images. Measured,
 # 32 images, one thread, im2col ms planar / by rows: 28x28x1 5x5 0.41 / 1.19; 32x32x3 3x3
 # 0.57 / 0.81; but 14x14x6 5x5 0.61 / 0.26 and 16x16x8 3x3 0.56 / 0.17 (short rows lose).
@@ -158,7 +161,8 @@ class _Geometry:
         self.hp, self.wp = self.h + pads[0] + pads[1], self.w + pads[2] + pads[3]
         # column rows per image: the plan's, the rule inspect's memory estimate uses
         self.pc = plan.positions if self.wide else self.p
-        self.step = max(1, ROWS_PER_STEP // self.pc)  # images per GEMM
+        rows = min(ROWS_PER_STEP, STEP_BYTES // (4 * self.k))
+        self.step = max(1, rows // self.pc)   # images per GEMM
         # no columns at all: _direct_wide forward, _direct_dw backward (dx still by col2im)
         self.direct = plan.direct
         self.f2 = self.f + self.f % 2   # the direct kernels take filters two by two

@@ -209,11 +209,22 @@ G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
 GG = np.kron(G, G)      # (36, 9): U[6 a + b] = sum_ij G[a, i] G[b, j] g[3 i + j], one GEMM for all filters
 
 
+TRANSFORM_COLUMNS = 1 << 14   # (c, f) pairs per float64 GEMM of the filter transforms: 4.7 MB of float64 tiles
+
+
+def _transformed(m, a, rows, dtype):
+    """m (R, K) @ a (K, M) in float64 -> (R, M) of dtype, TRANSFORM_COLUMNS columns of a at a time:
+    the float64 copies stay a few MB where a whole 256 x 256 layer's are 19 MB."""
+    out = np.empty((rows, a.shape[1]), dtype)
+    for j in range(0, a.shape[1], TRANSFORM_COLUMNS):
+        out[:, j:j + TRANSFORM_COLUMNS] = m @ a[:, j:j + TRANSFORM_COLUMNS].astype(np.float64)
+    return out
+
+
 def filter_tiles(w):
-    """(3, 3, C, F) filters -> U (36, C, F) = G g G^T per (c, f), computed in float64 as one GEMM
-    (np.tensordot twice took 2.8 ms for 128 x 128 filters, this 0.37)."""
-    u = GG @ w.reshape(9, -1).astype(np.float64)
-    return u.astype(w.dtype).reshape(36, w.shape[2], w.shape[3])
+    """(3, 3, C, F) filters -> U (36, C, F) = G g G^T per (c, f), computed in float64 as GEMMs
+    (np.tensordot twice took 2.8 ms for 128 x 128 filters, one GEMM 0.37)."""
+    return _transformed(GG, w.reshape(9, -1), 36, w.dtype).reshape(36, w.shape[2], w.shape[3])
 
 
 def turned_tiles(w):
@@ -307,11 +318,15 @@ def _weight_grad_images(x, dz, pads):
     whole = oh == 4 * th and ow == 4 * tw         # else dz goes through a zero-bordered buffer
     gp = None if whole else np.zeros((images, 4 * th, 4 * tw, f), x.dtype)
     v, dm = _buffer(images, th * tw, c, x.dtype), _buffer(images, th * tw, f, x.dtype)
-    du, tmp = np.zeros((36, c, f), x.dtype), np.empty((36, c, f), x.dtype)
+    du, tmp = np.empty((36, c, f), x.dtype), None   # the first step writes du, later ones add
     for a, b in steps:
         t = (b - a) * th * tw
         _input_tiles(_fill(xp, x, a, b, pads), th, tw, v)
         _gradient_tiles(dz[a:b] if whole else _fill(gp, dz, a, b, (0, 0, 0, 0)), th, tw, dm)
+        if a == steps[0][0]:
+            np.matmul(v[:, :t].transpose(0, 2, 1), dm[:, :t], out=du)
+            continue
+        tmp = np.empty((36, c, f), x.dtype) if tmp is None else tmp
         np.matmul(v[:, :t].transpose(0, 2, 1), dm[:, :t], out=tmp)
         du += tmp
     return du
@@ -320,8 +335,7 @@ def _weight_grad_images(x, dz, pads):
 def _filter_grad(du):
     """dU (36, C, F) -> dw (3, 3, C, F) = G^T dU G per (c, f), in float64."""
     c, f = du.shape[1:]
-    dw = GG.T @ du.reshape(36, -1).astype(np.float64)
-    return dw.astype(du.dtype).reshape(3, 3, c, f)
+    return _transformed(GG.T, du.reshape(36, -1), 9, du.dtype).reshape(3, 3, c, f)
 
 
 def _padded(x, images, th, tw):

@@ -5,6 +5,7 @@ conv -> batchnorm -> relu, and for the softmax that ends a fully convolutional n
 """
 
 from .base import Layer, activation_name, alpha_arg
+from .functions import FUNCTIONS
 
 
 class Activation(Layer):
@@ -27,6 +28,14 @@ class Activation(Layer):
 
     def onnx(self, g, xs, w, prefix, out):
         return xs[0]          # the function itself is added after, as for any fused activation
+
+    @property
+    def keeps_input(self):
+        """A function whose derivative needs z keeps its input (no array of its own)."""
+        return FUNCTIONS[self.activation].keeps == "input"
+
+    def activation_bytes(self):
+        return 0              # what it keeps is its input or its output: counted as such
 
     def standalone_function(self):
         return self.activation, self.alpha

@@ -153,6 +153,8 @@ class Layer:
     has_filters = False     # its output channels are filter responses (explain draws its maps)
     random = False          # draws random numbers in training (dropout): its stream is ctx.rngs[index]
     batch_statistics = False  # training sums over the batch (batchnorm): ctx.reduce, and no 1-value batches
+    keeps_input = False     # a training forward keeps its input for backward (conv, dense, batchnorm):
+    #                         inspect's memory estimate counts an output that a reader keeps
 
     def __init__(self):
         self.params = {}    # name -> array, internal layout
@@ -200,6 +202,13 @@ class Layer:
     def scratch_bytes(self, batch_size):
         """Bytes per image a training forward keeps for backward beyond its output (for inspect)."""
         return 0
+
+    @property
+    def keeps_output(self):
+        """Does a training forward keep this layer's output for backward? A layer with an
+        activation keeps y for a derivative taken from the output (linear included: the kernels
+        hand back z = y), and z beside y for one that needs the input (activation_bytes)."""
+        return self.activation_key is not None and FUNCTIONS[self.activation].keeps != "input"
 
     def activation_bytes(self):
         """Bytes per image a training forward keeps for its fused activation's derivative beyond

@@ -18,6 +18,7 @@ class BatchNorm(Layer):
     conv_like = True          # a conv -> batchnorm block's output
     init_role = "through"
     kernels = ("batchnorm",)
+    keeps_input = True        # x, with the batch's mean and 1 / std: x_hat again in backward
     batch_statistics = True
 
     def __init__(self, momentum=0.1, eps=1e-5):

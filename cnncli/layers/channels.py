@@ -34,6 +34,7 @@ class LRN(Layer):
     conv_like = True          # AlexNet's normalised conv features
     init_role = "stops"
     kernels = ()
+    keeps_input = True        # x, beside d
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, bias=1.0):
         super().__init__()
@@ -55,7 +56,7 @@ class LRN(Layer):
         return f"size {self.size}, alpha {self.alpha:g}, beta {self.beta:g}, bias {self.bias:g}"
 
     def scratch_bytes(self, batch_size):
-        return 2 * math.prod(self.out_shape) * 4   # the input and the denominator d
+        return math.prod(self.out_shape) * 4   # the denominator d (the input: keeps_input)
 
     def onnx(self, g, xs, w, prefix, out):
         return g.node("LRN", xs, out, size=self.size, alpha=self.alpha, beta=self.beta, bias=self.bias)

@@ -20,6 +20,7 @@ class Conv(Layer):
     has_filters = True
     init_role = "supplies"
     kernels = ("activation", "conv", "depthwise", "direct", "winograd")
+    keeps_input = True        # dw = x * dz
 
     def __init__(self, filters, size=3, stride=1, padding="valid", groups=1, bias=True, activation=None,
                  alpha=0.01):

@@ -11,6 +11,7 @@ class Dense(Layer):
     conv_like = False
     init_role = "supplies"
     kernels = ("activation", "dense")
+    keeps_input = True        # dw = x^T dz
 
     def __init__(self, units, bias=True, activation=None, alpha=0.01):
         super().__init__()

@@ -103,6 +103,7 @@ class Scale(Layer):
     conv_like = True          # a gated block's output: features of the image
     init_role = "stops"
     kernels = ()
+    keeps_input = True        # d(x s) needs both
 
     def output_shape(self, in_shapes):
         if len(in_shapes) != 2 or in_shapes[1] != (in_shapes[0][-1],):

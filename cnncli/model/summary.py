@@ -21,7 +21,7 @@ def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=No
     frozen = freeze_indices(model, freeze)
     rows = []
     fields = {INPUT: ((1, 1), (1, 1))}  # index -> (receptive field, jump); None once flat
-    act_bytes = math.prod(arch.input) * BYTES  # per image: the input batch itself
+    act_bytes = kept_bytes(model, batch_size or 1)  # per image, what a training forward keeps for backward
     for i, layer in enumerate(model.layers):
         ins = [fields[j] for j in model.sources[i]]
         fields[i] = None
@@ -29,8 +29,6 @@ def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=No
             rf, jump = max(ins)
             (kh, kw), (sh, sw) = layer.receptive()
             fields[i] = ((rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1]), (jump[0] * sh, jump[1] * sw))
-        out_elems = math.prod(layer.out_shape)
-        act_bytes += out_elems * BYTES + layer.scratch_bytes(batch_size or 1) + layer.activation_bytes()
         rows.append(_row(model, i, fields[i], i in frozen))
     total, trainable = sum(r["params"] for r in rows), sum(r["params"] for r in rows if not r["frozen"])
     buffers = sum(r["buffers"] for r in rows)
@@ -53,6 +51,23 @@ def layer_table(arch, batch_size=None, optimizer="adam", momentum=0.9, freeze=No
         out["batch_size"] = batch_size
         out["train_memory_mb"] = (weights + acts) / 1e6
     return out
+
+
+def kept_bytes(model, batch_size):
+    """Bytes per image a training forward keeps for backward: each output that its layer keeps
+    (keeps_output) or a reader keeps (keeps_input), the network's input where its first reader
+    keeps it, and each layer's scratch (im2col columns, argmax, masks) and kept z. An output no
+    backward reads (batchnorm's before a relu or an add) lives only until its readers have run."""
+    from .graph import INPUT
+
+    readers = {INPUT: [i for i, src in enumerate(model.sources) if INPUT in src], **dict(enumerate(model.readers))}
+    kept = lambda j: any(model.layers[r].keeps_input for r in readers[j])  # noqa: E731
+    total = math.prod(model.input_shape) * BYTES if kept(INPUT) else 0
+    for i, layer in enumerate(model.layers):
+        if layer.keeps_output or kept(i):
+            total += math.prod(layer.out_shape) * BYTES
+        total += layer.scratch_bytes(batch_size) + layer.activation_bytes()
+    return total
 
 
 def _row(model, i, field, frozen):
