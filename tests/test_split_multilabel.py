@@ -135,3 +135,19 @@ def test_a_label_too_rare_for_a_split_is_noted(tmp_path):
     assert f"  {'c':<5}  {1:>7}  {0:>7}  {0:>7}" in res.output
     res = cli("split", src, "--group", "who", "--out", tmp_path / "w.csv")
     assert res.exit_code == 2 and "in.csv has no 'who' column for --group (found: path, label)" in res.output
+
+
+def test_columns_name_a_label_files_columns(tmp_path):
+    rows = [[f"i{i}.png", ["a|b", "b", "a", "c|a"][i % 4]] for i in range(20)]
+    src = write(tmp_path / "in.csv", ("file", "tags"), rows)
+    res = cli("split", src, "--val", "0.2", "--columns", "{path: file, label: tags}", "--out", tmp_path / "c.csv")
+    assert res.exit_code == 0, res.output
+    assert "3 labels, multi-label" in res.output
+    assert per_label(read(tmp_path / "c.csv"), "abc") == {"a": (12, 3, 0), "b": (8, 2, 0), "c": (4, 1, 0)}
+    res = cli("split", src, "--out", tmp_path / "d.csv")
+    assert res.exit_code == 2 and res.output.strip().endswith(
+        "in.csv has no 'path' column (found: file, tags): rename the column that holds the path to 'path' "
+        "(or name it with --columns '{path: NAME}')"), res.output
+    res = cli("split", src, "--columns", "{path: file, labels: tags}", "--out", tmp_path / "d.csv")
+    assert res.exit_code == 2 and "--columns: unknown key 'labels' (did you mean 'label'?)" in res.output
+    assert not (tmp_path / "d.csv").exists()

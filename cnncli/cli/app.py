@@ -331,12 +331,15 @@ def split(
     group_by_folder: bool = typer.Option(False, "--group-by-folder", help="Images in the same folder stay in one split."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     separator: str = typer.Option("|", "--label-separator", help="Between the labels of one cell (dog|cat)."),
+    columns: Optional[str] = typer.Option(None, "--columns", metavar="'{path: P, label: L}'",
+                                          help="A label file's column names, as data.columns in a training config."),
 ):
     """Split images into train / val / test, stratified per class or label. Writes a label file to train from."""
     from ..commands.split import split as run_split
+    from ..config import parse_columns
 
     counts, classes, notes, per_label = run_split(data, out, val, test, seed, group, group_by_folder, force,
-                                                  separator=separator)
+                                                  columns and parse_columns(columns), separator)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     what = f"{classes} labels, multi-label, stratified per label" if per_label else f"{classes} classes"

@@ -20,7 +20,7 @@ from ..files import write_text_atomic
 def _items(data, group, group_by_folder, columns):
     """-> [(absolute path, label, group key)] in a fixed order, whatever the order of the source."""
     if is_label_file(data):
-        table = read_table(data, columns)
+        table = read_table(data, columns, rename="or name it with --columns '{{{role}: NAME}}'")
         if group and group not in table.columns:
             raise CnnError(f"{data} has no {group!r} column for --group (found: {', '.join(table.columns)})")
         items = [((table.file.parent / r.path).absolute(), r.label, r.fields[group] if group else None)
