@@ -296,7 +296,8 @@ def test_audit_reads_a_label_file_through_columns(planted, tmp_path):
         assert not (tmp_path / "x").exists()
     # with --config and no --columns, the config's data.columns name them (read before any training)
     cfg = tmp_path / "cols.yaml"
-    cfg.write_text(config.read_text().replace("  val_split: 0.2", "  val_split: 0.2\n  columns: {path: file, label: kind}"))
+    cfg.write_text(config.read_text().replace("  val_split: 0.2",
+                                              "  val_split: 0.2\n  columns: {path: file, label: kind}"))
     absent = tmp_path / "absent.csv"
     absent.write_text("file,kind\nnowhere/a.png,a\nnowhere/b.png,b\n")
     with pytest.raises(CnnError, match="none of its 2 paths exists"):
