@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from cnncli.data.duplicates import MAX_BITS, DCT, distance, find_pairs, fingerprint, hamming, phash
 from cnncli.engine.confident import (fit_softmax, label_issues, out_of_fold, stratified_folds, thresholds,
                                      _softmax)
+from cnncli.errors import CnnError
 
 # labels and probabilities worked by hand below
 LABELS = np.array([0, 0, 1, 1, 2, 2, 2])
@@ -267,3 +268,39 @@ def test_tiny_is_half_the_smaller_of_the_input_and_the_median_image():
                                decoded=np.zeros((len(sizes), side, side, 3), np.uint8))
     assert _tiny_side(result([(64, 64), (64, 80), (30, 64)], 224)) == 32    # crops under a 224 network
     assert _tiny_side(result([(500, 400), (640, 480), (800, 600)], 32)) == 16
+
+
+def test_audit_reads_a_label_file_through_columns(planted, tmp_path):
+    from cnncli.cli.app import app
+    from cnncli.commands.audit import audit
+
+    root, config, ckpt = planted
+    files = sorted(p for p in (root / "data").rglob("*.png"))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,kind,part\n" + "".join(f"{p},{p.parent.name},{p.parent.parent.name}\n" for p in files))
+    args = ["audit", str(labels), "--checkpoint", str(ckpt), "--folds", "3", "--out"]
+    res = CliRunner().invoke(app, [*args, str(tmp_path / "o"), "--columns", "{path: file, label: kind, split: part}"])
+    assert res.exit_code == 0, res.output
+    rows = _read(tmp_path / "o" / "audit.csv")
+    assert [r for r in rows if r["issue"] == "label"][0]["path"].endswith("really_a.png")
+    dup = [r for r in rows if r["issue"] == "duplicate"]
+    assert len(dup) == 1 and dup[0]["detail"].endswith(("in train/test", "in test/train"))   # split column read
+    for more, says in (([], "labels.csv has no 'path' column (found: file, kind, part): rename the column that "
+                            "holds the path to 'path' (or name it with --columns '{path: NAME}')"),
+                       (["--columns", "{path: file}"], "labels.csv has no 'label' column (found: file, kind, part)"),
+                       (["--columns", "{path: file, lable: kind}"], "--columns: unknown key 'lable' (did you mean "
+                                                                    "'label'?)"),
+                       (["--columns", "label=kind"], "e.g. --columns '{path: file, label: class}'")):
+        res = CliRunner().invoke(app, [*args, str(tmp_path / "x"), *more])
+        assert res.exit_code == 2 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
+        assert not (tmp_path / "x").exists()
+    # with --config and no --columns, the config's data.columns name them (read before any training)
+    cfg = tmp_path / "cols.yaml"
+    cfg.write_text(config.read_text().replace("  val_split: 0.2",
+                                              "  val_split: 0.2\n  columns: {path: file, label: kind}"))
+    absent = tmp_path / "absent.csv"
+    absent.write_text("file,kind\nnowhere/a.png,a\nnowhere/b.png,b\n")
+    with pytest.raises(CnnError, match="none of its 2 paths exists"):
+        audit(absent, tmp_path / "y", config=cfg)
+    with pytest.raises(CnnError, match="has no 'path' column"):
+        audit(absent, tmp_path / "y", config=config)

@@ -323,22 +323,32 @@ def synth(
 def split(
     data: Path = typer.Argument(..., metavar="DATA", help="A class folder (DATA/<class>/<image>) or a label file."),
     out: Path = typer.Option(..., "--out", help="The label file to write (.csv: path, label, split)."),
-    val: float = typer.Option(0.1, "--val", help="Share of each class for validation."),
-    test: float = typer.Option(0.0, "--test", help="Share of each class for testing."),
+    val: float = typer.Option(0.1, "--val", help="Share of each class (multi-label: of each label) for validation."),
+    test: float = typer.Option(0.0, "--test", help="Share of each class (multi-label: of each label) for testing."),
     seed: int = typer.Option(0, "--seed", min=0, help="The same seed gives the same rows."),
     group: Optional[str] = typer.Option(None, "--group", help="A label file's column: rows with the same "
                                         "value (one subject) stay in one split."),
     group_by_folder: bool = typer.Option(False, "--group-by-folder", help="Images in the same folder stay in one split."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    separator: str = typer.Option("|", "--label-separator", help="Between the labels of one cell (dog|cat)."),
+    columns: Optional[str] = typer.Option(None, "--columns", metavar="'{path: P, label: L}'",
+                                          help="A label file's column names, as data.columns in a training config."),
 ):
-    """Split images into train / val / test, stratified per class. Writes a label file to train from."""
+    """Split images into train / val / test, stratified per class or label. Writes a label file to train from."""
     from ..commands.split import split as run_split
+    from ..config import parse_columns
 
-    counts, classes, notes = run_split(data, out, val, test, seed, group, group_by_folder, force)
+    counts, classes, notes, per_label = run_split(data, out, val, test, seed, group, group_by_folder, force,
+                                                  columns and parse_columns(columns), separator)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
-    typer.echo(f"wrote {out}: {', '.join(f'{n:,} {k}' for k, n in counts.items())} images, {classes} classes "
-               f"(seed {seed})")
+    what = f"{classes} labels, multi-label, stratified per label" if per_label else f"{classes} classes"
+    typer.echo(f"wrote {out}: {', '.join(f'{n:,} {k}' for k, n in counts.items())} images, {what} (seed {seed})")
+    if per_label:
+        width = max(len("label"), *(len(x) for x in per_label))
+        typer.echo(f"  {'label':<{width}}  {'train':>7}  {'val':>7}  {'test':>7}")
+        for x, n in per_label.items():
+            typer.echo(f"  {x:<{width}}  {n['train']:>7,}  {n['val']:>7,}  {n['test']:>7,}")
     typer.echo(f"next: set data.train: {out} in a training config (its val rows validate; evaluate "
                f"--split test scores the test rows)")
 

@@ -24,15 +24,20 @@ def audit(
     tiny: Optional[int] = typer.Option(None, "--tiny", min=1, help="Flag images whose shorter side is under this "
                                        "many pixels (default: half the smaller of the model's input side and the median image's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    columns: Optional[str] = typer.Option(None, "--columns", metavar="'{path: P, label: L, split: S}'",
+                                          help="A label file's column names, as data.columns in a training "
+                                          "config (default: --config's data.columns, else path, label, split)."),
 ):
     """Find labels that are probably wrong, and copies across splits. Also unreadable and tiny
     images, and small classes; writes audit.csv and audit.png, moves or deletes nothing."""
     from ..commands.audit import audit as run_audit
+    from ..config import parse_columns
 
     def training(f, k):
         typer.echo(f"training {f + 1} of {k} (on every fold but fold {f + 1}) ...", err=True)
 
-    summary = run_audit(data, out, checkpoint, config_file, overrides, folds, seed, tiny, progress=training)
+    summary = run_audit(data, out, checkpoint, config_file, overrides, folds, seed, tiny, progress=training,
+                        columns=columns and parse_columns(columns))
     rows = summary.pop("rows")
     summary.pop("ranking")
     if as_json:

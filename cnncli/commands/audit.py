@@ -38,10 +38,11 @@ class Images:
 
 
 def gather(data, columns=None):
-    """A class folder, a folder of train/val/test class folders, or a label file -> Images."""
+    """A class folder, a folder of train/val/test class folders, or a label file -> Images.
+    columns: the label file's column names ({'path': ..., 'label': ..., 'split': ...})."""
     data = Path(data)
     if is_label_file(data):
-        table = read_table(data, columns)
+        table = read_table(data, columns, rename="or name it with --columns '{{{role}: NAME}}'")
         listing = to_listing(table)
         split_of = {str(data.parent / r.path): r.split or "train" for r in table.rows}
         return Images(listing.classes, listing.files, np.array(listing.labels, np.int64),
@@ -120,9 +121,10 @@ class Audit:
 
 
 def audit(data, out, checkpoint=None, config=None, overrides=(), folds=5, seed=0, tiny=None, top=48,
-          progress=None):
+          progress=None, columns=None):
     """Run every check on DATA and write OUT/audit.csv and OUT/audit.png. -> summary dict.
-    progress(f, k): called as each of the k trainings of --config starts."""
+    progress(f, k): called as each of the k trainings of --config starts. columns: a label file's
+    column names (config.parse_columns); by default --config's data.columns, else path, label, split."""
     if (checkpoint is None) == (config is None):
         raise CnnError("give --checkpoint CKPT (features of a trained or pretrained network) or --config "
                        "TRAIN_YAML (k trainings from scratch), one of them")
@@ -130,9 +132,12 @@ def audit(data, out, checkpoint=None, config=None, overrides=(), folds=5, seed=0
     if out.exists() and not out.is_dir():
         raise CnnError(f"--out {out} is a file: give a folder")
     if config is not None:   # a config that cannot train fails now, not after the hashes
+        import dataclasses
+
         from .. import config as configs
-        configs.load_run(config, overrides)
-    imgs = gather(data)
+        run = configs.load_run(config, overrides)
+        columns = columns or dataclasses.asdict(run.data.columns)
+    imgs = gather(data, columns)
     t0 = time.perf_counter()
     prints = [fingerprint(p) for p in imgs.files]
     ok = np.array([i for i, p in enumerate(prints) if p.error is None], np.int64)

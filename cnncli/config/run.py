@@ -191,6 +191,16 @@ def parse_section(cls, raw, where):
     return cls(**values)
 
 
+def parse_columns(text, where="--columns"):
+    """'{path: file, label: class}' (YAML, as data.columns is written in a training config or with
+    --set) -> {'path': ..., 'label': ..., 'split': ...}, checked as data.columns is."""
+    raw = apply_overrides({}, [f"columns={text}"], where)["columns"]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} {text!r}: give the column names as data.columns takes them, "
+                          "e.g. --columns '{path: file, label: class}'")
+    return dataclasses.asdict(parse_section(Columns, raw, where))
+
+
 def section_dict(obj):
     return {f.name: (section_dict(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v)
             for f in dataclasses.fields(obj)}

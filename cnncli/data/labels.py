@@ -80,8 +80,9 @@ def _records(file):
     return header, [(n, dict(zip(header, (c.strip() for c in cells)))) for n, cells in lines[1:]]
 
 
-def read_table(file, columns=None):
-    """A label file -> Table. columns: data.columns ({'path': ..., 'label': ..., 'split': ...})."""
+def read_table(file, columns=None, rename="in a training config, data.columns.{role} names it instead"):
+    """A label file -> Table. columns: data.columns ({'path': ..., 'label': ..., 'split': ...}).
+    rename: how a missing column's message says to name another one ({role}: path or label)."""
     file = Path(file)
     names = dict(DEFAULT_COLUMNS, **(columns or {}))
     found, records = _records(file)
@@ -91,8 +92,7 @@ def read_table(file, columns=None):
     for role in ("path", "label"):
         if names[role] not in found:
             raise CnnError(f"{file} has no {names[role]!r} column (found: {', '.join(found)}): rename the column "
-                           f"that holds the {role} to {names[role]!r} (in a training config, data.columns.{role} "
-                           "names it instead)")
+                           f"that holds the {role} to {names[role]!r} ({rename.format(role=role)})")
     has_split = names["split"] in found
     rows = []
     for n, rec in records:

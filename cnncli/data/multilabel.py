@@ -33,9 +33,10 @@ class LabelSets:
         return {"path": str(self.file), "rows": len(self.rows), "sha256": h.hexdigest(), "multilabel": self.layout}
 
 
-def read_sets(file, columns=None, separator="|", head="auto"):
+def read_sets(file, columns=None, separator="|", head="auto", ignore=()):
     """A label file -> LabelSets, or None when it is single-label (head auto, a label column and
-    no cell holding the separator; or head single)."""
+    no cell holding the separator; or head single). ignore: columns that are no label of a one-hot
+    table (split --group's)."""
     file = Path(file)
     if head == "single" or not is_label_file(file):
         return None
@@ -52,7 +53,7 @@ def read_sets(file, columns=None, separator="|", head="auto"):
         rows = [_separated(file, n, rec, names, separator, split_col) for n, rec in records]
         labels = sorted({x for r in rows for x in r[3]}, key=natural_key)
         return LabelSets(file, "separator", labels, rows, split_col is not None)
-    label_cols = [c for c in found if c not in (names["path"], split_col)]
+    label_cols = [c for c in found if c not in (names["path"], split_col, *ignore)]
     if len(label_cols) < 2:
         return None      # read_table names the missing label column
     rows = [_one_hot(file, n, rec, names, label_cols, split_col) for n, rec in records]
