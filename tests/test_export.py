@@ -439,21 +439,37 @@ def test_write_is_atomic_a_failed_write_leaves_the_old_file_and_no_temporary(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "m.onnx"]
 
 
-def test_readme_deploy_snippet_classifies_a_file_with_the_exported_model_alone(tmp_path, trained):
+@pytest.mark.parametrize("rule", ["crop", "stretch", "imagenet"])
+def test_readme_deploy_snippet_classifies_a_file_with_the_exported_model_alone(tmp_path, trained, rule):
+    """For each resize rule, on an image of another shape than the input (40x23 for 12x12)."""
     import re
     import subprocess
 
+    from PIL import Image
+
+    from cnncli.model import checkpoint
+
     ckpt, data = trained
+    arrays, meta = checkpoint.load(ckpt)
+    meta["preprocessing"]["resize"] = rule
+    ckpt = tmp_path / "ckpt.npz"
+    checkpoint.save(ckpt, arrays, meta)
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     code = re.search(r"<!-- deploy -->\s*```python\n(.*?)```", readme, re.S).group(1)
-    image = data / "b" / "img3.png"
+    image = tmp_path / "wide.png"
+    Image.open(data / "b" / "img3.png").convert("RGB").resize((40, 23), Image.Resampling.NEAREST).save(image)
     export(ckpt, tmp_path / "model.onnx")
     code = code.replace('"model.onnx"', repr(str(tmp_path / "model.onnx"))).replace('"image.png"', repr(str(image)))
+    code += "\nprint(*probs.tolist())\n"          # every probability: the top one saturates near 1
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     from cnncli.commands.predict import predict
-    top = predict(ckpt, [str(image)])[0]["top"][0]
-    assert out.stdout.split() == [top["class"], f"{top['prob']:.3f}"]
+    result = predict(ckpt, [str(image)], top_k=3)[0]
+    top = result["top"][0]
+    first, second = out.stdout.splitlines()
+    assert first.split() == [top["class"], f"{top['prob']:.3f}"]
+    theirs = dict(zip(meta["classes"], map(float, second.split())))
+    assert all(theirs[t["class"]] == pytest.approx(t["prob"], rel=1e-3, abs=1e-12) for t in result["top"])
 
 
 def test_readme_lists_exactly_the_operators_the_generated_networks_use(tmp_path):

@@ -18,6 +18,23 @@ def test_the_box_is_224_of_256_of_the_shorter_side_centred():
     assert imagenet_box(16, 8, 7, 7) == (4.5, 0.5, 11.5, 7.5)
 
 
+def test_a_large_jpeg_is_drafted_no_smaller_than_the_region_imagenet_keeps(tmp_path, monkeypatch):
+    """Draft mode decodes a JPEG at 1/2, 1/4 or 1/8 scale, at least the size asked for. imagenet keeps
+    224/256 of the region, so it asks for 256/224 more: a 1000x1000 photo for 224x224 is drafted to
+    500x500, not 250x250 (whose 218.75-pixel region would then be scaled up)."""
+    from PIL import JpegImagePlugin
+
+    seen = []
+    real = JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft",
+                        lambda self, mode, size: seen.append(size) or real(self, mode, size))
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (1000, 1000, 3), dtype=np.uint8)).save(tmp_path / "big.jpg", quality=90)
+    load_image(tmp_path / "big.jpg", 224, 224, 3, "imagenet")
+    load_image(tmp_path / "big.jpg", 224, 224, 3, "crop")
+    assert seen == [(256, 256), (224, 224)]
+
+
 def test_a_ramp_is_cut_and_resampled_as_computed_by_hand(tmp_path):
     # 16 wide, 8 high, value 10 x in column x. The box (4.5, 0.5, 11.5, 7.5) is 7x7: scale 1, a
     # shift of half a pixel, so output column j samples x = 4.5 + j, where bicubic (which
