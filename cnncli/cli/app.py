@@ -334,7 +334,7 @@ def split(
     columns: Optional[str] = typer.Option(None, "--columns", metavar="'{path: P, label: L}'",
                                           help="A label file's column names, as data.columns in a training config."),
 ):
-    """Split images into train / val / test, stratified per class or label. Writes a label file to train from."""
+    """Split images into train / val / test, stratified per label. Writes a label file to train from."""
     from ..commands.split import split as run_split
     from ..config import parse_columns
 
