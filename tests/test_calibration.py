@@ -167,6 +167,26 @@ def test_predict_reject(fixture, tmp_path):  # noqa: F811
     assert [r["decision"] for r in predict(ckpt, files, reject="auto", reject_rate=0.3)] == want
 
 
+def test_reject_with_tta_judges_the_printed_probability(fixture, tmp_path):  # noqa: F811
+    ckpt, data = fixture
+    files = [str(gray(tmp_path / "x" / f"{v}.png", v)) for v in (0.45, 0.6)]
+    # one view: p(dark) 0.877, p(bright) 0.982; TTA averages: p(dark) 0.959 and 0.672
+    out = predict(ckpt, files, top_k=1, tta=True, reject=0.9)
+    assert [r["top"][0]["prob"] >= 0.9 for r in out] == [True, False]
+    assert [r["decision"] for r in out] == ["dark", "unknown"]
+    calibrate(ckpt, data, cache_dir=tmp_path / "cache")
+    arrays, meta = checkpoint.load(ckpt)
+    checkpoint.save(ckpt, arrays, {**meta, "calibration": {**meta["calibration"], "unknown_score": "distance"}})
+    res = CliRunner().invoke(app, ["predict", str(ckpt), *files, "--tta", "--reject", "auto"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "drop --tta" in res.output
+
+
+def test_probability_score_of_printed_probabilities_by_hand():
+    p = np.array([[0.7, 0.2, 0.1], [1.0, 1e-9, 0.0], [0.25, 0.75, 0.0]], np.float32)
+    want = [math.log(0.7 / 0.3), math.log(1 / 1e-9), math.log(3)]
+    np.testing.assert_allclose(cal.probability_score_of(p), want, rtol=1e-6)
+
+
 def test_training_calibrates_best_and_evaluate_scores_unknowns(tmp_path):
     from cnncli.commands.train import train
     from cnncli.engine.progress import QuietReporter
