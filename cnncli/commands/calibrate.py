@@ -78,12 +78,15 @@ def calibrate(ckpt_path, data, split=None, cache_dir=None, workers=None):
 
 
 def after_training(best, val, source="the validation images"):
-    """train's last step: fit on its validation Batches and write into best.npz -> meta, or None
-    without validation images."""
+    """train's last step: fit on its validation Batches and write into best.npz -> the line train
+    prints, or None without validation images."""
     if val is None or not len(val.indices) or not Path(best).exists():
         return None
+    if len(val.indices) < 2:
+        return (f"not calibrated: 1 validation image ({source}) is too few to fit a temperature on; calibrate "
+                f"later on more labelled validation images: cnncli calibrate {best} VAL_DATA")
     idx = np.sort(val.indices)
     model, meta, _ = checkpoint.load_model(best)
     meta_c, arrays = fit(model, val.mean, val.std, val.images[idx], val.labels[idx], source)
     write(best, meta_c, arrays)
-    return meta_c
+    return describe(best, meta_c)
