@@ -77,4 +77,6 @@ CASES = [
     ("resized crop of no area", TINY + "data: {augment: {random_resized_crop: {scale: [0, 1]}}}\n",
      "data.augment.random_resized_crop: 'scale' must be [low, high] with 0.0 < low <= high <= 1"),
     ("moving average decay of 1", TINY + "train: {ema: 1}\n", "train: 'ema' must be a number >= 0.0 and < 1.0, got 1"),
+    ("a switch set to null", TINY + "train: {feature_cache: null}\n",
+     "train: 'feature_cache' must be true or false, got null (leave the key out for its default, true)"),
 ]

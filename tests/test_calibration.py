@@ -139,6 +139,42 @@ def test_calibrate_refuses_test_images_and_bad_input(fixture, tmp_path):  # noqa
     assert res.exit_code == 2 and "meta.calibration.temperature must be a positive number" in res.output
 
 
+def split_file(path, data, splits):
+    """A label file of the fixture's 7 images, splits in the order d0..d3, b0..b2."""
+    files = sorted((data / "dark").glob("*.png")) + sorted((data / "bright").glob("*.png"))
+    rows = [f"{f.relative_to(path.parent).as_posix()},{f.parent.name},{s}" for f, s in zip(files, splits)]
+    path.write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_calibrate_takes_a_label_files_val_rows_without_split(fixture, tmp_path):  # noqa: F811
+    ckpt, data = fixture
+    labels = split_file(tmp_path / "labels.csv", data, ["train", "train", "val", "test", "train", "train", "val"])
+    res = CliRunner().invoke(app, ["calibrate", str(ckpt), str(labels)])
+    assert res.exit_code == 0, res.output
+    assert f"on 2 images of {labels} (split val, as no --split was given): temperature" in res.output
+    t = cal.fit_temperature(hand_logits([0.2, 0.3]), np.array([0, 1]), "softmax")   # d2, b2: the val rows
+    assert checkpoint.load(ckpt)[1]["calibration"]["temperature"] == pytest.approx(t, rel=1e-6)
+    split_file(labels, data, ["train", "train", "test", "test", "train", "train", "test"])
+    res = CliRunner().invoke(app, ["calibrate", str(ckpt), str(labels)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert f"{labels} has no val rows (its split column holds test, train): calibrate on validation" in res.output
+
+
+def test_calibrating_on_training_images_is_warned(fixture, tmp_path):  # noqa: F811
+    ckpt, data = fixture
+    warning = "holds training images: the network has fitted them, so calibrating on them makes its confidence too high"
+    res = CliRunner().invoke(app, ["calibrate", str(ckpt), str(data)])
+    assert res.exit_code == 0 and warning not in res.output
+    labels = split_file(tmp_path / "labels.csv", data, ["train", "train", "val", "val", "train", "train", "val"])
+    res = CliRunner().invoke(app, ["calibrate", str(ckpt), str(labels), "--split", "train"])
+    assert res.exit_code == 0 and f"warning: {labels} --split train {warning}" in res.output
+    assert "on 4 images of" in res.output
+    data.rename(tmp_path / "train")
+    res = CliRunner().invoke(app, ["calibrate", str(ckpt), str(tmp_path / "train")])
+    assert res.exit_code == 0 and f"warning: {tmp_path / 'train'} {warning}" in res.output
+
+
 def test_predict_reject(fixture, tmp_path):  # noqa: F811
     ckpt, data = fixture
     files = [str(data / "dark" / "d0.png"), str(data / "bright" / "b2.png")]   # p(dark) 1.0; p(dark) 0.9997
@@ -165,6 +201,26 @@ def test_predict_reject(fixture, tmp_path):  # noqa: F811
     mine = scores(loaded, images, arrays, meta["temperature"])[name]
     want = ["unknown" if v < t else loaded.classes[int(np.argmax(p))] for v, p in zip(mine, probs)]
     assert [r["decision"] for r in predict(ckpt, files, reject="auto", reject_rate=0.3)] == want
+
+
+def test_reject_with_tta_judges_the_printed_probability(fixture, tmp_path):  # noqa: F811
+    ckpt, data = fixture
+    files = [str(gray(tmp_path / "x" / f"{v}.png", v)) for v in (0.45, 0.6)]
+    # one view: p(dark) 0.877, p(bright) 0.982; TTA averages: p(dark) 0.959 and 0.672
+    out = predict(ckpt, files, top_k=1, tta=True, reject=0.9)
+    assert [r["top"][0]["prob"] >= 0.9 for r in out] == [True, False]
+    assert [r["decision"] for r in out] == ["dark", "unknown"]
+    calibrate(ckpt, data, cache_dir=tmp_path / "cache")
+    arrays, meta = checkpoint.load(ckpt)
+    checkpoint.save(ckpt, arrays, {**meta, "calibration": {**meta["calibration"], "unknown_score": "distance"}})
+    res = CliRunner().invoke(app, ["predict", str(ckpt), *files, "--tta", "--reject", "auto"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "drop --tta" in res.output
+
+
+def test_probability_score_of_printed_probabilities_by_hand():
+    p = np.array([[0.7, 0.2, 0.1], [1.0, 1e-9, 0.0], [0.25, 0.75, 0.0]], np.float32)
+    want = [math.log(0.7 / 0.3), math.log(1 / 1e-9), math.log(3)]
+    np.testing.assert_allclose(cal.probability_score_of(p), want, rtol=1e-6)
 
 
 def test_training_calibrates_best_and_evaluate_scores_unknowns(tmp_path):

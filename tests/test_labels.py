@@ -68,6 +68,19 @@ def test_a_label_file_with_a_split_column_trains_and_reuses_the_folders_decode(t
     assert record["path"] == str(shapes) and record["rows"] == 33 and len(record["sha256"]) == 64
 
 
+def test_one_validation_row_trains_to_done_without_calibrating(tmp_path):
+    root = make_folder(tmp_path / "data" / "imgs", per_class=4)
+    rows = folder_rows(root, "train")
+    rows[0][2] = "val"
+    labels = write_rows(tmp_path / "data" / "labels.csv", rows)
+    res = cli("train", config(tmp_path, f"  train: {labels}\n"))
+    assert res.exit_code == 0, res.output
+    best = tmp_path / "run" / "best.npz"
+    assert (f"not calibrated: 1 validation image (the val rows of {labels}) is too few to fit a temperature on; "
+            f"calibrate later on more labelled validation images: cnncli calibrate {best} VAL_DATA") in res.output
+    assert "done: best epoch 1" in res.output and "calibration" not in checkpoint.load(best)[1]
+
+
 def test_tsv_jsonl_and_renamed_columns_give_the_same_images(tmp_path):
     from cnncli.data.labels import list_data
 

@@ -135,3 +135,25 @@ def test_the_top_k_card_shows_only_when_k_is_below_the_number_of_classes(classes
            "classes": [str(i) for i in range(classes)], "images": 40}
     cards = _metrics(html, [], rep, Path("best.npz"), 3, "val")
     assert ("87.5%" in cards and "top-5 accuracy" in cards) == shown
+
+
+@pytest.mark.parametrize("val_rows", [True, False])
+def test_report_of_a_label_file_scores_the_images_training_validated_on(tmp_path, val_rows):
+    """val rows: the report scores them, as training did; none: val_split held out of the train rows
+    only, not of every row (test rows included)."""
+    from .imagegen import make_folder
+    from .test_labels import config, folder_rows, write_rows
+
+    make_folder(tmp_path / "data" / "train", per_class=8)
+    make_folder(tmp_path / "data" / "other", per_class=4, seed=1)
+    rows = folder_rows(tmp_path / "data" / "train", "train") + folder_rows(tmp_path / "data" / "other",
+                                                                          "val" if val_rows else "test")
+    labels = write_rows(tmp_path / "data" / "labels.csv", rows)
+    res = train(config(tmp_path, f"  train: {labels}\n  val_split: 0.25\n", epochs=2), reporter=QuietReporter())
+    page = build_report(res.output)[0].read_text()
+    best = res.state.best["epoch"]
+    val_acc = res.state.history[best - 1]["val_acc"]
+    assert f"<b>{val_acc:.1%}</b><span>accuracy of best.npz</span>" in page
+    n = 12 if val_rows else 6         # 4 val rows a class, or 0.25 of 8 train rows a class (of all 12: 9)
+    assert f"<b>{n}</b><span>images</span>" in page
+    assert ("its val rows" in page) == val_rows and ("held out" in page) != val_rows

@@ -259,7 +259,8 @@ def explain(
 def report(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="The output folder of `cnncli train`."),
     data: Optional[Path] = typer.Option(None, "--data", help="Images to evaluate on (default: the run's "
-                                        "validation folder, or the images data.val_split held out)."),
+                                        "validation folder, the training label file's val rows, or the images "
+                                        "data.val_split held out)."),
 ):
     """Write a run's report.html. Curves, metrics, confusion matrix, mistakes, Grad-CAM, layers, config."""
     from ..commands.report import build_report

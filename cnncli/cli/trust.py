@@ -21,12 +21,16 @@ def calibrate(
 ):
     """Calibrate confidence on validation images. Fits the temperature and the unknown-image scores and
     rewrites the checkpoint (weights untouched)."""
-    from ..commands.calibrate import calibrate as run_calibrate, describe
+    from ..commands.calibrate import calibrate as run_calibrate, describe, training_warning
     from ..data.folder import SPLITS
 
     if split is not None and split.lower() not in SPLITS:
         raise CnnError(f"--split must be train, val or test, got {split!r}")
-    meta = run_calibrate(checkpoint_file, data, split and SPLITS[split.lower()])
+    split = split and SPLITS[split.lower()]
+    meta = run_calibrate(checkpoint_file, data, split)
+    warning = training_warning(data, split)
+    if warning:
+        typer.echo(warning, err=True)
     typer.echo(describe(checkpoint_file, meta))
 
 

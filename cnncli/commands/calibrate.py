@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.folder import SPLITS
 from ..engine import calibration as cal
 from ..errors import CnnError
 from ..model import checkpoint
@@ -55,10 +56,36 @@ def write(path, meta, arrays):
     checkpoint.save(path, {**kept, **arrays}, {**old_meta, "calibration": meta})
 
 
+def default_split(data, split, columns=None):
+    """--split, or with none given the val rows of a label file that has a split column (never its
+    test rows) -> (split, how the source is named)."""
+    from ..data.labels import is_label_file, read_table
+
+    if split is not None or not is_label_file(Path(data)):
+        return split, f"{data}" + (f" (split {split})" if split else "")
+    table = read_table(data, columns)
+    if not table.has_split:
+        return None, f"{data}"
+    if not any(r.split == "val" for r in table.rows):
+        holds = ", ".join(sorted({r.split for r in table.rows}))
+        raise CnnError(f"{data} has no val rows (its split column holds {holds}): calibrate on validation images, "
+                       "not test or training ones; add val rows (cnncli split) or give a folder of them")
+    return "val", f"{data} (split val, as no --split was given)"
+
+
+def training_warning(data, split):
+    """A warning line when DATA names training images (a train/ folder or --split train), else None."""
+    if split == "train" or (split is None and SPLITS.get(Path(data).name.lower()) == "train"):
+        what = f"{data} --split train" if split else f"{data}"
+        return (f"warning: {what} holds training images: the network has fitted them, so calibrating on them makes "
+                "its confidence too high; calibrate on validation images (a val/ folder, or --split val)")
+    return None
+
+
 def calibrate(ckpt_path, data, split=None, cache_dir=None, workers=None):
-    """Fit on a labelled folder or a label file's rows (split: 'val') and write into ckpt_path -> meta."""
+    """Fit on a labelled folder or a label file's rows (split: 'val'; a label file with a split column
+    and no split: its val rows) and write into ckpt_path -> meta."""
     from ..data.cache import decode_folder
-    from ..data.folder import SPLITS
     from ..data.labels import list_data
     from .predict import label_columns, load
 
@@ -69,21 +96,24 @@ def calibrate(ckpt_path, data, split=None, cache_dir=None, workers=None):
     if loaded.model.head == "multilabel":
         raise CnnError(f"{ckpt_path} is multi-label: it is calibrated per label by its thresholds, tuned on "
                        "validation when it trained; temperature and unknown scores apply to single-label models")
+    split, source = default_split(data, split, label_columns(loaded.meta))
     listing, _ = list_data(data, loaded.classes, "evaluate", label_columns(loaded.meta), split)
     dec = decode_folder(listing, loaded.shape, loaded.resize, cache_dir, workers)
-    source = f"{data}" + (f" (split {split})" if split else "")
     meta, arrays = fit(loaded.model, loaded.mean, loaded.std, dec.images, dec.labels, source)
     write(ckpt_path, meta, arrays)
     return meta
 
 
 def after_training(best, val, source="the validation images"):
-    """train's last step: fit on its validation Batches and write into best.npz -> meta, or None
-    without validation images."""
+    """train's last step: fit on its validation Batches and write into best.npz -> the line train
+    prints, or None without validation images."""
     if val is None or not len(val.indices) or not Path(best).exists():
         return None
+    if len(val.indices) < 2:
+        return (f"not calibrated: 1 validation image ({source}) is too few to fit a temperature on; calibrate "
+                f"later on more labelled validation images: cnncli calibrate {best} VAL_DATA")
     idx = np.sort(val.indices)
     model, meta, _ = checkpoint.load_model(best)
     meta_c, arrays = fit(model, val.mean, val.std, val.images[idx], val.labels[idx], source)
     write(best, meta_c, arrays)
-    return meta_c
+    return describe(best, meta_c)

@@ -127,11 +127,11 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False, r
     probability): each record also gets "decision", its class or 'unknown' (commands/unknown.py)."""
     loaded = load(ckpt_path)
     if reject is not None:   # a bad --reject is said before any image is read
-        from .unknown import rule
+        from .unknown import check_tta, rule
         if loaded.model.head == "multilabel":
             raise CnnError(f"--reject: {ckpt_path} is multi-label; it already prints no label for an image "
                            "where no label is over its threshold")
-        rule(ckpt_path, reject, reject_rate)
+        check_tta(ckpt_path, rule(ckpt_path, reject, reject_rate)[0], tta)
     files, missing = collect(paths, label_columns(loaded.meta))
     k = min(top_k, len(loaded.classes))
     results = [{"path": p, "error": r} for p, r in missing]
@@ -150,7 +150,7 @@ def predict(ckpt_path, paths, top_k=3, batch_size=64, workers=None, tta=False, r
         labels = present_labels(loaded.classes, checkpoint.thresholds_of(loaded.meta, len(loaded.classes)), probs)
     if reject is not None:
         from .unknown import decide
-        decisions = decide(ckpt_path, loaded, images, probs, reject, reject_rate)
+        decisions = decide(ckpt_path, loaded, images, probs, reject, reject_rate, tta)
     for n, (i, p, source, more) in enumerate(zip(ok, probs, sources, labels)):
         top = np.argsort(-p, kind="stable")[:k]
         r = {"path": str(files[i]), "top": [{"class": loaded.classes[j], "prob": float(p[j])} for j in top], **more}

@@ -56,7 +56,8 @@ def checkpoint_of(run_dir):
 
 def score_validation(ckpt, cfg, data):
     """The images to judge the checkpoint on: `data`, else the run's validation folder, else the
-    images that data.val_split held out of the training folder (the same split as training's).
+    training label file's val rows, else the images that data.val_split held out of the training
+    folder or of the label file's train rows (the same split as training's).
     -> (Scored, description)."""
     from ..data.dataset import stratified_split
     from .evaluate import score_folder
@@ -74,14 +75,31 @@ def score_validation(ckpt, cfg, data):
         return score_folder(ckpt, cfg.data.val, cache), f"{cfg.data.val} (the run's validation folder)"
     if not cfg.data.train:
         raise CnnError("the run's config names no data: give the images to evaluate with --data DIR")
+    rows = _split_rows(cfg)   # a label file's split column: training took its val rows, else its train rows
+    if "val" in rows:
+        return (score_folder(ckpt, cfg.data.train, cache, split="val"),
+                f"{cfg.data.train}: its val rows (best.npz was chosen on them, so this figure flatters the model: "
+                "a separate test folder, --data DIR, gives the honest one)")
     split = cfg.data.val_split
 
     def held_out(labels):
         return stratified_split(labels, split, cfg.train.seed)[1]
-    scored = score_folder(ckpt, cfg.data.train, cache, select=held_out)
+    scored = score_folder(ckpt, cfg.data.train, cache, select=held_out, split="train" if rows else None)
     return scored, (f"{cfg.data.train}: the {len(scored.labels)} images data.val_split {split} held out. They come "
                     "from the same source as the training images, and best.npz was chosen on them, so this figure "
                     "flatters the model: a separate test folder (--data DIR) gives the honest one")
+
+
+def _split_rows(cfg):
+    """The splits in data.train's split column (a label file's), else an empty set."""
+    import dataclasses
+
+    from ..data.labels import is_label_file, read_table
+
+    if not is_label_file(cfg.data.train):
+        return set()
+    table = read_table(cfg.data.train, dataclasses.asdict(cfg.data.columns))
+    return {r.split for r in table.rows} if table.has_split else set()
 
 
 def build_report(run_dir, data=None):

@@ -231,14 +231,14 @@ def _run(trainer, report, kernels):
 
 def _calibrate_best(trainer, report):
     """Fit best.npz's temperature and unknown-image scores on the validation images (cnncli calibrate)."""
-    from .calibrate import after_training, describe
+    from .calibrate import after_training
 
     cfg = trainer.cfg
     source = cfg.data.val or (f"the val rows of {cfg.data.train}" if "val" in trainer.data.data_files else
                               f"the images data.val_split held out of {cfg.data.train}")
-    meta = after_training(trainer.output / "best.npz", trainer.images.val, source)   # images, not cached features
-    if meta is not None:
-        report.message(describe(trainer.output / "best.npz", meta))
+    line = after_training(trainer.output / "best.npz", trainer.images.val, source)   # images, not cached features
+    if line is not None:
+        report.message(line)
 
 
 def _honest_figure(cfg, output):

@@ -60,8 +60,20 @@ def scores(loaded, images, arrays, temperature):
     return out
 
 
-def decide(ckpt_path, loaded, images, probs, reject, rate):
-    """-> each image's class name (the top of probs), or 'unknown' when its score is under the threshold."""
+def check_tta(ckpt_path, name, tta):
+    """The distance score is taken on one view's features: refuse it beside TTA's averaged probabilities."""
+    if tta and name == "distance":
+        raise CnnError(f"--reject auto --tta: {ckpt_path}'s unknown score is the feature distance, taken on the "
+                       "image alone; drop --tta, or give a fixed probability (--reject 0.6) to judge the TTA average")
+
+
+def decide(ckpt_path, loaded, images, probs, reject, rate, tta=False):
+    """-> each image's class name (the top of probs), or 'unknown' when its score is under the
+    threshold. The probability score is taken on probs, the printed (TTA-averaged) probabilities."""
     name, threshold, meta, arrays = rule(ckpt_path, reject, rate)
-    s = scores(loaded, images, arrays, meta.get("temperature", 1.0))[name]
+    check_tta(ckpt_path, name, tta)
+    if name == "probability":
+        s = cal.probability_score_of(probs)
+    else:
+        s = scores(loaded, images, arrays, meta.get("temperature", 1.0))[name]
     return [UNKNOWN if v < threshold else loaded.classes[int(np.argmax(p))] for v, p in zip(s, probs)]

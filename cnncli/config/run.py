@@ -179,11 +179,16 @@ def parse_section(cls, raw, where):
         return cls()
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a mapping of keys, got {raw!r}")
-    declared = {f.name: f.metadata for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    declared = {name: f.metadata for name, f in fields.items()}
     check_keys(raw, list(declared), where)
     values = {}
     for key, value in raw.items():
         meta = declared[key]
+        if value is None and meta["kind"] == "bool":   # null is no third state of a switch
+            default = str(fields[key].default).lower()
+            raise ConfigError(f"{where}: '{key}' must be true or false, got null (leave the key out for its "
+                              f"default, {default})")
         if meta["kind"] == "section":
             values[key] = parse_section(meta["section"], value, f"{where}.{key}")
         elif value is not None:

@@ -132,6 +132,17 @@ def probability_score(logits, head, temperature=1.0, exclude=None):
     return lp[np.arange(len(lp)), top] - _logsumexp(rest)
 
 
+def probability_score_of(probs):
+    """Printed probabilities (N, K), TTA averages included -> (N,) log p_max - log(sum of the rest):
+    probability_score's order, the rest summed (not 1 - p_max) so p_max rounding to 1 loses nothing."""
+    p = np.asarray(probs, np.float64)
+    rows, top = np.arange(len(p)), p.argmax(axis=1)
+    rest = p.copy()
+    rest[rows, top] = 0
+    with np.errstate(divide="ignore"):
+        return np.log(p[rows, top]) - np.log(rest.sum(axis=1))
+
+
 def log_odds(p):
     """A probability threshold P -> the probability_score threshold: p_max < P <=> score < log(P / (1 - P))."""
     return math.log(p / (1 - p))
