@@ -309,3 +309,18 @@ def test_lr_find_sweeps_a_multilabel_model(ml_data):
     f.write_text(re.sub(r"\|[a-z|]+", "", f.read_text()))    # one label a cell: the model's K sigmoids decide
     res = cli("lr-find", write_config(ml_data), "--steps", 8, "--out", ml_data / "lr.png", "--json")
     assert res.exit_code == 0, res.output
+
+
+def test_fine_tuning_that_does_not_pay_keeps_the_starting_weights_on_map(ml_data):
+    first = ml_data / "run" / "best.npz"
+    assert cli("train", write_config(ml_data), "--set", "train.epochs=2").exit_code == 0
+    res = cli("train", write_config(ml_data), "--set", f"train.init={first}", "--set", "train.lr=30",
+              "--set", "train.epochs=1", "--set", f"output={ml_data / 'wrecked'}")
+    assert res.exit_code == 0, res.output
+    assert "start: train.init's weights score val_mAP" in res.output          # ranked as the epochs are
+    assert "done: no epoch beat the starting weights (train.init)" in res.output
+    (a, meta_a), (b, meta_b) = checkpoint.load(first), checkpoint.load(ml_data / "wrecked" / "best.npz")
+    for k, v in a.items():
+        np.testing.assert_array_equal(v, b[k], err_msg=k)
+    assert meta_b["epoch"] == 0 and "validation" in meta_b["multilabel"]["tuned"]
+    assert meta_b["multilabel"]["thresholds"] == pytest.approx(meta_a["multilabel"]["thresholds"])
