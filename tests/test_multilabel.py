@@ -324,3 +324,34 @@ def test_fine_tuning_that_does_not_pay_keeps_the_starting_weights_on_map(ml_data
         np.testing.assert_array_equal(v, b[k], err_msg=k)
     assert meta_b["epoch"] == 0 and "validation" in meta_b["multilabel"]["tuned"]
     assert meta_b["multilabel"]["thresholds"] == pytest.approx(meta_a["multilabel"]["thresholds"])
+
+
+def test_audit_refuses_multilabel_data_and_models_in_one_line(ml_data):
+    import re
+    assert cli("train", write_config(ml_data), "--set", "train.epochs=1").exit_code == 0
+    multi = ml_data / "run" / "last.npz"
+    f = ml_data / "labels.csv"
+    (ml_data / "single.csv").write_text(re.sub(r"\|[a-z|]+", "", f.read_text()))     # each row its first label
+    res = cli("train", write_config(ml_data, activation="softmax", data="single.csv"), "--set", "train.epochs=1",
+              "--set", f"output={ml_data / 'single'}")
+    assert res.exit_code == 0, res.output
+    single = ml_data / "single" / "last.npz"
+    rows = f.read_text().splitlines()
+    (ml_data / "onehot.csv").write_text("\n".join(["path,cat,dog,owl"] + [
+        r.split(",")[0] + "".join(f",{int(n in r.split(',')[1].split('|'))}" for n in ("cat", "dog", "owl"))
+        for r in rows[1:]]) + "\n")
+    out = ml_data / "audit"
+    for args, says in (((f, "--checkpoint", multi), f"--checkpoint {multi} is multi-label (K sigmoid outputs)"),
+                       ((f, "--checkpoint", single), "labels.csv is multi-label (a label cell holds '|')"),
+                       ((ml_data / "onehot.csv", "--checkpoint", single), "onehot.csv is multi-label (a one-hot table)"),
+                       ((f, "--config", {}), "the model ends in K sigmoid units (multi-label)"),
+                       ((f, "--config", {"activation": "softmax"}), "(a label cell holds '|')"),
+                       ((ml_data / "single.csv", "--config", {"activation": "softmax", "extra": "  head: multilabel\n"}),
+                        "single.csv is multi-label (data.head: multilabel)")):
+        if args[1] == "--config":     # one train.yaml, written as its case comes
+            args = (args[0], "--config", write_config(ml_data, **args[2]))
+        res = cli("audit", *args, "--out", out, "--folds", 2)
+        assert res.exit_code == 2 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
+        assert "one label per image: audit single-label data" in res.output and not out.exists()
+    res = cli("audit", ml_data / "single.csv", "--checkpoint", single, "--out", out, "--folds", 2)
+    assert res.exit_code == 0, res.output       # single-label data and model: audited
