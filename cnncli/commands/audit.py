@@ -171,8 +171,11 @@ def refuse_multilabel(data, columns, checkpoint=None, run=None):
         raise CnnError(f"--config {run.source}: the model ends in K sigmoid units (multi-label): {why} "
                        "with a config whose last layer is softmax")
     d = run.data if run is not None else None
-    sets = is_label_file(data) and read_sets(data, columns, d.label_separator if d else "|",
-                                             d.head if d else "auto")
+    try:
+        sets = is_label_file(data) and read_sets(data, columns, d.label_separator if d else "|",
+                                                 d.head if d else "auto")
+    except CnnError:     # not a well-formed multi-label file: read_table says what a label file needs
+        sets = None
     if sets:
         how = ("a one-hot table" if sets.layout == "one-hot" else "data.head: multilabel"
                if d and d.head == "multilabel" else f"a label cell holds {d.label_separator if d else '|'!r}")
