@@ -355,3 +355,20 @@ def test_audit_refuses_multilabel_data_and_models_in_one_line(ml_data):
         assert "one label per image: audit single-label data" in res.output and not out.exists()
     res = cli("audit", ml_data / "single.csv", "--checkpoint", single, "--out", out, "--folds", 2)
     assert res.exit_code == 0, res.output       # single-label data and model: audited
+
+
+def test_predict_reads_only_the_path_column_of_a_label_file(ml_data):
+    assert cli("train", write_config(ml_data), "--set", "train.epochs=1").exit_code == 0
+    ckpt = ml_data / "run" / "last.npz"
+    rows = (ml_data / "labels.csv").read_text().splitlines()[1:4]
+    (ml_data / "onehot.csv").write_text("path,cat,dog,owl\nimg/0.png,1,0,0\nimg/1.png,0,0,0\nimg/2.png,0,1,1\n")
+    (ml_data / "nolabel.csv").write_text("path,label\nimg/0.png,\nimg/1.png,cat|dog\nimg/2.png,owl\n")
+    for name in ("onehot.csv", "nolabel.csv", "labels.csv"):
+        res = cli("predict", ckpt, ml_data / name, "--csv")
+        assert res.exit_code == 0, res.output
+        assert [r.split(",")[0] for r in res.stdout.splitlines()[1:4]] == \
+            [str(ml_data / r.split(",")[0]) for r in rows], res.stdout
+    (ml_data / "bad.csv").write_text("file,cat\nimg/0.png,1\n")
+    res = cli("predict", ckpt, ml_data / "bad.csv")
+    assert res.exit_code == 2 and "bad.csv has no 'path' column (found: file, cat)" in res.output
+    assert len(res.output.strip().splitlines()) == 1
