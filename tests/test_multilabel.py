@@ -372,3 +372,16 @@ def test_predict_reads_only_the_path_column_of_a_label_file(ml_data):
     res = cli("predict", ckpt, ml_data / "bad.csv")
     assert res.exit_code == 2 and "bad.csv has no 'path' column (found: file, cat)" in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_data_head_that_contradicts_the_data_or_model_is_refused(ml_data):
+    import shutil
+    for k in range(8):          # a class folder: one label per image
+        (ml_data / "folder" / ("ab"[k % 2])).mkdir(parents=True, exist_ok=True)
+        shutil.copy(ml_data / "img" / f"{k}.png", ml_data / "folder" / "ab"[k % 2] / f"{k}.png")
+    for kwargs, says in (({"data": "folder", "units": 2, "activation": "softmax", "extra": "  head: multilabel\n"},
+                          "folder is a folder of classes (one label per image): give a label file"),
+                         ({"extra": "  head: single\n"}, "data.head is single but the model ends in K sigmoid units")):
+        res = cli("train", write_config(ml_data, **kwargs))
+        assert res.exit_code == 2 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
+        assert "train.yaml: " in res.output and not (ml_data / "run").exists()
