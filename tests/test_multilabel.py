@@ -314,7 +314,9 @@ def test_lr_find_sweeps_a_multilabel_model(ml_data):
 def test_fine_tuning_that_does_not_pay_keeps_the_starting_weights_on_map(ml_data):
     first = ml_data / "run" / "best.npz"
     assert cli("train", write_config(ml_data), "--set", "train.epochs=2").exit_code == 0
-    res = cli("train", write_config(ml_data), "--set", f"train.init={first}", "--set", "train.lr=30",
+    # lr 0.3: exact match falls from 93% to 40% and the loss from 0.07 to 6 while mAP stays 1.0; ranked
+    # on exact match (epoch 0's old yardstick) against mAP (the epochs'), the epoch won
+    res = cli("train", write_config(ml_data), "--set", f"train.init={first}", "--set", "train.lr=0.3",
               "--set", "train.epochs=1", "--set", f"output={ml_data / 'wrecked'}")
     assert res.exit_code == 0, res.output
     assert "start: train.init's weights score val_mAP" in res.output          # ranked as the epochs are
