@@ -22,6 +22,7 @@ from cnncli.commands.train import train
 from .conftest import sitecustomize, without_launcher
 from .imagegen import make_folder
 from .test_train import assert_same_weights, weights
+from .test_multilabel import ml_data, write_config  # noqa: F401  (the fixture, for the multi-label case)
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 pytestmark = pytest.mark.skipif(find_spec("mpi4py") is None or not MPIEXEC.exists(),
@@ -262,3 +263,10 @@ def test_a_full_disk_on_rank_0_stops_every_process(tmp_path):
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "cannot write checkpoint" in res.stderr and "No space left on device" in res.stderr
 
+
+
+def test_multilabel_data_over_mpi_is_one_line(ml_data):
+    res = _mpi(2, write_config(ml_data), env=_env(ml_data))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "multi-label training runs in one process: drop --processes / mpiexec" in res.stderr, res.stderr
+    assert not (ml_data / "run").exists()

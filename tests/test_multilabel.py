@@ -309,3 +309,81 @@ def test_lr_find_sweeps_a_multilabel_model(ml_data):
     f.write_text(re.sub(r"\|[a-z|]+", "", f.read_text()))    # one label a cell: the model's K sigmoids decide
     res = cli("lr-find", write_config(ml_data), "--steps", 8, "--out", ml_data / "lr.png", "--json")
     assert res.exit_code == 0, res.output
+
+
+def test_fine_tuning_that_does_not_pay_keeps_the_starting_weights_on_map(ml_data):
+    first = ml_data / "run" / "best.npz"
+    assert cli("train", write_config(ml_data), "--set", "train.epochs=2").exit_code == 0
+    # lr 0.3: exact match falls from 93% to 40% and the loss from 0.07 to 6 while mAP stays 1.0; ranked
+    # on exact match (epoch 0's old yardstick) against mAP (the epochs'), the epoch won
+    res = cli("train", write_config(ml_data), "--set", f"train.init={first}", "--set", "train.lr=0.3",
+              "--set", "train.epochs=1", "--set", f"output={ml_data / 'wrecked'}")
+    assert res.exit_code == 0, res.output
+    assert "start: train.init's weights score val_mAP" in res.output          # ranked as the epochs are
+    assert "done: no epoch beat the starting weights (train.init)" in res.output
+    (a, meta_a), (b, meta_b) = checkpoint.load(first), checkpoint.load(ml_data / "wrecked" / "best.npz")
+    for k, v in a.items():
+        np.testing.assert_array_equal(v, b[k], err_msg=k)
+    assert meta_b["epoch"] == 0 and "validation" in meta_b["multilabel"]["tuned"]
+    assert meta_b["multilabel"]["thresholds"] == pytest.approx(meta_a["multilabel"]["thresholds"])
+
+
+def test_audit_refuses_multilabel_data_and_models_in_one_line(ml_data):
+    import re
+    assert cli("train", write_config(ml_data), "--set", "train.epochs=1").exit_code == 0
+    multi = ml_data / "run" / "last.npz"
+    f = ml_data / "labels.csv"
+    (ml_data / "single.csv").write_text(re.sub(r"\|[a-z|]+", "", f.read_text()))     # each row its first label
+    res = cli("train", write_config(ml_data, activation="softmax", data="single.csv"), "--set", "train.epochs=1",
+              "--set", f"output={ml_data / 'single'}")
+    assert res.exit_code == 0, res.output
+    single = ml_data / "single" / "last.npz"
+    rows = f.read_text().splitlines()
+    (ml_data / "onehot.csv").write_text("\n".join(["path,cat,dog,owl"] + [
+        r.split(",")[0] + "".join(f",{int(n in r.split(',')[1].split('|'))}" for n in ("cat", "dog", "owl"))
+        for r in rows[1:]]) + "\n")
+    out = ml_data / "audit"
+    for args, says in (((f, "--checkpoint", multi), f"--checkpoint {multi} is multi-label (K sigmoid outputs)"),
+                       ((f, "--checkpoint", single), "labels.csv is multi-label (a label cell holds '|')"),
+                       ((ml_data / "onehot.csv", "--checkpoint", single), "onehot.csv is multi-label (a one-hot table)"),
+                       ((f, "--config", {}), "the model ends in K sigmoid units (multi-label)"),
+                       ((f, "--config", {"activation": "softmax"}), "(a label cell holds '|')"),
+                       ((ml_data / "single.csv", "--config", {"activation": "softmax", "extra": "  head: multilabel\n"}),
+                        "single.csv is multi-label (data.head: multilabel)")):
+        if args[1] == "--config":     # one train.yaml, written as its case comes
+            args = (args[0], "--config", write_config(ml_data, **args[2]))
+        res = cli("audit", *args, "--out", out, "--folds", 2)
+        assert res.exit_code == 2 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
+        assert "one label per image: audit single-label data" in res.output and not out.exists()
+    res = cli("audit", ml_data / "single.csv", "--checkpoint", single, "--out", out, "--folds", 2)
+    assert res.exit_code == 0, res.output       # single-label data and model: audited
+
+
+def test_predict_reads_only_the_path_column_of_a_label_file(ml_data):
+    assert cli("train", write_config(ml_data), "--set", "train.epochs=1").exit_code == 0
+    ckpt = ml_data / "run" / "last.npz"
+    rows = (ml_data / "labels.csv").read_text().splitlines()[1:4]
+    (ml_data / "onehot.csv").write_text("path,cat,dog,owl\nimg/0.png,1,0,0\nimg/1.png,0,0,0\nimg/2.png,0,1,1\n")
+    (ml_data / "nolabel.csv").write_text("path,label\nimg/0.png,\nimg/1.png,cat|dog\nimg/2.png,owl\n")
+    for name in ("onehot.csv", "nolabel.csv", "labels.csv"):
+        res = cli("predict", ckpt, ml_data / name, "--csv")
+        assert res.exit_code == 0, res.output
+        assert [r.split(",")[0] for r in res.stdout.splitlines()[1:4]] == \
+            [str(ml_data / r.split(",")[0]) for r in rows], res.stdout
+    (ml_data / "bad.csv").write_text("file,cat\nimg/0.png,1\n")
+    res = cli("predict", ckpt, ml_data / "bad.csv")
+    assert res.exit_code == 2 and "bad.csv has no 'path' column (found: file, cat)" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_data_head_that_contradicts_the_data_or_model_is_refused(ml_data):
+    import shutil
+    for k in range(8):          # a class folder: one label per image
+        (ml_data / "folder" / ("ab"[k % 2])).mkdir(parents=True, exist_ok=True)
+        shutil.copy(ml_data / "img" / f"{k}.png", ml_data / "folder" / "ab"[k % 2] / f"{k}.png")
+    for kwargs, says in (({"data": "folder", "units": 2, "activation": "softmax", "extra": "  head: multilabel\n"},
+                          "folder is a folder of classes (one label per image): give a label file"),
+                         ({"extra": "  head: single\n"}, "data.head is single but the model ends in K sigmoid units")):
+        res = cli("train", write_config(ml_data, **kwargs))
+        assert res.exit_code == 2 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
+        assert "train.yaml: " in res.output and not (ml_data / "run").exists()

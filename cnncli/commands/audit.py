@@ -131,12 +131,14 @@ def audit(data, out, checkpoint=None, config=None, overrides=(), folds=5, seed=0
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CnnError(f"--out {out} is a file: give a folder")
+    run = None
     if config is not None:   # a config that cannot train fails now, not after the hashes
         import dataclasses
 
         from .. import config as configs
         run = configs.load_run(config, overrides)
         columns = columns or dataclasses.asdict(run.data.columns)
+    refuse_multilabel(data, columns, checkpoint, run)
     imgs = gather(data, columns)
     t0 = time.perf_counter()
     prints = [fingerprint(p) for p in imgs.files]
@@ -152,6 +154,32 @@ def audit(data, out, checkpoint=None, config=None, overrides=(), folds=5, seed=0
             "counts": counts, "source": result.source, "seconds": result.seconds,
             "csv": str(out / "audit.csv"), "png": str(out / "audit.png"), "rows": rows,
             "ranking": ranking}   # every readable image, suspects first, each group by margin
+
+
+def refuse_multilabel(data, columns, checkpoint=None, run=None):
+    """Confident learning here ranks the one given label of each image against the others: a
+    multi-label label file (read as training reads it), checkpoint or config is refused."""
+    from ..data.multilabel import read_sets
+
+    why = "audit's label check (confident learning) takes one label per image: audit single-label data"
+    if checkpoint is not None:
+        from ..model.checkpoint import load as load_checkpoint
+        if load_checkpoint(checkpoint)[1].get("multilabel"):
+            raise CnnError(f"--checkpoint {checkpoint} is multi-label (K sigmoid outputs): {why} with a "
+                           "single-label checkpoint (softmax, or 1 sigmoid unit)")
+    if run is not None and run.model.build(build_params=False).head == "multilabel":
+        raise CnnError(f"--config {run.source}: the model ends in K sigmoid units (multi-label): {why} "
+                       "with a config whose last layer is softmax")
+    d = run.data if run is not None else None
+    try:
+        sets = is_label_file(data) and read_sets(data, columns, d.label_separator if d else "|",
+                                                 d.head if d else "auto")
+    except CnnError:     # not a well-formed multi-label file: read_table says what a label file needs
+        sets = None
+    if sets:
+        how = ("a one-hot table" if sets.layout == "one-hot" else "data.head: multilabel"
+               if d and d.head == "multilabel" else f"a label cell holds {d.label_separator if d else '|'!r}")
+        raise CnnError(f"{data} is multi-label ({how}): {why}")
 
 
 def _from_checkpoint(imgs, prints, ok, checkpoint, folds, seed, seconds):

@@ -12,7 +12,7 @@ from ..errors import CnnError
 from ..model import checkpoint
 from ..data.cache import decode_files, describe_source
 from ..data.folder import EXTENSIONS, is_image_name, natural_key
-from ..data.labels import is_label_file, read_table
+from ..data.labels import is_label_file, read_paths
 
 
 @dataclass
@@ -42,14 +42,13 @@ def label_columns(meta):
 
 def _label_file_paths(file, columns):
     """A label file's paths (relative to its folder) -> (existing paths, [(path, reason)])."""
-    table = read_table(file, columns)
     found, missing = [], []
-    for r in table.rows:
-        p = file.parent / r.path
+    for line, path in read_paths(file, columns):
+        p = file.parent / path
         if p.is_file():
             found.append(p)
         else:
-            missing.append((str(p), f"no such file ({file.name} line {r.line})"))
+            missing.append((str(p), f"no such file ({file.name} line {line})"))
     return found, missing
 
 

@@ -98,6 +98,8 @@ def _prepare(cfg, model, report, comm):
     process's share, class weights)."""
     with comm.agreement() as agreed:
         data = _prepare_data(cfg, report, model.head == "multilabel")
+        if data.multilabel and comm.size > 1:     # in the agreement: one line, not one per process
+            raise CnnError("multi-label training runs in one process: drop --processes / mpiexec")
         _check_classes(cfg, model, data.classes, data.multilabel is not None)
         weights = _class_weights(cfg, data)
         agreed.fingerprint = {"data": {

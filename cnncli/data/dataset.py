@@ -61,6 +61,7 @@ def _sources(cfg, multilabel=False):
     val rows (if any) to validation. multilabel: the model has K sigmoid outputs."""
     d = cfg.data
     columns = dataclasses.asdict(d.columns)
+    _check_head(cfg, multilabel)
     if is_label_file(d.train):
         sets = read_sets(d.train, columns, d.label_separator, "multilabel" if multilabel else d.head)
         if sets is not None:
@@ -82,6 +83,17 @@ def _sources(cfg, multilabel=False):
         vlist = to_listing(table, listing.classes, "val", role="val")
         records["val"] = records["train"]
     return listing, vlist, records, None
+
+
+def _check_head(cfg, multilabel):
+    """data.head must agree with the data and the model: it is never silently overridden."""
+    d = cfg.data
+    if d.head == "multilabel" and not is_label_file(d.train):
+        raise CnnError(f"{cfg.source}: data.head is multilabel but data.train {d.train} is a folder of classes "
+                       "(one label per image): give a label file (.csv, .tsv, .jsonl) or set data.head: auto")
+    if d.head == "single" and multilabel:
+        raise CnnError(f"{cfg.source}: data.head is single but the model ends in K sigmoid units (multi-label): "
+                       "set data.head: multilabel (or auto), or end the last layer in softmax")
 
 
 def _multilabel_sources(cfg, sets, columns):

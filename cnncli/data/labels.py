@@ -110,6 +110,26 @@ def read_table(file, columns=None, rename="in a training config, data.columns.{r
     return Table(file, rows, found, has_split)
 
 
+def read_paths(file, columns=None):
+    """A label file's path column -> [(line, path as written)]: what predict reads. Only the path
+    column is needed, so a one-hot multi-label table or a row with an empty label cell is read too."""
+    file = Path(file)
+    name = dict(DEFAULT_COLUMNS, **(columns or {}))["path"]
+    found, records = _records(file)
+    if not records:
+        raise CnnError(f"label file {file} is empty: it needs a header row with a {name!r} column and one row "
+                       "per image")
+    if name not in found:
+        raise CnnError(f"{file} has no {name!r} column (found: {', '.join(found)}): rename the column that holds "
+                       f"the path to {name!r} (in a training config, data.columns.path names it instead)")
+    rows = []
+    for n, rec in records:
+        if not rec.get(name, ""):
+            raise CnnError(f"{file} line {n}: the {name!r} column is empty")
+        rows.append((n, rec[name]))
+    return rows
+
+
 def to_listing(table, classes=None, split=None, role="train"):
     """Table -> Listing of its rows (those of `split` when given). classes: train's or a checkpoint's;
     a label outside it is an error. Paths that do not exist go to listing.missing, not to decode."""

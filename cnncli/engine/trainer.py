@@ -330,11 +330,18 @@ class Trainer:
         st = self.state
         if not self.cfg.train.init or self.data.val is None or st.epoch or st.batch or st.best is not None:
             return
+        row = {"epoch": 0, "train_loss": None, "train_acc": None}
         with self.evaluated() as model:
-            loss, acc = validate(model, self.data.val, self.dist)
-        self._track_best({"epoch": 0, "val_loss": loss, "val_acc": acc, "train_loss": None, "train_acc": None})
+            if self.data.multilabel:    # ranked as the epochs are: on mAP, with thresholds tuned
+                from .multilabel_metrics import tune_thresholds
+                row["val_loss"], row["val_acc"], row["val_map"], scores = validate_multilabel(model, self.data.val)
+                st.thresholds = tune_thresholds(*scores)
+            else:
+                row["val_loss"], row["val_acc"] = validate(model, self.data.val, self.dist)
+        self._track_best(row)
         self.save_best()
-        self.report.message(f"start: train.init's weights score val_acc {acc:.4f}, val_loss {loss:.4f}; best.npz "
+        score = f"val_acc {row['val_acc']:.4f}" if row.get("val_map") is None else f"val_mAP {row['val_map']:.4f}"
+        self.report.message(f"start: train.init's weights score {score}, val_loss {row['val_loss']:.4f}; best.npz "
                             "holds them until an epoch does better")
 
     def _track_best(self, row):
