@@ -95,6 +95,16 @@ def lock_holder(path):
         return "another process"
 
 
+def output_folder(out):
+    """--out, made if missing -> its Path; one line when it cannot be."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CnnError(f"cannot write to {out} ({e.strerror}): pick a writable folder with --out") from None
+    return out
+
+
 def check_model_folder(out_dir, force):
     """A folder for model.yaml and model.npz (`import`, `pretrained get`): it may exist, and the two
     files in it are replaced only with --force, so that a trained model is never overwritten."""

@@ -100,7 +100,7 @@ def key_of(cfg_path):
     apply_freeze(cfg, model)
     data = prepare(cfg)
     k, _ = features.boundary(model)
-    return features.feature_key(model, k, data.keys["train"], features.preprocessing(cfg, data))
+    return features.feature_key(model, k, data.keys["train"], data.preprocessing(cfg.model.input, cfg.data.resize))
 
 
 def test_the_key_changes_with_the_images_the_frozen_layers_and_the_preprocessing(tmp_path):

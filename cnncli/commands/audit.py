@@ -20,7 +20,7 @@ from ..data.duplicates import find_pairs, fingerprint
 from ..data.folder import natural_key, scan, split_folders
 from ..data.labels import is_label_file, read_table, to_listing
 from ..errors import CnnError
-from ..files import write_text_atomic
+from ..files import output_folder, write_text_atomic
 
 COLUMNS = ("path", "issue", "given", "suggested", "score", "other", "split", "detail")
 ORDER = ("label", "duplicate", "unreadable", "tiny", "imbalance")   # the csv's groups, in this order
@@ -280,12 +280,8 @@ def _row(imgs, k, issue, suggested, score, other="", detail=""):
 
 
 def _duplicate_rows(result):
-    imgs, ok = result.images, result.ok
-    feats = None
-    if result.feats is not None:   # features are there for the readable images, in ok's order
-        feats = np.zeros((len(imgs.files), result.feats.shape[1]), np.float32)
-        feats[ok] = result.feats
-        feats = feats[[i for i, p in enumerate(result.prints) if p.error is None]]
+    imgs = result.images
+    feats = result.feats   # the readable images' features, in ok's order: the prints without an error
     rows = []
     for p in find_pairs(result.prints, feats):
         a, b = p.a, p.b
@@ -324,10 +320,7 @@ def _write(out, rows, result, top):
     from ..viz.figure import save_png
     from ..viz.grids import draw_suspects
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CnnError(f"cannot write to {out} ({e.strerror}): pick a writable folder with --out") from None
+    out = output_folder(out)
     write_text_atomic(out / "audit.csv", audit_csv(rows), "audit")
     at = {int(k): r for r, k in enumerate(result.ok)}
     index = {str(p): k for k, p in enumerate(result.images.files)}

@@ -48,10 +48,11 @@ def trained_out_of_fold(imgs, prints, ok, config, overrides, folds, seed, out, p
         scored = score_folder(run / "run" / "last.npz", rows, split="val")
         if decoded is None:
             decoded = np.zeros((len(ok), *scored.images.shape[1:]), np.uint8)
+        cols = [imgs.classes.index(c) for c in scored.loaded.classes]   # the fold model's classes -> ours
         for i, path in enumerate(scored.files):
             r = where[str(Path(path).resolve())]
             decoded[r] = scored.images[i]
-            probs[r, [imgs.classes.index(c) for c in scored.loaded.classes]] = scored.probs[i]
+            probs[r, cols] = scored.probs[i]
         if scored.skipped:
             path, why = scored.skipped[0]
             raise CnnError(f"{path}: {why}: the config's decode cannot read it; fix or remove it and audit again")

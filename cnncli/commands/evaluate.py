@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.cache import describe_conversions
 from ..errors import CnnError
-from ..files import write_text_atomic
+from ..files import output_folder, write_text_atomic
 from .predict import Loaded, _scores, describe_views, label_columns, load, tta_views
 
 FILES = ("confusion.csv", "per_class.csv", "confusion.png", "mistakes.png")
@@ -45,11 +45,7 @@ def write_evaluation(scored, report, out):
     from ..viz.figure import save_png
     from ..viz.grids import draw_mistakes
 
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CnnError(f"cannot write to {out} ({e.strerror}): pick a writable folder with --out") from None
+    out = output_folder(out)
     write_text_atomic(out / "confusion.csv", confusion_csv(report), "confusion matrix")
     write_text_atomic(out / "per_class.csv", per_class_csv(report), "per-class scores")
     name = Path(report["data"]).name or report["data"]

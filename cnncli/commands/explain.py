@@ -8,6 +8,7 @@ import numpy as np
 
 from ..data.cache import decode_files
 from ..errors import CnnError
+from ..files import output_folder
 from ..engine.multilabel_metrics import present_labels
 from ..model.checkpoint import thresholds_of
 from ..model.checkpoint import temperature
@@ -73,12 +74,7 @@ def explain(ckpt_path, paths, out, class_name=None, layer=None, batch_size=32, w
         else:
             images.append(item[0])   # (array, what it was before conversion)
             ok.append(i)
-    out = Path(out)
-    if draw and images:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CnnError(f"cannot write to {out} ({e.strerror}): pick a writable folder with --out") from None
+    out = output_folder(out) if draw and images else Path(out)
     shown = shown_conv_layers(model)
     names = output_names([files[i] for i in ok])
     for start in range(0, len(images), batch_size):

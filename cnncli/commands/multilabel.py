@@ -11,13 +11,9 @@ import numpy as np
 
 from ..data.cache import describe_conversions
 from ..errors import CnnError
-from ..files import write_text_atomic
+from ..files import output_folder, write_text_atomic
 from ..model.checkpoint import thresholds_of
 from .predict import Loaded, _scores, describe_views, label_columns, tta_views
-
-
-def is_multilabel(loaded):
-    return loaded.model.head == "multilabel"
 
 
 def thresholds(loaded):
@@ -98,11 +94,7 @@ def write_label_evaluation(report, out):
     from ..viz.figure import save_png
     from ..viz.per_label import draw_per_label
 
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CnnError(f"cannot write to {out} ({e.strerror}): pick a writable folder with --out") from None
+    out = output_folder(out)
     write_text_atomic(out / "per_label.csv", per_label_csv(report), "per-label scores")
     m = "n/a" if report["map"] is None else f"{report['map']:.3f}"
     save_png(draw_per_label(report["per_label"], f"{report['images']} images in {Path(report['data']).name}: mAP {m}"),

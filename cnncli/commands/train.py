@@ -51,8 +51,10 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
                 _warm_start(cfg, model, report)
             check_output(cfg.output, force)
         agreed.fingerprint = fingerprint(config=_shared_settings(cfg), force=force)
-    for note in cfg.notes + ([frozen] if frozen else []):
-        report.message(note if note is frozen else f"warning: {note}")
+    for note in cfg.notes:
+        report.message(f"warning: {note}")
+    if frozen:
+        report.message(frozen)
     data, weights = _prepare(cfg, model, report, comm)
     comm.broadcast_model(model)
     kernels = _warm_up(cfg, report, model)   # a first run compiles for a while: before the old run is touched

@@ -158,9 +158,10 @@ def to_listing(table, classes=None, split=None, role="train"):
     if rows and not present:
         raise CnnError(f"{table.file}: none of its {len(rows)} paths exists (first: {missing[0][0]}); a path is "
                        f"relative to the label file's folder, {base}")
-    present.sort(key=lambda pr: (classes.index(pr[1].label), natural_key(pr[0].as_posix())))
+    index = {c: k for k, c in enumerate(classes)}
+    present.sort(key=lambda pr: (index[pr[1].label], natural_key(pr[0].as_posix())))
     return Listing(table.file, list(classes), [p for p, _ in present],
-                   [classes.index(r.label) for _, r in present], [],
+                   [index[r.label] for _, r in present], [],
                    [(str(p), f"no such file ({table.file.name} line {r.line})") for p, r in missing])
 
 

@@ -161,16 +161,8 @@ def auroc(known, unknown):
     if not len(known) or not len(unknown):
         return float("nan")
     both = np.concatenate([known, unknown])
-    order = np.argsort(both, kind="mergesort")
-    ranks = np.empty(len(both))
-    sorted_ = both[order]
-    i = 0
-    while i < len(both):   # average ranks over ties
-        j = i
-        while j + 1 < len(both) and sorted_[j + 1] == sorted_[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    _, at, count = np.unique(both, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(count) - (count - 1) / 2)[at]        # 1-based ranks, averaged over ties
     u = ranks[:len(known)].sum() - len(known) * (len(known) + 1) / 2
     return float(u / (len(known) * len(unknown)))
 

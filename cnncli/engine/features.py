@@ -23,7 +23,6 @@ import numpy as np
 from ..data.augment import draw
 from ..data.batches import Batches, FeatureBatches
 from ..data.cache import default_cache_dir
-from ..data.decode import RESIZE_RULE
 from ..files import unique, unlock, wait_lock, write_text_atomic
 from ..model.graph import INPUT, Model
 
@@ -95,7 +94,7 @@ def attach(cfg, model, data, dist, report):
     if k is None:
         report.message(f"feature cache: off: {reason}; every epoch runs the frozen layers")
         return data, model
-    pre = preprocessing(cfg, data)
+    pre = data.preprocessing(cfg.model.input, cfg.data.resize)   # as the checkpoint records it: part of the key
     folder = Path(cfg.data.cache_dir or default_cache_dir()) / "features"
     report.phase(f"feature cache: layers[0..{k}]'s output for each image...")
     start = time.perf_counter()
@@ -114,13 +113,6 @@ def attach(cfg, model, data, dist, report):
                    f"each epoch trains layers[{k + 1}..{len(model.layers) - 1}] on it")
     train = FeatureBatches(train, data.train.labels, data.train.indices, data.train.batch_size)
     return dataclasses.replace(data, train=train, val=val), tail
-
-
-def preprocessing(cfg, data):
-    """What turns a decoded image into the network's input: part of the key."""
-    resize = cfg.data.resize
-    return {"input": list(cfg.model.input), "resize": resize, "resize_rule": RESIZE_RULE[resize],
-            "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]}
 
 
 def feature_key(model, k, images_key, pre):

@@ -12,16 +12,25 @@ import numpy as np
 DEFAULT_THRESHOLD = 0.5
 
 
-def average_precision(scores, targets):
-    """scores (N,), targets (N,) 0/1 -> AP, or None when there is no positive."""
-    scores, targets = np.asarray(scores, np.float64), np.asarray(targets, np.float64) >= 0.5
-    positives = int(targets.sum())
+def _ranked(scores, targets):
+    """One label's images by falling score -> (sorted scores, true positives and images kept at each
+    cut, the cuts: the last position of each tie group, positives), or None without a positive."""
+    scores, truth = np.asarray(scores, np.float64), np.asarray(targets, np.float64) >= 0.5
+    positives = int(truth.sum())
     if positives == 0:
         return None
     order = np.argsort(-scores, kind="stable")
-    s, t = scores[order], targets[order]
-    tp, seen = np.cumsum(t), np.arange(1, len(s) + 1)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]      # the last position of each tie group
+    s = scores[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]      # tied scores are kept or cut together
+    return s, np.cumsum(truth[order]), np.arange(1, len(s) + 1), last, positives
+
+
+def average_precision(scores, targets):
+    """scores (N,), targets (N,) 0/1 -> AP, or None when there is no positive."""
+    ranked = _ranked(scores, targets)
+    if ranked is None:
+        return None
+    _, tp, seen, last, positives = ranked
     precision, recall = tp[last] / seen[last], tp[last] / positives
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
@@ -76,14 +85,10 @@ def best_threshold(scores, targets):
     at score >= threshold): halfway between the lowest score the best cut keeps and the next score
     below it (0 below the lowest), so it does not sit on a validation image's score; the highest
     cut on a tie; 0.5 without a positive."""
-    scores, truth = np.asarray(scores, np.float64), np.asarray(targets) >= 0.5
-    positives = int(truth.sum())
-    if positives == 0:
+    ranked = _ranked(scores, targets)
+    if ranked is None:
         return DEFAULT_THRESHOLD
-    order = np.argsort(-scores, kind="stable")
-    s, t = scores[order], truth[order]
-    tp, seen = np.cumsum(t), np.arange(1, len(s) + 1)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    s, tp, seen, last, positives = ranked
     f1 = 2 * tp[last] / (seen[last] + positives)                # 2 TP / (predicted + true)
     best = int(np.argmax(f1))                                   # the first maximum: the highest threshold
     cut = last[best]
