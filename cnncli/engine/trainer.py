@@ -297,12 +297,8 @@ class Trainer:
         row = {"epoch": st.epoch + 1, "train_loss": p["loss"] / p["seen"], "train_acc": p["correct"] / p["seen"],
                "val_loss": None, "val_acc": None, "lr": self.lr_at((st.epoch + 1) * n - 1), "seconds": p["seconds"],
                "images_per_s": p["seen"] / max(p["seconds"], 1e-9), "data_wait": p["wait"] / max(p["seconds"], 1e-9)}
-        if self.data.val is not None and self.data.multilabel:
-            with self.evaluated() as model:
-                row["val_loss"], row["val_acc"], row["val_map"], self.val_scores = validate_multilabel(model, self.data.val)
-        elif self.data.val is not None:
-            with self.evaluated() as model:
-                row["val_loss"], row["val_acc"] = validate(model, self.data.val, self.dist)
+        if self.data.val is not None:
+            self._validate(row)
         st.history.append(row)
         st.epoch += 1
         st.batch = 0
@@ -310,9 +306,7 @@ class Trainer:
         improved = self._track_best(row)
         self.curves.update(st.history, st.best["epoch"])  # first: it draws while the checkpoints are written
         if improved:
-            if self.val_scores is not None:
-                from .multilabel_metrics import tune_thresholds
-                st.thresholds = tune_thresholds(*self.val_scores)
+            self._tune_thresholds()
             self.save_best()
         patience = self.cfg.train.patience
         if patience and st.bad_epochs >= patience:
@@ -331,18 +325,27 @@ class Trainer:
         if not self.cfg.train.init or self.data.val is None or st.epoch or st.batch or st.best is not None:
             return
         row = {"epoch": 0, "train_loss": None, "train_acc": None}
-        with self.evaluated() as model:
-            if self.data.multilabel:    # ranked as the epochs are: on mAP, with thresholds tuned
-                from .multilabel_metrics import tune_thresholds
-                row["val_loss"], row["val_acc"], row["val_map"], scores = validate_multilabel(model, self.data.val)
-                st.thresholds = tune_thresholds(*scores)
-            else:
-                row["val_loss"], row["val_acc"] = validate(model, self.data.val, self.dist)
+        self._validate(row)          # ranked as the epochs are (multi-label: on mAP, thresholds tuned)
         self._track_best(row)
+        self._tune_thresholds()
         self.save_best()
         score = f"val_acc {row['val_acc']:.4f}" if row.get("val_map") is None else f"val_mAP {row['val_map']:.4f}"
         self.report.message(f"start: train.init's weights score {score}, val_loss {row['val_loss']:.4f}; best.npz "
                             "holds them until an epoch does better")
+
+    def _validate(self, row):
+        """row += val_loss, val_acc (and multi-label val_map; its scores kept for the thresholds)."""
+        with self.evaluated() as model:
+            if self.data.multilabel:
+                row["val_loss"], row["val_acc"], row["val_map"], self.val_scores = validate_multilabel(model, self.data.val)
+            else:
+                row["val_loss"], row["val_acc"] = validate(model, self.data.val, self.dist)
+
+    def _tune_thresholds(self):
+        """Multi-label: each label's threshold tuned on the last validation, for best.npz."""
+        if self.val_scores is not None:
+            from .multilabel_metrics import tune_thresholds
+            self.state.thresholds = tune_thresholds(*self.val_scores)
 
     def _track_best(self, row):
         st, monitor = self.state, self.cfg.train.monitor
