@@ -95,9 +95,9 @@ def pool(imp, node):
 
 
 def _whole_map(node, hw, size):
-    """Is this one window over every real cell (pads that no cnncli padding writes, such as
-    Inception v1's 7x7 average over a 6x6 map padded at the bottom and right), which the global
-    pool computes? Not for an average that counts the padding in."""
+    """Is this one window over every real cell (such as Inception v1's 7x7 average over a 6x6 map
+    padded at the bottom and right)? Then the global pool computes it, without the padding a plain
+    pool would carry. Not for an average that counts the padding in."""
     if text(attr(node, "auto_pad", "NOTSET")) != "NOTSET" or attr(node, "count_include_pad", 0):
         return False
     top, left, bottom, right = [int(p) for p in attr(node, "pads", [0, 0, 0, 0])]
