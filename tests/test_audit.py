@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnncli.data.duplicates import MAX_BITS, DCT, distance, find_pairs, fingerprint, hamming, phash
-from cnncli.engine.confident import (fit_softmax, label_issues, out_of_fold, stratified_folds, thresholds,
+from cnncli.engine.confident import (L2_GRID, audit_probabilities, fit_softmax, label_issues, out_of_fold, stratified_folds, thresholds,
                                      _softmax)
 from cnncli.errors import CnnError
 
@@ -37,9 +37,11 @@ def test_label_issues_by_hand():
     # row 6 (given 2): p2 = 0.05 < t2; p0 = 0.5 < t0 = 0.7 but p1 = 0.45 >= t1 = 0.4: a suspect, and
     # the suggestion is 1 (the class above its threshold), not 0 (the larger probability)
     # row 1 (given 0): p0 = 0.6 < 0.7, but no other class reaches its threshold: not a suspect
-    # row 3 (given 1): p1 = 0.3 < 0.4, p0 = 0.5 < 0.7, p2 = 0.2 < 0.517: not a suspect
-    assert suspect.tolist() == [False] * 6 + [True]
-    assert suggested[6] == 1
+    # row 3 (given 1): p1 = 0.3 < 0.4, p0 = 0.5 < 0.7, p2 = 0.2 < 0.517: no class over its threshold,
+    # but p0 = 0.5 > p1: a suspect by the second rule only (strict: not), suggesting 0
+    assert suspect.tolist() == [False] * 3 + [True] + [False] * 2 + [True]
+    assert suggested[6] == 1 and suggested[3] == 0
+    assert label_issues(PROBS, LABELS, strict=True)[0].tolist() == [False] * 6 + [True]
     np.testing.assert_allclose(score, [0.1 - 0.8, 0.3 - 0.6, 0.3 - 0.5, 0.5 - 0.3, 0.1 - 0.8, 0.2 - 0.7, 0.5 - 0.05])
 
 
@@ -67,6 +69,44 @@ def test_fit_softmax_reaches_the_minimum():
     grad_w = x.T @ (p - onehot) / len(y) + l2 * w
     grad_b = (p - onehot).mean(axis=0)
     assert np.abs(grad_w).max() < 1e-4 and np.abs(grad_b).max() < 1e-4
+
+
+@pytest.mark.parametrize("n, d", [(120, 5), (30, 200)])       # primal, and the dual (fewer images than features)
+def test_fit_softmax_gradient_is_zero_at_its_answer(n, d):
+    rng = np.random.default_rng(3)
+    y = np.arange(n) % 3
+    x = rng.normal(0, 1, (3, d))[y] + rng.normal(0, 1, (n, d))
+    l2 = 0.1
+    w, b = fit_softmax(x, y, 3, l2=l2, steps=3000)
+    assert w.shape == (d, 3)
+    r = _softmax(x @ w + b) - np.eye(3)[y]
+    assert np.abs(x.T @ r / n + l2 * w).max() < 1e-5 and np.abs(r.mean(axis=0)).max() < 1e-5
+
+
+def _similar_flips(seed):
+    """4 classes of 60 blobs; 20% of the labels swapped between classes 0<->1 and 2<->3."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(4), 60)
+    x = rng.normal(0, 1.5, (4, 30))[y] + rng.normal(0, 1, (len(y), 30))
+    idx = rng.choice(len(y), 48, replace=False)
+    noisy = y.copy()
+    noisy[idx] = y[idx] ^ 1
+    return x, y, noisy
+
+
+def test_audit_probabilities_picks_l2_by_log_loss_and_beats_one_pass():
+    x, y, noisy = _similar_flips(1)
+    flipped = noisy != y
+
+    def precision(p):
+        suspect, _, margin = label_issues(p, noisy)
+        return flipped[np.lexsort((-margin, ~suspect))[:48]].mean()
+
+    probs, l2, left = audit_probabilities(x, noisy, 4)
+    losses = {a: -np.log(out_of_fold(x, noisy, 4, l2=a)[np.arange(240), noisy]).mean() for a in L2_GRID}
+    assert l2 == min(losses, key=losses.get)
+    assert 30 <= left <= 60                         # the first pass's suspects sat out the second
+    assert precision(out_of_fold(x, noisy, 4)) < 0.7 and precision(probs) > 0.95   # 0.646 and 0.979
 
 
 def test_out_of_fold_finds_flipped_labels():

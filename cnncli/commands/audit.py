@@ -183,7 +183,7 @@ def refuse_multilabel(data, columns, checkpoint=None, run=None):
 
 
 def _from_checkpoint(imgs, prints, ok, checkpoint, folds, seed, seconds):
-    from ..engine.confident import out_of_fold
+    from ..engine.confident import audit_probabilities
     from .predict import load
 
     loaded = load(checkpoint)
@@ -194,9 +194,10 @@ def _from_checkpoint(imgs, prints, ok, checkpoint, folds, seed, seconds):
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     _need_images(imgs, ok, folds)
-    probs = out_of_fold(feats, imgs.labels[ok], len(imgs.classes), folds, seed)
+    probs, l2, left = audit_probabilities(feats, imgs.labels[ok], len(imgs.classes), folds, seed)
     seconds["folds"] = time.perf_counter() - t0
-    source = (f"{folds}-fold softmax regression on {feats.shape[1]} penultimate features of {checkpoint}")
+    source = (f"{folds}-fold softmax regression on {feats.shape[1]} penultimate features of {checkpoint} "
+              f"(L2 {l2:g} by out-of-fold loss; refitted without the first pass's {left} suspects)")
     return Audit(imgs, prints, ok, decoded, probs, feats, seconds, source)
 
 
