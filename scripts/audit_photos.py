@@ -2,7 +2,7 @@
 per photo, features from the pretrained EfficientNet-Lite0 (`cnncli pretrained get
 efficientnet_lite0 WORK/effnet` first).
 
-  python scripts/audit_photos.py WORK
+  python scripts/audit_photos.py WORK [duplicates] [labels] [TRAIN_YAML]
 
 1. The crops: a non-overlapping 64 x 64 grid over each photo (no two crops share a pixel), split
    70 / 15 / 15 into WORK/photos/{train,val,test}/<photo>/.
@@ -11,10 +11,11 @@ efficientnet_lite0 WORK/effnet` first).
    (quality 70), resized x0.5 and x1.5, crops of 4% off each side, and crops of 6% off the right
    and bottom (corner6%). Every planted pair must be
    found; any other pair is a false one.
-3. Labels: 5% and 20% flipped, at random and to each class's most confused class; the features
-   are computed once (the images do not change, only their labels), then the same engine
-   functions audit runs (out_of_fold, label_issues) rank them; the baseline is the loss of one
-   softmax regression fitted on every image (the trained head's loss).
+3. Labels: 5% and 20% flipped, at random and to each class's most confused class, each written
+   as a label file (path, label, split) and run through the whole `audit --checkpoint effnet`
+   (and `audit --config TRAIN_YAML` when one is given: k trainings, e.g. the frozen phase-1
+   config `cnncli init --pretrained efficientnet_lite0` writes); the baseline is the loss of one
+   softmax regression fitted on every image's features (the trained head's loss).
 Writes WORK/photos.json.
 """
 
@@ -118,8 +119,10 @@ def duplicates(work, ckpt):
             "details": [found.get(frozenset((a, b)), "MISSED") + f" [{k}]" for a, b, k in planted]}
 
 
-def labels(work, ckpt):
-    """Label flips on the crops (train, val and test together), features computed once."""
+def labels(work, ckpt, config=None):
+    """Label flips on the crops (train, val and test together): each flipped set is a label file
+    (path, label, split) run through the whole `audit` (its own decode, features and folds); with
+    config also `audit --config` (k trainings). The baseline needs the features once."""
     from cnncli.commands.audit import _decode, features, gather
     from cnncli.commands.predict import load
     from cnncli.engine.confident import out_of_fold
@@ -141,30 +144,39 @@ def labels(work, ckpt):
                 "images": len(y), "similar": {imgs.classes[i]: imgs.classes[j] for i, j in enumerate(partner)}}]
     for mode in ("random", "similar"):
         for rate in (0.05, 0.20):
-            results.append(_flipped(feats, y, k, rate, partner if mode == "similar" else None, mode))
+            results.append(_flipped(work, imgs, feats, rate, partner if mode == "similar" else None, mode,
+                                    ckpt, config))
     return results
 
 
-def _flipped(feats, y, k, rate, partner, mode, seed=1):
-    from cnncli.engine.confident import in_sample_loss, label_issues, out_of_fold
+def _flipped(work, imgs, feats, rate, partner, mode, ckpt, config, seed=1):
+    from cnncli.commands.audit import audit
+    from cnncli.engine.confident import in_sample_loss
+    y, k = imgs.labels, len(imgs.classes)
     rng = np.random.default_rng(seed)
     n = int(round(rate * len(y)))
     idx = rng.choice(len(y), n, replace=False)
     noisy = y.copy()
     noisy[idx] = partner[y[idx]] if partner is not None else (y[idx] + rng.integers(1, k, n)) % k
-    flipped = noisy != y
-    t0 = time.perf_counter()
-    probs = out_of_fold(feats, noisy, k)
-    folds_s = time.perf_counter() - t0
-    suspect, _, margin = label_issues(probs, noisy)
-    ranked = np.lexsort((-margin, ~suspect))
-    loss = in_sample_loss(feats, noisy, k)
-    base = np.argsort(-loss, kind="stable")
-    return {"data": "photos", "flips": mode, "rate": rate, "images": len(y), "n": n,
-            "loss_p_at_n": float(flipped[base[:n]].mean()), "audit_p_at_n": float(flipped[ranked[:n]].mean()),
-            "audit_suspects": int(suspect.sum()),
-            "audit_precision": float(flipped[suspect].mean()) if suspect.any() else 0.0,
-            "audit_recall": float((flipped & suspect).sum() / n), "folds_s": round(folds_s, 2)}
+    tag = f"{mode}_{int(rate * 100)}"
+    table = work / "photos_labels" / f"labels_{tag}.csv"
+    table.write_text("path,label,split\n" + "".join(
+        f"{Path(f).relative_to(table.parent)},{imgs.classes[c]},{s}\n" for f, c, s in zip(imgs.files, noisy, imgs.splits)))
+    flipped = {str(f) for f, a, b in zip(imgs.files, y, noisy) if a != b}
+    base = np.argsort(-in_sample_loss(feats, noisy, k), kind="stable")
+    out = {"data": "photos", "flips": mode, "rate": rate, "images": len(y), "n": n,
+           "loss_p_at_n": float(np.mean([str(imgs.files[i]) in flipped for i in base[:n]]))}
+    runs = {"audit": {"checkpoint": ckpt}, "audit_k": {"config": config} if config else None}
+    for key, how in runs.items():
+        if how is None:
+            continue
+        summary = audit(table, work / "audits" / f"photos_{tag}_{key}", **how)
+        suspects = [r["path"] for r in summary["rows"] if r["issue"] == "label"]
+        hit = sum(p in flipped for p in suspects)
+        out |= {f"{key}_p_at_n": sum(p in flipped for p in summary["ranking"][:n]) / n,
+                f"{key}_suspects": len(suspects), f"{key}_precision": hit / max(len(suspects), 1),
+                f"{key}_recall": hit / n, f"{key}_seconds": summary["seconds"], f"{key}_source": summary["source"]}
+    return out
 
 
 if __name__ == "__main__":
@@ -172,13 +184,14 @@ if __name__ == "__main__":
     ckpt = work / "effnet" / "model.npz"
     if not ckpt.exists():
         sys.exit(f"{ckpt} is missing: run cnncli pretrained get efficientnet_lite0 {work / 'effnet'}")
-    which = sys.argv[2:] or ["duplicates", "labels"]
+    config = next((Path(a) for a in sys.argv[2:] if a.endswith(".yaml")), None)
+    which = [a for a in sys.argv[2:] if not a.endswith(".yaml")] or ["duplicates", "labels"]
     out = {}
     if "duplicates" in which:
         out["duplicates"] = duplicates(work, ckpt)
         print(json.dumps(out["duplicates"], indent=1), flush=True)
     if "labels" in which:
-        out["labels"] = labels(work, ckpt)
+        out["labels"] = labels(work, ckpt, config)
         for r in out["labels"]:
             print(json.dumps(r), flush=True)
     (work / f"photos_{'_'.join(which)}.json").write_text(json.dumps(out, indent=1))
