@@ -2,22 +2,26 @@
 
 pHash (Zauner 2010): the image as 32 x 32 grey (stretched), its 2-D DCT-II, the 8 x 8 lowest
 frequencies; bit i is 1 where coefficient i exceeds their median (the DC term left out of the
-median). Each image is hashed whole and cut: CUTS of one side, of two adjacent sides (a corner) or
-of all four (centred), each of the nine ANCHORS; 37 versions. The distance of two images is the
-fewest bits in which the whole of one differs from a version of the other (so a copy cut by a few
-percent meets the original's cut); a cut version counts only when its mean grey is within MEAN_GAP
-of the whole's. Two images are a near pair when the distance is at most `max_bits`.
+median). Each image is hashed whole and cut (BOXES): CUTS off one side, off two adjacent sides (a
+corner) or off all four, at each of the nine ANCHORS; 55 versions. The distance of two images is
+the fewest bits in which the whole of one differs from a version of the other (so a copy cut by a
+few percent meets the original's cut); a cut version counts only when its THUMB x THUMB grey
+thumbnail is within THUMB_RMS (root mean square) of the other's whole. Two images are a near pair
+when the distance is at most `max_bits`.
 
-Why these numbers (scripts/phash_tolerance.py, the 550 distinct 64 x 64 crops of
-scripts/audit_photos.py; copies cut 0-6 pixels of 64, compared with the original cut by 0-14.5%):
-pHash tolerates about 1% of mismatch between the copy's cut and the version's. Bits apart (median
-/ 90th percentile) at a mismatch of 0, 1, 2 and 3% were 0/2, 2/4, 4/8, 6/10 for one side, 0/2,
-2/6, 4-6/10, 8/12 for a corner and 0/2, 2/6-8, 6/10, 8/14 centred, so the cuts are 3% apart (at
-most 1.5% off) and reach 12% (cuts to ~13% met). More versions are more chances for distinct
-pictures to meet: with these 37 and no mean rule, 4 pairs of the 550 distinct crops came within 6
-bits (sky against sky at 2 and 4 bits, flat orange against dark red), all with mean greys 15.6 to
-117 apart, while 770 found cut copies (half JPEG q70) had means at most 4.0 apart; hence MEAN_GAP 8.
-The whole against the whole has no mean rule (a brightened copy is still found whole).
+Measured (scripts/phash_crops.py on the 550 distinct 64 x 64 crops of scripts/audit_photos.py):
+- pHash tolerates about 1% of mismatch between the copy's cut and the version's: copies cut 0-6
+  pixels against versions cut 0-14.5%, bits apart (median / 90th percentile / share within 6) at
+  0, 1, 2 and 3% mismatch: one side 0/2/98%, 2/4/96-98%, 4/6-8/90-91%, 4/8-10/76-77%; a corner
+  0/4/97%, 2/6/92-94%, 4-5/10/74-78%, 6-8/12/48-50%; all four 0/4/97%, 2-4/6-8/89-93%,
+  6/10/67-71%, 8/14/40%. Hence cuts 2% apart (at most 1% off) up to 12%.
+- Copies of 275 crops cut 1-7 pixels of 64 (1.6-10.9%) were found 270-273 times of 275 cut on a
+  side, 264-274 on a corner, 264-270 all round (1-4 pixels); x0.5 273, x1.5 267, JPEG q70 260.
+- More versions are more chances for distinct pictures to meet: without the thumbnail rule 5 pairs
+  of the 550 distinct crops came within 6 bits (sky against sky, brick against brick, flat orange
+  against dark red); with it none, and it lost 2 of those 6,325 copies. Found copies' thumbnails
+  were 0.7 grey levels apart at the median and 3.9 at the 99.5th percentile.
+The whole against the whole has no thumbnail rule (a brightened copy is still found whole).
 Features decide nothing, they are only reported: measured on 550 distinct 64 x 64 photo crops with
 EfficientNet-Lite0's penultimate features, distinct crops reached cosine 0.999 while re-encoded and
 half-size copies fell to 0.71 (scripts/audit_photos.py); a classifier's features of one class are
