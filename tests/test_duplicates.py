@@ -21,8 +21,8 @@ def _crops(name, side=64):
             for c in range(0, img.shape[1] - side + 1, side)]
 
 
-@pytest.mark.parametrize("box", [(0, 0, 6, 0), (6, 0, 0, 0), (0, 6, 0, 0), (0, 0, 0, 4), (0, 0, 6, 6), (4, 4, 0, 0), (6, 0, 0, 6),
-                                 (6, 6, 6, 6)])
+@pytest.mark.parametrize("box", [(0, 0, 6, 0), (6, 0, 0, 0), (0, 6, 0, 0), (0, 0, 0, 4),
+                                 (0, 0, 6, 6), (4, 4, 0, 0), (6, 0, 0, 6), (6, 6, 6, 6)])
 def test_a_copy_cut_on_one_side_a_corner_or_all_round_is_found(tmp_path, box):
     # (left, top, right, bottom) pixels of 64 cut: 9.4% off the right, the left or the top, 6.3% off the bottom,
     # corners: 9.4% bottom-right, 6.3% top-left, 9.4% bottom-left; 9.4% all round
