@@ -7,8 +7,9 @@ tolerance: the 550 distinct 64 x 64 crops of scripts/audit_photos.py, each cut b
   steps of 0.5%: pHash bits apart by mismatch (the version's cut minus the copy's, in %).
 recall: every other crop and copies of it (cut 1-7 pixels of 64 on a random side or corner or 1-4
   all round, x0.5, x1.5, JPEG q70, and a 4-pixel side or corner cut saved as JPEG q70): the share
-  within MAX_BITS by `distance` (found), per kind, with and without the thumbnail rule, and the
-  thumbnails' RMS difference at the best version.
+  within MAX_BITS by `distance` (found), per kind, with and without the thumbnail rule, the
+  thumbnails' RMS difference at the best version, and how many missed cut copies are of near-flat
+  crops (the grey 32 x 32 whole's standard deviation under 10 of 255).
 distinct: near pairs (`find_pairs`) among sets with no copy, with and without the thumbnail rule:
   photo crops on grids of several sizes and offsets (no two crops of a set share a pixel) and
   `cnncli synth` shapes at 64 px.
@@ -83,7 +84,9 @@ def recall(work):
     found = {}
     for _, _, _, arr in crops()[::2]:
         img = Image.fromarray(arr)
-        h0, t0 = D.versions(grey(img, work))
+        g = grey(img, work)
+        h0, t0 = D.versions(g)
+        flat = np.asarray(Image.fromarray(g).resize((D.SIDE, D.SIDE), Image.Resampling.BILINEAR), float).std() < 10
         for kind, copy, jpeg in _copies(img, rng):
             p = work / ("tmp.jpg" if jpeg else "tmp.png")
             copy.save(p, quality=70) if jpeg else copy.save(p)
@@ -91,10 +94,12 @@ def recall(work):
             near = D.hamming(h[0], np.array(h0, np.uint64)) <= D.MAX_BITS       # versions of the original
             rms = D.thumb_rms(t[0], t0[near]).min() if near.any() else np.inf
             found.setdefault(kind, []).append((int(D.distance(h0, h, t0, t)) <= D.MAX_BITS,
-                                               int(D.distance(h0, h)) <= D.MAX_BITS, rms))
+                                               int(D.distance(h0, h)) <= D.MAX_BITS, rms, flat))
     out = {k: f"{sum(f[0] for f in v)}/{len(v)}" for k, v in found.items()}
     out = {"found": out, "found_without_thumbnails": {k: f"{sum(f[1] for f in v)}/{len(v)}" for k, v in found.items()}}
     rms = np.array([f[2] for v in found.values() for f in v if f[1] and np.isfinite(f[2])])
+    missed = [f[3] for k, v in found.items() if k[0] in "sc" and "jpeg" not in k for f in v if not f[0]]
+    out["missed_cut_copies"] = {"all": len(missed), "of_near_flat_crops": int(sum(missed))}
     out["thumbnail_rms_of_found"] = {q: round(float(np.percentile(rms, q)), 2) for q in (50, 90, 99, 99.5, 100)}
     print(json.dumps(out), flush=True)
     return out
