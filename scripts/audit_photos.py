@@ -8,8 +8,9 @@ efficientnet_lite0 WORK/effnet` first).
    70 / 15 / 15 into WORK/photos/{train,val,test}/<photo>/.
 2. Duplicates: `audit --checkpoint effnet` on the crops as they are (no pair may be found); then
    with planted copies of 5 crops each, put in another split: exact copies, JPEG re-encodes
-   (quality 70), resized x0.5 and x1.5, crops of 4% off each side, and crops of 6% off the right
-   and bottom (corner6%). Every planted pair must be
+   (quality 70), resized x0.5 and x1.5, crops of 4% off each side, 3%, 6% and 10% off one side
+   (right, bottom, left, top, right) and 6% and 10% off one corner (two adjacent sides:
+   bottom-right, top-left, top-right, bottom-left, bottom-right). Every planted pair must be
    found; any other pair is a false one.
 3. Labels: 5% and 20% flipped, at random and to each class's most confused class, each written
    as a label file (path, label, split) and run through the whole `audit --checkpoint effnet`
@@ -20,6 +21,7 @@ Writes WORK/photos.json.
 """
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -30,6 +32,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+SIDES = ((0, 0, 1, 0), (0, 0, 0, 1), (1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0))       # right, bottom, left, top
+CORNERS = ((0, 0, 1, 1), (1, 1, 0, 0), (0, 1, 1, 0), (1, 0, 0, 1), (0, 0, 1, 1))     # bottom-right, top-left, ...
 PHOTOS = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass", "gravel", "moon", "rocket")
 SIDE = 64
 
@@ -67,9 +71,9 @@ def write_crops(root, items, seed=0):
 def plant(root, paths, seed=1):
     """Copies of 5 crops per kind, each into another split -> [(original, copy, kind)]."""
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(paths), 30, replace=False)
+    kinds = ("exact", "jpeg70", "half", "x1.5", "crop4%", "side3%", "side6%", "side10%", "corner6%", "corner10%")
+    chosen = rng.choice(len(paths), 5 * len(kinds), replace=False)
     planted = []
-    kinds = ("exact", "jpeg70", "half", "x1.5", "crop4%", "corner6%")
     for n, i in enumerate(chosen):
         src = paths[i]
         kind = kinds[n // 5]
@@ -87,9 +91,11 @@ def plant(root, paths, seed=1):
         elif kind == "crop4%":
             m = round(0.04 * SIDE)
             img.crop((m, m, SIDE - m, SIDE - m)).save(dst)
-        else:                                   # 6% off the right and the bottom only
-            m = round(0.06 * SIDE)
-            img.crop((0, 0, SIDE - m, SIDE - m)).save(dst)
+        else:                                   # one side or one corner: (left, top, right, bottom) cut
+            m = round(int(re.search(r"\d+", kind)[0]) / 100 * SIDE)        # side10%: 6 pixels of 64
+            sides = (SIDES if kind.startswith("side") else CORNERS)[n % 5]
+            l, t, r, b = [m * s for s in sides]
+            img.crop((l, t, SIDE - r, SIDE - b)).save(dst)
         planted.append((str(src), str(dst), kind))
     return planted
 

@@ -295,3 +295,17 @@ def ema(weights_per_step, decay):
         d = min(decay, (1 + t) / (10 + t))
         avg = [d * a + (1 - d) * np.asarray(w, np.float64) for a, w in zip(avg, ws)]
     return avg
+
+
+def near_pairs(hashes, thumbs, max_bits, max_rms):
+    """hashes (N, V), thumbs (N, V, T) -> [(i, j, bits)] for i < j: duplicates.distance of every
+    pair, one at a time."""
+    from cnncli.data.duplicates import distance
+    n = len(hashes)
+    found = []
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = int(distance(hashes[i], hashes[j], thumbs[i], thumbs[j], max_rms))
+            if d <= max_bits:
+                found.append((i, j, d))
+    return found
