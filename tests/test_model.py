@@ -242,7 +242,32 @@ def test_inference_plan_is_kept_until_what_it_folds_changes(rng):
         np.testing.assert_allclose(m.predict_proba(x), _softmax(plain), rtol=1e-4, atol=1e-6)   # a stale plan would differ
     assert m.layers[5].alpha == 0.3 and after[3][3] == 0.3
     m.gradients(x, np.arange(4) % 3, Loss(m.head))
-    assert m._plan is None
+    assert None not in m._plans
+
+
+def test_a_frozen_prefix_trains_folded_and_gives_the_same_step(rng, monkeypatch):
+    """The layers no backward reaches run as predict runs them (conv with its batchnorm and
+    activation folded) inside a training step: only chains wholly frozen fold, the batchnorm is
+    not run, and loss and gradients equal the unfolded step's."""
+    m = _fold_model(rng)
+    m.freeze(range(4))                       # conv 0, bn 1, conv 3 (and relu 2) frozen; bn 4 trains
+    assert sorted(m.frozen_plan()) == [0, 1, 2]            # conv 3 cannot take bn 4: it trains
+    m.freeze(range(5))
+    plan = m.frozen_plan()
+    assert sorted(plan) == [0, 1, 2, 3, 4, 5] and plan[3][2] == "leaky_relu"   # 5 is dead: parameter-free
+    x = rng.standard_normal((4, 16, 16, 32)).astype(np.float32)
+    y = np.arange(4) % 3
+    grads = {}
+    for folded in (False, True):
+        if not folded:
+            monkeypatch.setattr(type(m), "frozen_plan", lambda self: {})
+        else:
+            monkeypatch.undo()
+            monkeypatch.setattr(m.layers[1], "forward", lambda *a: pytest.fail("a folded batchnorm ran"))
+        loss, _ = m.gradients(x, y, Loss(m.head))
+        grads[folded] = [loss] + [g.copy() for _, _, g in m.trainable_params()]
+    for a, b in zip(grads[False], grads[True]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6 + 1e-5 * np.abs(a).max())   # a bias before batchnorm: ~0
 
 
 def test_folding_uses_the_batchnorm_formula_by_hand():

@@ -145,7 +145,7 @@ class Model:
         self.dtype = np.dtype(dtype)
         self.shards = Shards(self)
         self.rngs = {i: np.random.default_rng(0) for i in self.random_layers()}   # init_params seeds them
-        self._plan = None     # inference_plan's last plan, with copies of what it folded
+        self._plans = {}      # inference_plan's last plans (by `within`), with copies of what they folded
         self.frozen = self.still = self._dead = frozenset()   # freeze() sets them: still = in inference mode
         if build_params:
             self.init_params(seed if init else None)
@@ -244,11 +244,12 @@ class Model:
         An output is dropped as soon as the last layer that reads it has run, unless its index
         is in `keep`: then -> (logits, {index: output}). record: inference, but keep what
         backward needs (for gradients of an inference-mode output, as Grad-CAM takes).
-        plan: inference_plan()'s folded layers (inference only, nothing recorded or kept).
+        plan: inference_plan()'s folded layers (nothing recorded or kept); in training only
+        frozen_plan()'s, the layers no backward reaches.
         ctx: the step's Context, when the caller made one (training and record then come from it)."""
         ctx = ctx or self.context(training, record)
-        if plan and (ctx.training or ctx.record or keep):
-            raise ValueError("a folded plan is for plain inference: no training, record or keep")
+        if plan and (ctx.record or keep or ctx.training and not set(plan) <= self._dead):
+            raise ValueError("a folded plan is for plain inference (in training: of the layers no backward reaches)")
         plan = plan or {}
         outs = {INPUT: np.ascontiguousarray(x, dtype=self.dtype)}
         unread = {INPUT: sum(src.count(INPUT) for src in self.sources)}
@@ -313,12 +314,13 @@ class Model:
         so, each thread runs its share of the batch through the whole network.
         rngs: {layer index: Generator} for the random layers (default: the model's own);
         reduce: batchnorm's sum over the processes sharing the batch (MPI), else None."""
-        self._plan = None     # the parameters are about to change: no folded copies kept meanwhile
+        self._plans.pop(None, None)   # the parameters are about to change: no folded copies kept meanwhile
+        plan = self.frozen_plan()
         self.zero_grad()
         ctx = self.context(training=True, rngs=rngs, reduce=reduce)
         if self.shards.usable(len(x), ctx):
-            return self.shards.gradients(x, labels, loss, _check_finite, ctx)
-        value, dlogits, probs = loss(self.forward(x, ctx=ctx), labels)
+            return self.shards.gradients(x, labels, loss, _check_finite, ctx, plan)
+        value, dlogits, probs = loss(self.forward(x, ctx=ctx, plan=plan), labels)
         _check_finite(value)
         self.backward(dlogits, ctx=ctx)
         return value, probs
@@ -335,8 +337,15 @@ class Model:
         optimizer.step(self.trainable_params())
         return value, probs
 
-    def inference_plan(self):
-        """_fold()'s plan, kept between evaluations until what it folds changes: each call compares
+    def frozen_plan(self):
+        """The inference plan of the layers no training step's backward reaches (freeze's dead
+        layers: frozen, in inference mode), folded among themselves: a frozen backbone's convs take
+        its batchnorm and activation as predict's do, and its Winograd filters are transformed once,
+        not every step."""
+        return self.inference_plan(within=self._dead) if self._dead else {}
+
+    def inference_plan(self, within=None):
+        """_fold(within)'s plan, kept between evaluations until what it folds changes: each call compares
         the conv and batchnorm arrays, and the activation settings, with the copies kept beside the
         plan (exact equality, a fraction of folding's cost) and folds again only when one differs.
         A training step drops it (gradients), so that it holds no memory while the model trains.
@@ -348,17 +357,17 @@ class Model:
         def folded(plan):      # the arrays the plan was made from (which layers: the settings decide)
             return [a for i in sorted(plan) for a in (*self.layers[i].params.values(), *self.layers[i].buffers.values())]
 
-        kept = self._plan
+        kept = self._plans.get(within)
         if kept is not None and kept[0] == settings:
             arrays = folded(kept[2])
             if len(arrays) == len(kept[1]) and all(a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
                                                    for a, b in zip(arrays, kept[1])):
                 return kept[2]
-        plan = self._fold()
-        self._plan = (settings, [a.copy() for a in folded(plan)], plan)
+        plan = self._fold(within)
+        self._plans[within] = (settings, [a.copy() for a in folded(plan)], plan)
         return plan
 
-    def _fold(self):
+    def _fold(self, within=None):
         """Inference folds each conv -> batchnorm (-> activation) chain into the conv: with the
         running statistics batchnorm is y = s x + t per channel, s = weight / sqrt(var + eps),
         t = bias - mean s, so the conv takes filters w s and bias b s + t (in float64), and applies
@@ -368,10 +377,13 @@ class Model:
         end the network (its softmax / sigmoid belongs to the loss). Winograd convs that fold
         nothing are in the plan too, their filters transformed once per plan. Which layer folds
         what is each layer's answer: absorbs_affine / inference_entry (conv), inference_affine
-        (batchnorm), standalone_function (activation)."""
+        (batchnorm), standalone_function (activation). within: only these layers fold (all: None)."""
         plan, last = {}, len(self.layers) - 1
+        inside = (lambda i: True) if within is None else within.__contains__
         for i, layer in enumerate(self.layers):
-            j = self.readers[i][0] if len(self.readers[i]) == 1 else None
+            if not inside(i):
+                continue
+            j = self.readers[i][0] if len(self.readers[i]) == 1 and inside(self.readers[i][0]) else None
             affine = self.layers[j].inference_affine() if j is not None and j != last else None
             if affine is None or not layer.absorbs_affine():
                 entry = layer.inference_entry() if i != last else None
@@ -381,7 +393,7 @@ class Model:
             act, alpha = "linear", layer.alpha
             if len(self.readers[j]) == 1 and self.readers[j][0] != last:
                 k = self.readers[j][0]
-                function = self.layers[k].standalone_function()
+                function = self.layers[k].standalone_function() if inside(k) else None
                 if function is not None:
                     act, alpha = function
                     plan[k] = None

@@ -56,7 +56,7 @@ class Shards:
         while len(self._copies) < parts:
             shard = copy.copy(model)
             shard.layers = [copy.copy(layer) for layer in model.layers]
-            shard._plan = None        # the model's kept inference plan is the model's alone
+            shard._plans = {}         # the model's kept inference plans are the model's alone
             for layer in shard.layers:
                 layer.forget()        # a copy made after a step holds that step's workspaces: not its own
                 if self._copies:      # shards after the first: gradients of their own
@@ -90,9 +90,9 @@ class Shards:
             layer.forget()    # inference keeps nothing alive, the training workspaces included
         return logits
 
-    def gradients(self, x, labels, loss, diverged, ctx):
+    def gradients(self, x, labels, loss, diverged, ctx, plan=None):
         """Model.gradients by shards -> (loss, probabilities). diverged(value) raises before
-        backward. ctx: the step's Context; each shard gets its own, with its slice of the batch's
+        backward. plan: the model's frozen_plan(). ctx: the step's Context; each shard gets its own, with its slice of the batch's
         random draws (dropout masks, drawn for the whole batch as one thread would), the Winograd
         tiles computed once for all, and batchnorm's sums over the shards."""
         from ..kernels.parallel import chunks, n_threads, run_chunks, serial
@@ -115,7 +115,7 @@ class Shards:
 
             def forward(lo, hi):
                 with serial(), sums.guard():
-                    return shards[index[lo]].forward(x[lo:hi], ctx=ctxs[index[lo]])
+                    return shards[index[lo]].forward(x[lo:hi], ctx=ctxs[index[lo]], plan=plan)
 
             value, dlogits, probs = loss(np.concatenate(run_chunks(len(x), forward)), labels)
             diverged(value)
