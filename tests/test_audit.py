@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnncli.data.duplicates import MAX_BITS, DCT, distance, find_pairs, fingerprint, hamming, phash
-from cnncli.engine.confident import (L2_GRID, audit_probabilities, fit_softmax, label_issues, out_of_fold, stratified_folds, thresholds,
-                                     _softmax)
+from cnncli.engine.confident import (L2_GRID, _softmax, audit_probabilities, fit_softmax, label_issues,
+                                     out_of_fold, ranking, stratified_folds, thresholds)
 from cnncli.errors import CnnError
 
 # labels and probabilities worked by hand below
@@ -42,6 +42,9 @@ def test_label_issues_by_hand():
     assert suspect.tolist() == [False] * 3 + [True] + [False] * 2 + [True]
     assert suggested[6] == 1 and suggested[3] == 0
     assert label_issues(PROBS, LABELS, strict=True)[0].tolist() == [False] * 6 + [True]
+    # row 6 (first rule, margin 0.45) ahead of row 3 (second rule only, margin 0.2), then by margin
+    assert ranking(PROBS, LABELS).tolist()[:2] == [6, 3]
+    assert ranking(PROBS, LABELS).tolist()[2:] == [2, 1, 5, 0, 4]     # margins -0.2, -0.3, -0.5, -0.7, -0.7
     np.testing.assert_allclose(score, [0.1 - 0.8, 0.3 - 0.6, 0.3 - 0.5, 0.5 - 0.3, 0.1 - 0.8, 0.2 - 0.7, 0.5 - 0.05])
 
 

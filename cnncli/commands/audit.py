@@ -233,13 +233,12 @@ def _from_trainings(imgs, prints, ok, config, overrides, folds, seed, out, secon
 
 
 def _label_rows(result):
-    """-> (a row per label suspect, largest margin first; every readable image's path, suspects
-    first, each group by margin)."""
-    from ..engine.confident import label_issues
+    """-> (a row per label suspect; every readable image's path), both in confident.ranking's order."""
+    from ..engine.confident import label_issues, ranking
 
     imgs, ok = result.images, result.ok
     suspect, suggested, score = label_issues(result.probs, imgs.labels[ok])
-    ranked = np.lexsort((-score, ~suspect))
+    ranked = ranking(result.probs, imgs.labels[ok])
     rows = [_row(imgs, ok[r], "label", imgs.classes[suggested[r]], score[r],
                  detail=f"p(given)={result.probs[r, imgs.labels[ok[r]]]:.3f} "
                         f"p(suggested)={result.probs[r, suggested[r]]:.3f}") for r in ranked if suspect[r]]
