@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnncli.data.duplicates import MAX_BITS, DCT, distance, find_pairs, fingerprint, hamming, phash
+from cnncli.data.duplicates import MAX_BITS, DCT, READ, distance, find_pairs, fingerprint, hamming, phash, versions
 from cnncli.engine.confident import (L2_GRID, _softmax, audit_probabilities, fit_softmax, label_issues,
                                      out_of_fold, ranking, stratified_folds, thresholds)
 from cnncli.errors import CnnError
@@ -296,7 +296,9 @@ def test_images_under_16_pixels_get_exact_copies_only(tmp_path):
     lookalike[0, 0] ^= 1
     Image.fromarray(lookalike).save(tmp_path / "b.png")
     prints = [fingerprint(tmp_path / n) for n in ("a.png", "copy.png", "b.png")]
-    assert distance(prints[0].phash, prints[2].phash) <= MAX_BITS     # the hash alone would pair them
+    assert all(p.phash is None for p in prints)                         # not even hashed
+    grey = [np.asarray(Image.open(tmp_path / n).convert("L").resize((READ, READ))) for n in ("a.png", "b.png")]
+    assert distance(versions(grey[0])[0], versions(grey[1])[0]) <= MAX_BITS     # a hash alone would pair them
     assert [(p.a, p.b, p.match) for p in find_pairs(prints)] == [(0, 1, "exact")]
 
 

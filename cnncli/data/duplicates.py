@@ -120,7 +120,7 @@ def distance(a, b, thumb_a=None, thumb_b=None, max_rms=THUMB_RMS):
 @dataclass
 class Fingerprint:
     sha256: str = None
-    phash: list = None      # [pHash of each BOXES version]
+    phash: list = None      # [pHash of each BOXES version] (None under NEAR_MIN_SIDE pixels)
     thumb: np.ndarray = None  # (V, THUMB * THUMB) uint8: each BOXES version's thumbnail
     size: tuple = None      # (width, height) of the file as stored
     error: str = None       # why it could not be read
@@ -137,8 +137,9 @@ def fingerprint(path):
         return Fingerprint(error=str(e))
     except OSError as e:
         return Fingerprint(error=f"cannot read: {e.strerror or e}")
-    hashes, thumbs = versions(grey)
-    return Fingerprint(hashlib.sha256(data).hexdigest(), hashes, thumbs, tuple(source["size"]))
+    size = tuple(source["size"])
+    hashes, thumbs = versions(grey) if min(size) >= NEAR_MIN_SIDE else (None, None)   # exact copies only
+    return Fingerprint(hashlib.sha256(data).hexdigest(), hashes, thumbs, size)
 
 
 @dataclass
