@@ -212,18 +212,16 @@ def e2e(work, n, epochs, batch, model_name, memory_steps):
 
 # --- rss: 10,000 against 50,000 images ---------------------------------------------------------
 
-class StopAfter:
-    """A reporter (engine/progress.py's PlainReporter, quiet) whose reader 'goes away' after
-    `steps` batches: the trainer stops there as for a closed pipe, saving last.npz."""
+def stop_after(steps):
+    """A quiet reporter whose reader 'goes away' after `steps` batches: the trainer stops there as
+    for a closed pipe (engine/progress.py's `gone`), saving last.npz with the epoch's partial sums."""
+    from cnncli.engine.progress import QuietReporter
 
-    def __new__(cls, steps):
-        from cnncli.engine.progress import QuietReporter
-
-        class _Stop(QuietReporter):
-            def batch(self, done, loss, acc, images_per_s):
-                if done >= steps:
-                    self.gone = True
-        return _Stop()
+    class StopAfter(QuietReporter):
+        def batch(self, done, loss, acc, images_per_s):
+            if done >= steps:
+                self.gone = True
+    return StopAfter()
 
 
 def decode_only(work, n):
@@ -251,7 +249,7 @@ def train_steps(work, n, steps):
     cfg_path = work / f"{out.name}.yaml"
     start = time.perf_counter()
     try:
-        train(cfg_path, force=True, reporter=StopAfter(steps))
+        train(cfg_path, force=True, reporter=stop_after(steps))
     except Interrupted:
         pass
     wall = time.perf_counter() - start
