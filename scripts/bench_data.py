@@ -12,7 +12,7 @@ WORK/jpeg/val/...; the subsets WORK/sets/nN/train are hard links to the first N 
 
 e2e: `cnncli train` (commands.train.train) at 224x224 with flip and random_resized_crop, then, in
 the same process, the same network's train_step on preloaded float32 batches of the same size.
-Epoch 1 decodes (the cache is empty: its own folder under WORK), later epochs read the cache.
+The run decodes into a fresh cache (its own folder under WORK) before epoch 1; every epoch reads it.
 
 rss: per N, one process decodes into a fresh cache; a second, fresh process trains --steps steps
 from that cache (commands.train.train, stopped by its reporter) and reports its peak RSS (VmHWM,
@@ -157,8 +157,6 @@ def _rss_mb():
 def in_memory(cfg_path, batches, steps):
     """The same network's train_step on `batches` preloaded float32 batches, cycled for `steps`
     steps (after 3 warm-up steps) -> images/s."""
-    import numpy as np
-
     sys.path.insert(0, str(ROOT))
     from cnncli import config
     from cnncli.engine.losses import Loss
@@ -188,10 +186,10 @@ def e2e(work, n, epochs, batch, model_name, memory_steps):
     work = Path(work)
     train_dir = subset(work, n)
     cache, out = work / f"cache-e2e-{model_name}-{n}", work / "runs" / f"e2e-{model_name}-{n}"
-    shutil.rmtree(cache, ignore_errors=True)   # epoch 1 decodes
+    shutil.rmtree(cache, ignore_errors=True)   # a fresh cache: the run decodes, before epoch 1
     cfg_path = _config(work, _model(model_name), train_dir, work / "jpeg" / "val", cache, out, epochs, batch)
     start = time.perf_counter()
-    result = train(cfg_path, force=True, reporter=PlainReporter(sys.stderr))
+    train(cfg_path, force=True, reporter=PlainReporter(sys.stderr))
     wall = time.perf_counter() - start
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     # the in-memory loop: real batches of the cache (augmented, normalised), preloaded
