@@ -384,3 +384,14 @@ def test_decoding_into_the_cache_does_not_keep_what_it_wrote(tmp_path):
     assert _mapped_kb(".npy") <= 8                # the array written (900 kB) is left on disk, not in RSS
     np.testing.assert_array_equal(dec.images, decode_folder(listing, (32, 32, 3), cache_dir=tmp_path / "c").images)
     assert cache.RELEASE_EVERY < 300              # the loop's own release ran too, not only the last
+
+
+def test_channel_stats_are_the_exact_level_counts_across_chunks():
+    # levels 0, 255, 51, 102 -> 0, 1, 0.2, 0.4: mean 0.4, variance 1.2 / 4 - 0.16 = 0.14
+    images = np.array([[[[0], [255]]], [[[51], [102]]]], np.uint8)   # (2, 1, 2, 1)
+    for chunk_values in (2, 1 << 22):                                 # an image a chunk, or both at once
+        mean, std = channel_stats(images, np.array([1, 0]), chunk_values=chunk_values)
+        np.testing.assert_allclose(mean, [0.4], rtol=1e-15)
+        np.testing.assert_allclose(std, [np.sqrt(0.14)], rtol=1e-14)
+    mean, std = channel_stats(images, np.array([0]))
+    np.testing.assert_allclose((mean, std), ([0.5], [0.5]), rtol=1e-15)
