@@ -1,6 +1,7 @@
 """Folders, decoding rules, the cache, and batches."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -339,3 +340,58 @@ def test_synth_hard_writes_train_val_and_test_the_same_every_time(tmp_path):
     CliRunner().invoke(app, ["synth", str(plain), "--per-class", "2", "--val-per-class", "0", "--size", "16"])
     first = Path("train") / "circle" / "circle_00000.png"
     assert (plain / first).read_bytes() != (tmp_path / "a" / first).read_bytes()
+
+
+def _mapped_kb(match):
+    """Resident kB of this process's memory maps of files whose path ends with `match` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):
+                inside = line.rstrip().endswith(match)
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads Linux's /proc/self/smaps")
+def test_reading_the_cache_keeps_a_batch_resident_not_the_data_set(tmp_path):
+    # 400 images of 32 x 32 x 3 (1,200 kB, 3 kB each): the statistics and an epoch read them all
+    path = tmp_path / "cache.npy"
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(400, 32, 32, 3))
+    out[:] = np.random.default_rng(0).integers(0, 256, out.shape, dtype=np.uint8)
+    out.flush()
+    del out
+    images = np.load(path, mmap_mode="r")
+    mean, std = channel_stats(images, np.arange(400), chunk_values=32 * 32 * 3 * 50)
+    assert _mapped_kb("cache.npy") <= 8          # without release: the whole file, 1,200 kB
+    from cnncli.config import Augment
+    batches = Batches(images, np.zeros(400, np.int64), np.arange(400), mean, std, 16, Augment(flip=True))
+    peak, n = 0, 0
+    for x, y in batches.epoch(np.random.default_rng(0), prefetch=0):   # the prefetch thread runs make() too
+        peak, n = max(peak, _mapped_kb("cache.npy")), n + len(y)
+    assert n == 400 and peak <= 8                # without release: the whole file, 1,200 kB
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads Linux's /proc/self/smaps")
+def test_decoding_into_the_cache_does_not_keep_what_it_wrote(tmp_path):
+    from cnncli.data import cache
+
+    make_folder(tmp_path / "imgs", ("a", "b"), per_class=150, size=8)
+    listing = scan(tmp_path / "imgs")
+    dec = decode_folder(listing, (32, 32, 3), cache_dir=tmp_path / "c", workers=1)
+    assert len(dec.files) == 300 and not dec.from_cache
+    assert _mapped_kb(".npy") <= 8                # the array written (900 kB) is left on disk, not in RSS
+    np.testing.assert_array_equal(dec.images, decode_folder(listing, (32, 32, 3), cache_dir=tmp_path / "c").images)
+    assert cache.RELEASE_EVERY < 300              # the loop's own release ran too, not only the last
+
+
+def test_channel_stats_are_the_exact_level_counts_across_chunks():
+    # levels 0, 255, 51, 102 -> 0, 1, 0.2, 0.4: mean 0.4, variance 1.2 / 4 - 0.16 = 0.14
+    images = np.array([[[[0], [255]]], [[[51], [102]]]], np.uint8)   # (2, 1, 2, 1)
+    for chunk_values in (2, 1 << 22):                                 # an image a chunk, or both at once
+        mean, std = channel_stats(images, np.array([1, 0]), chunk_values=chunk_values)
+        np.testing.assert_allclose(mean, [0.4], rtol=1e-15)
+        np.testing.assert_allclose(std, [np.sqrt(0.14)], rtol=1e-14)
+    mean, std = channel_stats(images, np.array([0]))
+    np.testing.assert_allclose((mean, std), ([0.5], [0.5]), rtol=1e-15)

@@ -11,18 +11,26 @@ import threading
 
 import numpy as np
 
+from .cache import release
 
-def channel_stats(images, indices, chunk=1024):
-    """Per-channel mean and std of pixel / 255 over the given images (float64 sums)."""
+
+def channel_stats(images, indices, chunk_values=1 << 22):
+    """Per-channel mean and std of pixel / 255 over the given uint8 images, from exact counts of
+    each level (np.bincount): mean = sum_v n_v v / N, std = sqrt(sum_v n_v v^2 / N - mean^2), v =
+    level / 255. Read in chunks of about chunk_values values (27 images of 224 x 224 x 3), each
+    chunk's memory-mapped pages released after it."""
     c = images.shape[-1]
-    total, total_sq, count = np.zeros(c), np.zeros(c), 0
+    chunk = max(1, chunk_values // max(1, int(np.prod(images.shape[1:]))))
+    counts = np.zeros((c, 256), np.int64)
     for start in range(0, len(indices), chunk):
-        block = images[np.sort(indices[start:start + chunk])].reshape(-1, c).astype(np.float64) / 255.0
-        total += block.sum(axis=0)
-        total_sq += (block * block).sum(axis=0)
-        count += block.shape[0]
-    mean = total / max(count, 1)
-    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean * mean, 0.0))
+        block = images[np.sort(indices[start:start + chunk])].reshape(-1, c)
+        release(images)
+        for k in range(c):
+            counts[k] += np.bincount(block[:, k], minlength=256)
+    level = np.arange(256) / 255.0
+    count = max(int(counts[0].sum()), 1)
+    mean = counts @ level / count
+    std = np.sqrt(np.maximum(counts @ (level * level) / count - mean * mean, 0.0))
     return mean, np.maximum(std, 1e-3)
 
 
@@ -66,6 +74,7 @@ class Batches:
         sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
         src = np.empty((len(idx),) + self.images.shape[1:], np.uint8)
         src[sorted_idx] = self.images[idx[sorted_idx]]
+        release(self.images)   # the cache's pages leave this process's RSS: it stays a batch's size
         size = self.augment.cutout.size if self.augment is not None else 0
         return apply(src, self.labels[idx], self.mean, self.std, p, sl, size)
 
@@ -123,4 +132,5 @@ class FeatureBatches(Batches):
         sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
         x = np.empty((len(idx),) + self.images.shape[1:], np.float32)
         x[sorted_idx] = self.images[idx[sorted_idx]]
+        release(self.images)
         return x, self.labels[idx]

@@ -8,6 +8,7 @@ half-written cache behind; a lock per entry makes runs started together decode a
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +24,7 @@ from .decode import BadImage, load_image
 
 CACHE_VERSION = 2   # 2: the index records what decoding converted
 PARALLEL_FROM = 256   # fewer files than this decode in-process: a worker pool costs more
+RELEASE_EVERY = 256   # images written between drops of the written pages from the decoding process
 
 
 def default_cache_dir():
@@ -38,6 +40,16 @@ class Decoded:
     from_cache: bool
     converted: dict = None  # what decoding changed: see conversions()
     key: str = None         # cache_key(): the images' identity (the frozen-feature cache keys on it)
+
+
+def release(images):
+    """Drop a memory-mapped array's pages from this process's resident set. They stay in the page
+    cache (dirty ones are still written to the file) and are read back when next touched, so a
+    process that reads or writes a cache holds what one batch or chunk needs, not all it touched:
+    its RSS does not grow with the data set. An array that is not memory-mapped is left alone."""
+    mm = getattr(images, "_mmap", None)
+    if mm is not None and not mm.closed and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
 
 
 def cache_key(listing, shape, resize):
@@ -159,6 +171,8 @@ def _decode_and_publish(listing, shape, resize, workers, progress, cache_dir, ke
                 images[len(keep)] = item[0]
                 sources.append(item[1])
                 keep.append(i)
+                if len(keep) % RELEASE_EVERY == 0:
+                    release(images)
     except BaseException:  # Ctrl-C or a failure mid-decode: leave no full-size temporary behind
         if tmp is not None:
             del images
@@ -170,6 +184,7 @@ def _decode_and_publish(listing, shape, resize, workers, progress, cache_dir, ke
     result = Decoded(images[:len(keep)], labels, files, skipped, False, converted)
     if tmp is not None:  # publish: array first, then the meta file that marks it complete
         images.flush()
+        release(images)
         meta = {"count": len(keep), "shape": list(shape), "labels": labels.tolist(), "files": files,
                 "skipped": skipped, "converted": converted}
         try:

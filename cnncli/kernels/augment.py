@@ -71,19 +71,18 @@ def _augment(src, M, exact, gain, contrast, saturation, boxes, size, scale, shif
                         x = np.float32(w - 1)
                     y0, x0 = int(np.floor(y)), int(np.floor(x))
                     fy, fx = y - np.float32(y0), x - np.float32(x0)
-                    for dy in range(2):
-                        yy = y0 + dy
-                        if yy < 0 or yy >= h:
-                            continue
-                        ay = fy if dy else one - fy
-                        for dx in range(2):
-                            xx = x0 + dx
-                            if xx < 0 or xx >= w:
-                                continue
-                            a = ay * (fx if dx else one - fx)
-                            s += a
-                            for ch in range(c):
-                                v[ch] += a * np.float32(src[b, yy, xx, ch])
+                    if 0 <= y0 and y0 + 1 < h and 0 <= x0 and x0 + 1 < w:
+                        # all four taps inside: the loop below unrolled, the same sums in the same order
+                        a00, a01 = (one - fy) * (one - fx), (one - fy) * fx
+                        a10, a11 = fy * (one - fx), fy * fx
+                        s = a00 + a01 + a10 + a11
+                        for ch in range(c):
+                            v[ch] = a00 * np.float32(src[b, y0, x0, ch])
+                            v[ch] += a01 * np.float32(src[b, y0, x0 + 1, ch])
+                            v[ch] += a10 * np.float32(src[b, y0 + 1, x0, ch])
+                            v[ch] += a11 * np.float32(src[b, y0 + 1, x0 + 1, ch])
+                    else:
+                        s = _taps(src, b, y0, x0, fy, fx, v)
                 if s == zero:
                     for ch in range(c):
                         out[b, i, j, ch] = zero
@@ -105,6 +104,29 @@ def _augment(src, M, exact, gain, contrast, saturation, boxes, size, scale, shif
                 for j in range(max(left, 0), min(left + size, w)):
                     for ch in range(c):
                         out[b, i, j, ch] = zero
+
+
+@njit(**JIT)
+def _taps(src, b, y0, x0, fy, fx, v):
+    """Bilinear taps at an image's edge: the cells of the 2 x 2 around (y0 + fy, x0 + fx) that lie
+    inside add a * src to v; -> the sum of their weights a."""
+    h, w, c = src.shape[1], src.shape[2], src.shape[3]
+    one = np.float32(1)
+    s = 0.0
+    for dy in range(2):
+        yy = y0 + dy
+        if yy < 0 or yy >= h:
+            continue
+        ay = fy if dy else one - fy
+        for dx in range(2):
+            xx = x0 + dx
+            if xx < 0 or xx >= w:
+                continue
+            a = ay * (fx if dx else one - fx)
+            s += a
+            for ch in range(c):
+                v[ch] += a * np.float32(src[b, yy, xx, ch])
+    return s
 
 
 @njit(**JIT)
