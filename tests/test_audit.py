@@ -42,7 +42,7 @@ def test_label_issues_by_hand():
     assert suspect.tolist() == [False] * 3 + [True] + [False] * 2 + [True]
     assert suggested[6] == 1 and suggested[3] == 0
     assert label_issues(PROBS, LABELS, strict=True)[0].tolist() == [False] * 6 + [True]
-    # row 6 (first rule, margin 0.45) ahead of row 3 (second rule only, margin 0.2), then by margin
+    # the suspects by margin (row 6: 0.45, row 3: 0.2), then the rest by margin
     assert ranking(PROBS, LABELS).tolist()[:2] == [6, 3]
     assert ranking(PROBS, LABELS).tolist()[2:] == [2, 1, 5, 0, 4]     # margins -0.2, -0.3, -0.5, -0.7, -0.7
     np.testing.assert_allclose(score, [0.1 - 0.8, 0.3 - 0.6, 0.3 - 0.5, 0.5 - 0.3, 0.1 - 0.8, 0.2 - 0.7, 0.5 - 0.05])
