@@ -112,7 +112,7 @@ def _taps(src, b, y0, x0, fy, fx, v):
     inside add a * src to v; -> the sum of their weights a."""
     h, w, c = src.shape[1], src.shape[2], src.shape[3]
     one = np.float32(1)
-    s = 0.0
+    s = np.float32(0)     # float32 like the caller's s: 0.0 would make numba type it float64 there too
     for dy in range(2):
         yy = y0 + dy
         if yy < 0 or yy >= h:
