@@ -68,30 +68,18 @@ def gather(data, columns=None):
     return Images(classes, files, np.array(labels, np.int64), where)
 
 
-def penultimate(model):
-    """The index of the layer the classifier reads (the last layer's input)."""
-    from ..model.graph import INPUT
-
-    src = model.sources[-1]
-    if len(src) != 1 or src[0] == INPUT:
-        raise CnnError("the checkpoint's last layer reads the input directly: it has no penultimate "
-                       "features to audit with (give a network with a hidden layer)")
-    return src[0]
-
-
 def features(loaded, images, batch_size=64):
     """uint8 (N, h, w, c) -> (N, D) float32: the penultimate layer's output, global-average-pooled
-    where it is a feature map; inference mode, through Model.forward(keep=...)."""
-    from ..kernels.augment import prepare_batch
+    where it is a feature map (model/features.py), inference mode."""
+    from ..model.features import logits_and_features, penultimate
+    from ..model.graph import INPUT
 
-    layer = penultimate(loaded.model)
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = prepare_batch(np.asarray(images[start:start + batch_size]), loaded.mean, loaded.std, None, None, None)
-        _, kept = loaded.model.forward(x, training=False, keep=(layer,))
-        f = kept[layer]
-        out.append((f.mean(axis=(1, 2)) if f.ndim == 4 else f.reshape(len(f), -1)).astype(np.float32))
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    if penultimate(loaded.model) == INPUT:
+        raise CnnError("the checkpoint's last layer reads the input directly: it has no penultimate "
+                       "features to audit with (give a network with a hidden layer)")
+    if not len(images):
+        return np.zeros((0, 0), np.float32)
+    return logits_and_features(loaded.model, loaded.mean, loaded.std, images, batch_size, pool=True)[1].astype(np.float32)
 
 
 def _decode(imgs, keep, shape, resize):
