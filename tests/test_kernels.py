@@ -558,3 +558,30 @@ def test_the_conv_algorithm_is_decided_once_when_the_layer_is_built(rng, monkeyp
     y = layer.forward(x, ctx)
     layer.backward(np.ones_like(y), ctx)
     np.testing.assert_allclose(layer.forward(x, Context()), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn", ["relu", "relu6", "leaky_relu", "silu", "hardswish"])
+def test_layer_passes_split_over_threads_equal_one_pass(rng, fn, monkeypatch):
+    """An activation or add layer's own pass runs over row ranges on the threads (odd row and
+    channel counts, so chunks split mid-image): values equal to the one-thread kernel and the
+    naive reference, and the input is left as it was."""
+    from cnncli.kernels import parallel
+
+    monkeypatch.setattr(parallel, "_n_threads", 3)
+    starts = []
+    run = parallel.run_chunks
+    monkeypatch.setattr(act_k, "run_chunks", lambda n, f, m=1: run(n, lambda lo, hi: starts.append(lo) or f(lo, hi), m))
+    x = (rng.standard_normal((5, 45, 49, 19)) * 4).astype(np.float32)
+    before = x.copy()
+    y = act_k.activated(x, fn, 0.1)
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(y, act_k.activate(x.copy(), fn, 0.1))
+    np.testing.assert_allclose(y, naive.activation(x.astype(np.float64), fn, 0.1), rtol=1e-5, atol=1e-6)
+    kept = x if act_k.keeps_input(fn) else y
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_array_equal(act_k.activation_grad(dy, kept, fn, 0.1, split=True),
+                                  act_k.activation_grad(dy, kept, fn, 0.1))
+    c = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_array_equal(act_k.added([x, c], fn, 0.1), act_k.activate(x + c, fn, 0.1))
+    assert sorted(starts) == [0, 0, 0, 3675, 3675, 3675, 7350, 7350, 7350]   # 3 passes, 3 chunks each
+    assert 3675 % (45 * 49)    # a chunk starts inside an image

@@ -41,9 +41,9 @@ class Activation(Layer):
         return self.activation, self.alpha
 
     def forward(self, x, ctx):
-        from ..kernels.activation import activate
+        from ..kernels.activation import activated
 
-        y = activate(x.copy(), self.activation, self.alpha)
+        y = activated(x, self.activation, self.alpha)
         self._kept = None
         if ctx.training or ctx.record:
             self._kept = x if self.kernel_activation(ctx) != self.activation else y
@@ -53,4 +53,4 @@ class Activation(Layer):
         from ..kernels.activation import activation_grad
 
         kept, self._kept = self._kept, None
-        return activation_grad(dy, kept, self.activation, self.alpha)
+        return activation_grad(dy, kept, self.activation, self.alpha, split=True)

@@ -293,9 +293,9 @@ class Layer:
         itself, or z beside a new y where the derivative needs the input."""
         if self.kernel_activation(ctx) == self.activation:
             return z, z
-        from ..kernels.activation import activate
+        from ..kernels.activation import activated
 
-        return activate(z.copy(), self.activation, self.alpha), z
+        return activated(z, self.activation, self.alpha), z
 
     def activation_backward(self, dy, kept):
         """-> (dL/d(what the kernel's backward takes), the activation it applies): an activation
@@ -304,7 +304,7 @@ class Layer:
             return dy, self.activation
         from ..kernels.activation import activation_grad
 
-        return activation_grad(dy, kept, self.activation, self.alpha), "linear"
+        return activation_grad(dy, kept, self.activation, self.alpha, split=True), "linear"
 
     def zero_grad(self):
         for g in self.grads.values():
