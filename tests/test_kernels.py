@@ -506,9 +506,9 @@ def test_winograd_training_step_is_bit_identical_run_to_run(rng):
 
 @pytest.mark.parametrize("mean,std", [(0.0, 1.0), (3.0, 1.0), (1e4, 1.0), (1e3, 0.01), (5.0, 1e-3)])
 def test_batch_statistics_stay_exact_far_from_zero(rng, mean, std):
-    """Two passes of float64 sums: the variance of data far from 0 (mean / std up to 1e5) to 1e-9
-    of float64 numpy's figure. (A one-pass E[x^2] - E[x]^2 about a shift lost up to 3e-4 here, and
-    was slower too: see the commit that added this test.)"""
+    """Float64 sums about the first row: the variance of data far from 0 (mean / std up to 1e5) to
+    1e-9 of float64 numpy's figure. (An earlier one pass about the running mean lost up to 3e-4
+    here: see the commit that added this test.)"""
     from cnncli.kernels.batchnorm import batch_stats
 
     x = (rng.standard_normal((20000, 5)) * std + mean).astype(np.float32)
@@ -517,6 +517,37 @@ def test_batch_statistics_stay_exact_far_from_zero(rng, mean, std):
     assert rows == 20000
     np.testing.assert_allclose(m, x64.mean(axis=0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(v, x64.var(axis=0), rtol=1e-9)
+
+
+def test_batch_statistics_over_two_processes_equal_the_whole_batch(rng):
+    """Synchronised batchnorm: two processes' rows (each with its own first-row shift), their sums
+    met by a summing `total`, give the whole batch's mean and variance."""
+    import threading
+
+    from cnncli.kernels.batchnorm import batch_stats
+
+    x = (rng.standard_normal((3000, 7)) * 0.01 + 1e3).astype(np.float32)
+    parts, box, results = [x[:1000], x[1000:]], [None, None], [None, None]
+    barrier = threading.Barrier(2)
+
+    def run(k):
+        def total(a):
+            box[k] = a
+            barrier.wait()
+            s = box[0] + box[1]
+            barrier.wait()
+            return s
+        results[k] = batch_stats(parts[k], total)
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    x64 = x.astype(np.float64)
+    for mean, var, rows in results:
+        assert rows == 3000
+        np.testing.assert_allclose(mean, x64.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(var, x64.var(axis=0), rtol=1e-9)
 
 
 @pytest.mark.parametrize("fn", ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"])

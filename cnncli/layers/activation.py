@@ -49,6 +49,13 @@ class Activation(Layer):
             self._kept = x if self.kernel_activation(ctx) != self.activation else y
         return y
 
+    def applied(self, y, ctx):
+        """The layer before applied this activation already (batchnorm's `then`): y is this
+        layer's output; keep it as forward would (only for functions whose derivative needs y)."""
+        assert not self.keeps_input
+        self._kept = y if ctx.training or ctx.record else None
+        return y
+
     def backward(self, dy, ctx, need_dx=True):
         from ..kernels.activation import activation_grad
 
