@@ -239,8 +239,8 @@ def test_forward_drops_outputs_once_read(monkeypatch, rng):
     for i, layer in enumerate(model.layers):
         real = layer.forward
 
-        def spy(x, ctx, _real=real, _i=i):
-            y = _real(x, ctx)
+        def spy(x, ctx, _real=real, _i=i, **then):
+            y = _real(x, ctx, **then)
             alive[_i] = weakref.ref(y)
             seen[_i] = sorted(j for j, ref in alive.items() if ref() is not None and j != _i)
             return y

@@ -506,9 +506,9 @@ def test_winograd_training_step_is_bit_identical_run_to_run(rng):
 
 @pytest.mark.parametrize("mean,std", [(0.0, 1.0), (3.0, 1.0), (1e4, 1.0), (1e3, 0.01), (5.0, 1e-3)])
 def test_batch_statistics_stay_exact_far_from_zero(rng, mean, std):
-    """Two passes of float64 sums: the variance of data far from 0 (mean / std up to 1e5) to 1e-9
-    of float64 numpy's figure. (A one-pass E[x^2] - E[x]^2 about a shift lost up to 3e-4 here, and
-    was slower too: see the commit that added this test.)"""
+    """Float64 sums about the first row: the variance of data far from 0 (mean / std up to 1e5) to
+    1e-9 of float64 numpy's figure. (An earlier one pass about the running mean lost up to 3e-4
+    here: see the commit that added this test.)"""
     from cnncli.kernels.batchnorm import batch_stats
 
     x = (rng.standard_normal((20000, 5)) * std + mean).astype(np.float32)
@@ -517,6 +517,37 @@ def test_batch_statistics_stay_exact_far_from_zero(rng, mean, std):
     assert rows == 20000
     np.testing.assert_allclose(m, x64.mean(axis=0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(v, x64.var(axis=0), rtol=1e-9)
+
+
+def test_batch_statistics_over_two_processes_equal_the_whole_batch(rng):
+    """Synchronised batchnorm: two processes' rows (each with its own first-row shift), their sums
+    met by a summing `total`, give the whole batch's mean and variance."""
+    import threading
+
+    from cnncli.kernels.batchnorm import batch_stats
+
+    x = (rng.standard_normal((3000, 7)) * 0.01 + 1e3).astype(np.float32)
+    parts, box, results = [x[:1000], x[1000:]], [None, None], [None, None]
+    barrier = threading.Barrier(2)
+
+    def run(k):
+        def total(a):
+            box[k] = a
+            barrier.wait()
+            s = box[0] + box[1]
+            barrier.wait()
+            return s
+        results[k] = batch_stats(parts[k], total)
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    x64 = x.astype(np.float64)
+    for mean, var, rows in results:
+        assert rows == 3000
+        np.testing.assert_allclose(mean, x64.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(var, x64.var(axis=0), rtol=1e-9)
 
 
 @pytest.mark.parametrize("fn", ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
@@ -558,3 +589,30 @@ def test_the_conv_algorithm_is_decided_once_when_the_layer_is_built(rng, monkeyp
     y = layer.forward(x, ctx)
     layer.backward(np.ones_like(y), ctx)
     np.testing.assert_allclose(layer.forward(x, Context()), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn", ["relu", "relu6", "leaky_relu", "silu", "hardswish"])
+def test_layer_passes_split_over_threads_equal_one_pass(rng, fn, monkeypatch):
+    """An activation or add layer's own pass runs over row ranges on the threads (odd row and
+    channel counts, so chunks split mid-image): values equal to the one-thread kernel and the
+    naive reference, and the input is left as it was."""
+    from cnncli.kernels import parallel
+
+    monkeypatch.setattr(parallel, "_n_threads", 3)
+    starts = []
+    run = parallel.run_chunks
+    monkeypatch.setattr(act_k, "run_chunks", lambda n, f, m=1: run(n, lambda lo, hi: starts.append(lo) or f(lo, hi), m))
+    x = (rng.standard_normal((5, 45, 49, 19)) * 4).astype(np.float32)
+    before = x.copy()
+    y = act_k.activated(x, fn, 0.1)
+    np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(y, act_k.activate(x.copy(), fn, 0.1))
+    np.testing.assert_allclose(y, naive.activation(x.astype(np.float64), fn, 0.1), rtol=1e-5, atol=1e-6)
+    kept = x if act_k.keeps_input(fn) else y
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_array_equal(act_k.activation_grad(dy, kept, fn, 0.1, split=True),
+                                  act_k.activation_grad(dy, kept, fn, 0.1))
+    c = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_array_equal(act_k.added([x, c], fn, 0.1), act_k.activate(x + c, fn, 0.1))
+    assert sorted(starts) == [0, 0, 0, 3675, 3675, 3675, 7350, 7350, 7350]   # 3 passes, 3 chunks each
+    assert 3675 % (45 * 49)    # a chunk starts inside an image

@@ -270,6 +270,36 @@ def test_a_frozen_prefix_trains_folded_and_gives_the_same_step(rng, monkeypatch)
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6 + 1e-5 * np.abs(a).max())   # a bias before batchnorm: ~0
 
 
+def test_batchnorm_applies_the_activation_after_it_and_the_step_is_unchanged(rng, monkeypatch):
+    """A batchnorm read only by an activation whose derivative needs its output (relu, leaky_relu)
+    applies it in its own pass; the activation layer then only keeps that output. Training step,
+    record-mode forward and a kept batchnorm output equal the unfused model's, bit for bit."""
+    m = _fold_model(rng)
+    assert m._takes == {1: 2, 4: 5}        # 7: read by the add; 9: two readers; 13: globalavgpool
+    other = Model((8, 8, 3), [("conv", {"filters": 4, "size": 3}), ("batchnorm", {}), ("activation", {"fn": "silu"}),
+                              ("conv", {"filters": 3, "size": 1}), ("globalavgpool", {}), ("batchnorm", {}),
+                              ("softmax", {})])
+    assert other._takes == {}              # silu keeps its input; the softmax ends the network
+    x = rng.standard_normal((4, 16, 16, 32)).astype(np.float32)
+    y = np.arange(4) % 3
+    runs, start = {}, {k: v.copy() for k, v in m.state_dict().items()}
+    for fused in (True, False):
+        m.load_state_dict(start)
+        if not fused:
+            monkeypatch.setattr(m, "_takes", {})
+        else:
+            for i in (2, 5):
+                monkeypatch.setattr(m.layers[i], "forward", lambda *a: pytest.fail("a taken activation ran"))
+        loss, _ = m.gradients(x, y, Loss(m.head))
+        runs[fused] = [loss, m.forward(x, record=True), m.layers[1].buffers["running_mean"].copy()] + \
+            [g.copy() for _, _, g in m.trainable_params()]
+        monkeypatch.undo()
+        runs[fused] += m.forward(x, record=True, keep=(1, 2))[1].values()   # 1 kept: not fused
+    for a, b in zip(runs[False], runs[True]):
+        np.testing.assert_array_equal(b, a)
+    assert runs[True][-2].min() < 0 <= runs[True][-1].min()    # kept 1 is the batchnorm's own output
+
+
 def test_folding_uses_the_batchnorm_formula_by_hand():
     """One 1x1 conv of one channel, bias 0.5, weight 2; batchnorm mean 1, var 3, eps 1, gamma 4,
     beta -1: y = 4 (2x + 0.5 - 1) / sqrt(3 + 1) - 1 = 4x - 2. The plan's filter is 4, its bias -2."""

@@ -158,10 +158,10 @@ def test_a_failing_shard_releases_the_others_and_shows_its_own_error(rng, monkey
     x = rng.standard_normal((9, 10, 10, 4)).astype(np.float32)
     outcome = []
 
-    def flaky(self, x, ctx):
+    def flaky(self, x, ctx, **then):
         if (threading.current_thread() is runner) == (where == "calling thread"):
             raise RuntimeError("boom")
-        return real(self, x, ctx)
+        return real(self, x, ctx, **then)
 
     def step():        # the thread calling gradients: its own shard runs on it
         try:

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from . import JIT
+from .parallel import run_chunks
 
 LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4, 5
 RELU6, HARDSIGMOID, HARDSWISH, SILU, GELU, GELU_TANH = 6, 7, 8, 9, 10, 11
@@ -20,6 +21,7 @@ CODES = {"linear": LINEAR, "relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid": SI
          "softmax": SOFTMAX, "relu6": RELU6, "hardsigmoid": HARDSIGMOID, "hardswish": HARDSWISH,
          "silu": SILU, "gelu": GELU, "gelu_tanh": GELU_TANH}
 FROM_INPUT = (HARDSWISH, SILU, GELU, GELU_TANH)   # the derivative needs z, not y
+MIN_VALUES_PER_THREAD = 1 << 16   # a layer's pass over fewer values stays on one thread (as pool.py)
 
 
 @njit(inline="always")
@@ -116,7 +118,7 @@ def _grad_from_input(g, v, act, k):
 # tanh and erf cost far more than the test.
 
 @njit(inline="always")
-def _bias_act_loop(z, b, act, alpha, k):
+def _bias_act_loop(z, b, act, alpha, k, out):
     rows, feats = z.shape
     has_bias = b.shape[0] == feats
     for r in range(rows):
@@ -124,26 +126,27 @@ def _bias_act_loop(z, b, act, alpha, k):
             v = z[r, f]
             if has_bias:
                 v += b[f]
-            z[r, f] = _act(v, act, alpha, k)
+            out[r, f] = _act(v, act, alpha, k)
 
 
 @njit(**JIT)
-def _bias_act(z, b, act, alpha):
+def _bias_act(z, b, act, alpha, out):
+    # out = act(z + b); out may be z itself (in place)
     k = constants(z)
     if act == RELU:
-        _bias_act_loop(z, b, RELU, alpha, k)
+        _bias_act_loop(z, b, RELU, alpha, k, out)
     elif act == LEAKY_RELU:
-        _bias_act_loop(z, b, LEAKY_RELU, alpha, k)
+        _bias_act_loop(z, b, LEAKY_RELU, alpha, k, out)
     elif act == RELU6:
-        _bias_act_loop(z, b, RELU6, alpha, k)
+        _bias_act_loop(z, b, RELU6, alpha, k, out)
     elif act == HARDSIGMOID:
-        _bias_act_loop(z, b, HARDSIGMOID, alpha, k)
+        _bias_act_loop(z, b, HARDSIGMOID, alpha, k, out)
     elif act == HARDSWISH:
-        _bias_act_loop(z, b, HARDSWISH, alpha, k)
+        _bias_act_loop(z, b, HARDSWISH, alpha, k, out)
     elif act == LINEAR:
-        _bias_act_loop(z, b, LINEAR, alpha, k)
+        _bias_act_loop(z, b, LINEAR, alpha, k, out)
     else:
-        _bias_act_loop(z, b, act, alpha, k)
+        _bias_act_loop(z, b, act, alpha, k, out)
 
 
 @njit(inline="always")
@@ -251,8 +254,28 @@ def activate(z, act, alpha=0.01, bias=None):
     if code == LINEAR and bias is None:
         return z
     b = np.empty(0, z.dtype) if bias is None else bias
-    _bias_act(_rows(z), b, code, z.dtype.type(alpha))
+    _bias_act(_rows(z), b, code, z.dtype.type(alpha), _rows(z))
     return z
+
+
+def _split_rows(a, fn):
+    """fn(lo, hi) over row ranges of a's 2-D view, one per thread where a is big enough (a layer's
+    own element-wise pass; the kernels that call activate inside their chunks stay on their thread)."""
+    feats = a.shape[-1] if a.ndim else 1
+    run_chunks(a.size // max(feats, 1), fn, max(1, MIN_VALUES_PER_THREAD // max(feats, 1)))
+
+
+def activated(x, act, alpha=0.01):
+    """act(x) as a new array, split over the threads (an activation layer): one pass, where a copy
+    and an in-place pass on one thread took two."""
+    code = CODES[act]
+    x = np.ascontiguousarray(x)
+    if code == SOFTMAX:
+        return activate(x.copy(), act, alpha)
+    y = np.empty_like(x)
+    x2, y2, b, a = _rows(x), _rows(y), np.empty(0, x.dtype), x.dtype.type(alpha)
+    _split_rows(x, lambda lo, hi: _bias_act(x2[lo:hi], b, code, a, y2[lo:hi]))
+    return y
 
 
 def added(xs, act, alpha=0.01):
@@ -266,13 +289,15 @@ def added(xs, act, alpha=0.01):
         for x in xs[2:]:
             y += x
         return activate(y, act, alpha)
-    _sum_act(_rows(a), _rows(c), code, y.dtype.type(alpha), _rows(y))
+    a2, c2, y2, al = _rows(a), _rows(c), _rows(y), y.dtype.type(alpha)
+    _split_rows(y, lambda lo, hi: _sum_act(a2[lo:hi], c2[lo:hi], code, al, y2[lo:hi]))
     return y
 
 
-def activation_grad(dy, kept, act, alpha=0.01):
+def activation_grad(dy, kept, act, alpha=0.01, split=False):
     """dL/dz from dL/dy and what the activation keeps: its output y, or its input z for the
-    activations whose derivative needs it (FROM_INPUT)."""
+    activations whose derivative needs it (FROM_INPUT). split: over the threads (a layer's own
+    pass; False inside a kernel's chunk, which already runs on its thread)."""
     code = CODES[act]
     if code == LINEAR:
         return dy
@@ -280,8 +305,12 @@ def activation_grad(dy, kept, act, alpha=0.01):
     dz = np.empty_like(kept)
     if code == SOFTMAX:
         _softmax_grad(_rows(dy), _rows(kept), _rows(dz))
+        return dz
+    d2, k2, z2, a = _rows(dy), _rows(kept), _rows(dz), kept.dtype.type(alpha)
+    if split:
+        _split_rows(kept, lambda lo, hi: _act_grad(d2[lo:hi], k2[lo:hi], code, a, z2[lo:hi]))
     else:
-        _act_grad(_rows(dy), _rows(kept), code, kept.dtype.type(alpha), _rows(dz))
+        _act_grad(d2, k2, code, a, z2)
     return dz
 
 

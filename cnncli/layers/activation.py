@@ -41,16 +41,23 @@ class Activation(Layer):
         return self.activation, self.alpha
 
     def forward(self, x, ctx):
-        from ..kernels.activation import activate
+        from ..kernels.activation import activated
 
-        y = activate(x.copy(), self.activation, self.alpha)
+        y = activated(x, self.activation, self.alpha)
         self._kept = None
         if ctx.training or ctx.record:
             self._kept = x if self.kernel_activation(ctx) != self.activation else y
+        return y
+
+    def applied(self, y, ctx):
+        """The layer before applied this activation already (batchnorm's `then`): y is this
+        layer's output; keep it as forward would (only for functions whose derivative needs y)."""
+        assert not self.keeps_input
+        self._kept = y if ctx.training or ctx.record else None
         return y
 
     def backward(self, dy, ctx, need_dx=True):
         from ..kernels.activation import activation_grad
 
         kept, self._kept = self._kept, None
-        return activation_grad(dy, kept, self.activation, self.alpha)
+        return activation_grad(dy, kept, self.activation, self.alpha, split=True)

@@ -153,6 +153,7 @@ class Layer:
     has_filters = False     # its output channels are filter responses (explain draws its maps)
     random = False          # draws random numbers in training (dropout): its stream is ctx.rngs[index]
     batch_statistics = False  # training sums over the batch (batchnorm): ctx.reduce, and no 1-value batches
+    takes_activation = False  # forward(x, ctx, then=(function, alpha)) applies the activation layer after it
     keeps_input = False     # a training forward keeps its input for backward (conv, dense, batchnorm):
     #                         inspect's memory estimate counts an output that a reader keeps
 
@@ -236,7 +237,7 @@ class Layer:
             return "linear", self
         return self.activation, type(self)(**{**self.config(), self.activation_key: "linear"})
 
-    # --- inference folding (Model._fold): None / False where a layer takes no part ---
+    # --- inference folding (model/fusion.fold): None / False where a layer takes no part ---
     def inference_affine(self):
         """At inference, y = scale x + shift per channel? -> (scale, shift) in float64 (batchnorm)."""
         return None
@@ -293,9 +294,9 @@ class Layer:
         itself, or z beside a new y where the derivative needs the input."""
         if self.kernel_activation(ctx) == self.activation:
             return z, z
-        from ..kernels.activation import activate
+        from ..kernels.activation import activated
 
-        return activate(z.copy(), self.activation, self.alpha), z
+        return activated(z, self.activation, self.alpha), z
 
     def activation_backward(self, dy, kept):
         """-> (dL/d(what the kernel's backward takes), the activation it applies): an activation
@@ -304,7 +305,7 @@ class Layer:
             return dy, self.activation
         from ..kernels.activation import activation_grad
 
-        return activation_grad(dy, kept, self.activation, self.alpha), "linear"
+        return activation_grad(dy, kept, self.activation, self.alpha, split=True), "linear"
 
     def zero_grad(self):
         for g in self.grads.values():

@@ -20,6 +20,7 @@ class BatchNorm(Layer):
     kernels = ("batchnorm",)
     keeps_input = True        # x, with the batch's mean and 1 / std: x_hat again in backward
     batch_statistics = True
+    takes_activation = True
 
     def __init__(self, momentum=0.1, eps=1e-5):
         super().__init__()
@@ -59,7 +60,9 @@ class BatchNorm(Layer):
         scale = self.params["weight"].astype(np.float64) / np.sqrt(var + self.eps)
         return scale, self.params["bias"] - self.buffers["running_mean"].astype(np.float64) * scale
 
-    def forward(self, x, ctx):
+    def forward(self, x, ctx, then=None):
+        """then: (function, alpha) of the activation layer that alone reads this one, applied in
+        the same pass (Model.forward hands it over where that layer's backward needs only its output)."""
         from ..kernels.batchnorm import batch_stats, normalize
 
         c = x.shape[-1]
@@ -80,7 +83,7 @@ class BatchNorm(Layer):
             var = self.buffers["running_var"].astype(np.float64)
         inv_std = 1.0 / np.sqrt(var + self.eps)
         scale = self.params["weight"] * inv_std
-        y = normalize(x2, scale, self.params["bias"] - mean * scale)
+        y = normalize(x2, scale, self.params["bias"] - mean * scale, *(then or ("linear", 0.01)))
         # backward differs: batch statistics depend on x; running statistics are constants
         self._cache = (x2, mean, inv_std, training) if training or ctx.record else None
         return y.reshape(x.shape)

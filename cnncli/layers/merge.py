@@ -55,7 +55,7 @@ class Add(Layer):
         from ..kernels.activation import activation_grad
 
         kept, self._kept = self._kept, None
-        dz = activation_grad(dy, kept, self.activation, self.alpha)
+        dz = activation_grad(dy, kept, self.activation, self.alpha, split=True)
         return [dz] * len(self.in_shape) if need_dx else None
 
 

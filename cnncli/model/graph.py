@@ -18,6 +18,7 @@ import numpy as np
 
 from ..engine.losses import Loss
 from ..layers import ALIASES, LAYERS, WIRING, Context, LayerError
+from .fusion import activations_taken, fold
 from ..parallel.threads import Shards
 
 INPUT = -1  # the source index of the network's input
@@ -146,6 +147,7 @@ class Model:
         self.shards = Shards(self)
         self.rngs = {i: np.random.default_rng(0) for i in self.random_layers()}   # init_params seeds them
         self._plans = {}      # inference_plan's last plans (by `within`), with copies of what they folded
+        self._takes = activations_taken(self)
         self.frozen = self.still = self._dead = frozenset()   # freeze() sets them: still = in inference mode
         if build_params:
             self.init_params(seed if init else None)
@@ -253,7 +255,7 @@ class Model:
         plan = plan or {}
         outs = {INPUT: np.ascontiguousarray(x, dtype=self.dtype)}
         unread = {INPUT: sum(src.count(INPUT) for src in self.sources)}
-        kept = {}
+        kept, applied = {}, set()    # applied: activation layers a batchnorm before them applied
         still = frozen_contexts(ctx)
         last = len(self.layers) - 1 if stop is None else stop
         for i, layer in enumerate(self.layers[:last + 1]):
@@ -267,7 +269,14 @@ class Model:
                 outs[i] = ins[0] if plan[i] is None else layer.forward_folded(ins[0], *plan[i])
             else:
                 lctx = still[i not in self._dead] if still and i in ctx.frozen else ctx
-                outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], lctx)
+                j = self._takes.get(i)
+                if i in applied:
+                    outs[i] = layer.applied(ins[0], lctx)
+                elif j is not None and i != last and i not in keep and j not in plan:
+                    outs[i] = layer.forward(ins[0], lctx, then=self.layers[j].standalone_function())
+                    applied.add(j)
+                else:
+                    outs[i] = layer.forward(ins if layer.n_inputs is None else ins[0], lctx)
             unread[i] = len(self.readers[i])
             if i in keep:
                 kept[i] = outs[i]
@@ -345,7 +354,7 @@ class Model:
         return self.inference_plan(within=self._dead) if self._dead else {}
 
     def inference_plan(self, within=None):
-        """_fold(within)'s plan, kept between evaluations until what it folds changes: each call compares
+        """fusion.fold(within)'s plan, kept between evaluations until what it folds changes: each call compares
         the conv and batchnorm arrays, and the activation settings, with the copies kept beside the
         plan (exact equality, a fraction of folding's cost) and folds again only when one differs.
         A training step drops it (gradients), so that it holds no memory while the model trains.
@@ -363,42 +372,8 @@ class Model:
             if len(arrays) == len(kept[1]) and all(a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
                                                    for a, b in zip(arrays, kept[1])):
                 return kept[2]
-        plan = self._fold(within)
+        plan = fold(self, within)
         self._plans[within] = (settings, [a.copy() for a in folded(plan)], plan)
-        return plan
-
-    def _fold(self, within=None):
-        """Inference folds each conv -> batchnorm (-> activation) chain into the conv: with the
-        running statistics batchnorm is y = s x + t per channel, s = weight / sqrt(var + eps),
-        t = bias - mean s, so the conv takes filters w s and bias b s + t (in float64), and applies
-        the activation after them itself. Winograd filters are transformed here, once per plan
-        (inference_plan keeps it). -> {conv index: (filters, bias, activation, alpha), folded index: None}.
-        Folded only where the conv is linear, each link has one reader, and the chain does not
-        end the network (its softmax / sigmoid belongs to the loss). Winograd convs that fold
-        nothing are in the plan too, their filters transformed once per plan. Which layer folds
-        what is each layer's answer: absorbs_affine / inference_entry (conv), inference_affine
-        (batchnorm), standalone_function (activation). within: only these layers fold (all: None)."""
-        plan, last = {}, len(self.layers) - 1
-        inside = (lambda i: True) if within is None else within.__contains__
-        for i, layer in enumerate(self.layers):
-            if not inside(i):
-                continue
-            j = self.readers[i][0] if len(self.readers[i]) == 1 and inside(self.readers[i][0]) else None
-            affine = self.layers[j].inference_affine() if j is not None and j != last else None
-            if affine is None or not layer.absorbs_affine():
-                entry = layer.inference_entry() if i != last else None
-                if entry is not None:
-                    plan[i] = entry
-                continue
-            act, alpha = "linear", layer.alpha
-            if len(self.readers[j]) == 1 and self.readers[j][0] != last:
-                k = self.readers[j][0]
-                function = self.layers[k].standalone_function() if inside(k) else None
-                if function is not None:
-                    act, alpha = function
-                    plan[k] = None
-            plan[i] = layer.inference_entry(affine, act, alpha)
-            plan[j] = None
         return plan
 
     def evaluate(self, batches, views=1, temperature=1.0):
