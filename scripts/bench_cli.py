@@ -57,7 +57,7 @@ HEADER = ["## Through the command line", "",
 # --- data and configs ---------------------------------------------------------------------------
 
 def digits_folder(work, input_shape):
-    """Work/digits-HxWxC/train: the digits' training split as PNG class folders at the network's input."""
+    """-> work/digits-HxWxC/train: the digits' training split as PNG class folders at the network's input."""
     from PIL import Image
 
     h, w, c = input_shape
@@ -200,7 +200,8 @@ def isa_of(avx2):
 # --- the race ---------------------------------------------------------------------------------
 
 def race(a, work, torch_ok, env):
-    """-> {net: {'cnncli': [...], 'torch': [...]}}, the rounds alternating cnncli and PyTorch."""
+    """-> ({net: {'cnncli': [...], 'torch': [...], 'epochs', 'images'}}, seconds of the first round),
+    the rounds alternating cnncli and PyTorch."""
     from cnncli import config
 
     results, round_s = {}, []
@@ -209,7 +210,8 @@ def race(a, work, torch_ok, env):
         folder = digits_folder(work, arch_input)
         epochs = a.epochs or EPOCHS[net]
         cfg = write_config(work, net, folder, epochs)
-        results[net] = {"cnncli": [], "torch": [], "epochs": epochs, "images": len(list(folder.glob("*/*.png")))}
+        images = len(list(folder.glob("*/*.png")))
+        results[net] = {"cnncli": [], "torch": [], "epochs": epochs, "images": images}
         for r in range(a.repeats):
             t = time.perf_counter()
             results[net]["cnncli"].append(run_cnncli(cfg, env))
@@ -219,32 +221,36 @@ def race(a, work, torch_ok, env):
                 round_s.append(time.perf_counter() - t)
             print(f"{net} round {r + 1}: " + json.dumps({k: v[-1] for k, v in results[net].items()
                                                           if isinstance(v, list) and v}), flush=True)
-    results["_round_s"] = sum(round_s)
-    return results
+    return results, sum(round_s)
 
 
 def report(a, results, torch_ok):
     """-> the lines printed (and written with --write)."""
     isa = isa_of(a.avx2)
     med = lambda runs, k: statistics.median(r[k] for r in runs) if runs else None  # noqa: E731
-    first_torch = next((v["torch"][0] for k, v in results.items() if k != "_round_s" and v["torch"]), None)
+    first = next(iter(results.values()))
+    against = f" against PyTorch {first['torch'][0]['version']}," if torch_ok else ""
     lines = [f"### {isa}", "",
-             f"machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}; Python {platform.python_version()}",
-             f"`cnncli train` (python -m cnncli) against PyTorch {first_torch['version'] + ', ' if first_torch else ''}"
-             f"{a.threads} threads each; batch {BATCH}, SGD momentum 0.9, no augmentation, no validation; "
-             f"medians of {a.repeats} alternating rounds, each side in a fresh process"]
+             f"machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}; "
+             f"Python {platform.python_version()}",
+             f"`cnncli train` (python -m cnncli){against} {a.threads} threads each; batch {BATCH}, SGD momentum "
+             f"0.9, no augmentation, no validation; medians of {a.repeats} alternating rounds, each side in a "
+             "fresh process"]
     if a.avx2:
         lines.append("AVX2 only: " + ", ".join(f"{k}={v}" for k, v in AVX2.items()) + " on both sides")
     if not torch_ok:
         lines.append("PyTorch not installed: cnncli figures only")
-    images = next(v["images"] for k, v in results.items() if k != "_round_s")
     curves = "off (CNNCLI_CURVES=0)" if a.no_curves else "on, as by default"
-    lines += [f"data: scikit-learn's real digits, training split ({images:,} images), upscaled, PNG class folders",
-              "cnncli: images / seconds of epochs 2..E as metrics.csv records them: each epoch's batch loop (batches "
-              "from the decoded uint8 cache on the prefetch thread, training steps, progress line); not decoding, "
-              f"the first epoch, or the checkpoint writes between epochs; the curves.png helper process {curves}",
-              "PyTorch: the same images as one float32 (N, C, H, W) tensor in memory, shuffled batches, epochs 2..E",
-              "", "| network | epochs timed | cnncli images/s | PyTorch images/s | cnncli / PyTorch | cnncli data wait |",
+    lines += [f"data: scikit-learn's real digits, training split ({first['images']:,} images), upscaled, PNG "
+              "class folders",
+              "cnncli: images / seconds of epochs 2..E as metrics.csv records them: each epoch's batch loop "
+              "(batches from the decoded uint8 cache on the prefetch thread, training steps, progress line); "
+              "not decoding, the first epoch, or the checkpoint writes between epochs; the curves.png helper "
+              f"process {curves}",
+              "PyTorch: the same images as one float32 (N, C, H, W) tensor in memory, shuffled batches, "
+              "epochs 2..E",
+              "", "| network | epochs timed | cnncli images/s | PyTorch images/s | cnncli / PyTorch | "
+              "cnncli data wait |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for net in a.nets:
         r = results[net]
@@ -283,11 +289,11 @@ def main():
         work.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(AVX2 if a.avx2 else {}), "CNNCLI_THREADS": str(a.threads),
                "CNNCLI_CACHE": str(work / "cache"), **({"CNNCLI_CURVES": "0"} if a.no_curves else {})}
-        results = race(a, work.resolve(), torch_ok, env)
+        results, round_s = race(a, work.resolve(), torch_ok, env)
     lines = report(a, results, torch_ok)
     print("\n".join(lines))
     print(f"one round (every network once on each side, with process starts and the untimed epochs): "
-          f"{results['_round_s']:.0f} s")
+          f"{round_s:.0f} s")
     if a.write:
         path = ROOT / "BENCHMARKS.md"
         path.write_text(put_table(path.read_text() if path.exists() else "", isa_of(a.avx2), lines))
