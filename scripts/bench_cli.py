@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,20 +63,25 @@ def digits_folder(work, input_shape):
 
     h, w, c = input_shape
     raw = work / "raw"
-    if not (raw / "train").is_dir():
-        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_digits.py"), str(raw)],
+    if not raw.is_dir():      # each folder written under a .part name, then renamed: never half there
+        shutil.rmtree(work / "raw.part", ignore_errors=True)
+        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_digits.py"), str(work / "raw.part")],
                              capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(f"scripts/export_digits.py failed (it needs scikit-learn: pip install scikit-learn):\n"
                      f"{out.stderr[-1000:]}")
+        (work / "raw.part").rename(raw)
     folder = work / f"digits-{h}x{w}x{c}" / "train"
     if folder.is_dir():
         return folder
+    part = folder.with_name("train.part")
+    shutil.rmtree(part, ignore_errors=True)
     for src in sorted((raw / "train").glob("*/*.png")):
         img = Image.open(src).convert("L").resize((w, h), Image.Resampling.BILINEAR)
-        dst = folder / src.parent.name / src.name
+        dst = part / src.parent.name / src.name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (img.convert("RGB") if c == 3 else img).save(dst)
+    part.rename(folder)
     return folder
 
 
@@ -224,8 +230,8 @@ def race(a, work, torch_ok, env):
     return results, sum(round_s)
 
 
-def report(a, results, torch_ok):
-    """-> the lines printed (and written with --write)."""
+def report(a, results, torch_ok, load):
+    """-> the lines printed (and written with --write). load: the 1-minute load averages before and after."""
     isa = isa_of(a.avx2)
     med = lambda runs, k: statistics.median(r[k] for r in runs) if runs else None  # noqa: E731
     first = next(iter(results.values()))
@@ -235,7 +241,9 @@ def report(a, results, torch_ok):
              f"Python {platform.python_version()}",
              f"`cnncli train` (python -m cnncli){against} {a.threads} threads each; batch {BATCH}, SGD momentum "
              f"0.9, no augmentation, no validation; medians of {a.repeats} alternating rounds, each side in a "
-             "fresh process"]
+             "fresh process",
+             f"load average (1 minute): {load[0]:.2f} before, {load[1]:.2f} right after (this run's own work "
+             "included); other work on the machine slows both sides, unevenly"]
     if a.avx2:
         lines.append("AVX2 only: " + ", ".join(f"{k}={v}" for k, v in AVX2.items()) + " on both sides")
     if not torch_ok:
@@ -289,8 +297,10 @@ def main():
         work.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(AVX2 if a.avx2 else {}), "CNNCLI_THREADS": str(a.threads),
                "CNNCLI_CACHE": str(work / "cache"), **({"CNNCLI_CURVES": "0"} if a.no_curves else {})}
+        load = [os.getloadavg()[0]]
         results, round_s = race(a, work.resolve(), torch_ok, env)
-    lines = report(a, results, torch_ok)
+        load.append(os.getloadavg()[0])
+    lines = report(a, results, torch_ok, load)
     print("\n".join(lines))
     print(f"one round (every network once on each side, with process starts and the untimed epochs): "
           f"{round_s:.0f} s")
