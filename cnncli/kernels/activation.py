@@ -118,7 +118,7 @@ def _grad_from_input(g, v, act, k):
 # tanh and erf cost far more than the test.
 
 @njit(inline="always")
-def _bias_act_loop(z, b, act, alpha, k, out):
+def _bias_act_loop(z, b, act, alpha, k):
     rows, feats = z.shape
     has_bias = b.shape[0] == feats
     for r in range(rows):
@@ -126,27 +126,57 @@ def _bias_act_loop(z, b, act, alpha, k, out):
             v = z[r, f]
             if has_bias:
                 v += b[f]
-            out[r, f] = _act(v, act, alpha, k)
+            z[r, f] = _act(v, act, alpha, k)
 
 
 @njit(**JIT)
-def _bias_act(z, b, act, alpha, out):
-    # out = act(z + b); out may be z itself (in place)
+def _bias_act(z, b, act, alpha):
+    # z = act(z + b) in place. Its own loop, not _act_into's with out = z: LLVM cannot tell the
+    # two arrays apart there, checks for overlap at run time, and runs the overlapping call scalar
+    # (LeNet-5 inference 0.89x, VGG-CIFAR 0.92x that way)
     k = constants(z)
     if act == RELU:
-        _bias_act_loop(z, b, RELU, alpha, k, out)
+        _bias_act_loop(z, b, RELU, alpha, k)
     elif act == LEAKY_RELU:
-        _bias_act_loop(z, b, LEAKY_RELU, alpha, k, out)
+        _bias_act_loop(z, b, LEAKY_RELU, alpha, k)
     elif act == RELU6:
-        _bias_act_loop(z, b, RELU6, alpha, k, out)
+        _bias_act_loop(z, b, RELU6, alpha, k)
     elif act == HARDSIGMOID:
-        _bias_act_loop(z, b, HARDSIGMOID, alpha, k, out)
+        _bias_act_loop(z, b, HARDSIGMOID, alpha, k)
     elif act == HARDSWISH:
-        _bias_act_loop(z, b, HARDSWISH, alpha, k, out)
+        _bias_act_loop(z, b, HARDSWISH, alpha, k)
     elif act == LINEAR:
-        _bias_act_loop(z, b, LINEAR, alpha, k, out)
+        _bias_act_loop(z, b, LINEAR, alpha, k)
     else:
-        _bias_act_loop(z, b, act, alpha, k, out)
+        _bias_act_loop(z, b, act, alpha, k)
+
+
+@njit(inline="always")
+def _act_into_loop(z, act, alpha, k, out):
+    rows, feats = z.shape
+    for r in range(rows):
+        for f in range(feats):
+            out[r, f] = _act(z[r, f], act, alpha, k)
+
+
+@njit(**JIT)
+def _act_into(z, act, alpha, out):
+    # out = act(z), a new array (an activation layer)
+    k = constants(z)
+    if act == RELU:
+        _act_into_loop(z, RELU, alpha, k, out)
+    elif act == LEAKY_RELU:
+        _act_into_loop(z, LEAKY_RELU, alpha, k, out)
+    elif act == RELU6:
+        _act_into_loop(z, RELU6, alpha, k, out)
+    elif act == HARDSIGMOID:
+        _act_into_loop(z, HARDSIGMOID, alpha, k, out)
+    elif act == HARDSWISH:
+        _act_into_loop(z, HARDSWISH, alpha, k, out)
+    elif act == LINEAR:
+        _act_into_loop(z, LINEAR, alpha, k, out)
+    else:
+        _act_into_loop(z, act, alpha, k, out)
 
 
 @njit(inline="always")
@@ -254,7 +284,7 @@ def activate(z, act, alpha=0.01, bias=None):
     if code == LINEAR and bias is None:
         return z
     b = np.empty(0, z.dtype) if bias is None else bias
-    _bias_act(_rows(z), b, code, z.dtype.type(alpha), _rows(z))
+    _bias_act(_rows(z), b, code, z.dtype.type(alpha))
     return z
 
 
@@ -273,8 +303,8 @@ def activated(x, act, alpha=0.01):
     if code == SOFTMAX:
         return activate(x.copy(), act, alpha)
     y = np.empty_like(x)
-    x2, y2, b, a = _rows(x), _rows(y), np.empty(0, x.dtype), x.dtype.type(alpha)
-    _split_rows(x, lambda lo, hi: _bias_act(x2[lo:hi], b, code, a, y2[lo:hi]))
+    x2, y2, a = _rows(x), _rows(y), x.dtype.type(alpha)
+    _split_rows(x, lambda lo, hi: _act_into(x2[lo:hi], code, a, y2[lo:hi]))
     return y
 
 
