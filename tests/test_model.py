@@ -272,8 +272,9 @@ def test_a_frozen_prefix_trains_folded_and_gives_the_same_step(rng, monkeypatch)
 
 def test_batchnorm_applies_the_activation_after_it_and_the_step_is_unchanged(rng, monkeypatch):
     """A batchnorm read only by an activation whose derivative needs its output (relu, leaky_relu)
-    applies it in its own pass; the activation layer then only keeps that output. Training step,
-    record-mode forward and a kept batchnorm output equal the unfused model's, bit for bit."""
+    applies it in its own pass, and its backward takes that derivative too; the activation layer
+    only keeps the output between them. Training step, record-mode forward and a kept batchnorm
+    output equal the unfused model's, bit for bit."""
     m = _fold_model(rng)
     assert m._takes == {1: 2, 4: 5}        # 7: read by the add; 9: two readers; 13: globalavgpool
     other = Model((8, 8, 3), [("conv", {"filters": 4, "size": 3}), ("batchnorm", {}), ("activation", {"fn": "silu"}),
@@ -290,6 +291,7 @@ def test_batchnorm_applies_the_activation_after_it_and_the_step_is_unchanged(rng
         else:
             for i in (2, 5):
                 monkeypatch.setattr(m.layers[i], "forward", lambda *a: pytest.fail("a taken activation ran"))
+                monkeypatch.setattr(m.layers[i], "backward", lambda *a, **k: pytest.fail("its backward ran"))
         loss, _ = m.gradients(x, y, Loss(m.head))
         runs[fused] = [loss, m.forward(x, record=True), m.layers[1].buffers["running_mean"].copy()] + \
             [g.copy() for _, _, g in m.trainable_params()]

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from . import JIT
-from .activation import CODES, HARDSIGMOID, LEAKY_RELU, LINEAR, RELU, RELU6, _act, constants
+from .activation import CODES, HARDSIGMOID, LEAKY_RELU, LINEAR, RELU, RELU6, _act, _grad_from_output, constants
 from .parallel import run_chunks
 
 MIN_ROWS_PER_THREAD = 4096
@@ -106,51 +106,82 @@ def _scale_shift(x, scale, shift, act, alpha, lo, hi, y):
         _scale_shift_loop(x, scale, shift, act, alpha, k, lo, hi, y)
 
 
-@njit(**JIT)
-def _grad_sums(dy, x, mean, inv_std, lo, hi, dbeta, dgamma):
-    # dbeta[k] += sum dy[m, k], dgamma[k] += sum dy[m, k] xhat[m, k] over rows lo..hi (blocks as above)
+# The backward kernels take the activation that batchnorm applied after it (Model.forward's
+# `then`): dL/dy is dy through that activation's derivative, from its output y, value by value
+# as the activation layer's own backward would have written it (LINEAR: dy itself; y unused).
+
+@njit(inline="always")
+def _grad_sums_loop(dy, y, x, mean, inv_std, act, alpha, k, lo, hi, dbeta, dgamma):
     c = x.shape[1]
     r = _block_rows(c)
     width = r * c
     acc_b, acc_g = np.zeros(width, np.float64), np.zeros(width, np.float64)
     mean_t, inv_t = _tiled(mean, c, width), _tiled(inv_std, c, width)
-    xf, gf = x.reshape(-1), dy.reshape(-1)
+    xf, gf, yf = x.reshape(-1), dy.reshape(-1), y.reshape(-1)
     m = lo + (hi - lo) // r * r
     for base in range(lo * c, m * c, width):
-        xs, gs = xf[base:base + width], gf[base:base + width]
+        xs, gs, ys = xf[base:base + width], gf[base:base + width], yf[base:base + width]
         for t in range(width):
-            g = np.float64(gs[t])
+            g = np.float64(_grad_from_output(gs[t], ys[t], act, alpha, k))
             acc_b[t] += g
             acc_g[t] += g * ((xs[t] - mean_t[t]) * inv_t[t])
     _fold(acc_b, c, dbeta)
     _fold(acc_g, c, dgamma)
     for row in range(m, hi):
-        for k in range(c):
-            g = np.float64(dy[row, k])
-            dbeta[k] += g
-            dgamma[k] += g * ((x[row, k] - mean[k]) * inv_std[k])
+        for j in range(c):
+            g = np.float64(_grad_from_output(dy[row, j], y[row, j], act, alpha, k))
+            dbeta[j] += g
+            dgamma[j] += g * ((x[row, j] - mean[j]) * inv_std[j])
 
 
 @njit(**JIT)
-def _grad_input(dy, x, mean, inv_std, a, b, d, lo, hi, dx):
-    # dx = a dy - b - d xhat with a = gamma inv_std, b = a dbeta / M, d = a dgamma / M (blocks of
-    # rows as above, the per-channel values repeated along a block)
+def _grad_sums(dy, y, x, mean, inv_std, act, alpha, lo, hi, dbeta, dgamma):
+    # dbeta[k] += sum g[m, k], dgamma[k] += sum g[m, k] xhat[m, k] over rows lo..hi (blocks as
+    # above), g = dy through the activation after batchnorm
+    k = constants(x)
+    if act == LINEAR:
+        _grad_sums_loop(dy, y, x, mean, inv_std, LINEAR, alpha, k, lo, hi, dbeta, dgamma)
+    elif act == RELU:
+        _grad_sums_loop(dy, y, x, mean, inv_std, RELU, alpha, k, lo, hi, dbeta, dgamma)
+    elif act == RELU6:
+        _grad_sums_loop(dy, y, x, mean, inv_std, RELU6, alpha, k, lo, hi, dbeta, dgamma)
+    else:
+        _grad_sums_loop(dy, y, x, mean, inv_std, act, alpha, k, lo, hi, dbeta, dgamma)
+
+
+@njit(inline="always")
+def _grad_input_loop(dy, y, x, mean, inv_std, act, alpha, k, a, b, d, lo, hi, dx):
     c = x.shape[1]
     r = _block_rows(c)
     width = r * c
     mean_t, inv_t = _tiled(mean, c, width), _tiled(inv_std, c, width)
     a_t, b_t, d_t = _tiled(a, c, width), _tiled(b, c, width), _tiled(d, c, width)
-    xf, gf, of = x.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+    xf, gf, yf, of = x.reshape(-1), dy.reshape(-1), y.reshape(-1), dx.reshape(-1)
     m = lo + (hi - lo) // r * r
     for base in range(lo * c, m * c, width):
-        xs, gs, os = xf[base:base + width], gf[base:base + width], of[base:base + width]
+        xs, gs, ys, os = xf[base:base + width], gf[base:base + width], yf[base:base + width], of[base:base + width]
         for t in range(width):
             xhat = (xs[t] - mean_t[t]) * inv_t[t]
-            os[t] = a_t[t] * gs[t] - b_t[t] - d_t[t] * xhat
+            os[t] = a_t[t] * _grad_from_output(gs[t], ys[t], act, alpha, k) - b_t[t] - d_t[t] * xhat
     for row in range(m, hi):
-        for k in range(c):
-            xhat = (x[row, k] - mean[k]) * inv_std[k]
-            dx[row, k] = a[k] * dy[row, k] - b[k] - d[k] * xhat
+        for j in range(c):
+            xhat = (x[row, j] - mean[j]) * inv_std[j]
+            dx[row, j] = a[j] * _grad_from_output(dy[row, j], y[row, j], act, alpha, k) - b[j] - d[j] * xhat
+
+
+@njit(**JIT)
+def _grad_input(dy, y, x, mean, inv_std, act, alpha, a, b, d, lo, hi, dx):
+    # dx = a g - b - d xhat with a = gamma inv_std, b = a dbeta / M, d = a dgamma / M, g as in
+    # _grad_sums (blocks of rows as above, the per-channel values repeated along a block)
+    k = constants(x)
+    if act == LINEAR:
+        _grad_input_loop(dy, y, x, mean, inv_std, LINEAR, alpha, k, a, b, d, lo, hi, dx)
+    elif act == RELU:
+        _grad_input_loop(dy, y, x, mean, inv_std, RELU, alpha, k, a, b, d, lo, hi, dx)
+    elif act == RELU6:
+        _grad_input_loop(dy, y, x, mean, inv_std, RELU6, alpha, k, a, b, d, lo, hi, dx)
+    else:
+        _grad_input_loop(dy, y, x, mean, inv_std, act, alpha, k, a, b, d, lo, hi, dx)
 
 
 def _chunked_sums(kernel, rows, c, *args):
@@ -197,18 +228,21 @@ def normalize(x2, scale, shift, act="linear", alpha=0.01):
     return y
 
 
-def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True, total=None):
+def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True, total=None, then=None):
     """-> (dx (M, C) or None, dgamma, dbeta) for y = gamma (x - mean) inv_std + beta.
     batch: mean and inv_std are the batch's statistics (functions of x); False: running
     statistics, constants, so dx = gamma inv_std dy. total (batch statistics over processes, as
-    in batch_stats): dx uses the whole batch's sums and M; dgamma, dbeta stay this process's."""
+    in batch_stats): dx uses the whole batch's sums and M; dgamma, dbeta stay this process's.
+    then: (function, alpha, its output (M, C)) of the activation normalize applied after batchnorm:
+    dy2 is then dL/d(that output), taken through its derivative in both passes."""
     m, c = x2.shape
     dt = x2.dtype
     mean, inv_std = mean.astype(dt), inv_std.astype(dt)
+    act, alpha, y2 = (CODES[then[0]], dt.type(then[1]), then[2]) if then else (LINEAR, dt.type(0), dy2)
 
     def part(lo, hi):
         db, dg = np.zeros(c, np.float64), np.zeros(c, np.float64)
-        _grad_sums(dy2, x2, mean, inv_std, lo, hi, db, dg)
+        _grad_sums(dy2, y2, x2, mean, inv_std, act, alpha, lo, hi, db, dg)
         return db, dg
     parts = run_chunks(m, part, MIN_ROWS_PER_THREAD)
     dbeta, dgamma = parts[0]
@@ -226,5 +260,6 @@ def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True, 
         b, d = np.zeros_like(b), np.zeros_like(d)
     dx = np.empty_like(x2)
     a = a.astype(dt)
-    run_chunks(m, lambda lo, hi: _grad_input(dy2, x2, mean, inv_std, a, b, d, lo, hi, dx), MIN_ROWS_PER_THREAD)
+    run_chunks(m, lambda lo, hi: _grad_input(dy2, y2, x2, mean, inv_std, act, alpha, a, b, d, lo, hi, dx),
+               MIN_ROWS_PER_THREAD)
     return dx, dgamma.astype(dt), dbeta.astype(dt)

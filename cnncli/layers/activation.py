@@ -44,7 +44,7 @@ class Activation(Layer):
         from ..kernels.activation import activated
 
         y = activated(x, self.activation, self.alpha)
-        self._kept = None
+        self._kept, self._applied = None, False
         if ctx.training or ctx.record:
             self._kept = x if self.kernel_activation(ctx) != self.activation else y
         return y
@@ -54,7 +54,16 @@ class Activation(Layer):
         layer's output; keep it as forward would (only for functions whose derivative needs y)."""
         assert not self.keeps_input
         self._kept = y if ctx.training or ctx.record else None
+        self._applied = self._kept is not None
         return y
+
+    def handed_over(self):
+        """-> (function, alpha, output) for the batchnorm that applied this activation, whose
+        backward then takes its derivative too (Model.backward); None where this layer's forward
+        ran itself. Forgets its output either way."""
+        kept, self._kept = self._kept, None
+        applied, self._applied = getattr(self, "_applied", False), False
+        return (self.activation, self.alpha, kept) if applied and kept is not None else None
 
     def backward(self, dy, ctx, need_dx=True):
         from ..kernels.activation import activation_grad

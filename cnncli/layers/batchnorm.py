@@ -88,7 +88,9 @@ class BatchNorm(Layer):
         self._cache = (x2, mean, inv_std, training) if training or ctx.record else None
         return y.reshape(x.shape)
 
-    def backward(self, dy, ctx, need_dx=True):
+    def backward(self, dy, ctx, need_dx=True, then=None):
+        """then: (function, alpha, its output) of the activation forward applied after this layer
+        (Model.backward hands it over): dy is then dL/d(that output)."""
         from ..kernels.batchnorm import batchnorm_backward
 
         if self._cache is None:
@@ -96,8 +98,10 @@ class BatchNorm(Layer):
         x2, mean, inv_std, batch = self._cache
         self._cache = None
         dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
+        if then is not None:
+            then = (then[0], then[1], np.ascontiguousarray(then[2]).reshape(x2.shape))
         dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx, batch,
-                                               ctx.reduce)
+                                               ctx.reduce, then)
         self.grads["weight"] += dgamma
         self.grads["bias"] += dbeta
         return None if dx is None else dx.reshape(dy.shape)

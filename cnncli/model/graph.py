@@ -295,7 +295,8 @@ class Model:
         lowest = min(keep, default=INPUT)
         dead = self._dead if ctx.frozen else ()   # no trainable parameter at or below them: no backward
         pending = {len(self.layers) - 1: dlogits}
-        kept = {}
+        kept, then = {}, {}     # then: {batchnorm: its activation's (function, alpha, output)}
+        taken = {j: i for i, j in self._takes.items()}
         for i in range(len(self.layers) - 1, -1, -1):
             if i in dead:
                 self.layers[i].forget(workspace=False)
@@ -304,8 +305,15 @@ class Model:
             layer, src = self.layers[i], self.sources[i]
             if i in keep:
                 kept[i] = pending[i]
+            b = taken.get(i)
+            if b is not None and b not in keep and b not in dead and b >= lowest:
+                handed = layer.handed_over()    # its batchnorm applied it: its derivative goes there too
+                if handed is not None:
+                    then[b], pending[b] = handed, pending.pop(i)
+                    continue
             need_dx = any(j != INPUT and j not in dead for j in src) and i > lowest
-            dx = layer.backward(pending.pop(i), ctx, need_dx=need_dx)
+            extra = {"then": then.pop(i)} if i in then else {}
+            dx = layer.backward(pending.pop(i), ctx, need_dx=need_dx, **extra)
             if not need_dx:
                 continue
             for j, d in zip(src, dx if layer.n_inputs is None else [dx]):
