@@ -59,3 +59,18 @@ def test_a_cli_section_in_the_middle_is_replaced_in_place():
     text = bench_cli.put_table(HEAD, "AVX-512", ["### AVX-512", "old"]) + AUGMENT
     new = bench_cli.put_table(text, "AVX-512", ["### AVX-512", "new"])
     assert new == text.replace("\nold\n", "\nnew\n")
+
+
+def test_bench_sections_of_other_runs_replace_only_themselves(tmp_path):
+    """bench.py --write from an AVX2 or batch-32 run fills its own section; bench.py's default
+    --write (the top) carries every section over."""
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(HEAD + AUGMENT)
+    bench.write_section(path, "bench-avx2-b16", ["avx2 one"])
+    bench.write_section(path, "bench-b32", ["b32 one"])
+    bench.write_section(path, "bench-avx2-b16", ["avx2 two"])
+    text = path.read_text()
+    assert text.startswith(HEAD + AUGMENT) and "avx2 one" not in text
+    assert text.count("<!-- bench-avx2-b16 -->") == 1 and text.index("avx2 two") < text.index("b32 one")
+    kept = bench.kept_sections(path)
+    assert AUGMENT in kept and "avx2 two" in kept and "b32 one" in kept
