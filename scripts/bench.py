@@ -233,11 +233,11 @@ def run_worker(args, env=None, python=sys.executable):
     return res
 
 
-def command_seconds(argv, runs=5):
+def command_seconds(argv, runs=5, env=None):
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=False)
+        subprocess.run(argv, capture_output=True, check=False, env={**os.environ, **(env or {})})
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -310,13 +310,13 @@ def main():
         return sum(layer.macs() for layer in model.layers)
 
     with tempfile.TemporaryDirectory() as cache:
-        cold = run_worker(["startup", "vgg_cifar"], env={"NUMBA_CACHE_DIR": cache})
-        warm = statistics.median(run_worker(["startup", "vgg_cifar"], env={"NUMBA_CACHE_DIR": cache})["wall"]
+        cold = run_worker(["startup", "vgg_cifar"], env={**env, "NUMBA_CACHE_DIR": cache})
+        warm = statistics.median(run_worker(["startup", "vgg_cifar"], env={**env, "NUMBA_CACHE_DIR": cache})["wall"]
                                  for _ in range(3))
     cli = [sys.executable, "-m", "cnncli"]
-    help_s = command_seconds(cli + ["--help"])
-    inspect_s = command_seconds(cli + ["inspect", str(ROOT / NETS["vgg_cifar"])])
-    predict_s = _predict_one_seconds(cli)
+    help_s = command_seconds(cli + ["--help"], env=env)     # --avx2: these with AVX2 code too
+    inspect_s = command_seconds(cli + ["inspect", str(ROOT / NETS["vgg_cifar"])], env=env)
+    predict_s = _predict_one_seconds(cli, env)
 
     def ratio(pair):
         a_, b_ = pair
@@ -414,7 +414,7 @@ def kept_sections(path):
     return "".join(m.group(0) for m in re.finditer(r"\n<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->\n", text, flags=re.S))
 
 
-def _predict_one_seconds(cli):
+def _predict_one_seconds(cli, env=None):
     """A checkpoint of vgg_cifar with random weights, and one PNG."""
     import numpy as np
     from PIL import Image
@@ -432,8 +432,9 @@ def _predict_one_seconds(cli):
             "preprocessing": {"input": list(arch.input), "mean": [0.5] * 3, "std": [0.25] * 3, "resize": "stretch"}})
         img = Path(tmp) / "one.png"
         Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(img)
-        subprocess.run(cli + ["predict", str(ckpt), str(img)], capture_output=True)  # fills the JIT cache
-        return command_seconds(cli + ["predict", str(ckpt), str(img)], runs=3)
+        subprocess.run(cli + ["predict", str(ckpt), str(img)], capture_output=True,   # fills the JIT cache
+                       env={**os.environ, **(env or {})})
+        return command_seconds(cli + ["predict", str(ckpt), str(img)], runs=3, env=env)
 
 
 def _cpu_name():

@@ -202,8 +202,8 @@ def batch_stats(x2, total=None):
     float64 array over all processes: then the statistics and M are the whole batch's.
     One read of x: the sums of x - s and of its square, s = the first row (a sample of each
     column, so var = E[(x-s)^2] - E[x-s]^2 cancels little: with s 1,000 standard deviations from
-    the mean, var was within 3.2e-10 of numpy's float64 two-pass value over 50,000 rows). Over processes, each one's centred sum
-    of squares is moved to the common mean (Chan et al.'s pairwise formula)."""
+    the mean, var was within 3.2e-10 of numpy's float64 two-pass value over 50,000 rows). Over
+    processes, each one's centred sum of squares is moved to the common mean (Chan et al.)."""
     m, c = x2.shape
     shift = x2[0].astype(np.float64) if m else np.zeros(c)
     s1, s2 = _chunked_sums(_shifted_sums, m, c, x2, shift)
