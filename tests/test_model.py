@@ -302,6 +302,26 @@ def test_batchnorm_applies_the_activation_after_it_and_the_step_is_unchanged(rng
     assert runs[True][-2].min() < 0 <= runs[True][-1].min()    # kept 1 is the batchnorm's own output
 
 
+@pytest.mark.parametrize("fn", ["relu6", "sigmoid", "tanh", "hardsigmoid", "leaky_relu"])
+def test_each_taken_activation_gives_the_unfused_step(rng, monkeypatch, fn):
+    """Every function batchnorm may take (its derivative from the output) gives the unfused
+    step's loss and gradients, bit for bit, with values on both sides of each kink."""
+    specs = [("conv", {"filters": 6, "size": 3, "padding": 1, "bias": False}), ("batchnorm", {}),
+             ("activation", {"fn": fn, "alpha": 0.1}), ("conv", {"filters": 4, "size": 3}),
+             ("globalavgpool", {}), ("dense", {"units": 3, "activation": "softmax"})]
+    m = Model((9, 9, 5), specs, seed=4)
+    assert m._takes == {1: 2}
+    m.layers[1].params["bias"][:] = rng.normal(0, 1, 6)
+    x, y = rng.standard_normal((5, 9, 9, 5)).astype(np.float32) * 3, np.arange(5) % 3
+    runs = []
+    for takes in ({1: 2}, {}):
+        monkeypatch.setattr(m, "_takes", takes)
+        loss, _ = m.gradients(x, y, Loss(m.head))
+        runs.append([loss] + [g.copy() for _, _, g in m.trainable_params()])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_folding_uses_the_batchnorm_formula_by_hand():
     """One 1x1 conv of one channel, bias 0.5, weight 2; batchnorm mean 1, var 3, eps 1, gamma 4,
     beta -1: y = 4 (2x + 0.5 - 1) / sqrt(3 + 1) - 1 = 4x - 2. The plan's filter is 4, its bias -2."""
