@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from . import JIT
-from .parallel import run_chunks
+from .parallel import MIN_VALUES_PER_THREAD, run_chunks
 
 LINEAR, RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4, 5
 RELU6, HARDSIGMOID, HARDSWISH, SILU, GELU, GELU_TANH = 6, 7, 8, 9, 10, 11
@@ -21,7 +21,6 @@ CODES = {"linear": LINEAR, "relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid": SI
          "softmax": SOFTMAX, "relu6": RELU6, "hardsigmoid": HARDSIGMOID, "hardswish": HARDSWISH,
          "silu": SILU, "gelu": GELU, "gelu_tanh": GELU_TANH}
 FROM_INPUT = (HARDSWISH, SILU, GELU, GELU_TANH)   # the derivative needs z, not y
-MIN_VALUES_PER_THREAD = 1 << 16   # a layer's pass over fewer values stays on one thread (as pool.py)
 
 
 @njit(inline="always")

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 _pool = None
 _n_threads = None
+MIN_VALUES_PER_THREAD = 1 << 16   # a pass over fewer values stays on one thread: the hand-off costs more
 BLAS_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
                 "openblas_set_num_threads64_", "openblas_set_num_threads", "MKL_Set_Num_Threads")
 

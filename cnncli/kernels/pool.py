@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from . import JIT
-from .parallel import run_chunks
+from .parallel import MIN_VALUES_PER_THREAD, run_chunks
 
 
 @njit(**JIT)
@@ -161,9 +161,6 @@ def _global_max_bwd(dy, arg, dx):
 
 def _check(x):
     assert x.ndim == 4 and x.flags.c_contiguous, "pooling wants a C-contiguous NHWC array"
-
-
-MIN_VALUES_PER_THREAD = 1 << 16  # below this, handing work to another thread costs more than it saves
 
 
 def _split(n, fn, values_per_image):

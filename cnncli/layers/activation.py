@@ -19,6 +19,8 @@ class Activation(Layer):
         super().__init__()
         self.activation = activation_name(fn, "fn")
         self.alpha = alpha_arg(alpha)
+        self._kept = None
+        self._applied = False     # the batchnorm before it applied it (Model.forward); its backward takes it
 
     def config(self):
         return {"fn": self.activation, "alpha": self.alpha}
@@ -62,7 +64,7 @@ class Activation(Layer):
         backward then takes its derivative too (Model.backward); None where this layer's forward
         ran itself. Forgets its output either way."""
         kept, self._kept = self._kept, None
-        applied, self._applied = getattr(self, "_applied", False), False
+        applied, self._applied = self._applied, False
         return (self.activation, self.alpha, kept) if applied and kept is not None else None
 
     def backward(self, dy, ctx, need_dx=True):
