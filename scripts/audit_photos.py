@@ -192,6 +192,9 @@ if __name__ == "__main__":
         sys.exit(f"{ckpt} is missing: run cnncli pretrained get efficientnet_lite0 {work / 'effnet'}")
     config = next((Path(a) for a in sys.argv[2:] if a.endswith(".yaml")), None)
     which = [a for a in sys.argv[2:] if not a.endswith(".yaml")] or ["duplicates", "labels"]
+    if set(which) - {"duplicates", "labels"}:
+        sys.exit(f"unknown part {sorted(set(which) - {'duplicates', 'labels'})[0]!r}: give duplicates, labels "
+                 "and/or a training config ending in .yaml")
     out = {}
     if "duplicates" in which:
         out["duplicates"] = duplicates(work, ckpt)

@@ -71,15 +71,19 @@ def gather(data, columns=None):
 def features(loaded, images, batch_size=64):
     """uint8 (N, h, w, c) -> (N, D) float32: the penultimate layer's output, global-average-pooled
     where it is a feature map (model/features.py), inference mode."""
-    from ..model.features import logits_and_features, penultimate
+    from ..model.features import logits_and_features
+
+    _has_features(loaded)
+    return logits_and_features(loaded.model, loaded.mean, loaded.std, images, batch_size, pool=True)[1].astype(np.float32)
+
+
+def _has_features(loaded):
+    from ..model.features import penultimate
     from ..model.graph import INPUT
 
     if penultimate(loaded.model) == INPUT:
         raise CnnError("the checkpoint's last layer reads the input directly: it has no penultimate "
                        "features to audit with (give a network with a hidden layer)")
-    if not len(images):
-        return np.zeros((0, 0), np.float32)
-    return logits_and_features(loaded.model, loaded.mean, loaded.std, images, batch_size, pool=True)[1].astype(np.float32)
 
 
 def _decode(imgs, keep, shape, resize):
@@ -175,17 +179,19 @@ def _from_checkpoint(imgs, prints, ok, checkpoint, folds, seed, seconds):
     from .predict import load
 
     loaded = load(checkpoint)
+    _has_features(loaded)
     t0 = time.perf_counter()
     decoded, bad = _decode(imgs, ok, loaded.shape, loaded.resize)
     ok, decoded = _drop_bad(imgs, prints, ok, decoded, bad)
+    _need_images(imgs, ok, folds)       # before the feature pass, which takes seconds to minutes
     feats = features(loaded, decoded)
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _need_images(imgs, ok, folds)
     probs, l2, left = audit_probabilities(feats, imgs.labels[ok], len(imgs.classes), folds, seed)
     seconds["folds"] = time.perf_counter() - t0
+    refit = f"; refitted without the first pass's {left} suspects" if left else ""
     source = (f"{folds}-fold softmax regression on {feats.shape[1]} penultimate features of {checkpoint} "
-              f"(L2 {l2:g} by out-of-fold loss; refitted without the first pass's {left} suspects)")
+              f"(L2 {l2:g} by out-of-fold loss{refit})")
     return Audit(imgs, prints, ok, decoded, probs, feats, seconds, source)
 
 

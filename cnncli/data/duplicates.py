@@ -196,7 +196,7 @@ def find_pairs(prints, features=None, **rule):
     exact = exact_pairs([prints[i].sha256 for i in ok])
     same = {(ok[a], ok[b]) for a, b in exact}
     pairs = [Pair(a, b, "exact", 0, None) for a, b in sorted(same)]
-    big = [r for r, i in enumerate(ok) if min(prints[i].size) >= NEAR_MIN_SIDE]
+    big = [r for r, i in enumerate(ok) if prints[i].phash is not None]     # fingerprint's size rule
     hashes = np.array([prints[ok[r]].phash for r in big], np.uint64).reshape(len(big), len(BOXES))
     thumbs = np.array([prints[ok[r]].thumb for r in big], np.uint8).reshape(len(big), len(BOXES), THUMB * THUMB)
     feats = None if features is None else np.asarray(features)[big]
