@@ -46,8 +46,11 @@ def release(images):
     """Drop a memory-mapped array's pages from this process's resident set. They stay in the page
     cache (dirty ones are still written to the file) and are read back when next touched, so a
     process that reads or writes a cache holds what one batch or chunk needs, not all it touched:
-    its RSS does not grow with the data set. An array that is not memory-mapped is left alone."""
+    its RSS does not grow with the data set. An array that is not memory-mapped is left alone, and
+    so is a copy-on-write map (mode "c"), whose written pages DONTNEED would throw away."""
     mm = getattr(images, "_mmap", None)
+    if getattr(images, "mode", None) == "c":
+        return
     if mm is not None and not mm.closed and hasattr(mmap, "MADV_DONTNEED"):
         mm.madvise(mmap.MADV_DONTNEED)
 
