@@ -391,7 +391,8 @@ def _section_name(a):
 
 
 def _section_title(a):
-    isa = "AVX2 code only (an AVX-512 machine told to use AVX2, both sides)" if a.avx2 else "The CPU's own code"
+    isa = "AVX2 code only (NUMBA_CPU_NAME, OPENBLAS_CORETYPE, ATEN and oneDNN told so, both sides)" if a.avx2 \
+        else "The CPU's own code"
     return f"{isa}; 224-pixel networks at batch {a.batch224}"
 
 

@@ -13,7 +13,7 @@ cnncli: `python -m cnncli train CONFIG --quiet` in a fresh process: batch 64, SG
 (lr 0.01, constant), no augmentation, no validation (val_split 0). Its figure is what `cnncli train`
 records in metrics.csv, over epochs 2..E: the images trained / the epochs' `seconds`. An epoch's
 seconds cover its batch loop: gathering and normalising batches from the decoded uint8 cache (on the
-prefetch thread), the training steps and the progress line. Not in them: decoding the PNGs (once,
+prefetch thread) and the training steps; --quiet and a pipe: no progress output. Not in them: decoding the PNGs (once,
 into the cache, before epoch 1; later rounds reuse it), the first epoch (JIT compile or cache load),
 and what runs between epochs (writing last.npz and metrics.csv). The curves.png helper process runs
 as it does for every user: it imports matplotlib during the first epochs and draws while later ones
@@ -252,7 +252,7 @@ def report(a, results, torch_ok, load):
     lines += [f"data: scikit-learn's real digits, training split ({first['images']:,} images), upscaled, PNG "
               "class folders",
               "cnncli: images / seconds of epochs 2..E as metrics.csv records them: each epoch's batch loop "
-              "(batches from the decoded uint8 cache on the prefetch thread, training steps, progress line); "
+              "(batches from the decoded uint8 cache on the prefetch thread, training steps; --quiet, no progress output); "
               "not decoding, the first epoch, or the checkpoint writes between epochs; the curves.png helper "
               f"process {curves}",
               "PyTorch: the same images as one float32 (N, C, H, W) tensor in memory, shuffled batches, "
@@ -295,8 +295,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = a.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **(AVX2 if a.avx2 else {}), "CNNCLI_THREADS": str(a.threads),
-               "CNNCLI_CACHE": str(work / "cache"), **({"CNNCLI_CURVES": "0"} if a.no_curves else {})}
+        inherited = {k: v for k, v in os.environ.items() if k not in AVX2}   # the label must say what ran
+        env = {**inherited, **(AVX2 if a.avx2 else {}), "CNNCLI_THREADS": str(a.threads),
+               "CNNCLI_CACHE": str(work / "cache"), "CNNCLI_CURVES": "0" if a.no_curves else "1"}
         load = [os.getloadavg()[0]]
         results, round_s = race(a, work.resolve(), torch_ok, env)
         load.append(os.getloadavg()[0])
