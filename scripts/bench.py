@@ -13,9 +13,9 @@ fine-tuning on frozen features takes. --avx2 makes both sides use AVX2 code on a
 (numba's NUMBA_CPU_NAME=haswell, OPENBLAS_CORETYPE=Haswell, PyTorch's ATEN_CPU_CAPABILITY=avx2
 and ONEDNN_MAX_CPU_ISA=AVX2), as a machine without AVX-512 runs.
 
-Each measurement runs in a fresh worker process (so peak RSS is its own), cnncli and PyTorch
-alternate, and the table shows medians over --repeats rounds. Throughput is steady state:
-after warm-up steps, on synthetic data of the right shape (it does not depend on pixel values).
+Each measurement runs in a fresh worker process (so peak RSS is its own; cnncli's adds what its
+shard worker processes hold privately, _workers_private_mb), cnncli and PyTorch alternate, and
+the table shows medians over --repeats rounds. Throughput is steady state: after warm-up steps, on synthetic data of the right shape (it does not depend on pixel values).
 PyTorch is optional: without it the script prints cnncli's figures alone. The PyTorch network is
 scripts/torch_graph.py's TorchGraph, built from the same cnncli graph (layers + sources).
 GFLOP/s are counted as direct convolution would need them (cnncli's multiply-adds × 2, × 3 for a
@@ -49,6 +49,19 @@ AVX2 = {"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_C
 def _peak_rss_mb():
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _workers_private_mb(model):
+    """What cnncli's shard worker processes (parallel/processes.py) hold of their own, in MB: their
+    private pages (written since the fork, or allocated), from /proc/PID/smaps_rollup, read after
+    the training loop. Their malloc keeps freed blocks (kernels/parallel.keep_freed_memory), so
+    this is about their peak; the pages they share with the training process are counted there."""
+    workers = model.shards.workers
+    total = 0
+    for pid, _ in (workers._procs if workers is not None else []):
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            total += sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean", "Private_Dirty")))
+    return total / 1024
 
 
 def _timed_loop(step, seconds):
@@ -88,7 +101,7 @@ def worker_cnncli(net, seconds, batch=BATCH):
     for _ in range(3):
         train_step()
     train = _timed_loop(train_step, seconds)
-    rss = _peak_rss_mb()       # the training peak, before the inference loop
+    rss = _peak_rss_mb() + _workers_private_mb(model)   # the training peak, before the inference loop
     infer = _timed_loop(lambda: model.predict_proba(x), seconds / 2)
     out = {"train_ips": batch / train, "infer_ips": batch / infer, "rss_mb": rss}
     if net in LARGE:           # every layer but the classifier frozen: train.freeze up to layer -2

@@ -112,7 +112,8 @@ def test_the_cycle_check_sees_a_cycle():
     graph = {name: set(edges) for name, edges in import_graph().items()}
     graph["cnncli.parallel.single"].add("cnncli.parallel.mpi")      # world() in single.py, as it once was
     found = cycles(graph)
-    assert ["cnncli.parallel.mpi", "cnncli.parallel.single"] in found
+    # a component holding both (mpi.py reaches single.py through the model: threads -> processes)
+    assert any({"cnncli.parallel.mpi", "cnncli.parallel.single"} <= set(c) for c in found), found
     assert _path(graph, found[0]).count("->") >= 2
 
 

@@ -150,8 +150,10 @@ def test_a_failing_shard_releases_the_others_and_shows_its_own_error(rng, monkey
     """One shard raising inside a step breaks the batchnorm barrier: no thread waits forever (the
     step ends within seconds, in a thread of its own so that a hang fails the test), the error
     raised is the one that broke the barrier, even when the calling thread's shard only saw the
-    broken barrier, and the next step runs."""
+    broken barrier, and the next step runs. Thread shards (test_processes.py: worker processes)."""
     from cnncli.layers.batchnorm import BatchNorm
+
+    monkeypatch.setenv("CNNCLI_SHARD_PROCESSES", "0")
 
     m = Model((10, 10, 4), BN_NET, seed=0)
     real = BatchNorm.forward

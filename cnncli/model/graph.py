@@ -224,6 +224,7 @@ class Model:
         self.still = self.frozen | frozenset(i for i, layer in enumerate(self.layers)
                                              if batchnorm_statistics and layer.batch_statistics)
         self._dead = dead_layers(self, self.frozen)
+        self.shards.stop()
         self.shards = Shards(self)   # shards copy the model: none made before this may be used
 
     def trainable_params(self):

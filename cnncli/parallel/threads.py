@@ -23,6 +23,8 @@ import threading
 
 import numpy as np
 
+from . import processes
+
 # Networks of more multiply-adds per image (forward) than this run layer by layer: each layer's
 # work then dwarfs a hand-off, and shards would hold a second set of gradients, workspaces and
 # malloc arenas. Measured, ResNet-18 at 224 (1.81 G), batch 16, 2 threads, on a loaded machine:
@@ -36,6 +38,12 @@ class Shards:
         self.model = model
         self._copies = []
         self.macs = sum(layer.macs() for layer in model.layers)   # per image, forward
+        self.workers = None     # processes.Workers: a training step's shards 1.. in processes, where available
+
+    def stop(self):
+        """End the worker processes, if any (the model is about to drop these shards)."""
+        if self.workers is not None:
+            self.workers.stop()
 
     def usable(self, n, ctx):
         """Split a batch of n images this way? More than one thread and image, a network of at
@@ -110,6 +118,10 @@ class Shards:
             tiles = {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(layers)) if t is not None}
             ctxs = [ctx.but(masks={i: None if d is None else d[lo:hi] for i, d in draws.items()}, tiles=tiles,
                             reduce=sums.shard(k), keeps_running=k == 0) for k, (lo, hi) in enumerate(pieces)]
+            if processes.available():
+                if self.workers is None:
+                    self.workers = processes.Workers()
+                return self.workers.gradients(model, shards, pieces, x, loss, labels, diverged, ctxs, plan)
             for shard in shards[1:]:      # shard 0's are the model's own, zeroed already
                 shard.zero_grad()
 
