@@ -115,13 +115,14 @@ class Shards:
             # frozen layers run in inference mode: they draw nothing, as on one thread
             draws = {i: layers[i].draw((len(x),) + layers[i].in_shape, model.dtype, ctx.rngs[i])
                      for i in model.random_layers() if i not in ctx.frozen}
-            tiles = {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(layers)) if t is not None}
-            ctxs = [ctx.but(masks={i: None if d is None else d[lo:hi] for i, d in draws.items()}, tiles=tiles,
-                            reduce=sums.shard(k), keeps_running=k == 0) for k, (lo, hi) in enumerate(pieces)]
+            masks = [{i: None if d is None else d[lo:hi] for i, d in draws.items()} for lo, hi in pieces]
             if processes.available():
                 if self.workers is None:
                     self.workers = processes.Workers()
-                return self.workers.gradients(model, shards, pieces, x, loss, labels, diverged, ctxs, plan)
+                return self.workers.gradients(model, shards, pieces, x, loss, labels, diverged, ctx, masks, plan)
+            tiles = {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(layers)) if t is not None}
+            ctxs = [ctx.but(masks=masks[k], tiles=tiles, reduce=sums.shard(k), keeps_running=k == 0)
+                    for k in range(len(pieces))]
             for shard in shards[1:]:      # shard 0's are the model's own, zeroed already
                 shard.zero_grad()
 
