@@ -76,8 +76,9 @@ def _alive(pid):
 
 @pytest.mark.parametrize("frozen", [(), (0, 1)])
 def test_worker_processes_give_the_thread_shards_bits(rng, monkeypatch, frozen):
-    """Batch sizes 11, 9 (smaller: the same workers), 16 (larger: new workers), with batchnorm's
-    whole-batch statistics, dropout masks and the optimizer's in-place updates."""
+    """Batch sizes 11 (the first step: threads), 9 (the workers start), 16 (a larger part: new
+    workers), 16, with batchnorm's whole-batch statistics, dropout masks and the optimizer's
+    in-place updates."""
     batches = _batches(rng, [11, 9, 16, 16])
     procs = Model((12, 12, 3), NET, seed=5)
     procs.freeze(frozen)
@@ -121,7 +122,8 @@ def test_a_failing_shard_fails_the_step_with_its_own_error_and_the_next_step_run
 
     m = Model((12, 12, 3), NET, seed=0)
     (x, y), = _batches(rng, [9])
-    m.gradients(x, y, Loss("softmax"))       # the workers are forked before the layer turns flaky ...
+    for _ in range(2):                       # the workers are forked (at the second step) before ...
+        m.gradients(x, y, Loss("softmax"))   # ... the layer turns flaky ...
     real, me = BatchNorm.backward, os.getpid()
     first = [pid for pid, _ in m.shards.workers._procs]
 
@@ -155,29 +157,29 @@ def test_a_failing_shard_fails_the_step_with_its_own_error_and_the_next_step_run
 def test_a_killed_worker_fails_one_step_with_a_clear_error_then_training_goes_on(rng, monkeypatch):
     import copy
 
-    batches = _batches(rng, [10, 10, 10])
+    batches = _batches(rng, [10, 10, 10, 10])
     m = Model((12, 12, 3), NET, seed=5)
-    _steps(m, batches[:1])
+    _steps(m, batches[:2])
     pid = m.shards.workers._procs[0][0]
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(processes.WorkerError, match="worker process ended unexpectedly.*CNNCLI_SHARD_PROCESSES=0"):
-        m.gradients(*batches[1], Loss("softmax", smoothing=0.1))
+        m.gradients(*batches[2], Loss("softmax", smoothing=0.1))
     assert not _alive(pid)        # ended and reaped
     t = Model((12, 12, 3), NET, seed=0)      # where m stands now (the failed step drew its dropout masks)
     t.load_state_dict(m.state_dict())
     t.rngs = copy.deepcopy(m.rngs)
-    a = _steps(m, batches[1:])
-    b = _threads(monkeypatch, lambda: _steps(t, batches[1:]))
+    a = _steps(m, batches[2:])
+    b = _threads(monkeypatch, lambda: _steps(t, batches[2:]))
     _same(a, b)
 
 
 def test_freezing_and_dropping_the_model_end_its_workers(rng):
     m = Model((12, 12, 3), NET, seed=5)
-    _steps(m, _batches(rng, [8]))
+    _steps(m, _batches(rng, [8, 8]))
     before = [pid for pid, _ in m.shards.workers._procs]
     m.freeze([0, 1])                         # new shards: the old ones' workers are ended
     assert before and not any(map(_alive, before))
-    _steps(m, _batches(rng, [8]))
+    _steps(m, _batches(rng, [8, 8]))
     after = [pid for pid, _ in m.shards.workers._procs]
     assert after and set(after).isdisjoint(before)
     del m
@@ -202,7 +204,7 @@ def test_workers_hold_none_of_the_training_process_pipes(rng):
     r, w = os.pipe()
     try:
         m = Model((12, 12, 3), NET, seed=5)
-        _steps(m, _batches(rng, [8]))
+        _steps(m, _batches(rng, [8, 8]))
         pid = m.shards.workers._procs[0][0]
         held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         assert f"pipe:[{os.fstat(w).st_ino}]" not in held
@@ -213,3 +215,22 @@ def test_workers_hold_none_of_the_training_process_pipes(rng):
         os.close(r)
         if w is not None:
             os.close(w)
+
+
+def test_a_training_run_gives_the_same_weights_with_worker_processes_or_threads(tmp_path, monkeypatch):
+    """The whole of `cnncli train` (augmentation, dropout, Adam, cosine schedule, validation, best
+    and last checkpoints): the same bits either way."""
+    from cnncli.commands.train import train
+    from cnncli.engine.progress import QuietReporter
+
+    from .test_train import assert_same_weights, weights, write_config
+
+    steps, real = [], processes.Workers.gradients
+    monkeypatch.setattr(processes.Workers, "gradients", lambda self, *a: steps.append(1) or real(self, *a))
+    a = train(write_config(tmp_path, "processes"), reporter=QuietReporter())
+    assert len(steps) > 5                    # the steps ran in worker processes
+    b = _threads(monkeypatch, lambda: train(write_config(tmp_path, "threads"), reporter=QuietReporter()))
+    for name in ("last.npz", "best.npz"):
+        assert_same_weights(weights(a.output, name), weights(b.output, name))
+    rows = [(r.output / "metrics.csv").read_text().splitlines() for r in (a, b)]
+    assert [r.rsplit(",", 3)[0] for r in rows[0]] == [r.rsplit(",", 3)[0] for r in rows[1]]

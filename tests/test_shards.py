@@ -199,9 +199,11 @@ def test_shards_made_after_a_one_thread_step_share_no_workspace(rng):
             np.testing.assert_allclose(a[2][k], b[2][k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
-def test_shards_keep_their_gradient_arrays_across_an_evaluation(rng):
+def test_shards_keep_their_gradient_arrays_across_an_evaluation(rng, monkeypatch):
     """A training step after a prediction reuses each shard's gradient arrays (no new set per
-    validation), and shard 0 adds into the model's own."""
+    validation), and shard 0 adds into the model's own. Thread shards (worker processes' shards
+    get shared-memory gradients once, when the workers start: test_processes.py)."""
+    monkeypatch.setenv("CNNCLI_SHARD_PROCESSES", "0")
     x, y = rng.standard_normal((8, 32, 32, 3)).astype(np.float32), np.arange(8) % 4
     m = Model((32, 32, 3), NET, seed=2)
     m.gradients(x, y, Loss("softmax"))

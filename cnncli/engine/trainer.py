@@ -432,7 +432,6 @@ def warm_up(arch, model, images):
     x = np.zeros((images,) + tuple(arch.input), np.float32)
     y = np.zeros((len(x), net.output_shape[0]) if net.head == "multilabel" else len(x), np.int64)
     net.gradients(x, y, Loss(net.head))
-    net.shards.stop()               # its worker processes, if any: the model starts its own
     net.predict_proba(x)            # split over threads (two images)
     net.predict_proba(x[:1])        # one image: layer by layer
     model.zero_grad()

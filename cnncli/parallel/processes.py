@@ -6,8 +6,9 @@ process take turns at it, and on a virtual machine each turn wakes a sleeping CP
 the 2-core Xeon guest, one 32-image training pass of LeNet-5: 2.8 ms alone, 4.2-4.3 ms each in
 two threads of one process, 3.2 ms each in two processes (ResNet-20: 122, 144-155 and 123-125).
 
-The workers are forked from the training process at its first step with shards, so they hold
-the model as it is then. Before each step the model's parameters and buffers (batchnorm's
+The workers are forked from the training process at its second step with shards (the first
+runs in threads and compiles the kernels, which the workers then inherit), so they hold the
+model as it is then. Before each step the model's parameters and buffers (batchnorm's
 running statistics) are copied into shared memory that the workers' shards read: the model's own
 arrays stay where they are (the optimizer, EMA and a warm-up net hold them), at the cost of one
 copy of the parameters a step (LeNet-5: 62 k values). Each worker's gradients, and its part of

@@ -11,6 +11,9 @@ The shards' parameter gradients are then added in shard order (bit-identical rer
 thread count); dropout masks are drawn for the whole batch before the split, as one thread
 would draw them.
 
+In training on Linux, shards 1.. run in worker processes (processes.py) from the second step on:
+two threads of one process take turns at the interpreter lock between kernels.
+
 Batchnorm's batch statistics span the shards: its sums go through a ThreadTotal, where the
 shards meet (one barrier per sum; a batchnorm layer makes three per step against five thread
 hand-offs layer by layer), and one shard updates the running statistics. Training with batchnorm
@@ -117,9 +120,11 @@ class Shards:
                      for i in model.random_layers() if i not in ctx.frozen}
             masks = [{i: None if d is None else d[lo:hi] for i, d in draws.items()} for lo, hi in pieces]
             if processes.available():
-                if self.workers is None:
-                    self.workers = processes.Workers()
-                return self.workers.gradients(model, shards, pieces, x, loss, labels, diverged, ctx, masks, plan)
+                if self.workers is not None:
+                    return self.workers.gradients(model, shards, pieces, x, loss, labels, diverged, ctx, masks, plan)
+                # the first step runs in threads: it compiles the kernels, which workers forked
+                # after it then have (forked during it, each would compile them again)
+                self.workers = processes.Workers()
             tiles = {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(layers)) if t is not None}
             ctxs = [ctx.but(masks=masks[k], tiles=tiles, reduce=sums.shard(k), keeps_running=k == 0)
                     for k in range(len(pieces))]
