@@ -15,7 +15,8 @@ and ONEDNN_MAX_CPU_ISA=AVX2), as a machine without AVX-512 runs.
 
 Each measurement runs in a fresh worker process (so peak RSS is its own; cnncli's adds what its
 shard worker processes hold privately, _workers_private_mb), cnncli and PyTorch alternate, and
-the table shows medians over --repeats rounds. Throughput is steady state: after warm-up steps, on synthetic data of the right shape (it does not depend on pixel values).
+the table shows medians over --repeats rounds. Throughput is steady state: after warm-up steps,
+on synthetic data of the right shape (it does not depend on pixel values).
 PyTorch is optional: without it the script prints cnncli's figures alone. The PyTorch network is
 scripts/torch_graph.py's TorchGraph, built from the same cnncli graph (layers + sources).
 GFLOP/s are counted as direct convolution would need them (cnncli's multiply-adds × 2, × 3 for a
@@ -58,7 +59,7 @@ def _workers_private_mb(model):
     this is about their peak; the pages they share with the training process are counted there."""
     workers = model.shards.workers
     total = 0
-    for pid, _ in (workers._procs if workers is not None else []):
+    for pid in (workers.pids() if workers is not None else []):
         with open(f"/proc/{pid}/smaps_rollup") as f:
             total += sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean", "Private_Dirty")))
     return total / 1024

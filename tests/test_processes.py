@@ -87,7 +87,7 @@ def test_worker_processes_give_the_thread_shards_bits(rng, monkeypatch, frozen):
     # the model's arrays are the ones it had: an EMA holding them sees the steps
     now = [a for layer in procs.layers for a in (*layer.params.values(), *layer.buffers.values())]
     assert len(now) == len(held) and all(a is b for a, b in zip(now, held))
-    assert procs.shards.workers is not None and len(procs.shards.workers._procs) == n_threads() - 1
+    assert procs.shards.workers is not None and len(procs.shards.workers.pids()) == n_threads() - 1
     threads = Model((12, 12, 3), NET, seed=5)
     threads.freeze(frozen)
     b = _threads(monkeypatch, lambda: _steps(threads, batches))
@@ -125,7 +125,7 @@ def test_a_failing_shard_fails_the_step_with_its_own_error_and_the_next_step_run
     for _ in range(2):                       # the workers are forked (at the second step) before ...
         m.gradients(x, y, Loss("softmax"))   # ... the layer turns flaky ...
     real, me = BatchNorm.backward, os.getpid()
-    first = [pid for pid, _ in m.shards.workers._procs]
+    first = m.shards.workers.pids()
 
     def flaky(self, *args, **kwargs):
         if (os.getpid() == me) == (where == "training process"):
@@ -148,10 +148,10 @@ def test_a_failing_shard_fails_the_step_with_its_own_error_and_the_next_step_run
     runner.join(60)
     assert not runner.is_alive(), "the step hung"
     assert isinstance(outcome[0], RuntimeError) and "boom" in str(outcome[0])
-    assert m.shards.workers._procs == [] and not any(map(_alive, first))
+    assert m.shards.workers.pids() == [] and not any(map(_alive, first))
     monkeypatch.setattr(BatchNorm, "backward", real)
     value, _ = m.gradients(x, y, Loss("softmax"))
-    assert np.isfinite(value) and len(m.shards.workers._procs) == n_threads() - 1
+    assert np.isfinite(value) and len(m.shards.workers.pids()) == n_threads() - 1
 
 
 def test_a_killed_worker_fails_one_step_with_a_clear_error_then_training_goes_on(rng, monkeypatch):
@@ -160,7 +160,7 @@ def test_a_killed_worker_fails_one_step_with_a_clear_error_then_training_goes_on
     batches = _batches(rng, [10, 10, 10, 10])
     m = Model((12, 12, 3), NET, seed=5)
     _steps(m, batches[:2])
-    pid = m.shards.workers._procs[0][0]
+    pid = m.shards.workers.pids()[0]
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(processes.WorkerError, match="worker process ended unexpectedly.*CNNCLI_SHARD_PROCESSES=0"):
         m.gradients(*batches[2], Loss("softmax", smoothing=0.1))
@@ -176,11 +176,11 @@ def test_a_killed_worker_fails_one_step_with_a_clear_error_then_training_goes_on
 def test_freezing_and_dropping_the_model_end_its_workers(rng):
     m = Model((12, 12, 3), NET, seed=5)
     _steps(m, _batches(rng, [8, 8]))
-    before = [pid for pid, _ in m.shards.workers._procs]
+    before = m.shards.workers.pids()
     m.freeze([0, 1])                         # new shards: the old ones' workers are ended
     assert before and not any(map(_alive, before))
     _steps(m, _batches(rng, [8, 8]))
-    after = [pid for pid, _ in m.shards.workers._procs]
+    after = m.shards.workers.pids()
     assert after and set(after).isdisjoint(before)
     del m
     import gc
@@ -205,7 +205,7 @@ def test_workers_hold_none_of_the_training_process_pipes(rng):
     try:
         m = Model((12, 12, 3), NET, seed=5)
         _steps(m, _batches(rng, [8, 8]))
-        pid = m.shards.workers._procs[0][0]
+        pid = m.shards.workers.pids()[0]
         held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         assert f"pipe:[{os.fstat(w).st_ino}]" not in held
         os.close(w)
@@ -234,3 +234,54 @@ def test_a_training_run_gives_the_same_weights_with_worker_processes_or_threads(
         assert_same_weights(weights(a.output, name), weights(b.output, name))
     rows = [(r.output / "metrics.csv").read_text().splitlines() for r in (a, b)]
     assert [r.rsplit(",", 3)[0] for r in rows[0]] == [r.rsplit(",", 3)[0] for r in rows[1]]
+
+
+def _forked_children():
+    """This process's children that are forks of it (same command line): shard workers."""
+    me = open("/proc/self/cmdline", "rb").read()
+    pids = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            pids += [int(p) for p in f.read().split()]
+    out = []
+    for pid in pids:
+        try:
+            if open(f"/proc/{pid}/cmdline", "rb").read() == me:
+                out.append(pid)
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def test_a_worker_killed_mid_run_stops_training_with_one_line_saying_how_to_go_on(tmp_path):
+    """As when the kernel's out-of-memory killer picks the worker: a CnnError (the CLI's one line,
+    exit 2, no traceback) naming what happened and the resume command; last.npz of the last
+    finished epoch is intact, and resuming trains to the end."""
+    from cnncli.commands.train import train
+    from cnncli.engine.progress import QuietReporter
+    from cnncli.errors import CnnError
+
+    from .test_train import weights, write_config
+
+    class KillWorkerAt(QuietReporter):
+        def epoch_start(self, epoch, epochs, n_batches, start_batch):
+            super().epoch_start(epoch, epochs, n_batches, start_batch)
+            self.epoch = epoch
+
+        def batch(self, done, loss, acc, images_per_s):
+            if (self.epoch, done) == (1, 2):
+                killed = _forked_children()
+                assert killed, "no worker process to kill"
+                for pid in killed:
+                    os.kill(pid, signal.SIGKILL)
+
+    cfg = write_config(tmp_path, "run")
+    with pytest.raises(CnnError) as e:
+        train(cfg, reporter=KillWorkerAt())
+    msg = str(e.value)
+    assert "worker process ended unexpectedly" in msg and "in epoch 2 at batch 3" in msg, msg
+    assert "last.npz (after epoch 1) is intact" in msg and "cnncli train --resume" in msg, msg
+    kept = weights(tmp_path / "run")
+    res = train(resume=tmp_path / "run", reporter=QuietReporter())
+    assert res.state.epoch == 3 and res.state.finished == "epochs"
+    assert set(weights(res.output)) == set(kept)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model import checkpoint
+from ..parallel.processes import WorkerError
 from ..files import write_text_atomic
 from ..errors import CnnError
 from ..viz.live import LiveCurves
@@ -259,6 +260,8 @@ class Trainer:
                                                      (self.stop_requested > 0, self.report.gone), self.rngs)
             except Diverged as e:
                 self._diverged(e.loss, epoch, b)
+            except WorkerError as e:   # killed, say by the kernel when memory ran out: not the user's input,
+                raise CnnError(f"{e}; {self._where()}") from None   # but nothing is lost: say how to go on
             if self.ema:
                 self.ema.update(self.opt.step_count)
             p["loss"] += loss * seen

@@ -355,6 +355,11 @@ class Model:
         optimizer.step(self.trainable_params())
         return value, probs
 
+    def step_tiles(self):
+        """{layer index: its Winograd filter tiles for this step's parameters} (Layer.step_tiles),
+        made once per step and handed to every shard in ctx.tiles."""
+        return {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(self.layers)) if t is not None}
+
     def frozen_plan(self):
         """The inference plan of the layers no training step's backward reaches (freeze's dead
         layers: frozen, in inference mode), folded among themselves: a frozen backbone's convs take

@@ -75,6 +75,10 @@ class Workers:
         _stop(self._procs)
         self._key = None
 
+    def pids(self):
+        """The running workers' process ids, shard 1 first."""
+        return [pid for pid, _ in self._procs]
+
     def gradients(self, model, shards, pieces, x, loss, labels, diverged, ctx, masks, plan):
         """threads.Shards.gradients' step with shards[1:] in the workers -> (loss, probabilities).
         ctx: the step's Context; masks: each shard's dropout masks. Each process transforms its
@@ -86,9 +90,8 @@ class Workers:
             for (lo, hi), xb, (_, conn), m in zip(pieces[1:], self._x, self._procs, masks[1:]):
                 xb[:hi - lo] = x[lo:hi]
                 conn.send(("forward", hi - lo, m, np.geterr()))
-            (lo, hi), layers = pieces[0], model.layers
-            tiles = {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(layers)) if t is not None}
-            ctx = ctx.but(masks=masks[0], tiles=tiles, reduce=self._total, keeps_running=True)
+            lo, hi = pieces[0]
+            ctx = ctx.but(masks=masks[0], tiles=model.step_tiles(), reduce=self._total, keeps_running=True)
             with serial():
                 logits = [shards[0].forward(x[lo:hi], ctx=ctx, plan=plan)]
             logits += [_expect(conn, "logits")[1] for _, conn in self._procs]
@@ -123,7 +126,7 @@ class Workers:
         parameters and buffers into the workers' shared copies (the optimizer has just changed
         them). The model's own arrays are never replaced: others hold them (EMA, a warm-up net)."""
         capacity = max(hi - lo for lo, hi in pieces[1:])
-        key = (len(pieces), tuple(map(id, model.layers)), frozen, x.shape[1:], x.dtype,
+        key = (len(pieces), tuple(map(id, model.layers)), frozen, x.shape[1:],
                tuple((kind, n, a.shape, a.dtype) for layer in model.layers for kind in ("params", "buffers", "grads")
                      for n, a in getattr(layer, kind).items()))
         if self._key is not None and self._key[:-1] == key and self._key[-1] >= capacity:
@@ -236,8 +239,7 @@ def _serve(conn, shard, xb, copies):
 
 
 def _step(conn, shard, x, masks, total):
-    tiles = {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(shard.layers)) if t is not None}
-    ctx = shard.context(training=True).but(masks=masks, tiles=tiles, reduce=total, keeps_running=False)
+    ctx = shard.context(training=True).but(masks=masks, tiles=shard.step_tiles(), reduce=total, keeps_running=False)
     shard.zero_grad()
     conn.send(("logits", shard.forward(x, ctx=ctx, plan=shard.frozen_plan())))
     shard.backward(_expect(conn, "backward")[1], ctx=ctx)

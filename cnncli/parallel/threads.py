@@ -125,7 +125,7 @@ class Shards:
                 # the first step runs in threads: it compiles the kernels, which workers forked
                 # after it then have (forked during it, each would compile them again)
                 self.workers = processes.Workers()
-            tiles = {i: t for i, t in ((i, layer.step_tiles()) for i, layer in enumerate(layers)) if t is not None}
+            tiles = model.step_tiles()
             ctxs = [ctx.but(masks=masks[k], tiles=tiles, reduce=sums.shard(k), keeps_running=k == 0)
                     for k in range(len(pieces))]
             for shard in shards[1:]:      # shard 0's are the model's own, zeroed already
