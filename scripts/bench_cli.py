@@ -18,7 +18,8 @@ into the cache, before epoch 1; later rounds reuse it), the first epoch (JIT com
 and what runs between epochs (writing last.npz and metrics.csv). The curves.png helper process runs
 as it does for every user: it imports matplotlib during the first epochs and draws while later ones
 run, on the cores the epochs use; --no-curves turns it off (CNNCLI_CURVES=0) to see what it costs.
-PyTorch: scripts/torch_graph.py's TorchGraph of the same graph (PyTorch's initialisation), the same
+PyTorch: scripts/torch_graph.py's TorchGraph of the same graph (PyTorch's initialisation), with
+cnncli's glibc malloc thresholds (as in bench.py), the same
 PNGs decoded and normalised beforehand into one float32 (N, C, H, W) tensor; each epoch a random
 permutation, batches of 64 gathered by index (1,442 = 22 x 64 + 34: the last one smaller, as
 cnncli's), SGD momentum 0.9, cross-entropy; one untimed epoch, then images / seconds over the same
@@ -136,9 +137,11 @@ def steady_rate(metrics_csv):
 
 def worker_torch(net, folder, epochs, threads):
     """PyTorch on the folder's images preloaded as one tensor -> images/s over epochs 2..E."""
-    import torch
-
     sys.path.insert(0, str(ROOT))
+    from cnncli.kernels.parallel import keep_freed_memory
+    keep_freed_memory()      # the malloc thresholds cnncli sets for itself (bench.py's docstring)
+
+    import torch
     from cnncli import config
     from torch_graph import torch_graph
 
@@ -256,7 +259,7 @@ def report(a, results, torch_ok, load):
               "not decoding, the first epoch, or the checkpoint writes between epochs; the curves.png helper "
               f"process {curves}",
               "PyTorch: the same images as one float32 (N, C, H, W) tensor in memory, shuffled batches, "
-              "epochs 2..E",
+              "epochs 2..E; glibc's malloc thresholds set as cnncli sets its own",
               "", "| network | epochs timed | cnncli images/s | PyTorch images/s | cnncli / PyTorch | "
               "cnncli data wait |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
