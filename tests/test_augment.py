@@ -75,6 +75,20 @@ def test_no_augmentation_is_plain_normalisation_bit_for_bit(rng):
     np.testing.assert_array_equal(prepare_batch(src, mean, std), src.astype(np.float32) * scale + shift)
 
 
+@pytest.mark.parametrize("c", [1, 3])
+def test_the_normalise_only_path_equals_the_general_kernel_bit_for_bit(rng, c):
+    """No geometry, contrast, saturation or cutout: augment_batch takes its short loop (_normalise);
+    an explicit identity matrix takes _augment. With and without a brightness gain, the same bits."""
+    src = rng.integers(0, 256, (4, 7, 5, c)).astype(np.uint8)
+    mean, std = rng.uniform(0.2, 0.7, c), rng.uniform(0.1, 0.4, c)
+    identity = np.tile(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (4, 1, 1))
+    for gain in (None, rng.uniform(0.6, 1.4, 4)):
+        fast = augment_batch(src, mean, std, gain=gain)
+        general = augment_batch(src, mean, std, identity, gain)
+        np.testing.assert_array_equal(fast, general)
+        assert fast.dtype == np.float32 and fast.shape == src.shape
+
+
 # --- each key, with a known answer ----------------------------------------------------------------
 
 def test_rotate_moves_a_squares_corners_onto_the_axes():
