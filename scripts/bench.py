@@ -278,6 +278,8 @@ def main():
     ap.add_argument("--batch224", type=int, default=16, help="batch size of the 224-pixel networks")
     ap.add_argument("--avx2", action="store_true", help="AVX2 code only, on both sides (an AVX-512 machine "
                     "measuring as one without)")
+    ap.add_argument("--no-e2e", action="store_true", help="leave out the end-to-end line (bench_data.py e2e, "
+                    "about a minute)")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -392,6 +394,8 @@ def main():
     say(f"warm start, JIT cache filled (the same, whole process): {warm:.2f} s")
     say(f"`cnncli --help`: {help_s:.2f} s; `cnncli inspect vgg_cifar.yaml`: {inspect_s:.2f} s; "
         f"`cnncli predict` one image (vgg_cifar), warm cache: {predict_s:.2f} s")
+    if not a.no_e2e:
+        say(end_to_end_line(end_to_end(env)))
     if a.write and section is not None:
         write_section(ROOT / "BENCHMARKS.md", section, [f"## {_section_title(a)}", "", "```",
                       "$ python scripts/bench.py " + " ".join(sys.argv[1:]), "```", ""] + lines)
@@ -402,6 +406,41 @@ def main():
         kept = kept_sections(ROOT / "BENCHMARKS.md")
         (ROOT / "BENCHMARKS.md").write_text("\n".join(text) + "\n" + kept)
         print("wrote BENCHMARKS.md")
+
+
+E2E = {"n": 1000, "val": 100, "epochs": 3, "batch": 32}   # bench_data.py e2e's run in bench.py
+
+
+def end_to_end(env):
+    """bench_data.py's e2e in a temporary folder (its JPEGs written there first) -> its JSON, or a
+    string saying why not (no scikit-image, whose photos the JPEGs are cut from)."""
+    if subprocess.run([sys.executable, "-c", "import skimage"], capture_output=True).returncode != 0:
+        return "scikit-image is not installed (pip install scikit-image)"
+    script, full = str(ROOT / "scripts" / "bench_data.py"), {**os.environ, **env}
+    with tempfile.TemporaryDirectory() as work:
+        made = subprocess.run([sys.executable, script, "make", work, "--n", str(E2E["n"]), "--val", str(E2E["val"])],
+                              capture_output=True, text=True, env=full)
+        out = made if made.returncode else subprocess.run(
+            [sys.executable, script, "e2e", work, "--n", str(E2E["n"]), "--epochs", str(E2E["epochs"]),
+             "--batch", str(E2E["batch"])], capture_output=True, text=True, env=full)
+    if out.returncode:
+        raise RuntimeError(f"bench_data.py failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def end_to_end_line(r):
+    """The end-to-end figure, one line: epochs 2..E (the first compiles) against the in-memory loop."""
+    head = (f"end to end (scripts/bench_data.py e2e: `cnncli train` on {E2E['n']:,} JPEG photos of mixed sizes "
+            f"decoded into its cache, 224×224, flip + random resized crop, a small CNN, Adam, batch {E2E['batch']})")
+    if isinstance(r, str):
+        return f"{head}: not run, {r}"
+    later = [e for e in r["epochs"] if e["epoch"] > 1]
+    ips = r["n"] * len(later) / sum(e["seconds"] for e in later)
+    wait = max(e["data_wait"] for e in later)
+    return (f"{head}: epochs 2-{r['epochs'][-1]['epoch']} {ips:.0f} images/s, data wait at most {wait:.1%} of an "
+            f"epoch; the same network's steps on preloaded batches of that data {r['in_memory_images_per_s']:.0f} "
+            f"images/s: end to end / in memory {ips / r['in_memory_images_per_s']:.2f}×; peak RSS "
+            f"{r['peak_rss_mb']:,} MB")
 
 
 def _section_name(a):
