@@ -42,9 +42,10 @@ from .single import launched
 SPIN_SECONDS = 0.001
 # A worker waiting for its next step polls this long, yielding its core to any other runnable
 # thread (the prefetch thread, the curves helper) at each turn: a worker that slept between steps
-# ran its step 20-30% slower than the training process ran the same work (its core's caches cold
-# after the halt, its Python as much as its kernels). LeNet-5, batch 64: 4.3-4.6 -> 3.6-3.7 ms a
-# step, the worker's forward 1.42 -> 1.15 ms against the training process's 1.12 -> 1.09.
+# ran its step 20-30% slower than the training process ran the same work, its Python as much as
+# its kernels (why, not measured: its virtual CPU halted, the caches refilled after?). LeNet-5,
+# batch 64: 4.3-4.6 -> 3.6-3.7 ms a step, the worker's forward 1.42 -> 1.15 ms against the
+# training process's 1.12 -> 1.09.
 BETWEEN_STEPS_SPIN_SECONDS = 0.005
 
 
