@@ -74,3 +74,16 @@ def test_bench_sections_of_other_runs_replace_only_themselves(tmp_path):
     assert text.count("<!-- bench-avx2-b16 -->") == 1 and text.index("avx2 two") < text.index("b32 one")
     kept = bench.kept_sections(path)
     assert AUGMENT in kept and "avx2 two" in kept and "b32 one" in kept
+
+
+def test_the_end_to_end_line_rates_epochs_two_on_against_the_in_memory_loop():
+    # 1,000 images an epoch: epochs 2 and 3 in 4 s and 6 s -> 2,000 / 10 = 200 images/s (epoch 1,
+    # 30 s with the compile, left out); against 400 in memory: 0.50x; the largest later data wait.
+    r = {"n": 1000, "in_memory_images_per_s": 400.0, "peak_rss_mb": 512,
+         "epochs": [{"epoch": 1, "seconds": 30.0, "data_wait": 0.5, "images_per_s": 33.3},
+                    {"epoch": 2, "seconds": 4.0, "data_wait": 0.01, "images_per_s": 250.0},
+                    {"epoch": 3, "seconds": 6.0, "data_wait": 0.03, "images_per_s": 166.7}]}
+    line = bench.end_to_end_line(r)
+    assert "epochs 2-3 200 images/s" in line and "at most 3.0%" in line
+    assert "400 images/s: end to end / in memory 0.50×" in line and "peak RSS 512 MB" in line
+    assert bench.end_to_end_line("scikit-image is not installed").endswith(": not run, scikit-image is not installed")
