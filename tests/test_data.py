@@ -398,3 +398,35 @@ def test_channel_stats_are_the_exact_level_counts_across_chunks():
         np.testing.assert_allclose(std, [np.sqrt(0.14)], rtol=1e-14)
     mean, std = channel_stats(images, np.array([0]))
     np.testing.assert_allclose((mean, std), ([0.5], [0.5]), rtol=1e-15)
+
+
+def test_batches_are_built_ahead_on_a_thread_only_when_there_is_something_to_augment(monkeypatch):
+    """A batch to augment is made on the prefetch thread, one ahead of the step; a plain one
+    (normalising only: validation, prediction, no augmentation keys) in line, where it costs the
+    step less. The batches are the same either way."""
+    import threading
+
+    import cnncli.data.batches as batches_module
+    from cnncli.config import Augment
+
+    started = []
+
+    class Counted(threading.Thread):
+        def start(self):
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(batches_module.threading, "Thread", Counted)
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3)).astype(np.uint8)
+    for augment, threads in ((None, 0), (Augment(), 0), (Augment(flip=True), 1)):
+        b = Batches(images, np.arange(40) % 4, np.arange(40), [0.5] * 3, [0.25] * 3, 16, augment)
+        got = list(b.epoch(np.random.default_rng(3)))
+        assert len(started) == threads, augment
+        want = list(b.epoch(np.random.default_rng(3), prefetch=0))
+        assert len(got) == len(want) == 3
+        for (x, y), (x2, y2) in zip(got, want):
+            np.testing.assert_array_equal(x, x2)
+            np.testing.assert_array_equal(y, y2)
+        started.clear()
+    flips = Batches(images, np.arange(40) % 4, np.arange(40), [0.5] * 3, [0.25] * 3, 16, Augment(flip=True))
+    assert len(list(flips.epoch(None))) == 3 and not started   # no generator (validation): nothing drawn, in line

@@ -11,8 +11,9 @@ from ..errors import CnnError
 from ..files import lock_holder
 
 RUN_FILES = ("config.yaml", "metrics.csv", "last.npz", "best.npz", "skipped.txt", "curves.png")
+# data_wait: fraction of the epoch spent waiting for the next batch (building it, when nothing is augmented)
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
-           "data_wait")  # data_wait: fraction of the epoch spent waiting for the next batch
+           "data_wait")
 
 
 def resume_hint(output, processes=1):
