@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from ..kernels.optim import adam_update, sgd_update
+
 
 class Optimizer:
     def __init__(self, params, lr, weight_decay=0.0):
@@ -50,14 +52,13 @@ class SGD(Optimizer):
         """One update of every (key, param, grad) in params (Model.trainable_params())."""
         self.step_count += 1
         for key, p, g in params:
+            if self.momentum:     # one pass, the velocity's subnormals flushed (kernels/optim.py)
+                sgd_update(p, g, self.slots["velocity"][key], self.lr, self.momentum, self.weight_decay,
+                           self.decays(p), self.nesterov)
+                continue
             dt = p.dtype.type
             if self.decays(p):
                 g = g + dt(self.weight_decay) * p
-            if self.momentum:
-                v = self.slots["velocity"][key]
-                v *= dt(self.momentum)
-                v += g
-                g = g + dt(self.momentum) * v if self.nesterov else v
             p -= dt(self.lr) * g
 
 
@@ -76,19 +77,9 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         t = self.step_count
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-        for key, p, g in params:
-            dt = p.dtype.type
-            if self.decays(p):
-                if self.decoupled:
-                    p *= dt(1 - self.lr * self.weight_decay)
-                else:
-                    g = g + dt(self.weight_decay) * p
-            m, v = self.slots["m"][key], self.slots["v"][key]
-            m *= dt(b1)
-            m += dt(1 - b1) * g
-            v *= dt(b2)
-            v += dt(1 - b2) * g * g
-            p -= dt(self.lr / c1) * m / (np.sqrt(v / dt(c2)) + dt(self.eps))
+        for key, p, g in params:   # one pass, the moments' subnormals flushed (kernels/optim.py)
+            adam_update(p, g, self.slots["m"][key], self.slots["v"][key], self.lr, self.betas, self.eps,
+                        self.weight_decay, self.decays(p), self.decoupled, c1, c2)
 
 
 class AdamW(Adam):
