@@ -54,10 +54,10 @@ def test_every_layer_kind_answers_for_itself(kind):
     assert kind in TORCH_NODES, f"{kind}: no PyTorch twin in scripts/torch_graph.py (the benchmarks' yardstick)"
 
 
-def test_every_kernel_module_is_run_by_some_layer_or_the_data_pipeline():
+def test_every_kernel_module_is_run_by_some_layer_the_data_pipeline_or_the_optimizers():
     """kernels.dispatchers() finds the modules itself: a new one no layer names fails here."""
     compiled = {name for name in kernels.modules() if kernels.dispatchers([name])}
-    assert compiled <= set(kernel_modules()) | {"augment"}, compiled - set(kernel_modules())
+    assert compiled <= set(kernel_modules()) | {"augment", "optim"}, compiled - set(kernel_modules())
 
 
 def test_no_kind_test_outside_the_layers():

@@ -15,8 +15,6 @@ import math
 
 import numpy as np
 
-from ..kernels.optim import adam_update, sgd_update
-
 
 class Optimizer:
     def __init__(self, params, lr, weight_decay=0.0):
@@ -50,6 +48,8 @@ class SGD(Optimizer):
 
     def step(self, params):
         """One update of every (key, param, grad) in params (Model.trainable_params())."""
+        from ..kernels.optim import sgd_update   # here: `cnncli inspect` imports this module, never numba
+
         self.step_count += 1
         for key, p, g in params:
             if self.momentum:     # one pass, the velocity's subnormals flushed (kernels/optim.py)
@@ -77,6 +77,8 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         t = self.step_count
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        from ..kernels.optim import adam_update
+
         for key, p, g in params:   # one pass, the moments' subnormals flushed (kernels/optim.py)
             adam_update(p, g, self.slots["m"][key], self.slots["v"][key], self.lr, self.betas, self.eps,
                         self.weight_decay, self.decays(p), self.decoupled, c1, c2)
