@@ -120,12 +120,25 @@ def worker_cnncli(net, seconds, batch=BATCH):
     return out
 
 
+def malloc_like_cnncli():
+    """cnncli/kernels/parallel.keep_freed_memory's two mallopt calls (mmap threshold 32 MiB, trim
+    threshold 1 GiB), written out: importing that module would load numba into PyTorch's process
+    and its peak RSS."""
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 32 << 20)    # M_MMAP_THRESHOLD
+    mallopt(-1, 1 << 30)     # M_TRIM_THRESHOLD
+
+
 def worker_torch(net, seconds, batch=BATCH):
-    sys.path.insert(0, str(ROOT))
-    from cnncli.kernels.parallel import keep_freed_memory
-    keep_freed_memory()      # glibc's malloc thresholds as cnncli sets its own: see the docstring
+    malloc_like_cnncli()     # glibc's malloc thresholds as cnncli sets its own: see the docstring
 
     import torch
+
+    sys.path.insert(0, str(ROOT))
     from cnncli import config
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -279,7 +292,7 @@ def main():
     ap.add_argument("--avx2", action="store_true", help="AVX2 code only, on both sides (an AVX-512 machine "
                     "measuring as one without)")
     ap.add_argument("--no-e2e", action="store_true", help="leave out the end-to-end line (bench_data.py e2e, "
-                    "about a minute)")
+                    "about 20 s)")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -423,8 +436,8 @@ def end_to_end(env):
         out = made if made.returncode else subprocess.run(
             [sys.executable, script, "e2e", work, "--n", str(E2E["n"]), "--epochs", str(E2E["epochs"]),
              "--batch", str(E2E["batch"])], capture_output=True, text=True, env=full)
-    if out.returncode:
-        raise RuntimeError(f"bench_data.py failed:\n{out.stderr[-2000:]}")
+    if out.returncode:      # the line says so; the run's other figures are still written
+        return "bench_data.py failed: " + (out.stderr.strip().splitlines() or ["no output"])[-1]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -435,7 +448,7 @@ def end_to_end_line(r):
     if isinstance(r, str):
         return f"{head}: not run, {r}"
     later = [e for e in r["epochs"] if e["epoch"] > 1]
-    ips = r["n"] * len(later) / sum(e["seconds"] for e in later)
+    ips = len(later) / sum(1 / e["images_per_s"] for e in later)   # images over the epochs' time (n each)
     wait = max(e["data_wait"] for e in later)
     return (f"{head}: epochs 2-{r['epochs'][-1]['epoch']} {ips:.0f} images/s, data wait at most {wait:.1%} of an "
             f"epoch; the same network's steps on preloaded batches of that data {r['in_memory_images_per_s']:.0f} "

@@ -12,8 +12,9 @@ the network's input and saved as PNG class folders (grey repeated to RGB for 3-c
 cnncli: `python -m cnncli train CONFIG --quiet` in a fresh process: batch 64, SGD momentum 0.9
 (lr 0.01, constant), no augmentation, no validation (val_split 0). Its figure is what `cnncli train`
 records in metrics.csv, over epochs 2..E: the images trained / the epochs' `seconds`. An epoch's
-seconds cover its batch loop: gathering and normalising batches from the decoded uint8 cache (on the
-prefetch thread) and the training steps; --quiet and a pipe: no progress output. Not in them: decoding the PNGs (once,
+seconds cover its batch loop: gathering and normalising batches from the decoded uint8 cache (in
+line: with nothing to augment there is no prefetch thread) and the training steps; --quiet and a
+pipe: no progress output. Not in them: decoding the PNGs (once,
 into the cache, before epoch 1; later rounds reuse it), the first epoch (JIT compile or cache load),
 and what runs between epochs (writing last.npz and metrics.csv). The curves.png helper process runs
 as it does for every user: it imports matplotlib during the first epochs and draws while later ones
@@ -137,11 +138,12 @@ def steady_rate(metrics_csv):
 
 def worker_torch(net, folder, epochs, threads):
     """PyTorch on the folder's images preloaded as one tensor -> images/s over epochs 2..E."""
-    sys.path.insert(0, str(ROOT))
-    from cnncli.kernels.parallel import keep_freed_memory
-    keep_freed_memory()      # the malloc thresholds cnncli sets for itself (bench.py's docstring)
+    from bench import malloc_like_cnncli
+    malloc_like_cnncli()     # the malloc thresholds cnncli sets for itself (bench.py's docstring)
 
     import torch
+
+    sys.path.insert(0, str(ROOT))
     from cnncli import config
     from torch_graph import torch_graph
 
@@ -255,7 +257,8 @@ def report(a, results, torch_ok, load):
     lines += [f"data: scikit-learn's real digits, training split ({first['images']:,} images), upscaled, PNG "
               "class folders",
               "cnncli: images / seconds of epochs 2..E as metrics.csv records them: each epoch's batch loop "
-              "(batches from the decoded uint8 cache on the prefetch thread, training steps; --quiet, no progress output); "
+              "(batches from the decoded uint8 cache, built in line: nothing to augment; training steps; --quiet, no progress "
+              "output); "
               "not decoding, the first epoch, or the checkpoint writes between epochs; the curves.png helper "
               f"process {curves}",
               "PyTorch: the same images as one float32 (N, C, H, W) tensor in memory, shuffled batches, "

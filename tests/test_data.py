@@ -413,7 +413,8 @@ def test_batches_are_built_ahead_on_a_thread_only_when_there_is_something_to_aug
 
     class Counted(threading.Thread):
         def start(self):
-            started.append(self)
+            if getattr(self, "_target", None) is not None and "Batches.epoch" in self._target.__qualname__:
+                started.append(self)   # batches.py's prefetch thread, not any other
             super().start()
 
     monkeypatch.setattr(batches_module.threading, "Thread", Counted)

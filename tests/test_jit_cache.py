@@ -88,7 +88,8 @@ WARM_UP_CASES = {
 @pytest.mark.parametrize("case", list(WARM_UP_CASES))
 def test_after_the_warm_up_a_full_size_step_compiles_nothing(tmp_path, case):
     """warm_up compiles the kernels of the configured network from two blank images; training
-    steps and predictions at real batch sizes (split over threads or not) then compile nothing."""
+    steps and predictions at real batch sizes (split over threads or not), plain and augmented
+    batches and an SGD and an Adam step then compile nothing."""
     spec = WARM_UP_CASES[case]
     arch = "configs/quickstart.yaml" if spec is None else tmp_path / "arch.yaml"
     if spec is not None:
@@ -110,7 +111,12 @@ def test_after_the_warm_up_a_full_size_step_compiles_nothing(tmp_path, case):
             x = np.random.default_rng(0).standard_normal((n,) + tuple(arch.input)).astype(np.float32)
             m.gradients(x, np.arange(n) % m.n_classes, Loss(m.head, 0.1))
             m.predict_proba(x)
-        prepare_batch(np.zeros((3, 20, 20, arch.input[2]), np.uint8), [0.5] * arch.input[2], [0.2] * arch.input[2])
+        c = arch.input[2]
+        prepare_batch(np.zeros((3, 20, 20, c), np.uint8), [0.5] * c, [0.2] * c)
+        prepare_batch(np.zeros((3, 20, 20, c), np.uint8), [0.5] * c, [0.2] * c, flip=[True, False, True])
+        from cnncli.engine.optim import SGD, Adam
+        for opt in (SGD(m.trainable_params(), 0.01, momentum=0.9), Adam(m.trainable_params(), 0.001)):
+            opt.step(m.trainable_params())
         print(cache_counts()[1] - before, round(seconds, 1))
     """)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))

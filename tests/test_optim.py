@@ -198,3 +198,7 @@ def test_a_momentum_that_decays_below_the_smallest_normal_becomes_zero():
         a.step([("w", p, g)])
     m, s = a.slots["m"]["w"], a.slots["v"]["w"]
     assert m[0] == 0 and s[0] > 0          # v decays at 0.999: far from subnormal yet
+    g[...] = 1e-20                         # (1 - 0.999) g^2 = 1e-43: subnormal, flushed
+    b = Adam([("w", np.ones(3, np.float32), g)], lr=0.01)
+    b.step([("w", np.ones(3, np.float32), g)])
+    assert (b.slots["v"]["w"] == 0).all() and (b.slots["m"]["w"] > 0).all()

@@ -413,7 +413,8 @@ def validate_multilabel(model, batches):
 def warm_up(arch, model, images):
     """Compile (or load) the kernels the network `arch` uses, before the clock starts: one
     training step and predictions of that network on `images` blank images (2: split over
-    threads; the run's batch size when it is 1), then the batch preparation kernels. Numba
+    threads; the run's batch size when it is 1), then the batch preparation kernels (plain and
+    augmented) and the optimizers' updates (SGD's and Adam's: it is not told which). Numba
     compiles per argument type, not per shape, so these are the kernels of every later batch (the
     tests check that a full-size step compiles nothing more). Warming up the user's own network
     compiles only what it uses: the quickstart's cold compile took 9.7-10.3 s with a generic
@@ -424,6 +425,7 @@ def warm_up(arch, model, images):
     -> (seconds, compiled anything?)."""
     from ..kernels import cache_counts
     from ..kernels.augment import mix_batch, prepare_batch
+    from ..kernels.optim import adam_update, sgd_update
     from .losses import Loss
 
     start = time.perf_counter()
@@ -438,6 +440,11 @@ def warm_up(arch, model, images):
     net.predict_proba(x)            # split over threads (two images)
     net.predict_proba(x[:1])        # one image: layer by layer
     model.zero_grad()
-    prepare_batch(np.zeros((1, 8, 8, c), np.uint8), [0.0] * c, [1.0] * c)
+    blank = np.zeros((1, 8, 8, c), np.uint8)
+    prepare_batch(blank, [0.0] * c, [1.0] * c)               # nothing to augment: the plain loop
+    prepare_batch(blank, [0.0] * c, [1.0] * c, flip=[True])  # augmented: the general kernel
+    one = np.zeros(1, model.dtype)
+    sgd_update(one, one.copy(), one.copy(), 0.0, 0.9, 0.0, False, False)
+    adam_update(one, one.copy(), one.copy(), one.copy(), 0.0, (0.9, 0.999), 1e-8, 0.0, False, False, 0.1, 0.1)
     mix_batch(np.zeros((2, 8, 8, c), np.float32), [1, 0], [0.5, 1.0], [[-1] * 4, [0, 4, 0, 4]])
     return time.perf_counter() - start, cache_counts()[1] > 0

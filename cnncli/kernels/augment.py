@@ -179,8 +179,9 @@ def augment_batch(src, mean, std, matrix=None, gain=None, contrast=None, saturat
     scale, shift = _norm(mean, std)
     if matrix is None and contrast is None and saturation is None and (boxes is None or size == 0):
         out = np.empty(src.shape, np.float32)     # no geometry: the same sums, a loop that vectorises
-        _normalise(src.reshape(n, -1, src.shape[-1]), np.ones(n, np.float32) if gain is None
-                   else np.asarray(gain, np.float32), scale, shift, out.reshape(n, -1, src.shape[-1]))
+        flat = (n, src.shape[1] * src.shape[2], src.shape[3])
+        _normalise(src.reshape(flat), np.ones(n, np.float32) if gain is None else np.asarray(gain, np.float32),
+                   scale, shift, out.reshape(flat))
         return out
     if matrix is None:
         matrix = np.zeros((n, 2, 3))
