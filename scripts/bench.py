@@ -19,7 +19,7 @@ the table shows medians over --repeats rounds. Throughput is steady state: after
 on synthetic data of the right shape (it does not depend on pixel values).
 PyTorch is optional: without it the script prints cnncli's figures alone. The PyTorch network is
 scripts/torch_graph.py's TorchGraph, built from the same cnncli graph (layers + sources).
-Both sides run with the same glibc malloc thresholds (kernels/parallel.keep_freed_memory, which
+Both sides run with the same glibc malloc thresholds (cnncli/memory.keep_freed_memory, which
 cnncli calls for itself: freed blocks kept for reuse, not handed back to the kernel). Without them
 PyTorch's training step page-faults its activations in again whenever glibc's dynamic threshold
 has not risen, and its figures were 14-22% lower (ResNet-20, VGG-CIFAR, ResNet-18, MobileNetV2)
@@ -60,7 +60,7 @@ def _peak_rss_mb():
 def _workers_private_mb(model):
     """What cnncli's shard worker processes (parallel/processes.py) hold of their own, in MB: their
     private pages (written since the fork, or allocated), from /proc/PID/smaps_rollup, read after
-    the training loop. Their malloc keeps freed blocks (kernels/parallel.keep_freed_memory), so
+    the training loop. Their malloc keeps freed blocks (memory.keep_freed_memory), so
     this is about their peak; the pages they share with the training process are counted there."""
     workers = model.shards.workers
     total = 0
@@ -120,25 +120,12 @@ def worker_cnncli(net, seconds, batch=BATCH):
     return out
 
 
-def malloc_like_cnncli():
-    """cnncli/kernels/parallel.keep_freed_memory's two mallopt calls (mmap threshold 32 MiB, trim
-    threshold 1 GiB), written out: importing that module would load numba into PyTorch's process
-    and its peak RSS."""
-    import ctypes
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(-3, 32 << 20)    # M_MMAP_THRESHOLD
-    mallopt(-1, 1 << 30)     # M_TRIM_THRESHOLD
-
-
 def worker_torch(net, seconds, batch=BATCH):
-    malloc_like_cnncli()     # glibc's malloc thresholds as cnncli sets its own: see the docstring
+    sys.path.insert(0, str(ROOT))
+    from cnncli.memory import keep_freed_memory
+    keep_freed_memory()      # as cnncli sets them for itself; loads no numba (see the docstring)
 
     import torch
-
-    sys.path.insert(0, str(ROOT))
     from cnncli import config
 
     sys.path.insert(0, str(ROOT / "scripts"))

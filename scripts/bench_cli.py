@@ -138,12 +138,11 @@ def steady_rate(metrics_csv):
 
 def worker_torch(net, folder, epochs, threads):
     """PyTorch on the folder's images preloaded as one tensor -> images/s over epochs 2..E."""
-    from bench import malloc_like_cnncli
-    malloc_like_cnncli()     # the malloc thresholds cnncli sets for itself (bench.py's docstring)
+    sys.path.insert(0, str(ROOT))
+    from cnncli.memory import keep_freed_memory
+    keep_freed_memory()      # the malloc thresholds cnncli sets for itself (bench.py's docstring)
 
     import torch
-
-    sys.path.insert(0, str(ROOT))
     from cnncli import config
     from torch_graph import torch_graph
 

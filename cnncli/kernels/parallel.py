@@ -20,6 +20,8 @@ import threading
 import numpy as np
 from concurrent.futures import ThreadPoolExecutor
 
+from ..memory import keep_freed_memory
+
 _pool = None
 _n_threads = None
 MIN_VALUES_PER_THREAD = 1 << 16   # a pass over fewer values stays on one thread: the hand-off costs more
@@ -62,22 +64,6 @@ def single_threaded_blas():
                 fn(ctypes.c_int(1))
                 return name
     return None
-
-
-def keep_freed_memory():
-    """Ask glibc to keep freed blocks for reuse instead of handing them back to the kernel.
-    Every batch allocates the same large arrays again; fresh pages cost a page fault each.
-    Measured on 2 cores, batch 64, ms per training step: LeNet-5 10.0-12.0 -> 7.7-8.0,
-    VGG-CIFAR 133-141 -> 113-118. Returns True where mallopt was found (glibc)."""
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    ok = mallopt(m_mmap_threshold, 32 << 20)     # glibc's maximum on 64-bit
-    ok &= mallopt(m_trim_threshold, 1 << 30)
-    return bool(ok)
 
 
 def chunks(n, parts):
