@@ -127,7 +127,8 @@ def _arange_input():
 @pytest.mark.parametrize("name", ZOO)
 def test_model_zoo_light_models_match_their_stored_output_and_onnx_runtimes_logits(tmp_path, name):
     """The stored outputs are a softmax of 1,000 equal logits (0.001 each; densenet121's 0.461 has
-    no softmax): they would pass whatever the layers computed. The logits under the softmax, one
+    no softmax): they would pass whatever the layers computed (where the logits are 1e10 and more,
+    the logits are checked equal to a float32 step instead). The logits under the softmax, one
     number per model that every layer's arithmetic moves, are compared with ONNX Runtime's too."""
     import onnxruntime as ort
 
@@ -138,7 +139,13 @@ def test_model_zoo_light_models_match_their_stored_output_and_onnx_runtimes_logi
     ours = imported.model.predict_proba(x.transpose(0, 2, 3, 1)) if imported.source.head_found else logits
     want = _stored(name).reshape(1, -1)
     assert ours.shape == want.shape
-    assert np.abs(ours - want).max() <= 1e-4 * np.abs(want).max()
+    step = float(np.spacing(np.float32(np.abs(logits).max())))    # one float32 step at the logits' size
+    if step <= 1e-6:     # the softmax is well conditioned: the probabilities themselves
+        assert np.abs(ours - want).max() <= 1e-4 * np.abs(want).max()
+    else:   # logits of 1e10 and more (0.02 weights, layer after layer): one float32 step between two moves
+        # the softmax entirely (squeezenet's step is 1,024; which logits round up depends on how a GEMM
+        # groups its rows), so the stored output's equal logits are checked as logits
+        assert np.ptp(logits) <= 2 * step and np.allclose(want, want.flat[0])
     path = _randomised(name, tmp_path / "m.onnx", random=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     theirs = session.run(None, {session.get_inputs()[0].name: x})[0].reshape(logits.shape)

@@ -176,6 +176,36 @@ def test_grouped_and_depthwise_fuse_bias_and_activation(rng, fn, groups):
     np.testing.assert_allclose(db, rdb, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("fn", ["relu6", "leaky_relu", "softmax"])
+@pytest.mark.parametrize("case", [(3, 9, 7, 5, 6, (1, 1), "valid"), (5, 8, 8, 4, 3, (3, 3), "same")], ids=str)
+def test_conv_applies_bias_and_activation_step_by_step(rng, case, fn, monkeypatch):
+    """Without kept columns each GEMM's output is activated at once (while it is in the cache):
+    1x1 layers in runs of ROWS_PER_STEP rows across image boundaries, others a few images a step.
+    Forward and backward (dz = dy act'(y) per run, dx written per run) match the formula."""
+    monkeypatch.setattr(conv_algorithm, "KEEP_COLUMNS_BYTES", 0)
+    monkeypatch.setattr(conv_k, "ROWS_PER_STEP", 40)     # 1x1: 63 rows an image, runs of 40
+    n, h, w, c, f, size, padding = case
+    pads, out_hw = resolve_padding(padding, (h, w), size, (1, 1))
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((f, c) + size).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    w_int = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    y, kept = conv_k.conv2d_forward(x, w_int, b, fn, (1, 1), pads, out_hw, 0.1)
+    assert kept is None
+    z = naive.conv2d(nchw(x).astype(np.float64), wt.astype(np.float64), b.astype(np.float64), (1, 1), pads)
+    np.testing.assert_allclose(y, naive.activation(np.moveaxis(z, 1, -1), fn, 0.1), rtol=1e-4, atol=1e-5)
+
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dz = act_k.activation_grad(dy, y, fn, 0.1)
+    rdx, rdw, rdb = naive.conv2d_backward(nchw(x).astype(np.float64), wt.astype(np.float64),
+                                          nchw(dz).astype(np.float64), (1, 1), pads)
+    dx, dw, db = conv_k.conv2d_backward(dy, x, y, w_int, fn, (1, 1), pads, out_hw, True, 0.1)
+    np.testing.assert_allclose(nchw(dx), rdx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw.transpose(3, 2, 0, 1), rdw, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db, rdb, rtol=1e-4, atol=1e-4)
+    assert conv_k.conv2d_backward(dy, x, y, w_int, fn, (1, 1), pads, out_hw, False, 0.1)[0] is None
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_depthwise_is_deterministic_for_a_thread_count(rng, monkeypatch, threads):
     from cnncli.kernels import parallel

@@ -228,7 +228,9 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     x: (N, H, W, C) C-contiguous; w: (FH, FW, C, F); bias: (F,) or None
     -> (y (N, OH, OW, F), the batch's columns if small enough to keep for backward, else None).
     Images are split over threads; each thread im2cols a few images at a time into its own
-    cache-sized buffer and multiplies it by w in a single-threaded GEMM. `workspace`, the columns
+    cache-sized buffer and multiplies it by w in a single-threaded GEMM (1x1 layers: their input
+    in runs of ROWS_PER_STEP rows), and applies bias and activation to each GEMM's output while
+    it is still in the cache (kept columns: one GEMM, then the pass). `workspace`, the columns
     array this returned last time, is reused when it fits (a fresh one costs page faults).
     may_keep=False never keeps the columns (a grouped layer applies the size rule to all its groups).
     Thin layers convolve directly and keep nothing (conv_algorithm.convolves_directly): their backward
@@ -250,7 +252,15 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
 
     step = g.n if kept is not None else g.step  # kept columns: one GEMM per thread, fewer calls
 
+    x2 = np.ascontiguousarray(x).reshape(-1, g.c) if g.identity else None
+
     def part(lo, hi):
+        if g.identity:   # 1x1: the input is the columns; GEMMs over runs of rows, not whole images
+            for a in range(lo * g.p, hi * g.p, ROWS_PER_STEP):
+                b = min(a + ROWS_PER_STEP, hi * g.p)
+                np.matmul(x2[a:b], w2, out=y2[a:b])
+                activate(y2[a:b], act, alpha, bias)     # while the GEMM's output is in the cache
+            return
         buf = g.buffer(x.dtype) if kept is None else kept
         wide = np.empty((min(step, hi - lo) * g.pc, g.f), x.dtype) if g.wide else None
         for a in range(lo, hi, step):
@@ -262,7 +272,10 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
                 y[a:b] = out.reshape(b - a, g.oh, g.wp, g.f)[:, :, :g.ow]
             else:
                 np.matmul(cols, w2, out=y2[a * g.p:b * g.p])
-        activate(y[lo:hi], act, alpha, bias)
+            if kept is None:
+                activate(y[a:b], act, alpha, bias)      # while the GEMM's output is in the cache
+        if kept is not None:
+            activate(y[lo:hi], act, alpha, bias)
 
     run_chunks(g.n, part)
     return y, kept
@@ -275,12 +288,15 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
     keeps (kernels/activation.py): a layer whose function keeps its input passes dz and "linear".
     `kept` are the forward pass's columns when it kept them; otherwise they are recomputed per
     chunk (cheaper in memory than keeping a big layer's columns, and the recompute hits the cache).
-    Thin layers (no columns: _Geometry.direct) take dw by _direct_dw from the padded planes.
+    Thin layers (no columns: _Geometry.direct) take dw by _direct_dw from the padded planes;
+    1x1 layers go by _pointwise_backward.
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw, plan=plan)
     w2 = w.reshape(g.k, g.f)
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
+    if g.identity:
+        return _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w.shape)
 
     # kept columns: one GEMM per thread; a direct layer without dx: one _direct_dw call per
     # thread (with dx, steps of g.step images bound dz @ w^T, as for recomputed columns)
@@ -319,6 +335,36 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
         dw += pdw
         db += pdb
     return dx, dw.reshape(w.shape), db
+
+
+def _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w_shape):
+    """conv2d_backward of a 1x1 stride-1 layer, whose columns are its input: runs of
+    ROWS_PER_STEP rows, each read from memory once for its four uses (dz, dw, db, dx written in
+    place), the threads' dw and db added in chunk order. MobileNetV2's 112x112 16 -> 96 layer,
+    batch 16, 2 threads: 27-39 ms with whole images -> 20-28 in two probes (docs/performance.md,
+    session 13)."""
+    x2, dy2 = np.ascontiguousarray(x).reshape(-1, g.c), dy.reshape(-1, g.f)
+    y2 = np.ascontiguousarray(y).reshape(-1, g.f)
+    dx2 = None if dx is None else dx.reshape(-1, g.c)
+
+    def part(lo, hi):
+        dw, db, tmp = np.zeros((g.k, g.f), x.dtype), np.zeros(g.f, x.dtype), np.empty((g.k, g.f), x.dtype)
+        for a in range(lo * g.p, hi * g.p, ROWS_PER_STEP):
+            b = min(a + ROWS_PER_STEP, hi * g.p)
+            dz = activation_grad(dy2[a:b], y2[a:b], act, alpha)
+            np.matmul(x2[a:b].T, dz, out=tmp)
+            dw += tmp
+            db += column_sums(dz)
+            if dx2 is not None:
+                np.matmul(dz, w2.T, out=dx2[a:b])
+        return dw, db
+
+    parts = run_chunks(g.n, part)
+    dw, db = parts[0]
+    for pdw, pdb in parts[1:]:
+        dw += pdw
+        db += pdb
+    return dx, dw.reshape(w_shape), db
 
 
 # --- grouped convolution, 1 < groups < C (groups == C has its own kernels: depthwise.py) ---------
