@@ -5,6 +5,7 @@
   python scripts/bench.py --nets resnet18 mobilenet_v2 --batch224 32 --avx2
   python scripts/bench.py --nets resnet18 mobilenet_v2 efficientnet_lite0 --avx2 --write
                                        # its own section of BENCHMARKS.md (bench-avx2-b16)
+  python scripts/bench.py --write      # on a CPU without AVX-512: its own section (bench-cpu-avx2-b16)
 
 The small networks (28-32 pixels) run at batch 64; the 224-pixel ones (ResNet-18, MobileNetV2,
 EfficientNet-Lite0) at --batch224 (16), with one more row: a frozen backbone (every layer but
@@ -443,17 +444,28 @@ def end_to_end_line(r):
             f"{r['peak_rss_mb']:,} MB")
 
 
+def has_avx512():
+    """Does this CPU have AVX-512 (Linux's /proc/cpuinfo; False where it cannot tell)?"""
+    try:
+        return " avx512f" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def _section_name(a):
-    """The BENCHMARKS.md section a run other than the default one (AVX-512 or whatever the CPU has,
-    224-pixel batch 16, every network) writes with --write: None for the default run (the top)."""
-    if not a.avx2 and a.batch224 == 16:
+    """The BENCHMARKS.md section a run other than the default one (an AVX-512 CPU's own code,
+    224-pixel batch 16, every network) writes with --write: None for the default run (the top).
+    A CPU without AVX-512 writes its own sections (bench-cpu-avx2-b16), not the top: the top
+    stays the AVX-512 machine's, and --avx2's emulation stays beside the real thing."""
+    if not a.avx2 and a.batch224 == 16 and has_avx512():
         return None
-    return f"bench{'-avx2' if a.avx2 else ''}-b{a.batch224}"
+    kind = "-avx2" if a.avx2 else "" if has_avx512() else "-cpu-avx2"
+    return f"bench{kind}-b{a.batch224}"
 
 
 def _section_title(a):
     isa = "AVX2 code only (NUMBA_CPU_NAME, OPENBLAS_CORETYPE, ATEN and oneDNN told so, both sides)" if a.avx2 \
-        else "The CPU's own code"
+        else "The CPU's own code" if has_avx512() else f"A CPU without AVX-512 ({_cpu_name()}), its own code"
     return f"{isa}; 224-pixel networks at batch {a.batch224}"
 
 

@@ -87,3 +87,26 @@ def test_the_end_to_end_line_rates_epochs_two_on_against_the_in_memory_loop():
     assert "epochs 2-3 200 images/s" in line and "at most 3.0%" in line
     assert "400 images/s: end to end / in memory 0.50×" in line and "peak RSS 512 MB" in line
     assert bench.end_to_end_line("scikit-image is not installed").endswith(": not run, scikit-image is not installed")
+
+
+def test_a_cpu_without_avx512_writes_its_own_sections(monkeypatch):
+    """The top of BENCHMARKS.md and the cli AVX-512 table are the AVX-512 machine's; a CPU without
+    AVX-512 fills sections of its own, beside --avx2's emulation, rather than replacing either."""
+    import argparse
+    default = argparse.Namespace(avx2=False, batch224=16)
+    emulated = argparse.Namespace(avx2=True, batch224=16)
+    monkeypatch.setattr(bench, "has_avx512", lambda: True)
+    monkeypatch.setattr(bench_cli, "has_avx512", lambda: True)
+    assert bench._section_name(default) is None and bench._section_name(emulated) == "bench-avx2-b16"
+    assert bench_cli.isa_of(False) == "AVX-512" and bench_cli.isa_of(True) == "AVX2"
+    monkeypatch.setattr(bench, "has_avx512", lambda: False)
+    monkeypatch.setattr(bench_cli, "has_avx512", lambda: False)
+    assert bench._section_name(default) == "bench-cpu-avx2-b16"
+    assert bench._section_name(argparse.Namespace(avx2=False, batch224=32)) == "bench-cpu-avx2-b32"
+    assert bench_cli.isa_of(False) == "AVX2 CPU"
+    text = bench_cli.put_table(HEAD, "AVX2 CPU", ["### AVX2 CPU", "real avx2"])
+    text = bench_cli.put_table(text, "AVX2", ["### AVX2", "emulated"])
+    text = bench_cli.put_table(text, "AVX-512", ["### AVX-512", "avx512"])
+    text = bench_cli.put_table(text, "AVX2 CPU", ["### AVX2 CPU", "real avx2 again"])
+    assert "real avx2\n" not in text and text.count("<!-- cli AVX2 CPU -->") == 1
+    assert text.index("avx512") < text.index("emulated") < text.index("real avx2 again")
