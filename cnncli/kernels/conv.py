@@ -320,11 +320,7 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
                 dw += tmp
             db += column_sums(dz)
             if need_dx:
-                dcols = dz @ w2.T
-                if g.identity:
-                    dx[a:b] = dcols.reshape(dx[a:b].shape)
-                else:
-                    _col2im(dcols, g.fh, g.fw, g.sh, g.sw, g.pads[0], g.pads[2], g.oh, g.ow, dx[a:b])
+                _col2im(dz @ w2.T, g.fh, g.fw, g.sh, g.sw, g.pads[0], g.pads[2], g.oh, g.ow, dx[a:b])
         if g.direct:
             dw += dwt[:g.f].transpose(2, 3, 1, 0).reshape(g.k, g.f)
         return dw, db
