@@ -293,6 +293,8 @@ def main():
         print(json.dumps(res))
         return
 
+    if a.avx2 and a.write and not has_avx512():   # its sections hold an AVX-512 CPU's emulation
+        ap.error("--avx2 --write: this CPU has no AVX-512 (its own code is AVX2): leave --avx2 out")
     section = _section_name(a)
     if a.write and section is None and set(a.nets) != set(NETS):
         ap.error("--write regenerates all of BENCHMARKS.md: run every network (leave --nets out)")

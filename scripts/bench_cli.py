@@ -294,6 +294,8 @@ def main():
         return
     if a.epochs is not None and a.epochs < 2:
         ap.error("--epochs must be 2 or more: the first epoch is not timed")
+    if a.avx2 and a.write and not has_avx512():   # the AVX2 table holds an AVX-512 CPU's emulation
+        ap.error("--avx2 --write: this CPU has no AVX-512 (its own code is AVX2): leave --avx2 out")
     if a.write and (a.repeats < 3 or set(a.nets) != set(CLI_NETS) or a.epochs):
         ap.error("--write wants the full race: every network, the default epochs, --repeats 3 or more")
     sys.path.insert(0, str(ROOT))

@@ -107,6 +107,7 @@ def test_a_cpu_without_avx512_writes_its_own_sections(monkeypatch):
     text = bench_cli.put_table(HEAD, "AVX2 CPU", ["### AVX2 CPU", "real avx2"])
     text = bench_cli.put_table(text, "AVX2", ["### AVX2", "emulated"])
     text = bench_cli.put_table(text, "AVX-512", ["### AVX-512", "avx512"])
+    assert "real avx2\n" in text and text.index("avx512") < text.index("emulated") < text.index("real avx2")
     text = bench_cli.put_table(text, "AVX2 CPU", ["### AVX2 CPU", "real avx2 again"])
     assert "real avx2\n" not in text and text.count("<!-- cli AVX2 CPU -->") == 1
     assert text.index("avx512") < text.index("emulated") < text.index("real avx2 again")

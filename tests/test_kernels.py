@@ -176,12 +176,17 @@ def test_grouped_and_depthwise_fuse_bias_and_activation(rng, fn, groups):
     np.testing.assert_allclose(db, rdb, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("fn", ["relu6", "leaky_relu", "softmax"])
 @pytest.mark.parametrize("case", [(3, 9, 7, 5, 6, (1, 1), "valid"), (5, 8, 8, 4, 3, (3, 3), "same")], ids=str)
-def test_conv_applies_bias_and_activation_step_by_step(rng, case, fn, monkeypatch):
+def test_conv_applies_bias_and_activation_step_by_step(rng, case, fn, threads, monkeypatch):
     """Without kept columns each GEMM's output is activated at once (while it is in the cache):
     1x1 layers in runs of ROWS_PER_STEP rows across image boundaries, others a few images a step.
-    Forward and backward (dz = dy act'(y) per run, dx written per run) match the formula."""
+    Forward and backward (dz = dy act'(y) per run, dx written per run) match the formula, with
+    the images split over 1 to 3 threads (runs stop at a thread's share)."""
+    from cnncli.kernels import parallel
+    monkeypatch.setattr(parallel, "_n_threads", threads)
+    monkeypatch.setattr(parallel, "_pool", None)
     monkeypatch.setattr(conv_algorithm, "KEEP_COLUMNS_BYTES", 0)
     monkeypatch.setattr(conv_k, "ROWS_PER_STEP", 40)     # 1x1: 63 rows an image, runs of 40
     n, h, w, c, f, size, padding = case
@@ -203,7 +208,12 @@ def test_conv_applies_bias_and_activation_step_by_step(rng, case, fn, monkeypatc
     np.testing.assert_allclose(nchw(dx), rdx, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dw.transpose(3, 2, 0, 1), rdw, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(db, rdb, rtol=1e-4, atol=1e-4)
-    assert conv_k.conv2d_backward(dy, x, y, w_int, fn, (1, 1), pads, out_hw, False, 0.1)[0] is None
+    no_dx, dw2, db2 = conv_k.conv2d_backward(dy, x, y, w_int, fn, (1, 1), pads, out_hw, False, 0.1)
+    assert no_dx is None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+    if parallel._pool is not None:   # this test's own pool
+        parallel._pool.shutdown()
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

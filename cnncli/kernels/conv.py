@@ -132,7 +132,7 @@ def _col2im(dcols, fh, fw, sh, sw, pt, pl, oh, ow, dx):
                                     dx[n, ih, iw, ci] += src[kw * c + ci]
 
 
-ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB) ...
+ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB) (1x1 layers: rows a run) ...
 STEP_BYTES = 4 << 20  # ... and at most this many bytes of columns (a deep layer's 2,048 rows of
 # 3x3x512 are 38 MB, and backward holds dz w^T beside them: ResNet-18 at 224 peaked +128 MB in
 # its last stage; the 28-32 pixel networks' layers, at most 512 deep, are unchanged)
@@ -337,8 +337,8 @@ def _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w_shape):
     """conv2d_backward of a 1x1 stride-1 layer, whose columns are its input: runs of
     ROWS_PER_STEP rows, each read from memory once for its four uses (dz, dw, db, dx written in
     place), the threads' dw and db added in chunk order. MobileNetV2's 112x112 16 -> 96 layer,
-    batch 16, 2 threads: 27-39 ms with whole images -> 20-28 in two probes (docs/performance.md,
-    session 13)."""
+    batch 16, 2 threads: 32.7-38.8 ms with whole images -> 26.1-27.9 (docs/performance.md, session
+    13). A run of a deep layer (a thousand channels) is 8 MB, past L2: measured within noise."""
     x2, dy2 = np.ascontiguousarray(x).reshape(-1, g.c), dy.reshape(-1, g.f)
     y2 = np.ascontiguousarray(y).reshape(-1, g.f)
     dx2 = None if dx is None else dx.reshape(-1, g.c)
