@@ -140,12 +140,13 @@ def test_model_zoo_light_models_match_their_stored_output_and_onnx_runtimes_logi
     want = _stored(name).reshape(1, -1)
     assert ours.shape == want.shape
     step = float(np.spacing(np.float32(np.abs(logits).max())))    # one float32 step at the logits' size
-    if step <= 1e-6:     # the softmax is well conditioned: the probabilities themselves
+    if step < 1.0:       # logits under 2^24: the probabilities themselves (the zoo's are under 4 or over 1e10)
         assert np.abs(ours - want).max() <= 1e-4 * np.abs(want).max()
     else:   # logits of 1e10 and more (0.02 weights, layer after layer): one float32 step between two moves
         # the softmax entirely (squeezenet's step is 1,024; which logits round up depends on how a GEMM
         # groups its rows), so the stored output's equal logits are checked as logits
         assert np.ptp(logits) <= 2 * step and np.allclose(want, want.flat[0])
+        assert np.isfinite(ours).all() and np.allclose(ours.sum(axis=1), 1.0)
     path = _randomised(name, tmp_path / "m.onnx", random=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     theirs = session.run(None, {session.get_inputs()[0].name: x})[0].reshape(logits.shape)
@@ -179,7 +180,9 @@ def _randomised(name, path, seed=0, random=True):
     return path
 
 
-@pytest.mark.parametrize("name", ZOO)
+# vgg19 (20 s with random weights, 144 M parameters) runs with -m slow: alexnet and zfnet512 take the
+# same layers (3x3 and larger convs, max pools, dense) through the same check in a few seconds
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "vgg19" else n for n in ZOO])
 def test_model_zoo_light_models_with_random_weights_match_onnx_runtime(tmp_path, name):
     path = _randomised(name, tmp_path / "m.onnx")
     imported = build(path)
