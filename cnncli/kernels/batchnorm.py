@@ -20,7 +20,7 @@ from numba import njit
 
 from . import JIT
 from .activation import CODES, HARDSIGMOID, LEAKY_RELU, LINEAR, RELU, RELU6, _act, _grad_from_output, constants
-from .parallel import run_chunks
+from .parallel import added_in_order, run_chunks
 
 MIN_ROWS_PER_THREAD = 4096
 
@@ -190,11 +190,7 @@ def _chunked_sums(kernel, rows, c, *args):
         out1, out2 = np.zeros(c, np.float64), np.zeros(c, np.float64)
         kernel(*args, lo, hi, out1, out2)
         return out1, out2
-    parts = run_chunks(rows, part, MIN_ROWS_PER_THREAD)
-    s1, s2 = parts[0]
-    for p1, p2 in parts[1:]:
-        s1, s2 = s1 + p1, s2 + p2
-    return s1, s2
+    return added_in_order(run_chunks(rows, part, MIN_ROWS_PER_THREAD))
 
 
 def batch_stats(x2, total=None):
@@ -244,10 +240,7 @@ def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True, 
         db, dg = np.zeros(c, np.float64), np.zeros(c, np.float64)
         _grad_sums(dy2, y2, x2, mean, inv_std, act, alpha, lo, hi, db, dg)
         return db, dg
-    parts = run_chunks(m, part, MIN_ROWS_PER_THREAD)
-    dbeta, dgamma = parts[0]
-    for db, dg in parts[1:]:
-        dbeta, dgamma = dbeta + db, dgamma + dg
+    dbeta, dgamma = added_in_order(run_chunks(m, part, MIN_ROWS_PER_THREAD))
     sum_beta, sum_gamma, rows = dbeta, dgamma, m
     if total is not None and batch:  # once per call, dx wanted or not: every process joins the same sums
         both = total(np.concatenate([dbeta, dgamma, [m]]))

@@ -18,7 +18,7 @@ from ..conv_algorithm import keeps_columns, plan as conv_plan
 from . import JIT
 from .activation import activate, activation_grad
 from .direct import _direct_dw, _direct_forward
-from .parallel import column_sums, run_chunks
+from .parallel import added_in_order, column_sums, run_chunks
 
 
 @njit(**JIT)
@@ -325,11 +325,7 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
             dw += dwt[:g.f].transpose(2, 3, 1, 0).reshape(g.k, g.f)
         return dw, db
 
-    parts = run_chunks(g.n, part)
-    dw, db = parts[0]
-    for pdw, pdb in parts[1:]:
-        dw += pdw
-        db += pdb
+    dw, db = added_in_order(run_chunks(g.n, part))
     return dx, dw.reshape(w.shape), db
 
 
@@ -355,11 +351,7 @@ def _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w_shape):
                 np.matmul(dz, w2.T, out=dx2[a:b])
         return dw, db
 
-    parts = run_chunks(g.n, part)
-    dw, db = parts[0]
-    for pdw, pdb in parts[1:]:
-        dw += pdw
-        db += pdb
+    dw, db = added_in_order(run_chunks(g.n, part))
     return dx, dw.reshape(w_shape), db
 
 

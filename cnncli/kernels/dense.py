@@ -7,7 +7,7 @@ enough to pay for the hand-off; small layers run on the calling thread.
 import numpy as np
 
 from .activation import activate, activation_grad
-from .parallel import column_sums, run_chunks
+from .parallel import added_in_order, column_sums, run_chunks
 
 MIN_MACS_PER_THREAD = 1 << 20
 
@@ -39,9 +39,5 @@ def dense_backward(dy, x, y, w, act, need_dx=True, alpha=0.01):
             np.matmul(dz, w, out=dx[lo:hi])
         return dz.T @ x[lo:hi], column_sums(dz)
 
-    parts = run_chunks(x.shape[0], part, _rows_per_chunk(x, w))
-    dw, db = parts[0]
-    for pdw, pdb in parts[1:]:
-        dw = dw + pdw
-        db = db + pdb
+    dw, db = added_in_order(run_chunks(x.shape[0], part, _rows_per_chunk(x, w)))
     return dx, dw, db

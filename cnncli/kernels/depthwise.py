@@ -17,7 +17,7 @@ from numba import njit
 
 from . import JIT
 from .activation import activate, activation_grad
-from .parallel import column_sums, run_chunks
+from .parallel import added_in_order, column_sums, run_chunks
 
 
 @njit(**JIT)
@@ -169,9 +169,5 @@ def depthwise_backward(dy, x, y, w, act, stride, pads, need_dx=True, alpha=0.01)
             _depthwise_dx(dz, w3, stride[0], stride[1], pads[0], pads[2], dx[lo:hi])
         return dw, column_sums(dz.reshape(-1, f))
 
-    parts = run_chunks(x.shape[0], part)
-    dw, db = parts[0]
-    for pdw, pdb in parts[1:]:
-        dw += pdw
-        db += pdb
+    dw, db = added_in_order(run_chunks(x.shape[0], part))
     return dx, dw.reshape(w.shape), db

@@ -116,6 +116,18 @@ def _with_errstate(err, fn, lo, hi):
         return fn(lo, hi)
 
 
+def added_in_order(parts):
+    """Per-chunk tuples of partial sums (run_chunks' results) -> their totals, added in chunk
+    order onto chunk 0's arrays (so a result depends on the thread count, never on timing).
+    A None (a sum that was not wanted) stays None."""
+    total = list(parts[0])
+    for part in parts[1:]:
+        for i, v in enumerate(part):
+            if v is not None:
+                total[i] += v
+    return tuple(total)
+
+
 def column_sums(a):
     """a (M, F) -> (F,): sum over rows as a BLAS matrix-vector product. numpy's a.sum(axis=0)
     walks a narrow array slowly: 0.36 ms against 0.05 ms for (25088, 6) float32."""
