@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from .cache import release
+from . import cache
 
 
 def channel_stats(images, indices, chunk_values=1 << 22):
@@ -24,7 +24,7 @@ def channel_stats(images, indices, chunk_values=1 << 22):
     counts = np.zeros((c, 256), np.int64)
     for start in range(0, len(indices), chunk):
         block = images[np.sort(indices[start:start + chunk])].reshape(-1, c)
-        release(images)
+        cache.release(images)
         for k in range(c):
             counts[k] += np.bincount(block[:, k], minlength=256)
     level = np.arange(256) / 255.0
@@ -46,6 +46,7 @@ class Batches:
         self.mean, self.std = mean, std
         self.batch_size = batch_size
         self.augment = augment  # config.Augment or None
+        self._unreleased = 0    # bytes read from the cache (as _read counts) since its pages were dropped
 
     def __len__(self):
         """Batches per epoch. A last batch of a single image joins the one before it: batchnorm
@@ -79,9 +80,19 @@ class Batches:
         sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
         src = np.empty((len(idx),) + self.images.shape[1:], np.uint8)
         src[sorted_idx] = self.images[idx[sorted_idx]]
-        release(self.images)   # the cache's pages leave this process's RSS: it stays a batch's size
+        self._read(len(idx))
         size = self.augment.cutout.size if self.augment is not None else 0
         return apply(src, self.labels[idx], self.mean, self.std, p, sl, size)
+
+    def _read(self, n):
+        """n images were read from the cache: once about cache.RESIDENT_BYTES are read, its pages
+        leave this process's RSS, which holds a bounded part of the cache, not all it has read."""
+        if self.images.nbytes <= cache.RESIDENT_BYTES:
+            return
+        self._unreleased += n * max(self.images[:1].nbytes, cache.FAULT_AROUND_BYTES)
+        if self._unreleased >= cache.RESIDENT_BYTES:
+            cache.release(self.images)
+            self._unreleased = 0
 
     def epoch(self, rng=None, start=0, prefetch=2, shuffle=True):
         """Yield (x float32 (B, h, w, c), y int64 (B,) or Mixed) from batch `start` on, one batch ahead
@@ -145,5 +156,5 @@ class FeatureBatches(Batches):
         sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
         x = np.empty((len(idx),) + self.images.shape[1:], np.float32)
         x[sorted_idx] = self.images[idx[sorted_idx]]
-        release(self.images)
+        self._read(len(idx))
         return x, self.labels[idx]
