@@ -59,6 +59,26 @@ def test_augment_kernel_matches_its_slow_twin(rng, c):
         np.testing.assert_allclose(got[b], want, rtol=1e-4, atol=2e-4, err_msg=f"image {b}")
 
 
+@pytest.mark.parametrize("c", [1, 3])
+def test_axis_aligned_maps_match_the_slow_twin(rng, c):
+    """Flips, scaling, shifts and resized crops without rotation or shear: the kernel finds each
+    row's and column's source cell once (its axis-aligned path), zoomed out past the edges too."""
+    n, h, w = 6, 11, 8
+    src = rng.integers(0, 256, (n, h, w, c)).astype(np.uint8)
+    mean, std = rng.uniform(0.2, 0.6, c), rng.uniform(0.1, 0.4, c)
+    aug = Augment(flip=True, vflip=True, scale=[0.5, 1.5], translate=0.3,
+                  random_resized_crop=RandomResizedCrop([0.3, 1.0], [0.6, 1.6]), brightness=0.3, contrast=0.5,
+                  saturation=0.8)
+    p = draw(aug, rng, n, h, w)
+    m = matrices(p, slice(None), n, h, w)
+    assert np.all(m[:, 0, 1] == 0) and np.all(m[:, 1, 0] == 0) and not np.all(m == np.round(m), axis=(1, 2)).any()
+    got = augment_batch(src, mean, std, m, p["gain"], p["contrast"], p["saturation"])
+    for b in range(n):
+        want = naive.augment_image(src[b], m[b].astype(np.float32).astype(np.float64), mean, std, p["gain"][b],
+                                   p["contrast"][b], p["saturation"][b], np.zeros((0, 2), int), 0)
+        np.testing.assert_allclose(got[b], want, rtol=1e-4, atol=2e-4, err_msg=f"image {b}")
+
+
 def test_mix_kernel_matches_its_slow_twin(rng):
     x = rng.standard_normal((5, 6, 7, 3)).astype(np.float32)
     partner, lam = np.array([4, 3, 2, 1, 0]), rng.uniform(0, 1, 5)
