@@ -355,11 +355,11 @@ def _mapped_kb(match):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads Linux's /proc/self/smaps")
-def test_reading_the_cache_keeps_a_bounded_part_resident_not_the_data_set(tmp_path, monkeypatch):
+def test_reading_the_cache_keeps_a_batch_resident_not_the_data_set(tmp_path, monkeypatch):
     # 400 images of 32 x 32 x 3 (1,200 kB, 3 kB each): the statistics and an epoch read them all
     from cnncli.data import cache
 
-    monkeypatch.setattr(cache, "RESIDENT_BYTES", 600 << 10)   # half the file: a batch of 16 counts 16 x 64 kB
+    monkeypatch.setattr(cache, "RESIDENT_BYTES", 600 << 10)   # half the file: dropped after every batch
     path = tmp_path / "cache.npy"
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(400, 32, 32, 3))
     out[:] = np.random.default_rng(0).integers(0, 256, out.shape, dtype=np.uint8)
@@ -385,8 +385,8 @@ def test_a_cache_smaller_than_the_resident_bound_is_not_dropped_every_batch(tmp_
     monkeypatch.setattr(cache, "release", lambda images: calls.append(1))
     batches = Batches(images, np.zeros(400, np.int64), np.arange(400), [0.5] * 3, [0.2] * 3, 16)
     assert sum(len(y) for _, y in batches.epoch(np.random.default_rng(0))) == 400 and not calls
-    monkeypatch.setattr(cache, "RESIDENT_BYTES", 900 << 10)    # smaller than the cache: each batch of 16 counts
-    assert sum(len(y) for _, y in batches.epoch(np.random.default_rng(0))) == 400 and len(calls) == 25  # 1 MB
+    monkeypatch.setattr(cache, "RESIDENT_BYTES", 900 << 10)    # smaller than the cache: after every batch
+    assert sum(len(y) for _, y in batches.epoch(np.random.default_rng(0))) == 400 and len(calls) == 25
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads Linux's /proc/self/smaps")

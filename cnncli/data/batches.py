@@ -46,7 +46,6 @@ class Batches:
         self.mean, self.std = mean, std
         self.batch_size = batch_size
         self.augment = augment  # config.Augment or None
-        self._unreleased = 0    # bytes read from the cache (as _read counts) since its pages were dropped
 
     def __len__(self):
         """Batches per epoch. A last batch of a single image joins the one before it: batchnorm
@@ -80,19 +79,15 @@ class Batches:
         sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
         src = np.empty((len(idx),) + self.images.shape[1:], np.uint8)
         src[sorted_idx] = self.images[idx[sorted_idx]]
-        self._read(len(idx))
+        self._drop_pages()
         size = self.augment.cutout.size if self.augment is not None else 0
         return apply(src, self.labels[idx], self.mean, self.std, p, sl, size)
 
-    def _read(self, n):
-        """n images were read from the cache: once about cache.RESIDENT_BYTES are read, its pages
-        leave this process's RSS, which holds a bounded part of the cache, not all it has read."""
-        if self.images.nbytes <= cache.RESIDENT_BYTES:
-            return
-        self._unreleased += n * max(self.images[:1].nbytes, cache.FAULT_AROUND_BYTES)
-        if self._unreleased >= cache.RESIDENT_BYTES:
+    def _drop_pages(self):
+        """After a batch is read, the cache's pages leave this process's RSS (it holds a batch of
+        a large cache, not all it has read); a cache of at most cache.RESIDENT_BYTES stays."""
+        if self.images.nbytes > cache.RESIDENT_BYTES:
             cache.release(self.images)
-            self._unreleased = 0
 
     def epoch(self, rng=None, start=0, prefetch=2, shuffle=True):
         """Yield (x float32 (B, h, w, c), y int64 (B,) or Mixed) from batch `start` on, one batch ahead
@@ -156,5 +151,5 @@ class FeatureBatches(Batches):
         sorted_idx = np.argsort(idx, kind="stable")  # read the memory map in file order
         x = np.empty((len(idx),) + self.images.shape[1:], np.float32)
         x[sorted_idx] = self.images[idx[sorted_idx]]
-        self._read(len(idx))
+        self._drop_pages()
         return x, self.labels[idx]

@@ -25,14 +25,12 @@ from .decode import BadImage, load_image
 CACHE_VERSION = 2   # 2: the index records what decoding converted
 PARALLEL_FROM = 256   # fewer files than this decode in-process: a worker pool costs more
 RELEASE_EVERY = 256   # images written between drops of the written pages from the decoding process
-# A batch reader (data/batches.py) drops the memory-mapped cache's pages from its RSS after reading
-# about this much of it, so it holds a bounded part of the cache whatever the data set's size; a
-# cache this size or smaller stays resident. Dropping every batch made each batch fault its pages
-# back in: LeNet-5's 64 digits of a 1.1 MB cache, 140 us of a 3.3 ms step (measured 2026-12-07).
-# An image read counts at least FAULT_AROUND_BYTES: a page fault maps up to that much of the file
-# around the page asked for (Linux's fault_around_bytes), so a small image can bring in more.
+# A batch reader (data/batches.py) drops a cache larger than this from its RSS after every batch;
+# a smaller one stays resident (its whole file is the bound). Dropped every batch, LeNet-5's 1.1 MB
+# cache of digits had each batch fault its pages back in: 139 us of a 3.3 ms step (measured
+# 2026-12-07). A larger budget between drops did not bound RSS: 32 MB read between drops kept
+# 110-160 MB more of a 224-pixel cache mapped (the kernel maps more around each page read).
 RESIDENT_BYTES = 32 << 20
-FAULT_AROUND_BYTES = 64 << 10
 
 
 def default_cache_dir():
