@@ -79,6 +79,39 @@ def test_axis_aligned_maps_match_the_slow_twin(rng, c):
         np.testing.assert_allclose(got[b], want, rtol=1e-4, atol=2e-4, err_msg=f"image {b}")
 
 
+# sha256 (first 16 hex digits) of augment_batch's output for each case below, as the kernel gave
+# them before session 14 rewrote its pixel loop (9f89efa): the rewrite was to change no bit. The
+# same on AVX-512, NUMBA_CPU_NAME=haswell and =generic (no fastmath: each operation IEEE-rounded).
+BITS_BEFORE_THE_REWRITE = ["c895e9c649350455", "a01a107e08a7d25f", "89ae2292ed48f540", "ef3abcbe3676efd2",
+                           "fce9245c6b6bbf5b"]
+
+
+def test_the_pixel_loop_gives_the_bits_it_gave_before_its_rewrite():
+    import hashlib
+
+    cases = [(3, 32, 32, Augment(flip=True, random_resized_crop=RandomResizedCrop([0.3, 1.0], [0.6, 1.6]))),
+             (1, 7, 11, Augment(flip=True, vflip=True, contrast=0.5,
+                                random_resized_crop=RandomResizedCrop([0.1, 1.0], [0.5, 2.0]))),
+             (1, 12, 12, Augment(rotate=30.0, scale=[0.7, 1.3], brightness=0.3, contrast=0.5)),
+             (3, 9, 14, Augment(vflip=True, rotate=20.0, shear=10.0, translate=0.2, brightness=0.2, contrast=0.4,
+                                saturation=0.6, cutout=Cutout(4, 2))),
+             (3, 10, 10, Augment(flip=True, crop_padding=3))]
+    got = []
+    for c, h, w, aug in cases:
+        r = np.random.default_rng(7)
+        src = r.integers(0, 256, (5, h, w, c)).astype(np.uint8)
+        p = draw(aug, r, 5, h, w)
+        x = augment_batch(src, [0.4] * c, [0.25] * c, matrices(p, slice(None), 5, h, w), p.get("gain"),
+                          p.get("contrast"), p.get("saturation"), p.get("cutout"), aug.cutout.size)
+        got.append(hashlib.sha256(x.tobytes()).hexdigest()[:16])
+    assert got == BITS_BEFORE_THE_REWRITE
+
+
+def test_augmentation_refuses_other_channel_counts():
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        augment_batch(np.zeros((1, 4, 4, 2), np.uint8), [0.5] * 2, [0.2] * 2, np.array([[[1.0, 0, 0.5], [0, 1, 0]]]))
+
+
 def test_mix_kernel_matches_its_slow_twin(rng):
     x = rng.standard_normal((5, 6, 7, 3)).astype(np.float32)
     partner, lam = np.array([4, 3, 2, 1, 0]), rng.uniform(0, 1, 5)

@@ -56,7 +56,7 @@ def _augment(src, M, exact, gain, contrast, saturation, boxes, size, scale, shif
     # (with the axis-aligned rows and columns below; the same bits)
     n, h, w, c = src.shape
     v = np.empty(c, np.float32)
-    x0s, fxs = np.empty(w, np.int64), np.empty(w, np.float64)
+    x0s, fxs = np.empty(w, np.int64), np.empty(w, np.float64)   # float64 as fx per pixel: the same bits
     one, zero = np.float32(1), np.float32(0)
     for b in range(n):
         g, con, sat = gain[b], contrast[b], saturation[b]
@@ -154,7 +154,7 @@ def _taps(src, b, y0, x0, fy, fx, v):
     inside add a * src to v; -> the sum of their weights a."""
     h, w, c = src.shape[1], src.shape[2], src.shape[3]
     one = np.float32(1)
-    s = np.float32(0)     # float32 like the caller's s: 0.0 would make numba type it float64 there too
+    s = np.float32(0)     # unified with the float64 weights a below: float64, as the caller's s
     for dy in range(2):
         yy = y0 + dy
         if yy < 0 or yy >= h:
@@ -204,7 +204,6 @@ def augment_batch(src, mean, std, matrix=None, gain=None, contrast=None, saturat
     matrix (B, 2, 3): output (i, j) -> source (y, x), identity when None; gain, contrast, saturation
     (B,) factors, 1 when None; boxes (B, count, 2) int cutout corners of side `size`, or None."""
     n = src.shape[0]
-    assert src.shape[3] in (1, 3), src.shape   # _augment's pixel has 1 or 3 channels
     src = np.ascontiguousarray(src)
     scale, shift = _norm(mean, std)
     if matrix is None and contrast is None and saturation is None and (boxes is None or size == 0):
@@ -221,6 +220,8 @@ def augment_batch(src, mean, std, matrix=None, gain=None, contrast=None, saturat
     ones = np.ones(n, np.float32)
     factor = lambda f: ones if f is None else np.asarray(f, np.float32)   # noqa: E731
     boxes = np.zeros((n, 0, 2), np.int64) if boxes is None else np.asarray(boxes, np.int64)
+    if src.shape[3] not in (1, 3):     # _augment's pixel holds 1 or 3 channels (data/dataset.py checks)
+        raise ValueError(f"augmentation takes images of 1 or 3 channels, not {src.shape[3]}")
     out = np.empty(src.shape, np.float32)
     _augment(src, matrix.astype(np.float32), exact, factor(gain), factor(contrast), factor(saturation),
              boxes, int(size), scale, shift, out)
