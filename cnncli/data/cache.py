@@ -28,8 +28,9 @@ RELEASE_EVERY = 256   # images written between drops of the written pages from t
 # A batch reader (data/batches.py) drops a cache larger than this from its RSS after every batch;
 # a smaller one stays resident (its whole file is the bound). Dropped every batch, LeNet-5's 1.1 MB
 # cache of digits had each batch fault its pages back in: a batch's gather and drop took 139 us
-# against 16 us for the gather alone, in a 3.3 ms step (measured 2026-12-07). A larger budget between drops did not bound RSS: 32 MB read between drops kept
-# 110-160 MB more of a 224-pixel cache mapped (the kernel maps more around each page read).
+# against 16 us for the gather alone, in a 3.3 ms step (measured 2026-12-07). Dropping a large
+# cache after every 32 MB read instead did not bound RSS: it kept 110-160 MB more of a 224-pixel
+# cache mapped (the kernel maps more of the file around each page it faults in).
 RESIDENT_BYTES = 32 << 20
 
 

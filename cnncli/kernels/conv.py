@@ -132,7 +132,8 @@ def _col2im(dcols, fh, fw, sh, sw, pt, pl, oh, ow, dx):
                                     dx[n, ih, iw, ci] += src[kw * c + ci]
 
 
-ROWS_PER_STEP = 2048  # output positions per GEMM: a cache-sized column buffer (~1-2 MB) (1x1 layers: rows a run) ...
+ROWS_PER_STEP = 2048  # output positions per GEMM (1x1 layers: input rows a run): a cache-sized column
+# buffer (~1-2 MB) ...
 STEP_BYTES = 4 << 20  # ... and at most this many bytes of columns (a deep layer's 2,048 rows of
 # 3x3x512 are 38 MB, and backward holds dz w^T beside them: ResNet-18 at 224 peaked +128 MB in
 # its last stage; the 28-32 pixel networks' layers, at most 512 deep, are unchanged)
