@@ -95,6 +95,8 @@ GROUPED_CASES = [
     (2, 6, 6, 8, 8, 4, (1, 1), (1, 1), "valid"),      # grouped 1x1: the columns are the input
     (2, 6, 7, 12, 8, 4, (1, 1), (2, 2), "valid"),     # grouped 1x1 with stride
     (9, 24, 24, 8, 8, 2, (3, 3), (1, 1), "same"),     # several GEMM steps per thread chunk
+    (2, 9, 10, 3, 6, 3, (5, 5), (1, 1), "same"),      # depthwise 5x5, multiplier 2: inner windows summed in registers
+    (2, 9, 11, 16, 16, 16, (3, 3), (2, 2), "valid"),  # depthwise 3x3, a whole vector of channels, stride 2
 ]
 
 

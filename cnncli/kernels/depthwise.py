@@ -6,8 +6,11 @@ F = C*m filters (m: the depth multiplier); filter f reads input channel f // m o
   dx[n,ih,iw,c] = sum over the windows that cover (ih, iw) and f in [c*m, c*m + m) of dz w
 im2col would build FH*FW*C columns per position, of which each filter reads only FH*FW (a GEMM
 over a block-diagonal weight matrix); these loops read each input cell once per window, with the
-F filters of a position in one contiguous, vectorised run. For m > 1 each image is first copied
-with every channel repeated m times, so that filter f's input sits at index f as for m == 1.
+F filters of a position in one contiguous, vectorised run. Forward, a 3x3 or 5x5 window that lies
+inside the image sums each channel's products in a register (the same sums in the same order as
+the border positions' loop, which adds them into a row in memory), and each output row gets its
+bias and activation while it is in the cache. For m > 1 each image is first copied with every
+channel repeated m times, so that filter f's input sits at index f as for m == 1.
 Weights are (FH, FW, F): the layer's (FH, FW, C/g = 1, F) without its unit axis.
 Padding is implicit: window cells outside the input are skipped.
 """
@@ -16,44 +19,130 @@ import numpy as np
 from numba import njit
 
 from . import JIT
-from .activation import activate, activation_grad
+from .activation import CODES, SOFTMAX, _bias_act, activate, activation_grad
 from .parallel import added_in_order, column_sums, run_chunks
 
 
+@njit(inline="always")
+def _repeated(x, n, m, xm):
+    # image n with each channel repeated m times (xm[a, b, ci*m + r] = x[n, a, b, ci], r < m), so
+    # that filter f's input sits at index f; x[n] itself for m == 1
+    if m == 1:
+        return x[n]
+    _, h, wd, c = x.shape
+    for a in range(h):
+        for b in range(wd):
+            for ci in range(c):
+                for r in range(m):
+                    xm[a, b, ci * m + r] = x[n, a, b, ci]
+    return xm
+
+
+@njit(inline="always")
+def _inner_columns(wd, fw, pl, sw, ow):
+    # -> (jl, jr): the output columns jl <= j < jr whose window lies inside the input's columns
+    jl = min((pl + sw - 1) // sw, ow)
+    return jl, max(min((wd - fw + pl) // sw + 1, ow), jl)
+
+
+@njit(inline="always")
+def _window(xn, w, sh, sw, pt, pl, i, j, acc):
+    # acc = position (i, j)'s F sums over the window cells inside the image, in (kh, kw) order
+    h, wd, _ = xn.shape
+    fh, fw, f = w.shape
+    acc[:] = 0
+    for kh in range(fh):
+        ih = i * sh - pt + kh
+        if ih < 0 or ih >= h:
+            continue
+        for kw in range(fw):
+            iw = j * sw - pl + kw
+            if iw < 0 or iw >= wd:
+                continue
+            xr, wr = xn[ih, iw], w[kh, kw]
+            for k in range(f):
+                acc[k] += xr[k] * wr[k]
+
+
+@njit(inline="always")
+def _three(s, xn, r, c, w, kh, k):
+    # s + the products of window row kh, 3 wide, at input row r, columns c.., channel k
+    s += xn[r, c, k] * w[kh, 0, k]
+    s += xn[r, c + 1, k] * w[kh, 1, k]
+    return s + xn[r, c + 2, k] * w[kh, 2, k]
+
+
+@njit(inline="always")
+def _five(s, xn, r, c, w, kh, k):
+    # the same for a window row 5 wide
+    s = _three(s, xn, r, c, w, kh, k)
+    s += xn[r, c + 3, k] * w[kh, 3, k]
+    return s + xn[r, c + 4, k] * w[kh, 4, k]
+
+
+@njit(inline="always")
+def _sums3(xn, ih, c, w, k):
+    # position's sum for channel k, its 3x3 window's top left at (ih, c), taps in _window's order
+    # (from 0: the same bits)
+    s = _three(xn.dtype.type(0), xn, ih, c, w, 0, k)
+    s = _three(s, xn, ih + 1, c, w, 1, k)
+    return _three(s, xn, ih + 2, c, w, 2, k)
+
+
+@njit(inline="always")
+def _sums5(xn, ih, c, w, k):
+    # the same for a 5x5 window
+    s = _five(xn.dtype.type(0), xn, ih, c, w, 0, k)
+    s = _five(s, xn, ih + 1, c, w, 1, k)
+    s = _five(s, xn, ih + 2, c, w, 2, k)
+    s = _five(s, xn, ih + 3, c, w, 3, k)
+    return _five(s, xn, ih + 4, c, w, 4, k)
+
+
+@njit(inline="always")
+def _inner_row(sums, xn, ih, w, sw, pl, jl, jr, yr):
+    # yr[j] for jl <= j < jr, positions whose window lies inside the image, from input row ih on:
+    # a channel's products summed in a register by sums (_sums3, _sums5), where _window reads and
+    # writes its sums in memory once a tap. (Tried: two positions a pass, to load each filter
+    # value once for both, and each window row's sum apart, for shorter chains of adds: no faster)
+    f = w.shape[2]
+    for j in range(jl, jr):
+        c, out = j * sw - pl, yr[j]
+        for k in range(f):
+            out[k] = sums(xn, ih, c, w, k)
+
+
 @njit(**JIT)
-def _depthwise_fwd(x, w, sh, sw, pt, pl, y):
+def _depthwise_fwd(x, w, b, act, alpha, sh, sw, pt, pl, y):
+    # y = act(depthwise(x, w) + b), each output row activated while it is in the cache (act < 0:
+    # not at all). 3x3 and 5x5 windows inside the image take _inner_row, the others _window.
     n_img, h, wd, c = x.shape
     fh, fw, f = w.shape
     _, oh, ow, _ = y.shape
     m = f // c
     xm = np.empty((h, wd, f), x.dtype)   # an image with its channels repeated m times, for m > 1
-    acc = np.empty(f, y.dtype)           # one position's F sums, kept in a local row
+    acc = np.empty(f, y.dtype)           # one border position's F sums
+    fast = fh == fw and (fh == 3 or fh == 5)
+    jl, jr = _inner_columns(wd, fw, pl, sw, ow)
     for n in range(n_img):
-        xn = x[n]
-        if m > 1:   # xm[a, b, ci*m + r] = x[n, a, b, ci], r < m: each channel beside its m filters
-            for a in range(h):
-                for b in range(wd):
-                    for ci in range(c):
-                        for r in range(m):
-                            xm[a, b, ci * m + r] = x[n, a, b, ci]
-            xn = xm
+        xn = _repeated(x, n, m, xm)
         for i in range(oh):
+            ih = i * sh - pt
+            inside = fast and ih >= 0 and ih + fh <= h
+            lo, hi = (jl, jr) if inside else (ow, ow)
             for j in range(ow):
-                acc[:] = 0
-                for kh in range(fh):
-                    ih = i * sh - pt + kh
-                    if ih < 0 or ih >= h:
-                        continue
-                    for kw in range(fw):
-                        iw = j * sw - pl + kw
-                        if iw < 0 or iw >= wd:
-                            continue
-                        xr, wr = xn[ih, iw], w[kh, kw]
-                        for k in range(f):
-                            acc[k] += xr[k] * wr[k]
+                if j == lo and fh == 3:
+                    _inner_row(_sums3, xn, ih, w, sw, pl, lo, hi, y[n, i])
+                elif j == lo:
+                    _inner_row(_sums5, xn, ih, w, sw, pl, lo, hi, y[n, i])
+                if lo <= j < hi:
+                    continue
+                _window(xn, w, sh, sw, pt, pl, i, j, acc)
                 yr = y[n, i, j]
                 for k in range(f):
                     yr[k] = acc[k]
+            if act >= 0:
+                _bias_act(y[n, i], b, act, alpha)
 
 
 @njit(**JIT)
@@ -96,18 +185,10 @@ def _depthwise_dw(dz, x, sh, sw, pt, pl, dw):
     n_img, h, wd, c = x.shape
     fh, fw, f = dw.shape
     _, oh, ow, _ = dz.shape
-    m = f // c
     part = np.empty_like(dw)
     xm = np.empty((h, wd, f), x.dtype)
     for n in range(n_img):
-        xn = x[n]
-        if m > 1:   # xm[a, b, ci*m + r] = x[n, a, b, ci], r < m: each channel beside its m filters
-            for a in range(h):
-                for b in range(wd):
-                    for ci in range(c):
-                        for r in range(m):
-                            xm[a, b, ci * m + r] = x[n, a, b, ci]
-            xn = xm
+        xn = _repeated(x, n, f // c, xm)
         part[:] = 0
         for i in range(oh):
             for j in range(ow):
@@ -141,13 +222,18 @@ def depthwise_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01):
     """
     x, w3 = _check(x, w)
     y = np.empty((x.shape[0],) + tuple(out_hw) + (w3.shape[2],), x.dtype)
-
-    def part(lo, hi):
-        _depthwise_fwd(x[lo:hi], w3, stride[0], stride[1], pads[0], pads[2], y[lo:hi])
-        activate(y[lo:hi], act, alpha, bias)
-
-    run_chunks(x.shape[0], part)
+    run_chunks(x.shape[0], lambda lo, hi: _forward_into(x[lo:hi], w3, bias, act, alpha, stride, pads, y[lo:hi]))
     return y
+
+
+def _forward_into(x, w3, bias, act, alpha, stride, pads, y, top=None):
+    """y = act(depthwise(x, w3) + bias), pads[0] replaced by top where given (a band of rows)."""
+    code = CODES[act]
+    b = np.empty(0, x.dtype) if bias is None else bias
+    _depthwise_fwd(x, w3, b, -1 if code == SOFTMAX else code, x.dtype.type(alpha), stride[0], stride[1],
+                   pads[0] if top is None else top, pads[2], y)
+    if code == SOFTMAX:   # across channels: after the sums, on whole rows of positions
+        activate(y, act, alpha, bias)
 
 
 def depthwise_backward(dy, x, y, w, act, stride, pads, need_dx=True, alpha=0.01):
