@@ -658,3 +658,24 @@ def test_layer_passes_split_over_threads_equal_one_pass(rng, fn, monkeypatch):
     np.testing.assert_array_equal(act_k.added([x, c], fn, 0.1), act_k.activate(x + c, fn, 0.1))
     assert sorted(starts) == [0, 0, 0, 3675, 3675, 3675, 7350, 7350, 7350]   # 3 passes, 3 chunks each
     assert 3675 % (45 * 49)    # a chunk starts inside an image
+
+
+@pytest.mark.parametrize("case", [   # (H, W, C, F, size, stride, pads (top, bottom, left, right), band bytes)
+    (13, 9, 5, 12, (3, 3), (2, 2), (1, 1, 1, 1), 1),          # a band of one output row
+    (13, 9, 5, 12, (3, 3), (1, 1), (0, 2, 1, 0), 3_000),      # asymmetric pads, bands of a few rows
+    (11, 12, 3, 7, (5, 5), (2, 1), (2, 2, 2, 2), 6_000),      # 5x5, strides apart
+    (8, 8, 4, 6, (3, 3), (1, 1), (1, 1, 1, 1), 1 << 20),      # the whole map in one band
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_expansion_computed_in_bands_equals_the_1x1_layer_then_the_depthwise_one(rng, monkeypatch, case, dtype):
+    h, w, c, f, size, stride, pads, band = case
+    monkeypatch.setattr(dw_k, "BAND_BYTES", band)
+    x = rng.standard_normal((3, h, w, c)).astype(dtype)
+    w1, b1 = rng.standard_normal((1, 1, c, f)).astype(dtype), rng.standard_normal(f).astype(dtype)
+    wd, bd = rng.standard_normal(size + (1, f)).astype(dtype), rng.standard_normal(f).astype(dtype)
+    out_hw = ((h + pads[0] + pads[1] - size[0]) // stride[0] + 1, (w + pads[2] + pads[3] - size[1]) // stride[1] + 1)
+    e, _ = conv_k.conv2d_forward(x, w1, b1, "relu6", (1, 1), (0, 0, 0, 0), (h, w))
+    want = dw_k.depthwise_forward(e, wd, bd, "leaky_relu", stride, pads, out_hw, 0.1)
+    got = dw_k.expand_depthwise_forward(x, (w1, b1, "relu6", 0.01), wd, bd, "leaky_relu", stride, pads, out_hw, 0.1)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())

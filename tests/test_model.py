@@ -213,6 +213,68 @@ def test_folded_inference_equals_layer_by_layer(rng):
         m.forward(x, training=True, plan=m.inference_plan())
 
 
+# (12, 11, 8) input: two inverted residual blocks whose expansion runs inside the depthwise conv,
+# and one whose expansion is read twice (not fused)
+INVERTED_SPECS = [
+    ("conv", {"filters": 48, "size": 1, "bias": False}),                               # 0 expansion
+    ("batchnorm", {}),                                                                  # 1
+    ("activation", {"fn": "relu6"}),                                                    # 2
+    ("conv", {"filters": 48, "size": 3, "stride": 2, "padding": 1, "groups": 48, "bias": False}),  # 3 takes 0
+    ("batchnorm", {}),                                                                  # 4
+    ("activation", {"fn": "relu6"}),                                                    # 5
+    ("conv", {"filters": 8, "size": 1, "bias": False}),                                # 6 projection
+    ("batchnorm", {}),                                                                  # 7
+    ("conv", {"filters": 40, "size": 1}),                                              # 8 expansion, bias
+    ("batchnorm", {}),                                                                  # 9
+    ("relu", {}),                                                                       # 10
+    ("conv", {"filters": 40, "size": 5, "padding": "same", "groups": 40}),             # 11 takes 8
+    ("batchnorm", {}),                                                                  # 12
+    ("conv", {"filters": 8, "size": 1, "bias": False}),                                # 13
+    ("add", {"from": [7, 13]}),                                                         # 14
+    ("conv", {"filters": 16, "size": 1, "bias": False}),                               # 15 read twice (by 16's readers)
+    ("batchnorm", {}),                                                                  # 16
+    ("conv", {"filters": 16, "size": 3, "padding": 1, "groups": 16, "bias": False}),   # 17 depthwise, not fused
+    ("batchnorm", {}),                                                                  # 18
+    ("add", {"from": [16, 18]}),                                                        # 19
+    ("globalavgpool", {}),
+    ("dense", {"units": 3, "activation": "softmax"}),
+]
+
+
+def _inverted_model(rng):
+    from cnncli.model import Model
+
+    m = Model((12, 11, 8), INVERTED_SPECS, seed=5)
+    for layer in m.layers:
+        if layer.kind == "batchnorm":
+            c = layer.params["weight"].shape[0]
+            layer.params["bias"][:] = rng.normal(0, 1, c)
+            layer.buffers["running_mean"][:] = rng.normal(0, 1, c)
+            layer.buffers["running_var"][:] = rng.uniform(0.1, 4.0, c)
+    return m
+
+
+@pytest.mark.parametrize("band_bytes", [1, 12_000, 1 << 20])   # a band of one output row, of a few, the whole map
+def test_an_expansion_inside_its_depthwise_conv_equals_the_two_layers(rng, monkeypatch, band_bytes):
+    from cnncli.engine import features
+    from cnncli.kernels import depthwise
+
+    monkeypatch.setattr(depthwise, "BAND_BYTES", band_bytes)
+    m = _inverted_model(rng)
+    plan = m.inference_plan()
+    assert {k: v[4][0] for k, v in plan.items() if v is not None and len(v) > 4} == {3: 0, 11: 8}
+    assert plan[0] is None and plan[8] is None and len(plan[15]) == len(plan[17]) == 4   # 16 read twice
+    assert plan[3][4][3] == "relu6" and plan[11][4][3] == "relu" and plan[11][2] == "linear"
+    x = rng.standard_normal((3, 12, 11, 8)).astype(np.float32)
+    plain = m.forward(x)
+    np.testing.assert_allclose(m.forward(x, plan=plan), plain, rtol=1e-4, atol=1e-4 * np.abs(plain).max())
+    # the frozen-feature cache's boundary: inside a fused chain no plan, before it the plan up to it
+    assert features.prefix_plan(m, 2) == {} and features.prefix_plan(m, 0) == {}
+    before = features.prefix_plan(m, 7)
+    assert len(before[3]) == 5 and 8 not in before
+    np.testing.assert_allclose(m.forward(x, plan=before, stop=7), m.forward(x, stop=7), rtol=1e-4, atol=1e-4)
+
+
 def _softmax(z):
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

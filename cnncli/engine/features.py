@@ -195,9 +195,13 @@ def _compute(model, k, batches, out):
 
 def prefix_plan(model, k):
     """The model's inference plan (conv -> batchnorm -> activation folded) for layers 0..k; none when
-    a fold reaches across k (layer k's own output would then not be computed)."""
+    a fold reaches across k (layer k's own output would then not be computed): a layer after k
+    folded into a conv at or before it, or a depthwise conv after k computing an expansion at or
+    before it (its entry's fifth item names the expansion)."""
     plan = model.inference_plan()
-    if any(v is None and j > k and model.sources[j][0] <= k for j, v in plan.items()):
+    fused = {v[4][0]: j for j, v in plan.items() if v is not None and len(v) > 4}   # expansion: its depthwise
+    if any(j > k and v is None and j not in fused and model.sources[j][0] <= k for j, v in plan.items()) or \
+            any(i <= k < j for i, j in fused.items()):
         return {}
     return {i: v for i, v in plan.items() if i <= k}
 

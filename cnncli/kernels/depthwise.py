@@ -236,6 +236,54 @@ def _forward_into(x, w3, bias, act, alpha, stride, pads, y, top=None):
         activate(y, act, alpha, bias)
 
 
+BAND_BYTES = 512 << 10   # the expanded rows expand_depthwise_forward keeps at once: about half an L2
+
+
+def expand_depthwise_forward(x, expand, w, bias, act, stride, pads, out_hw, alpha=0.01):
+    """depthwise_forward of a 1x1 convolution's output, that output never whole in memory.
+
+    expand: the 1x1 layer's (filters (1, 1, C, F), bias (F,) or None, activation, alpha). An
+    inverted residual block's expanded map (MobileNetV2: 112x112x96, 4.8 MB an image) is written
+    by the 1x1 GEMM and read back by the depthwise loop, both from memory; here each image's
+    expanded rows are made a band at a time, BAND_BYTES at most, and the depthwise output rows
+    that need them are summed while they are in the cache. A band keeps the rows the next band's
+    windows share with it (moved to the top), so no row is expanded twice. The 1x1 GEMM runs
+    on a band's rows instead of runs of conv.ROWS_PER_STEP rows, and OpenBLAS may group its sums
+    differently (MobileNetV2's and EfficientNet-Lite0's probabilities, batch 16, came out the same
+    bits). Bands of 128 KB were slower than the two layers apart (Python per band); 512 KB and
+    1 MB were within noise of each other.
+    """
+    w1, b1, act1, alpha1 = expand
+    x = np.ascontiguousarray(x)
+    n, h, wd, c = x.shape
+    assert w1.shape[:3] == (1, 1, c) and w.shape[2:] == (1, w1.shape[3]) and x.dtype == w1.dtype == w.dtype
+    f, (oh, ow) = w1.shape[3], out_hw
+    w1, w3 = np.ascontiguousarray(w1).reshape(c, f), np.ascontiguousarray(w).reshape(w.shape[0], w.shape[1], f)
+    fh, sh, pt = w3.shape[0], stride[0], pads[0]
+    band = max(1, (BAND_BYTES // (wd * f * x.itemsize) - fh) // sh + 1)    # output rows a band
+    y = np.empty((n, oh, ow, f), x.dtype)
+
+    def part(lo, hi):
+        buf = np.empty((1, (band - 1) * sh + fh, wd, f), x.dtype)
+        for img in range(lo, hi):
+            have0 = have1 = 0     # buf holds the expanded rows have0 <= r < have1
+            for i0 in range(0, oh, band):
+                i1 = min(oh, i0 + band)
+                r0, r1 = max(0, i0 * sh - pt), min(h, (i1 - 1) * sh - pt + fh)
+                start = max(r0, min(have1, r1))
+                if start > r0:    # the rows this band shares with the last one
+                    buf[0, :start - r0] = buf[0, r0 - have0:start - have0].copy()
+                rows = buf[0, start - r0:r1 - r0].reshape(-1, f)
+                np.matmul(x[img, start:r1].reshape(-1, c), w1, out=rows)
+                activate(rows, act1, alpha1, b1)
+                _forward_into(buf[:, :r1 - r0], w3, bias, act, alpha, stride, pads, y[img:img + 1, i0:i1],
+                              top=pt + r0 - i0 * sh)
+                have0, have1 = r0, r1
+
+    run_chunks(n, part)
+    return y
+
+
 def depthwise_backward(dy, x, y, w, act, stride, pads, need_dx=True, alpha=0.01):
     """-> (dx or None, dw like w, db (F,)) for depthwise_forward, given its input x and output y.
 

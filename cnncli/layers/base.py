@@ -255,6 +255,16 @@ class Layer:
         """(function, alpha) for a layer that only applies an activation function, else None."""
         return None
 
+    def expands_pointwise(self):
+        """Is this a plain 1x1 convolution (stride 1, no padding, one group), whose output a
+        takes_expansion layer may compute a band of rows at a time inside itself?"""
+        return False
+
+    def takes_expansion(self):
+        """Can forward_folded take the expands_pointwise layer before it as expand=(index,
+        filters, bias, activation, alpha) and read that layer's input?"""
+        return False
+
     # --- what a step split over threads draws and computes once, before the split ---
     def draw(self, shape, dtype, rng):
         """A random layer's draw for a whole batch of this shape from its stream (a dropout

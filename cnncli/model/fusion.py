@@ -1,7 +1,8 @@
 """What runs fused: two layers' work done in one pass over the map.
 
 fold: inference (and a frozen backbone in training) folds each conv -> batchnorm (-> activation)
-chain into the conv, Model.inference_plan keeps the plan.
+chain into the conv, and a depthwise conv computes the 1x1 expansion before it band by band;
+Model.inference_plan keeps the plan.
 activations_taken: in every mode, a batchnorm applies the activation layer after it in its own
 normalising pass, where that activation's backward needs only its output.
 """
@@ -41,6 +42,25 @@ def fold(model, within=None):
                 plan[k] = None
         plan[i] = layer.inference_entry(affine, act, alpha)
         plan[j] = None
+    return _expansions_inside(model, plan)
+
+
+def _expansions_inside(model, plan):
+    """An inverted residual block's 1x1 expansion, with what it folded, runs inside the depthwise
+    conv that alone reads it (kernels/depthwise.expand_depthwise_forward: the expanded map is
+    never whole in memory): its entry joins the depthwise's as (its index, filters, bias,
+    activation, alpha), and its own becomes None, so that it passes its input on. Where each
+    link of the chain has one reader and the layers say they can (expands_pointwise,
+    takes_expansion)."""
+    for k, entry in list(plan.items()):
+        if entry is None or len(entry) != 4 or not model.layers[k].takes_expansion():
+            continue
+        i = model.sources[k][0]
+        while i >= 0 and plan.get(i, 0) is None and len(model.readers[i]) == 1:
+            i = model.sources[i][0]     # a batchnorm or activation folded into the conv before it
+        if i >= 0 and plan.get(i) and len(model.readers[i]) == 1 and model.layers[i].expands_pointwise():
+            plan[k] = entry + ((i,) + plan[i],)
+            plan[i] = None
     return plan
 
 
