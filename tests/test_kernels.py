@@ -666,16 +666,24 @@ def test_layer_passes_split_over_threads_equal_one_pass(rng, fn, monkeypatch):
     (11, 12, 3, 7, (5, 5), (2, 1), (2, 2, 2, 2), 6_000),      # 5x5, strides apart
     (8, 8, 4, 6, (3, 3), (1, 1), (1, 1, 1, 1), 1 << 20),      # the whole map in one band
 ])
+@pytest.mark.parametrize("stages", ["expand", "project", "both"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_an_expansion_computed_in_bands_equals_the_1x1_layer_then_the_depthwise_one(rng, monkeypatch, case, dtype):
+def test_the_1x1_convs_computed_in_bands_equal_the_three_layers_apart(rng, monkeypatch, case, stages, dtype):
     h, w, c, f, size, stride, pads, band = case
     monkeypatch.setattr(dw_k, "BAND_BYTES", band)
     x = rng.standard_normal((3, h, w, c)).astype(dtype)
     w1, b1 = rng.standard_normal((1, 1, c, f)).astype(dtype), rng.standard_normal(f).astype(dtype)
     wd, bd = rng.standard_normal(size + (1, f)).astype(dtype), rng.standard_normal(f).astype(dtype)
+    w2, b2 = rng.standard_normal((1, 1, f, 4)).astype(dtype), rng.standard_normal(4).astype(dtype)
     out_hw = ((h + pads[0] + pads[1] - size[0]) // stride[0] + 1, (w + pads[2] + pads[3] - size[1]) // stride[1] + 1)
-    e, _ = conv_k.conv2d_forward(x, w1, b1, "relu6", (1, 1), (0, 0, 0, 0), (h, w))
+    expand, project = (w1, b1, "relu6", 0.01), (w2, b2, "relu", 0.01)
+    e = conv_k.conv2d_forward(x, w1, b1, "relu6", (1, 1), (0, 0, 0, 0), (h, w))[0] if stages != "project" else \
+        rng.standard_normal((3, h, w, f)).astype(dtype)
     want = dw_k.depthwise_forward(e, wd, bd, "leaky_relu", stride, pads, out_hw, 0.1)
-    got = dw_k.expand_depthwise_forward(x, (w1, b1, "relu6", 0.01), wd, bd, "leaky_relu", stride, pads, out_hw, 0.1)
+    if stages != "expand":
+        want = conv_k.conv2d_forward(want, w2, b2, "relu", (1, 1), (0, 0, 0, 0), out_hw)[0]
+    got = dw_k.banded_depthwise_forward(x if stages != "project" else e, wd, bd, "leaky_relu", stride, pads, out_hw,
+                                        0.1, expand if stages != "project" else None,
+                                        project if stages != "expand" else None)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())

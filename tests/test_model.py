@@ -213,8 +213,9 @@ def test_folded_inference_equals_layer_by_layer(rng):
         m.forward(x, training=True, plan=m.inference_plan())
 
 
-# (12, 11, 8) input: two inverted residual blocks whose expansion runs inside the depthwise conv,
-# and one whose expansion is read twice (not fused)
+# (12, 11, 8) input: two inverted residual blocks whose 1x1 convs run inside the depthwise conv
+# (the second's projection folds nothing, so only its expansion), and one whose expansion's
+# batchnorm is read twice (nothing fused)
 INVERTED_SPECS = [
     ("conv", {"filters": 48, "size": 1, "bias": False}),                               # 0 expansion
     ("batchnorm", {}),                                                                  # 1
@@ -229,7 +230,7 @@ INVERTED_SPECS = [
     ("relu", {}),                                                                       # 10
     ("conv", {"filters": 40, "size": 5, "padding": "same", "groups": 40}),             # 11 takes 8
     ("batchnorm", {}),                                                                  # 12
-    ("conv", {"filters": 8, "size": 1, "bias": False}),                                # 13
+    ("conv", {"filters": 8, "size": 1, "bias": False}),                                # 13 no batchnorm
     ("add", {"from": [7, 13]}),                                                         # 14
     ("conv", {"filters": 16, "size": 1, "bias": False}),                               # 15 read twice (by 16's readers)
     ("batchnorm", {}),                                                                  # 16
@@ -255,23 +256,25 @@ def _inverted_model(rng):
 
 
 @pytest.mark.parametrize("band_bytes", [1, 12_000, 1 << 20])   # a band of one output row, of a few, the whole map
-def test_an_expansion_inside_its_depthwise_conv_equals_the_two_layers(rng, monkeypatch, band_bytes):
+def test_the_1x1_convs_inside_a_depthwise_conv_equal_the_layers_apart(rng, monkeypatch, band_bytes):
     from cnncli.engine import features
     from cnncli.kernels import depthwise
 
     monkeypatch.setattr(depthwise, "BAND_BYTES", band_bytes)
     m = _inverted_model(rng)
     plan = m.inference_plan()
-    assert {k: v[4][0] for k, v in plan.items() if v is not None and len(v) > 4} == {3: 0, 11: 8}
-    assert plan[0] is None and plan[8] is None and len(plan[15]) == len(plan[17]) == 4   # 16 read twice
+    stages = {k: (v[4] and v[4][0], v[5] and v[5][0]) for k, v in plan.items() if v is not None and len(v) > 4}
+    assert stages == {3: (0, 6), 11: (8, None)}   # 13 folds nothing: not in the plan, so not taken
+    assert all(plan[i] is None for i in (0, 6, 8)) and len(plan[15]) == len(plan[17]) == 4   # 16 read twice
     assert plan[3][4][3] == "relu6" and plan[11][4][3] == "relu" and plan[11][2] == "linear"
+    assert plan[3][5][3] == "linear" and plan[3][2] == "relu6"
     x = rng.standard_normal((3, 12, 11, 8)).astype(np.float32)
     plain = m.forward(x)
     np.testing.assert_allclose(m.forward(x, plan=plan), plain, rtol=1e-4, atol=1e-4 * np.abs(plain).max())
     # the frozen-feature cache's boundary: inside a fused chain no plan, before it the plan up to it
-    assert features.prefix_plan(m, 2) == {} and features.prefix_plan(m, 0) == {}
+    assert features.prefix_plan(m, 2) == {} and features.prefix_plan(m, 0) == {} and features.prefix_plan(m, 5) == {}
     before = features.prefix_plan(m, 7)
-    assert len(before[3]) == 5 and 8 not in before
+    assert len(before[3]) == 6 and 8 not in before
     np.testing.assert_allclose(m.forward(x, plan=before, stop=7), m.forward(x, stop=7), rtol=1e-4, atol=1e-4)
 
 

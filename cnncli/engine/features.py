@@ -196,12 +196,13 @@ def _compute(model, k, batches, out):
 def prefix_plan(model, k):
     """The model's inference plan (conv -> batchnorm -> activation folded) for layers 0..k; none when
     a fold reaches across k (layer k's own output would then not be computed): a layer after k
-    folded into a conv at or before it, or a depthwise conv after k computing an expansion at or
-    before it (its entry's fifth item names the expansion)."""
+    folded into a conv at or before it, or a depthwise conv whose 1x1 stages (its entry's items
+    4 and 5, expand and project) lie on both sides of k."""
     plan = model.inference_plan()
-    fused = {v[4][0]: j for j, v in plan.items() if v is not None and len(v) > 4}   # expansion: its depthwise
-    if any(j > k and v is None and j not in fused and model.sources[j][0] <= k for j, v in plan.items()) or \
-            any(i <= k < j for i, j in fused.items()):
+    spans = [(v[4][0] if v[4] else j, v[5][0] if v[5] else j) for j, v in plan.items() if v is not None and len(v) > 4]
+    inside = {m for span in spans for m in span}
+    if any(j > k and v is None and j not in inside and model.sources[j][0] <= k for j, v in plan.items()) or \
+            any(lo <= k < hi for lo, hi in spans):
         return {}
     return {i: v for i, v in plan.items() if i <= k}
 

@@ -236,52 +236,68 @@ def _forward_into(x, w3, bias, act, alpha, stride, pads, y, top=None):
         activate(y, act, alpha, bias)
 
 
-BAND_BYTES = 512 << 10   # the expanded rows expand_depthwise_forward keeps at once: about half an L2
+BAND_BYTES = 512 << 10   # the expanded rows banded_depthwise_forward keeps at once: about half an L2
 
 
-def expand_depthwise_forward(x, expand, w, bias, act, stride, pads, out_hw, alpha=0.01):
-    """depthwise_forward of a 1x1 convolution's output, that output never whole in memory.
+def banded_depthwise_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, expand=None, project=None):
+    """depthwise_forward with the 1x1 convolution before it (expand) and the one after it
+    (project) computed on the same bands of rows, so that neither the expanded map nor the
+    depthwise output is ever whole in memory. expand, project: a 1x1 layer's (filters (1, 1, C,
+    F), bias (F,) or None, activation, alpha), or None; x is then the expansion's input.
 
-    expand: the 1x1 layer's (filters (1, 1, C, F), bias (F,) or None, activation, alpha). An
-    inverted residual block's expanded map (MobileNetV2: 112x112x96, 4.8 MB an image) is written
-    by the 1x1 GEMM and read back by the depthwise loop, both from memory; here each image's
-    expanded rows are made a band at a time, BAND_BYTES at most, and the depthwise output rows
-    that need them are summed while they are in the cache. A band keeps the rows the next band's
-    windows share with it (moved to the top), so no row is expanded twice. The 1x1 GEMM runs
-    on a band's rows instead of runs of conv.ROWS_PER_STEP rows, and OpenBLAS may group its sums
-    differently (MobileNetV2's and EfficientNet-Lite0's probabilities, batch 16, came out the same
-    bits). Bands of 128 KB were slower than the two layers apart (Python per band); 512 KB and
-    1 MB were within noise of each other.
+    An inverted residual block's expanded map (MobileNetV2: 112x112x96, 4.8 MB an image) was
+    written by the 1x1 GEMM and read back by the depthwise loop, both from memory, and the
+    depthwise output again by the projection's GEMM. Here each image's rows go a band at a time,
+    BAND_BYTES of expanded rows at most: expanded, their depthwise output rows summed and
+    projected while they are in the cache. A band keeps the expanded rows the next band's windows
+    share with it (moved to the top), so no row is expanded twice. The GEMMs run on a band's rows
+    instead of runs of conv.ROWS_PER_STEP rows, and OpenBLAS may group its sums differently
+    (MobileNetV2's and EfficientNet-Lite0's probabilities, batch 16, came out the same bits with
+    the expansion fused). Bands of 128 KB were slower than the layers apart (Python per band);
+    512 KB and 1 MB were within noise of each other.
     """
-    w1, b1, act1, alpha1 = expand
     x = np.ascontiguousarray(x)
     n, h, wd, c = x.shape
-    assert w1.shape[:3] == (1, 1, c) and w.shape[2:] == (1, w1.shape[3]) and x.dtype == w1.dtype == w.dtype
-    f, (oh, ow) = w1.shape[3], out_hw
-    w1, w3 = np.ascontiguousarray(w1).reshape(c, f), np.ascontiguousarray(w).reshape(w.shape[0], w.shape[1], f)
-    fh, sh, pt = w3.shape[0], stride[0], pads[0]
+    f = w.shape[3]
+    assert w.shape[2] == 1 and x.dtype == w.dtype and (c == f if expand is None else expand[0].shape == (1, 1, c, f))
+    w3, fh, sh, pt = np.ascontiguousarray(w).reshape(w.shape[0], w.shape[1], f), w.shape[0], stride[0], pads[0]
+    w1 = None if expand is None else np.ascontiguousarray(expand[0]).reshape(c, f)
+    w2 = None if project is None else np.ascontiguousarray(project[0]).reshape(f, -1)
     band = max(1, (BAND_BYTES // (wd * f * x.itemsize) - fh) // sh + 1)    # output rows a band
-    y = np.empty((n, oh, ow, f), x.dtype)
+    y = np.empty((n,) + tuple(out_hw) + ((f,) if w2 is None else (w2.shape[1],)), x.dtype)
 
     def part(lo, hi):
-        buf = np.empty((1, (band - 1) * sh + fh, wd, f), x.dtype)
+        buf = np.empty((1, (band - 1) * sh + fh, wd, f), x.dtype) if expand else None
+        out = np.empty((1, band, out_hw[1], f), x.dtype) if project else None
         for img in range(lo, hi):
-            have0 = have1 = 0     # buf holds the expanded rows have0 <= r < have1
-            for i0 in range(0, oh, band):
-                i1 = min(oh, i0 + band)
+            have = (0, 0)     # buf holds the expanded rows have[0] <= r < have[1]
+            for i0 in range(0, out_hw[0], band):
+                i1 = min(out_hw[0], i0 + band)
                 r0, r1 = max(0, i0 * sh - pt), min(h, (i1 - 1) * sh - pt + fh)
-                start = max(r0, min(have1, r1))
-                if start > r0:    # the rows this band shares with the last one
-                    buf[0, :start - r0] = buf[0, r0 - have0:start - have0].copy()
-                rows = buf[0, start - r0:r1 - r0].reshape(-1, f)
-                np.matmul(x[img, start:r1].reshape(-1, c), w1, out=rows)
-                activate(rows, act1, alpha1, b1)
-                _forward_into(buf[:, :r1 - r0], w3, bias, act, alpha, stride, pads, y[img:img + 1, i0:i1],
-                              top=pt + r0 - i0 * sh)
-                have0, have1 = r0, r1
+                src = x[img:img + 1, r0:r1] if expand is None else _expanded(x[img], r0, r1, have, buf, w1, expand)
+                dst = y[img:img + 1, i0:i1] if project is None else out[:, :i1 - i0]
+                _forward_into(src, w3, bias, act, alpha, stride, pads, dst, top=pt + r0 - i0 * sh)
+                if project is not None:
+                    rows = y[img, i0:i1].reshape(-1, w2.shape[1])
+                    np.matmul(dst.reshape(-1, f), w2, out=rows)
+                    activate(rows, project[2], project[3], project[1])
+                have = (r0, r1)
 
     run_chunks(n, part)
     return y
+
+
+def _expanded(x, r0, r1, have, buf, w1, expand):
+    """buf's first r1 - r0 rows = act(x[r0:r1] @ w1 + bias) (expand's), buf holding rows have[0]..have[1]
+    of it before: the rows the two bands share are moved up, the others computed. -> that view."""
+    f = w1.shape[1]
+    start = max(r0, min(have[1], r1))
+    if start > r0:
+        buf[0, :start - r0] = buf[0, r0 - have[0]:start - have[0]].copy()
+    rows = buf[0, start - r0:r1 - r0].reshape(-1, f)
+    np.matmul(x[start:r1].reshape(-1, x.shape[2]), w1, out=rows)
+    activate(rows, expand[2], expand[3], expand[1])
+    return buf[:, :r1 - r0]
 
 
 def depthwise_backward(dy, x, y, w, act, stride, pads, need_dx=True, alpha=0.01):

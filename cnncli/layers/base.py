@@ -255,14 +255,14 @@ class Layer:
         """(function, alpha) for a layer that only applies an activation function, else None."""
         return None
 
-    def expands_pointwise(self):
-        """Is this a plain 1x1 convolution (stride 1, no padding, one group), whose output a
-        takes_expansion layer may compute a band of rows at a time inside itself?"""
+    def pointwise(self):
+        """Is this a plain 1x1 convolution (stride 1, no padding, one group), which a
+        takes_pointwise layer before or after it may compute a band of rows at a time?"""
         return False
 
-    def takes_expansion(self):
-        """Can forward_folded take the expands_pointwise layer before it as expand=(index,
-        filters, bias, activation, alpha) and read that layer's input?"""
+    def takes_pointwise(self):
+        """Can forward_folded take the pointwise layers before and after it as expand and
+        project, each (index, filters, bias, activation, alpha) or None (fusion._pointwise_stages)?"""
         return False
 
     # --- what a step split over threads draws and computes once, before the split ---

@@ -177,22 +177,23 @@ class Conv(Layer):
 
         return filter_tiles(self.params["weight"]), turned_tiles(self.params["weight"])
 
-    def expands_pointwise(self):
+    def pointwise(self):
         return (self.size == (1, 1) and tuple(self.stride) == (1, 1) and not any(self.pads) and self.groups == 1
                 and self.algorithm == "im2col")
 
-    def takes_expansion(self):
+    def takes_pointwise(self):
         return self.algorithm == "depthwise" and self.filters == self.in_shape[2]   # one filter a channel
 
-    def forward_folded(self, x, filters, bias, activation, alpha, expand=None):
+    def forward_folded(self, x, filters, bias, activation, alpha, expand=None, project=None):
         """Inference with other parameters: batchnorm folded in, and the activation after it
         (Model.inference_plan). filters: as inference_filters returns them. Keeps nothing.
-        expand: the 1x1 layer before this depthwise one, (index, filters, bias, activation,
-        alpha); x is then that layer's input (fusion._expansions_inside)."""
-        if expand is not None:
-            from ..kernels.depthwise import expand_depthwise_forward
-            return expand_depthwise_forward(x, expand[1:], filters, bias, activation, self.stride, self.pads,
-                                            self.out_hw, alpha)
+        expand, project: the 1x1 layers before and after this depthwise one, each (index,
+        filters, bias, activation, alpha) or None; x is then the expansion's input, and the
+        output the projection's (fusion._pointwise_stages)."""
+        if expand is not None or project is not None:
+            from ..kernels.depthwise import banded_depthwise_forward
+            return banded_depthwise_forward(x, filters, bias, activation, self.stride, self.pads, self.out_hw, alpha,
+                                            expand and expand[1:], project and project[1:])
         return self._convolve(x, filters, bias, activation, alpha, None, keep=False, ready=True)[0]
 
     def _convolve(self, x, weight, bias, activation, alpha, workspace, keep, ready=False):

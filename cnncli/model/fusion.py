@@ -1,7 +1,7 @@
 """What runs fused: two layers' work done in one pass over the map.
 
 fold: inference (and a frozen backbone in training) folds each conv -> batchnorm (-> activation)
-chain into the conv, and a depthwise conv computes the 1x1 expansion before it band by band;
+chain into the conv, and a depthwise conv computes the 1x1 convs around it band by band;
 Model.inference_plan keeps the plan.
 activations_taken: in every mode, a batchnorm applies the activation layer after it in its own
 normalising pass, where that activation's backward needs only its output.
@@ -42,25 +42,35 @@ def fold(model, within=None):
                 plan[k] = None
         plan[i] = layer.inference_entry(affine, act, alpha)
         plan[j] = None
-    return _expansions_inside(model, plan)
+    return _pointwise_stages(model, plan)
 
 
-def _expansions_inside(model, plan):
-    """An inverted residual block's 1x1 expansion, with what it folded, runs inside the depthwise
-    conv that alone reads it (kernels/depthwise.expand_depthwise_forward: the expanded map is
-    never whole in memory): its entry joins the depthwise's as (its index, filters, bias,
-    activation, alpha), and its own becomes None, so that it passes its input on. Where each
-    link of the chain has one reader and the layers say they can (expands_pointwise,
-    takes_expansion)."""
+def _pointwise_stages(model, plan):
+    """An inverted residual block's 1x1 expansion and 1x1 projection, with what they folded, run
+    inside the depthwise conv between them (kernels/depthwise.banded_depthwise_forward: neither
+    the expanded map nor the depthwise output is whole in memory). The depthwise entry gets two
+    more items, expand and project, each (the 1x1 layer's index, filters, bias, activation,
+    alpha) or None; the 1x1 layers' own entries become None: the expansion passes its input on,
+    the projection its input, which is then the depthwise conv's (projected) output. Where each
+    link has one reader and the layers say they can (pointwise, takes_pointwise)."""
     for k, entry in list(plan.items()):
-        if entry is None or len(entry) != 4 or not model.layers[k].takes_expansion():
+        if entry is None or len(entry) != 4 or not model.layers[k].takes_pointwise():
             continue
         i = model.sources[k][0]
         while i >= 0 and plan.get(i, 0) is None and len(model.readers[i]) == 1:
             i = model.sources[i][0]     # a batchnorm or activation folded into the conv before it
-        if i >= 0 and plan.get(i) and len(model.readers[i]) == 1 and model.layers[i].expands_pointwise():
-            plan[k] = entry + ((i,) + plan[i],)
-            plan[i] = None
+        j = k
+        while len(model.readers[j]) == 1 and plan.get(model.readers[j][0], 0) is None:
+            j = model.readers[j][0]     # ... and those folded into this one
+        p = model.readers[j][0] if len(model.readers[j]) == 1 else None
+        stages = [None, None]
+        for side, m in enumerate((i, p)):
+            if m is not None and m >= 0 and plan.get(m) and len(plan[m]) == 4 and model.layers[m].pointwise() \
+                    and (side == 1 or len(model.readers[m]) == 1):
+                stages[side] = (m,) + plan[m]
+                plan[m] = None
+        if stages != [None, None]:
+            plan[k] = entry + tuple(stages)
     return plan
 
 
