@@ -665,6 +665,7 @@ def test_layer_passes_split_over_threads_equal_one_pass(rng, fn, monkeypatch):
     (13, 9, 5, 12, (3, 3), (1, 1), (0, 2, 1, 0), 3_000),      # asymmetric pads, bands of a few rows
     (11, 12, 3, 7, (5, 5), (2, 1), (2, 2, 2, 2), 6_000),      # 5x5, strides apart
     (8, 8, 4, 6, (3, 3), (1, 1), (1, 1, 1, 1), 1 << 20),      # the whole map in one band
+    (4, 5, 3, 6, (3, 3), (1, 1), (4, 4, 1, 1), 1),            # padding wider than the window: bands of no rows
 ])
 @pytest.mark.parametrize("stages", ["expand", "project", "both"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

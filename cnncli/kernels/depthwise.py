@@ -273,7 +273,8 @@ def banded_depthwise_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, 
             have = (0, 0)     # buf holds the expanded rows have[0] <= r < have[1]
             for i0 in range(0, out_hw[0], band):
                 i1 = min(out_hw[0], i0 + band)
-                r0, r1 = max(0, i0 * sh - pt), min(h, (i1 - 1) * sh - pt + fh)
+                r0 = max(0, i0 * sh - pt)    # the input rows the band's windows reach: none where
+                r1 = max(r0, min(h, (i1 - 1) * sh - pt + fh))   # they all lie in a padding wider than them
                 src = x[img:img + 1, r0:r1] if expand is None else _expanded(x[img], r0, r1, have, buf, w1, expand)
                 dst = y[img:img + 1, i0:i1] if project is None else out[:, :i1 - i0]
                 _forward_into(src, w3, bias, act, alpha, stride, pads, dst, top=pt + r0 - i0 * sh)
