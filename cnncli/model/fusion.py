@@ -64,9 +64,8 @@ def _pointwise_stages(model, plan):
             j = model.readers[j][0]     # ... and those folded into this one
         p = model.readers[j][0] if len(model.readers[j]) == 1 else None
         stages = [None, None]
-        for side, m in enumerate((i, p)):
-            if m is not None and m >= 0 and plan.get(m) and len(plan[m]) == 4 and model.layers[m].pointwise() \
-                    and (side == 1 or len(model.readers[m]) == 1):
+        for side, m in enumerate((i, p)):   # a 1x1 conv in the plan folded a batchnorm: it has one reader
+            if m is not None and m >= 0 and plan.get(m) and len(plan[m]) == 4 and model.layers[m].pointwise():
                 stages[side] = (m,) + plan[m]
                 plan[m] = None
         if stages != [None, None]:
