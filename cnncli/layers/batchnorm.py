@@ -82,24 +82,28 @@ class BatchNorm(Layer):
             mean = self.buffers["running_mean"].astype(np.float64)
             var = self.buffers["running_var"].astype(np.float64)
         inv_std = 1.0 / np.sqrt(var + self.eps)
-        scale = self.params["weight"] * inv_std
-        y = normalize(x2, scale, self.params["bias"] - mean * scale, *(then or ("linear", 0.01)))
-        # backward differs: batch statistics depend on x; running statistics are constants
-        self._cache = (x2, mean, inv_std, training) if training or ctx.record else None
+        scale = self.params["weight"] * inv_std            # float64, as the shift from it
+        shift = self.params["bias"] - mean * scale
+        scale, shift = scale.astype(x.dtype), shift.astype(x.dtype)
+        y = normalize(x2, scale, shift, *(then or ("linear", 0.01)))
+        # backward differs: batch statistics depend on x; running statistics are constants. With
+        # `then`, backward recomputes the activation's output from x, scale and shift
+        self._cache = (x2, mean, inv_std, training, scale, shift) if training or ctx.record else None
         return y.reshape(x.shape)
 
     def backward(self, dy, ctx, need_dx=True, then=None):
         """then: (function, alpha, its output) of the activation forward applied after this layer
-        (Model.backward hands it over): dy is then dL/d(that output)."""
+        (Model.backward hands it over): dy is then dL/d(that output). The output itself is not
+        read: the kernel recomputes it from x (kernels/batchnorm.py)."""
         from ..kernels.batchnorm import batchnorm_backward
 
         if self._cache is None:
             raise RuntimeError("batchnorm backward needs a forward that kept its input (training or record)")
-        x2, mean, inv_std, batch = self._cache
+        x2, mean, inv_std, batch, scale, shift = self._cache
         self._cache = None
         dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
         if then is not None:
-            then = (then[0], then[1], np.ascontiguousarray(then[2]).reshape(x2.shape))
+            then = (then[0], then[1], scale, shift)
         dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx, batch,
                                                ctx.reduce, then)
         self.grads["weight"] += dgamma
