@@ -218,6 +218,29 @@ def test_conv_applies_bias_and_activation_step_by_step(rng, case, fn, threads, m
         parallel._pool.shutdown()
 
 
+@pytest.mark.parametrize("size,padding,hw", [((3, 3), "same", (9, 11)), ((5, 5), "same", (12, 7)),
+                                             ((3, 3), "valid", (6, 6)), ((4, 4), "same", (8, 9)),
+                                             ((5, 5), (1, 3), (10, 10)), ((3, 2), (0, 2), (7, 5))])
+def test_stride_1_depthwise_dx_by_turned_filters_equals_the_scatter_loop(rng, size, padding, hw):
+    """At stride 1 with one filter a channel, depthwise_backward takes dx as the forward kernel's
+    conv of dz with the filters turned 180 degrees; the loop it replaced adds each dz w into dx
+    position by position. Same sums in the same order: the same bits, borders and insides, for
+    odd, even and non-square filters and asymmetric padding; db left out when not wanted."""
+    c = 19   # more than a vector of channels, not a multiple of one
+    pads, out_hw = resolve_padding(padding, hw, size, (1, 1))
+    x = rng.standard_normal((3,) + hw + (c,)).astype(np.float32)
+    w = rng.standard_normal(size + (1, c)).astype(np.float32)
+    dy = rng.standard_normal((3,) + out_hw + (c,)).astype(np.float32)
+    dx, dw, db = dw_k.depthwise_backward(dy, x, dy, w, "linear", (1, 1), pads)
+    scatter = np.empty_like(x)
+    dw_k._depthwise_dx(dy, w.reshape(size + (c,)), 1, 1, pads[0], pads[2], scatter)
+    np.testing.assert_array_equal(dx, scatter)
+    dx2, dw2, none = dw_k.depthwise_backward(dy, x, dy, w, "linear", (1, 1), pads, need_db=False)
+    np.testing.assert_array_equal(dx2, dx)
+    np.testing.assert_array_equal(dw2, dw)
+    assert none is None and db.shape == (c,)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_depthwise_is_deterministic_for_a_thread_count(rng, monkeypatch, threads):
     from cnncli.kernels import parallel

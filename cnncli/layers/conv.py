@@ -224,7 +224,7 @@ class Conv(Layer):
         dy, act = self.activation_backward(dy, kept)
         args = (dy, x, kept, self.params["weight"], act, self.stride, self.pads)
         if self.algorithm == "depthwise":
-            dx, dw, db = depthwise_backward(*args, need_dx, self.alpha)
+            dx, dw, db = depthwise_backward(*args, need_dx, self.alpha, need_db=self.bias)
         elif self.algorithm == "winograd":   # dx is a 3x3 convolution too; dw from the same tiles
             from ..kernels.winograd import winograd_backward
             tiles = ctx.tiles.get(self.index)
