@@ -67,6 +67,21 @@ def test_conv_matches_naive(rng, case, dtype):
         np.testing.assert_allclose(db, rdb, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv_backward_without_db_gives_the_same_dx_and_dw(rng, case):
+    """need_db=False (a conv without a bias) leaves out db only: dx and dw keep their bits, on
+    every path (1x1, im2col by rows and transposed, wide, direct)."""
+    x, wt, pads, out_hw, stride = _conv_setup(rng, case, np.float32)
+    w_int = np.ascontiguousarray(wt.transpose(2, 3, 1, 0))
+    y, kept = conv_k.conv2d_forward(x, w_int, None, "relu", stride, pads, out_hw)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = conv_k.conv2d_backward(dy, x, y, w_int, "relu", stride, pads, out_hw, kept=kept)
+    dx2, dw2, none = conv_k.conv2d_backward(dy, x, y, w_int, "relu", stride, pads, out_hw, kept=kept, need_db=False)
+    np.testing.assert_array_equal(dx2, dx)
+    np.testing.assert_array_equal(dw2, dw)
+    assert none is None and db.shape == (wt.shape[0],)
+
+
 def test_conv_is_cross_correlation_not_convolution():
     # One window over a 3x3 image: cross-correlation sums x * k = 0*0 + 1*1 + ... + 8*8 = 204;
     # a flipped kernel (true convolution) would give sum i * (8 - i) = 84.

@@ -282,22 +282,24 @@ def conv2d_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01, workspace=
     return y, kept
 
 
-def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=0.01, kept=None, plan=None):
-    """-> (dx or None, dw like w, db (F,)) for conv2d_forward, given its input x and output y.
+def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=0.01, kept=None, plan=None,
+                    need_db=True):
+    """-> (dx or None, dw like w, db (F,) or None) for conv2d_forward, given its input x and output y.
 
     dz = dy * act'(y);  dw = cols^T dz;  db = sum dz;  dx = col2im(dz w^T). y: what the activation
     keeps (kernels/activation.py): a layer whose function keeps its input passes dz and "linear".
     `kept` are the forward pass's columns when it kept them; otherwise they are recomputed per
     chunk (cheaper in memory than keeping a big layer's columns, and the recompute hits the cache).
     Thin layers (no columns: _Geometry.direct) take dw by _direct_dw from the padded planes;
-    1x1 layers go by _pointwise_backward.
+    1x1 layers go by _pointwise_backward. need_db=False (a layer without a bias): db is None, its
+    column sums of dz never taken.
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw, plan=plan)
     w2 = w.reshape(g.k, g.f)
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
     if g.identity:
-        return _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w.shape)
+        return _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w.shape, need_db)
 
     # kept columns: one GEMM per thread; a direct layer without dx: one _direct_dw call per
     # thread (with dx, steps of g.step images bound dz @ w^T, as for recomputed columns)
@@ -305,7 +307,7 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
 
     def part(lo, hi):
         buf = g.buffer(x.dtype) if kept is None and not g.direct else None
-        dw, db = np.zeros((g.k, g.f), x.dtype), np.zeros(g.f, x.dtype)
+        dw, db = np.zeros((g.k, g.f), x.dtype), np.zeros(g.f, x.dtype) if need_db else None
         if g.direct:
             dwt, dzp = np.zeros((g.f2, g.c, g.fh, g.fw), x.dtype), np.empty((g.f2, g.oh * g.wp), x.dtype)
         else:
@@ -319,7 +321,8 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
                 cols = g.stored(kept, a * g.pc, b - a) if kept is not None else g.columns(x, a, b, buf)
                 np.matmul(cols.T, g.wide_rows(dz, b - a) if g.wide else dz, out=tmp)
                 dw += tmp
-            db += column_sums(dz)
+            if need_db:
+                db += column_sums(dz)
             if need_dx:
                 _col2im(dz @ w2.T, g.fh, g.fw, g.sh, g.sw, g.pads[0], g.pads[2], g.oh, g.ow, dx[a:b])
         if g.direct:
@@ -330,7 +333,7 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
     return dx, dw.reshape(w.shape), db
 
 
-def _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w_shape):
+def _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w_shape, need_db=True):
     """conv2d_backward of a 1x1 stride-1 layer, whose columns are its input: runs of
     ROWS_PER_STEP rows, each read from memory once for its four uses (dz, dw, db, dx written in
     place), the threads' dw and db added in chunk order. MobileNetV2's 112x112 16 -> 96 layer,
@@ -341,13 +344,15 @@ def _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w_shape):
     dx2 = None if dx is None else dx.reshape(-1, g.c)
 
     def part(lo, hi):
-        dw, db, tmp = np.zeros((g.k, g.f), x.dtype), np.zeros(g.f, x.dtype), np.empty((g.k, g.f), x.dtype)
+        dw, tmp = np.zeros((g.k, g.f), x.dtype), np.empty((g.k, g.f), x.dtype)
+        db = np.zeros(g.f, x.dtype) if need_db else None
         for a in range(lo * g.p, hi * g.p, ROWS_PER_STEP):
             b = min(a + ROWS_PER_STEP, hi * g.p)
             dz = activation_grad(dy2[a:b], y2[a:b], act, alpha)
             np.matmul(x2[a:b].T, dz, out=tmp)
             dw += tmp
-            db += column_sums(dz)
+            if need_db:
+                db += column_sums(dz)
             if dx2 is not None:
                 np.matmul(dz, w2.T, out=dx2[a:b])
         return dw, db

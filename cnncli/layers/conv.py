@@ -233,7 +233,7 @@ class Conv(Layer):
         elif self.groups > 1:
             dx, dw, db = grouped_conv2d_backward(*args, self.out_hw, self.groups, need_dx, self.alpha, cols, self.plan)
         else:
-            dx, dw, db = conv2d_backward(*args, self.out_hw, need_dx, self.alpha, cols, self.plan)
+            dx, dw, db = conv2d_backward(*args, self.out_hw, need_dx, self.alpha, cols, self.plan, need_db=self.bias)
         self.grads["weight"] += dw
         if self.bias:
             self.grads["bias"] += db
