@@ -278,6 +278,44 @@ def test_the_1x1_convs_inside_a_depthwise_conv_equal_the_layers_apart(rng, monke
     np.testing.assert_allclose(m.forward(x, plan=before, stop=7), m.forward(x, stop=7), rtol=1e-4, atol=1e-4)
 
 
+def test_a_batchnorm_hands_its_dx_to_the_1x1_conv_before_it_by_rows(rng, monkeypatch):
+    """Backward: a batchnorm read from a linear 1x1 conv that only it reads gives that conv its
+    dx as rows (fusion.row_gradients), computed a run at a time inside the conv's backward.
+    Each value is its own formula, so the step is the layers-apart step bit for bit: whole
+    batch and shards, with and without a taken activation, a bias, a residual add after; a kept
+    gradient (keep) is the array itself, as without rows."""
+    from cnncli.engine.losses import Loss
+    from cnncli.kernels import conv
+
+    m = _inverted_model(rng)
+    assert m._rows == {1: 0, 7: 6, 9: 8, 16: 15}     # 4, 12, 18: after depthwise convs
+    handed = []
+    real = conv._pointwise_backward
+    monkeypatch.setattr(conv, "_pointwise_backward", lambda dy, *a, **k: handed.append(hasattr(dy, "rows")) or
+                        real(dy, *a, **k))
+    monkeypatch.setattr(conv, "ROWS_PER_STEP", 40)    # several runs of rows an image (12 x 11 = 132 positions)
+    x, y = rng.standard_normal((5, 12, 11, 8)).astype(np.float32) * 2, np.arange(5) % 3
+    start = {k: v.copy() for k, v in m.state_dict().items()}
+    runs = {}
+    for rows in (True, False):
+        m.load_state_dict(start)
+        if not rows:
+            monkeypatch.setattr(m, "_rows", {})
+            for shard in m.shards._copies:
+                monkeypatch.setattr(shard, "_rows", {})
+        handed.clear()
+        loss, _ = m.gradients(x, y, Loss(m.head))                      # shards (a small network, 2 threads)
+        out = [loss] + [g.copy() for _, _, g in m.trainable_params()]
+        ctx = m.context(training=True)
+        logits = m.forward(x[:2], ctx=ctx)                              # the whole batch in one call
+        m.zero_grad()
+        kept = m.backward(np.ones_like(logits) / logits.size, keep=(6,), ctx=ctx)
+        runs[rows] = out + [g.copy() for _, _, g in m.trainable_params()] + [kept[6]]
+        assert any(handed) == rows and isinstance(kept[6], np.ndarray)
+    for a, b in zip(runs[True], runs[False]):
+        np.testing.assert_array_equal(a, b)
+
+
 def _softmax(z):
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)

@@ -233,7 +233,7 @@ def normalize(x2, scale, shift, act="linear", alpha=0.01):
     return y
 
 
-def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True, total=None, then=None):
+def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True, total=None, then=None, by_rows=False):
     """-> (dx (M, C) or None, dgamma, dbeta) for y = gamma (x - mean) inv_std + beta.
     batch: mean and inv_std are the batch's statistics (functions of x); False: running
     statistics, constants, so dx = gamma inv_std dy. total (batch statistics over processes, as
@@ -242,7 +242,8 @@ def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True, 
     with the (C,) scale and shift it applied (in x2's dtype): dy2 is then dL/d(that output), taken
     through its derivative in both passes, the output recomputed from x2 as normalize computed it
     (the same operations: the same bits), which reads two arrays a pass where reading the output
-    would read three."""
+    would read three.
+    by_rows: dx as a RowGradient, computed a run of rows at a time by the layer that reads it."""
     m, c = x2.shape
     dt = x2.dtype
     mean, inv_std = mean.astype(dt), inv_std.astype(dt)
@@ -266,8 +267,26 @@ def batchnorm_backward(dy2, x2, mean, inv_std, gamma, need_dx=True, batch=True, 
     b, d = (a * sum_beta / rows).astype(dt), (a * sum_gamma / rows).astype(dt)
     if not batch:
         b, d = np.zeros_like(b), np.zeros_like(d)
+    args = (mean, inv_std, scale, shift, act, alpha, a.astype(dt), b, d)
+    if by_rows:
+        return RowGradient(dy2, x2, args), dgamma.astype(dt), dbeta.astype(dt)
     dx = np.empty_like(x2)
-    a = a.astype(dt)
-    run_chunks(m, lambda lo, hi: _grad_input(dy2, x2, mean, inv_std, scale, shift, act, alpha, a, b, d, lo, hi, dx),
-               MIN_ROWS_PER_THREAD)
+    run_chunks(m, lambda lo, hi: _grad_input(dy2, x2, *args, lo, hi, dx), MIN_ROWS_PER_THREAD)
     return dx, dgamma.astype(dt), dbeta.astype(dt)
+
+
+class RowGradient:
+    """A batchnorm's dx (M, C), never written whole: rows(lo, hi) computes rows lo..hi of it,
+    the same bits as batchnorm_backward's array (each value is its own formula). A 1x1 conv
+    before the batchnorm takes it in its backward (kernels/conv.py: _pointwise_backward), a run
+    of rows at a time while they are in the cache: the batchnorm's dx is neither written to
+    memory nor read back."""
+
+    def __init__(self, dy2, x2, args):
+        self.dy2, self.x2, self.args = dy2, x2, args
+        self.shape, self.dtype = x2.shape, x2.dtype
+
+    def rows(self, lo, hi):
+        out = np.empty((hi - lo, self.shape[1]), self.dtype)
+        _grad_input(self.dy2[lo:hi], self.x2[lo:hi], *self.args, 0, hi - lo, out)
+        return out

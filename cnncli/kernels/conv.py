@@ -296,10 +296,10 @@ def conv2d_backward(dy, x, y, w, act, stride, pads, out_hw, need_dx=True, alpha=
     """
     g = _Geometry(x.shape, w.shape, stride, pads, out_hw, plan=plan)
     w2 = w.reshape(g.k, g.f)
-    dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
     if g.identity:
         return _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w.shape, need_db)
+    dy = np.ascontiguousarray(dy)
 
     # kept columns: one GEMM per thread; a direct layer without dx: one _direct_dw call per
     # thread (with dx, steps of g.step images bound dz @ w^T, as for recomputed columns)
@@ -339,7 +339,9 @@ def _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w_shape, need_db=True):
     place), the threads' dw and db added in chunk order. MobileNetV2's 112x112 16 -> 96 layer,
     batch 16, 2 threads: 32.7-38.8 ms with whole images -> 26.1-27.9 (docs/performance.md, session
     13). A run of a deep layer (a thousand channels) is 8 MB, past L2: measured within noise."""
-    x2, dy2 = np.ascontiguousarray(x).reshape(-1, g.c), dy.reshape(-1, g.f)
+    rows = getattr(dy, "rows", None)    # a batchnorm's RowGradient (linear layer): its rows a run at a time
+    x2 = np.ascontiguousarray(x).reshape(-1, g.c)
+    dy2 = None if rows else np.ascontiguousarray(dy).reshape(-1, g.f)
     y2 = np.ascontiguousarray(y).reshape(-1, g.f)
     dx2 = None if dx is None else dx.reshape(-1, g.c)
 
@@ -348,7 +350,7 @@ def _pointwise_backward(dy, x, y, w2, act, alpha, dx, g, w_shape, need_db=True):
         db = np.zeros(g.f, x.dtype) if need_db else None
         for a in range(lo * g.p, hi * g.p, ROWS_PER_STEP):
             b = min(a + ROWS_PER_STEP, hi * g.p)
-            dz = activation_grad(dy2[a:b], y2[a:b], act, alpha)
+            dz = rows(a, b) if rows else activation_grad(dy2[a:b], y2[a:b], act, alpha)
             np.matmul(x2[a:b].T, dz, out=tmp)
             dw += tmp
             if need_db:

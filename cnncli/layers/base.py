@@ -154,6 +154,7 @@ class Layer:
     random = False          # draws random numbers in training (dropout): its stream is ctx.rngs[index]
     batch_statistics = False  # training sums over the batch (batchnorm): ctx.reduce, and no 1-value batches
     takes_activation = False  # forward(x, ctx, then=(function, alpha)) applies the activation layer after it
+    gives_row_gradient = False  # backward(..., rows=True) returns dx as an object whose rows(lo, hi) computes them
     keeps_input = False     # a training forward keeps its input for backward (conv, dense, batchnorm):
     #                         inspect's memory estimate counts an output that a reader keeps
 
@@ -263,6 +264,11 @@ class Layer:
     def takes_pointwise(self):
         """Can forward_folded take the pointwise layers before and after it as expand and
         project, each (index, filters, bias, activation, alpha) or None (fusion._pointwise_stages)?"""
+        return False
+
+    def takes_row_gradient(self):
+        """Can backward take its dy as a gives_row_gradient layer's rows object, reading a run
+        of rows at a time (fusion.row_gradients)?"""
         return False
 
     # --- what a step split over threads draws and computes once, before the split ---

@@ -21,6 +21,7 @@ class BatchNorm(Layer):
     keeps_input = True        # x, with the batch's mean and 1 / std: x_hat again in backward
     batch_statistics = True
     takes_activation = True
+    gives_row_gradient = True
 
     def __init__(self, momentum=0.1, eps=1e-5):
         super().__init__()
@@ -91,10 +92,11 @@ class BatchNorm(Layer):
         self._cache = (x2, mean, inv_std, training, scale, shift) if training or ctx.record else None
         return y.reshape(x.shape)
 
-    def backward(self, dy, ctx, need_dx=True, then=None):
+    def backward(self, dy, ctx, need_dx=True, then=None, rows=False):
         """then: (function, alpha, its output) of the activation forward applied after this layer
         (Model.backward hands it over): dy is then dL/d(that output). The output itself is not
-        read: the kernel recomputes it from x (kernels/batchnorm.py)."""
+        read: the kernel recomputes it from x (kernels/batchnorm.py). rows: dx as a RowGradient,
+        for the 1x1 conv before this layer to compute by runs of rows (Model.backward)."""
         from ..kernels.batchnorm import batchnorm_backward
 
         if self._cache is None:
@@ -105,7 +107,7 @@ class BatchNorm(Layer):
         if then is not None:
             then = (then[0], then[1], scale, shift)
         dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx, batch,
-                                               ctx.reduce, then)
+                                               ctx.reduce, then, rows)
         self.grads["weight"] += dgamma
         self.grads["bias"] += dbeta
-        return None if dx is None else dx.reshape(dy.shape)
+        return None if dx is None else dx if rows else dx.reshape(dy.shape)

@@ -181,6 +181,9 @@ class Conv(Layer):
         return (self.size == (1, 1) and tuple(self.stride) == (1, 1) and not any(self.pads) and self.groups == 1
                 and self.algorithm == "im2col")
 
+    def takes_row_gradient(self):
+        return self.pointwise() and self.activation == "linear"   # _pointwise_backward, nothing to apply
+
     def takes_pointwise(self):
         return self.algorithm == "depthwise" and self.filters == self.in_shape[2]   # one filter a channel
 

@@ -5,6 +5,8 @@ chain into the conv, and a depthwise conv computes the 1x1 convs around it band 
 Model.inference_plan keeps the plan.
 activations_taken: in every mode, a batchnorm applies the activation layer after it in its own
 normalising pass, where that activation's backward needs only its output.
+row_gradients: in backward, a batchnorm hands its dx to the 1x1 conv before it as rows to compute,
+never written whole.
 """
 
 from ..layers.functions import FUNCTIONS
@@ -87,3 +89,18 @@ def activations_taken(model):
         if function is not None and function[0] != "softmax" and FUNCTIONS[function[0]].keeps == "output":
             takes[i] = j
     return takes
+
+
+def row_gradients(model):
+    """{j: i}: layer j (batchnorm) gives its input gradient to layer i (a linear 1x1 conv), its
+    only source, which j alone reads, as rows computed a run at a time inside i's backward:
+    the (M, C) dx is neither written nor read back. MobileNetV2, batch 16: see the commit."""
+    given = {}
+    for j, layer in enumerate(model.layers):
+        src = model.sources[j]
+        if not layer.gives_row_gradient or len(src) != 1 or src[0] < 0:    # < 0: the network's input
+            continue
+        i = src[0]
+        if tuple(model.readers[i]) == (j,) and model.layers[i].takes_row_gradient():
+            given[j] = i
+    return given

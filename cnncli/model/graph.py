@@ -18,7 +18,7 @@ import numpy as np
 
 from ..engine.losses import Loss
 from ..layers import ALIASES, LAYERS, WIRING, Context, LayerError
-from .fusion import activations_taken, fold
+from .fusion import activations_taken, fold, row_gradients
 from ..parallel.threads import Shards
 
 INPUT = -1  # the source index of the network's input
@@ -148,6 +148,7 @@ class Model:
         self.rngs = {i: np.random.default_rng(0) for i in self.random_layers()}   # init_params seeds them
         self._plans = {}      # inference_plan's last plans (by `within`), with copies of what they folded
         self._takes = activations_taken(self)
+        self._rows = row_gradients(self)     # {batchnorm: the 1x1 conv that takes its dx by rows}
         self.frozen = self.still = self._dead = frozenset()   # freeze() sets them: still = in inference mode
         if build_params:
             self.init_params(seed if init else None)
@@ -314,6 +315,8 @@ class Model:
                     continue
             need_dx = any(j != INPUT and j not in dead for j in src) and i > lowest
             extra = {"then": then.pop(i)} if i in then else {}
+            if need_dx and i in self._rows and self._rows[i] not in keep:
+                extra["rows"] = True       # dx by rows, inside the 1x1 conv's backward (fusion.row_gradients)
             dx = layer.backward(pending.pop(i), ctx, need_dx=need_dx, **extra)
             if not need_dx:
                 continue
