@@ -111,7 +111,8 @@ def _scale_shift(x, scale, shift, act, alpha, lo, hi, y):
 
 # The backward kernels take the activation that batchnorm applied after it (Model.forward's
 # `then`): dL/dy is dy through that activation's derivative, from its output y, value by value
-# as the activation layer's own backward would have written it (LINEAR: dy itself; y unused).
+# as the activation layer's own backward would have written it; y is recomputed from x, scale
+# and shift as _scale_shift computed it (LINEAR: dy itself, nothing recomputed).
 
 @njit(inline="always")
 def _grad_sums_loop(dy, x, mean, inv_std, scale, shift, act, alpha, k, lo, hi, dbeta, dgamma):
