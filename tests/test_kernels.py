@@ -235,12 +235,14 @@ def test_conv_applies_bias_and_activation_step_by_step(rng, case, fn, threads, m
 
 @pytest.mark.parametrize("size,padding,hw", [((3, 3), "same", (9, 11)), ((5, 5), "same", (12, 7)),
                                              ((3, 3), "valid", (6, 6)), ((4, 4), "same", (8, 9)),
-                                             ((5, 5), (1, 3), (10, 10)), ((3, 2), (0, 2), (7, 5))])
+                                             ((5, 5), (1, 3), (10, 10)), ((3, 2), (0, 2), (7, 5)),
+                                             ((3, 3), (4, 6), (8, 3)), ((5, 5), (0, 9), (6, 4))])
 def test_stride_1_depthwise_dx_by_turned_filters_equals_the_scatter_loop(rng, size, padding, hw):
     """At stride 1 with one filter a channel, depthwise_backward takes dx as the forward kernel's
     conv of dz with the filters turned 180 degrees; the loop it replaced adds each dz w into dx
     position by position. Same sums in the same order: the same bits, borders and insides, for
-    odd, even and non-square filters and asymmetric padding; db left out when not wanted."""
+    odd, even and non-square filters and asymmetric padding; padding wider than the filter (all-
+    padding windows) keeps the loop; db left out when not wanted."""
     c = 19   # more than a vector of channels, not a multiple of one
     pads, out_hw = resolve_padding(padding, hw, size, (1, 1))
     x = rng.standard_normal((3,) + hw + (c,)).astype(np.float32)

@@ -303,9 +303,9 @@ def depthwise_backward(dy, x, y, w, act, stride, pads, need_dx=True, alpha=0.01,
 
     dz = dy * act'(y);  dw, dx as above;  db = sum dz (need_db=False: a layer without a bias,
     one read of dz less). Each thread takes a run of images; the threads' dw and db are added in
-    chunk order, so results do not depend on timing. At stride 1 with one filter a channel, dx is
-    the forward kernel's depthwise conv of dz with the filters turned 180 degrees (padding
-    F - 1 - p): each dx cell's sum in a register, in the order the loop below adds them into
+    chunk order, so results do not depend on timing. At stride 1 with one filter a channel (and
+    top and left padding narrower than the filter), dx is the forward kernel's depthwise conv of
+    dz with the filters turned 180 degrees (padding F - 1 - p): each dx cell's sum in a register, in the order the loop below adds them into
     memory (the same bits). MobileNetV2's and EfficientNet-Lite0's stride-1 shapes, 8 images,
     one thread, ms: 56x56x144 3.79 -> 3.64, 28x28x192 0.95 -> 0.62, 112x112x32 3.87 -> 3.09,
     28x28x240 5x5 4.00 -> 3.43.
@@ -314,7 +314,10 @@ def depthwise_backward(dy, x, y, w, act, stride, pads, need_dx=True, alpha=0.01,
     dy = np.ascontiguousarray(dy)
     dx = np.empty(x.shape, x.dtype) if need_dx else None
     fh, fw, f = w3.shape
-    turned = np.ascontiguousarray(w3[::-1, ::-1]) if tuple(stride) == (1, 1) and f == x.shape[3] else None
+    # turned filters read padding fh - 1 - top, fw - 1 - left: not below 0 (a pad wider than the
+    # filter, all-padding windows, keeps the loop)
+    turns = tuple(stride) == (1, 1) and f == x.shape[3] and pads[0] < fh and pads[2] < fw
+    turned = np.ascontiguousarray(w3[::-1, ::-1]) if turns else None
     none = np.empty(0, x.dtype)
 
     def part(lo, hi):
