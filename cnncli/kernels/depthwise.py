@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from . import JIT
-from .activation import CODES, SOFTMAX, _bias_act, activate, activation_grad
+from .activation import CODES, LINEAR, SOFTMAX, _bias_act, activate, activation_grad
 from .parallel import added_in_order, column_sums, run_chunks
 
 
@@ -223,10 +223,12 @@ def depthwise_forward(x, w, bias, act, stride, pads, out_hw, alpha=0.01):
 
 
 def _forward_into(x, w3, bias, act, alpha, stride, pads, y, top=None):
-    """y = act(depthwise(x, w3) + bias), pads[0] replaced by top where given (a band of rows)."""
+    """y = act(depthwise(x, w3) + bias), pads[0] replaced by top where given (a band of rows).
+    Linear without a bias (a layer before batchnorm, dx by turned filters) has no row pass."""
     code = CODES[act]
     b = np.empty(0, x.dtype) if bias is None else bias
-    _depthwise_fwd(x, w3, b, -1 if code == SOFTMAX else code, x.dtype.type(alpha), stride[0], stride[1],
+    rowwise = -1 if code == SOFTMAX or code == LINEAR and bias is None else code
+    _depthwise_fwd(x, w3, b, rowwise, x.dtype.type(alpha), stride[0], stride[1],
                    pads[0] if top is None else top, pads[2], y)
     if code == SOFTMAX:   # across channels: after the sums, on whole rows of positions
         activate(y, act, alpha, bias)
@@ -305,8 +307,8 @@ def depthwise_backward(dy, x, y, w, act, stride, pads, need_dx=True, alpha=0.01,
     one read of dz less). Each thread takes a run of images; the threads' dw and db are added in
     chunk order, so results do not depend on timing. At stride 1 with one filter a channel (and
     top and left padding narrower than the filter), dx is the forward kernel's depthwise conv of
-    dz with the filters turned 180 degrees (padding F - 1 - p): each dx cell's sum in a register, in the order the loop below adds them into
-    memory (the same bits). MobileNetV2's and EfficientNet-Lite0's stride-1 shapes, 8 images,
+    dz with the filters turned 180 degrees (padding F - 1 - p): each dx cell's sum in a register,
+    in the order the loop below adds them into memory (the same bits). MobileNetV2's and EfficientNet-Lite0's stride-1 shapes, 8 images,
     one thread, ms: 56x56x144 3.79 -> 3.64, 28x28x192 0.95 -> 0.62, 112x112x32 3.87 -> 3.09,
     28x28x240 5x5 4.00 -> 3.43.
     """
@@ -318,15 +320,14 @@ def depthwise_backward(dy, x, y, w, act, stride, pads, need_dx=True, alpha=0.01,
     # filter, all-padding windows, keeps the loop)
     turns = tuple(stride) == (1, 1) and f == x.shape[3] and pads[0] < fh and pads[2] < fw
     turned = np.ascontiguousarray(w3[::-1, ::-1]) if turns else None
-    none = np.empty(0, x.dtype)
+    turned_pads = (fh - 1 - pads[0], 0, fw - 1 - pads[2], 0)    # _forward_into reads top and left
 
     def part(lo, hi):
         dz = activation_grad(dy[lo:hi], y[lo:hi], act, alpha)
         dw = np.zeros(w3.shape, x.dtype)
         _depthwise_dw(dz, x[lo:hi], stride[0], stride[1], pads[0], pads[2], dw)
         if need_dx and turned is not None:
-            _depthwise_fwd(dz, turned, none, -1, x.dtype.type(alpha), 1, 1, fh - 1 - pads[0], fw - 1 - pads[2],
-                           dx[lo:hi])
+            _forward_into(dz, turned, None, "linear", alpha, (1, 1), turned_pads, dx[lo:hi])
         elif need_dx:
             _depthwise_dx(dz, w3, stride[0], stride[1], pads[0], pads[2], dx[lo:hi])
         return dw, column_sums(dz.reshape(-1, f)) if need_db else None

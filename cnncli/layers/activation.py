@@ -60,12 +60,12 @@ class Activation(Layer):
         return y
 
     def handed_over(self):
-        """-> (function, alpha, output) for the batchnorm that applied this activation, whose
-        backward then takes its derivative too (Model.backward); None where this layer's forward
-        ran itself. Forgets its output either way."""
-        kept, self._kept = self._kept, None
+        """-> (function, alpha) for the batchnorm that applied this activation, whose backward
+        then takes its derivative too, recomputing the output (Model.backward); None where this
+        layer's forward ran itself. Forgets its output either way."""
+        self._kept = None
         applied, self._applied = self._applied, False
-        return (self.activation, self.alpha, kept) if applied and kept is not None else None
+        return (self.activation, self.alpha) if applied else None
 
     def backward(self, dy, ctx, need_dx=True):
         from ..kernels.activation import activation_grad

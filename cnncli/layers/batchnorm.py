@@ -93,9 +93,9 @@ class BatchNorm(Layer):
         return y.reshape(x.shape)
 
     def backward(self, dy, ctx, need_dx=True, then=None, rows=False):
-        """then: (function, alpha, its output) of the activation forward applied after this layer
-        (Model.backward hands it over): dy is then dL/d(that output). The output itself is not
-        read: the kernel recomputes it from x (kernels/batchnorm.py). rows: dx as a RowGradient,
+        """then: (function, alpha) of the activation forward applied after this layer
+        (Model.backward hands it over): dy is then dL/d(its output), which the kernel recomputes
+        from x with the forward's scale and shift (kernels/batchnorm.py). rows: dx as a RowGradient,
         for the 1x1 conv before this layer to compute by runs of rows (Model.backward)."""
         from ..kernels.batchnorm import batchnorm_backward
 
@@ -105,7 +105,7 @@ class BatchNorm(Layer):
         self._cache = None
         dy2 = np.ascontiguousarray(dy).reshape(x2.shape)
         if then is not None:
-            then = (then[0], then[1], scale, shift)
+            then = then + (scale, shift)
         dx, dgamma, dbeta = batchnorm_backward(dy2, x2, mean, inv_std, self.params["weight"], need_dx, batch,
                                                ctx.reduce, then, rows)
         self.grads["weight"] += dgamma

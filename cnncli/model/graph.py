@@ -297,7 +297,7 @@ class Model:
         lowest = min(keep, default=INPUT)
         dead = self._dead if ctx.frozen else ()   # no trainable parameter at or below them: no backward
         pending = {len(self.layers) - 1: dlogits}
-        kept, then = {}, {}     # then: {batchnorm: its activation's (function, alpha, output)}
+        kept, then = {}, {}     # then: {batchnorm: its activation's (function, alpha)}
         taken = {j: i for i, j in self._takes.items()}
         for i in range(len(self.layers) - 1, -1, -1):
             if i in dead:
