@@ -11,7 +11,8 @@ xhat is recomputed from x in backward rather than kept: x is the previous layer'
 anyway, so training keeps no (M, C) array of its own. So is the output of an activation applied
 after it (`then`), for that activation's derivative: each backward pass then reads dy and x, not
 the output too. MobileNetV2's shapes, 16 images, 2 threads, ms old / new, same bits: 112x112x96
-ReLU6 14.8 / 13.0, 112x112x32 5.0 / 3.8; its batchnorm backward in a training step 98.6 -> 81.5.
+ReLU6 14.8 / 13.0, 112x112x32 5.0 / 3.8 (medians of 15 alternating calls); its batchnorm backward in
+a training step 98.6 -> 81.5 ms (two runs minutes apart, not alternating: noisy).
 Synchronised over processes (data-parallel training): `total` sums float64 arrays over all
 processes; the sums and M above become those of the whole batch, the parameter gradients stay
 this process's (the step's all-reduce adds them). Rows are split over threads; partial sums
