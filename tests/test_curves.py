@@ -124,6 +124,66 @@ def test_a_helper_that_cannot_start_or_fails_is_one_warning(tmp_path, monkeypatc
     assert len(said) == 1 and "the drawing process failed (CnnError: cannot write curves" in said[0]
 
 
+def test_the_helper_starts_before_the_kernels_load_and_imports_matplotlib_first(tmp_path, monkeypatch):
+    """`cnncli train` starts the helper before it decodes the data and loads the kernels, and the
+    helper imports matplotlib before it waits for rows: not during the first epochs, where it
+    took a core from the training step (viz/live.py)."""
+    import cnncli.commands.train as train_module
+
+    order, warm_up = [], train_module._warm_up
+    started = live.LiveCurves.start
+    monkeypatch.setattr(live.LiveCurves, "start", lambda self: (order.append("helper"), started(self))[1])
+    monkeypatch.setattr(train_module, "_prepare", lambda *a, prepare=train_module._prepare: (order.append("data"), prepare(*a))[1])
+    monkeypatch.setattr(train_module, "_warm_up", lambda *a: (order.append("kernels"), warm_up(*a))[1])
+    res = train(write_config(tmp_path), reporter=QuietReporter())
+    assert order[:3] == ["helper", "data", "kernels"]
+    assert (res.output / "curves.png").exists()
+
+    loaded = []
+    monkeypatch.setattr("cnncli.viz.figure.preload", lambda: loaded.append("matplotlib"))
+    live.serve(str(tmp_path / "none.png"), "t", io.BytesIO(b""))    # no row: imports, draws nothing
+    assert loaded == ["matplotlib"] and not (tmp_path / "none.png").exists()
+
+
+def test_a_helper_sent_no_row_is_stopped_not_waited_for(tmp_path):
+    """A run that fails before its first epoch ends has nothing to draw: its helper is killed
+    (exit by SIGKILL, not the 0 of a helper that drew and ended), no warning, no picture; a
+    second close does nothing."""
+    import signal
+
+    said = []
+    curves = live.LiveCurves(tmp_path / "curves.png", "t", warn=said.append)
+    curves.start()
+    proc = curves.proc
+    curves.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert said == [] and not (tmp_path / "curves.png").exists()
+    curves.close()
+    curves.update(HISTORY, 4)         # after close: no new helper
+    assert curves.proc is None
+
+
+def test_an_error_after_the_helper_started_stops_it_and_writes_nothing(tmp_path, monkeypatch):
+    import cnncli.commands.train as train_module
+    from cnncli.errors import CnnError
+
+    helpers, started = [], live.LiveCurves.start
+
+    def start(self):
+        started(self)
+        helpers.append(self.proc)
+
+    def bad_data(*a):
+        raise CnnError("no images")
+
+    monkeypatch.setattr(live.LiveCurves, "start", start)
+    monkeypatch.setattr(train_module, "_prepare", bad_data)
+    with pytest.raises(CnnError, match="no images"):
+        train(write_config(tmp_path), reporter=QuietReporter())
+    assert len(helpers) == 1 and helpers[0].returncode == -9    # started, then killed: nothing to draw
+    assert not (tmp_path / "run").exists()
+
+
 PROBE = r"""
 import sys
 from typer.testing import CliRunner

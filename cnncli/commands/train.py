@@ -17,7 +17,7 @@ from ..errors import CnnError
 from ..files import unlock, write_text_atomic
 from ..engine.run_folder import check_output, claim_output, lock_run
 from ..engine.features import attach
-from ..engine.trainer import Result, State, Trainer, warm_up
+from ..engine.trainer import Result, State, Trainer, live_curves, warm_up
 from .finetune import apply_freeze, warm_start
 
 
@@ -55,21 +55,33 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
         report.message(f"warning: {note}")
     if frozen:
         report.message(frozen)
-    data, weights = _prepare(cfg, model, report, comm)
-    comm.broadcast_model(model)
-    kernels = _warm_up(cfg, report, model)   # a first run compiles for a while: before the old run is touched
-    fed, trained = attach(cfg, model, data, comm, report)   # the frozen-feature cache, or the data and model as they are
-    # everything is checked: only now is the folder made, locked, and an earlier run cleared (--force)
-    with comm.agreement():
-        lock = claim_output(cfg.output, force) if comm.root else None
+    curves = _early_curves(cfg, report, comm)
     try:
-        output = Path(cfg.output)
-        comm.root_does(_write_start, output, cfg, data.skipped)
-        trainer = Trainer(cfg, fed, report, output, model=trained, class_weights=weights, dist=comm, whole=model,
-                          images=data)
-        return _run(trainer, report, kernels)
+        data, weights = _prepare(cfg, model, report, comm)
+        comm.broadcast_model(model)
+        kernels = _warm_up(cfg, report, model)   # a first run compiles for a while: before the old run is touched
+        fed, trained = attach(cfg, model, data, comm, report)   # the frozen-feature cache, or the data and model as they are
+        # everything is checked: only now is the folder made, locked, and an earlier run cleared (--force)
+        with comm.agreement():
+            lock = claim_output(cfg.output, force) if comm.root else None
+        try:
+            output = Path(cfg.output)
+            comm.root_does(_write_start, output, cfg, data.skipped)
+            trainer = Trainer(cfg, fed, report, output, model=trained, class_weights=weights, dist=comm, whole=model,
+                              images=data, curves=curves)
+            return _run(trainer, report, kernels)
+        finally:
+            unlock(lock)
     finally:
-        unlock(lock)
+        curves.close()   # stops a helper that drew nothing (the run failed before an epoch ended)
+
+
+def _early_curves(cfg, report, comm):
+    """The curves.png helper, started now: it imports matplotlib (0.5 s of CPU) while this process
+    decodes the data and loads its kernels, not during the first epochs (viz/live.py)."""
+    curves = live_curves(cfg.output, cfg.train.epochs, report, comm)
+    curves.start()
+    return curves
 
 
 # Settings each process of a job may hold its own way: paths (machines mount a shared folder in
@@ -340,6 +352,16 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
         model.load_state_dict(arrays)
         # normalise exactly as the run did (and skip recomputing the statistics)
         cfg.data.mean, cfg.data.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
+    curves = _early_curves(cfg, report, comm)
+    try:
+        return _resume_training(run_dir, last, arrays, meta, (cfg, model, state, schedule_note), report, comm, curves)
+    finally:
+        curves.close()
+
+
+def _resume_training(run_dir, last, arrays, meta, run, report, comm, curves):
+    """_resume_locked's second half: the data, the kernels, the trainer with the run's state."""
+    cfg, model, state, schedule_note = run
     data, weights = _prepare(cfg, model, report, comm)
     kernels = _warm_up(cfg, report, model)
     fed, trained = attach(cfg, model, data, comm, report)
@@ -349,7 +371,7 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
                            f"({', '.join(meta['classes'])}): resume needs the same data")
         comm.adopt(state, report)
         trainer = Trainer(cfg, fed, report, run_dir, model=trained, state=state, class_weights=weights, dist=comm,
-                          whole=model, images=data)
+                          whole=model, images=data, curves=curves)
         optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
         try:
             trainer.opt.load_state(optim)

@@ -95,8 +95,9 @@ class Result:
 
 class Trainer:
     def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None, whole=None,
-                 images=None):
-        """model: what each step trains; whole: the network checkpoints hold, when model is only
+                 images=None, curves=None):
+        """curves: the run's live_curves, started early (else made here and started by run()).
+        model: what each step trains; whole: the network checkpoints hold, when model is only
         the layers after a frozen-feature cache's boundary (engine/features.py), sharing its arrays;
         data then holds the cached features and images the image batches (for what runs the whole
         network after training: calibration)."""
@@ -123,8 +124,7 @@ class Trainer:
         self.stop_requested = 0
         self.validating = False   # Ctrl-C says what it waits for
         self.saved = None  # what last.npz holds, for messages
-        self.curves = LiveCurves(self.output / "curves.png", str(self.output), t.epochs, warn=reporter.message)
-        self.curves.enabled = self.curves.enabled and self.dist.root   # rank 0 alone writes
+        self.curves = curves or live_curves(output, t.epochs, reporter, self.dist)
         self.val_scores = None    # multi-label: the last validation's (probabilities, targets)
         if data.multilabel and self.dist.size > 1:
             raise CnnError("multi-label training runs in one process: drop --processes / mpiexec")
@@ -364,6 +364,13 @@ class Trainer:
             return True
         st.bad_epochs += 1
         return False
+
+
+def live_curves(output, epochs, reporter, dist):
+    """The run's curves.png helper (viz/live.py), not started yet; rank 0 alone writes."""
+    curves = LiveCurves(Path(output) / "curves.png", str(Path(output)), epochs, warn=reporter.message)
+    curves.enabled = curves.enabled and dist.root
+    return curves
 
 
 def loss_name(t, augment=None):

@@ -1,11 +1,17 @@
 """curves.png during training, drawn by a helper process so that training hardly pays for it.
 
-Why a process: one drawing of the curves costs about 0.07 s of CPU (0.3 s more for importing
+Why a process: one drawing of the curves costs about 0.1 s of CPU (0.5 s more for importing
 matplotlib, once), and the quickstart's epochs last under a second. On the training thread
 that is 10-40% of the run; on a thread it still holds the GIL the epoch loop needs between
 kernels. A process has its own interpreter and mostly uses the core that the epoch loop's
 Python leaves idle (it runs at a lower priority: nice 10); the training process never imports
 matplotlib.
+
+When: `cnncli train` starts the helper as soon as the config is checked, and the helper imports
+matplotlib at once, while the training process decodes the data and loads its kernels (mostly
+one core). Imported later, during the first epochs, it took a core from a training step whose
+two processes run in lockstep: on LeNet-5 (1,442 digits, 2 cores) epochs 2-4 took 150-198 ms
+instead of 55-65, 14% of a 40-epoch run (scripts/bench_cli.py's race, 6 rounds).
 
 Protocol: the trainer sends each new metrics row as one JSON line on the helper's stdin and
 closes stdin at the end. The helper draws the latest rows whenever an epoch ended, but keeps its
@@ -14,11 +20,11 @@ c / BUDGET before the next. So with 1-second epochs it redraws every few epochs,
 epoch once epochs are long. The planned last epoch is drawn at once, while the trainer saves
 its checkpoint; when stdin closes (the run ended, stopped or was interrupted) the helper draws
 what it has not drawn yet and exits. The trainer waits for that, so curves.png is complete when
-training returns: on the quickstart the wait is 0.1-0.3 s.
+training returns: on the quickstart the wait is 0.1-0.3 s. A helper that was sent no row (the
+run failed or stopped before its first epoch ended) has nothing to draw and is stopped at once.
 
-The helper's fixed cost, starting Python and importing matplotlib, is about 0.5 s of CPU a run,
-overlapping the first epoch. CNNCLI_CURVES=0 turns curves.png off, for many short runs (the test
-suite, a sweep).
+The helper's fixed cost, starting Python and importing matplotlib, is about 0.5 s of CPU a run.
+CNNCLI_CURVES=0 turns curves.png off, for many short runs (the test suite, a sweep).
 """
 
 import json
@@ -31,7 +37,11 @@ import tempfile
 import threading
 import time
 
-BUDGET = 0.05       # the helper's share of one core, at most
+# The helper's share of one core, at most. Where training uses every core (2 processes on 2
+# cores) each drawing (~0.1 s of CPU) stops a step that runs in lockstep for as long: LeNet-5's
+# 65 ms epochs took 140-150 ms when one was drawn. 0.05 cost 5% of a run of short epochs; 0.02
+# redraws every ~5 s and costs 2%.
+BUDGET = 0.02
 WAIT_AT_CLOSE = 60  # seconds the trainer waits for the last drawing
 SWITCH = "CNNCLI_CURVES"   # "0": no curves.png, no helper (many short runs: each helper costs ~0.5 s of CPU)
 
@@ -46,11 +56,12 @@ class LiveCurves:
         self.proc = self.errors = None
         self.sent = 0
         self.failed = None
+        self.closed = False
         self.enabled = os.environ.get(SWITCH, "1") != "0"
 
     def start(self):
-        """Start the helper now (it imports matplotlib while the first epoch runs)."""
-        if self.enabled and self.proc is None and not self.failed:
+        """Start the helper now: it imports matplotlib while the caller goes on."""
+        if self.enabled and self.proc is None and not self.failed and not self.closed:
             self._start()
 
     def _start(self):
@@ -66,7 +77,7 @@ class LiveCurves:
 
     def update(self, history, best_epoch=None):
         self.start()
-        if self.failed or not self.enabled:
+        if self.failed or self.proc is None:   # off, or closed
             return
         lines = [json.dumps({"row": row}) for row in history[self.sent:]]
         last = self.epochs is not None and len(history) >= self.epochs
@@ -80,7 +91,18 @@ class LiveCurves:
         self.sent = len(history)
 
     def close(self):
-        """Let the helper draw the final rows, wait for it, and report a failure through warn."""
+        """Let the helper draw the final rows, wait for it, and report a failure through warn.
+        A helper sent no row is stopped at once. Only the first call does anything."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.proc is not None and self.sent == 0 and not self.failed:   # nothing to draw
+            self.proc.kill()
+            self.proc.wait()
+            for stream in (self.proc.stdin, self.proc.stdout, self.errors):
+                stream.close()
+            self.proc = None
+            return
         if self.proc is None:
             if self.failed and self.warn:
                 self.warn(f"warning: curves.png not drawn: {self.failed}")
@@ -131,6 +153,9 @@ def _read(stream, state, changed):
 def serve(path, title, stream):
     """Draw path from the rows arriving on stream, within BUDGET, and once more at its end."""
     from .curves import write_curves
+    from .figure import preload
+
+    preload()          # now, while the trainer prepares: not during its first epochs
 
     state = {"rows": [], "best_epoch": None, "version": 0, "closed": False, "last": False}
     changed = threading.Condition()
