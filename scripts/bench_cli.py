@@ -18,8 +18,8 @@ line: with nothing to augment there is no prefetch thread) and the training step
 pipe: no progress output. Not in them: decoding the PNGs (once,
 into the cache, before epoch 1; later rounds reuse it), the first epoch (JIT compile or cache load),
 and what runs between epochs (writing last.npz and metrics.csv). The curves.png helper process runs
-as it does for every user: it imports matplotlib during the first epochs and draws while later ones
-run, on the cores the epochs use; --no-curves turns it off (CNNCLI_CURVES=0) to see what it costs.
+as it does for every user: it imports matplotlib while the data and kernels load, and draws while
+the epochs run, on the cores they use; --no-curves turns it off (CNNCLI_CURVES=0) to see what it costs.
 PyTorch: scripts/torch_graph.py's TorchGraph of the same graph (PyTorch's initialisation), with
 cnncli's glibc malloc thresholds (as in bench.py), the same
 PNGs decoded and normalised beforehand into one float32 (N, C, H, W) tensor; each epoch a random
