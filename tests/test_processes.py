@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cnncli.engine.losses import Loss
+from cnncli.engine.mixed import Mixed
 from cnncli.kernels.parallel import n_threads
 from cnncli.model import Model
 from cnncli.parallel import processes
@@ -94,6 +95,30 @@ def test_worker_processes_give_the_thread_shards_bits(rng, monkeypatch, frozen):
     assert threads.shards.workers is None
     _same(a, b)
     assert any(np.abs(g).sum() > 0 for g in a[-1][2].values())
+
+
+@pytest.mark.parametrize("kind", ["weighted mixed labels", "another loss between steps"])
+def test_each_worker_takes_its_part_of_the_loss_as_a_thread_does(rng, monkeypatch, kind):
+    """A worker takes its shard's part of the loss itself, with the labels and the whole batch's
+    normaliser from the training process: class weights with mixed labels, and a loss given in
+    place of another between steps of the same workers (sent to them again), give the thread
+    shards' bits."""
+    batches = _batches(rng, [11, 16, 16, 16])      # the workers start at the second step, and stay
+    if kind == "weighted mixed labels":
+        batches = [(x, Mixed(y, (y + 1) % 3, rng.uniform(0, 1, len(y)).astype(np.float32))) for x, y in batches]
+        losses = [Loss("softmax", 0.1, [1.0, 2.5, 0.4])] * 4
+    else:
+        other = Loss("softmax", 0.2, [0.5, 1.0, 3.0])
+        losses = [Loss("softmax"), Loss("softmax"), other, other]
+
+    def run(model):
+        return [step for (x, y), loss in zip(batches, losses) for step in _steps(model, [(x, y)], loss)]
+
+    procs = Model((12, 12, 3), NET, seed=2)
+    a = run(procs)
+    assert procs.shards.workers is not None and len(procs.shards.workers.pids()) == n_threads() - 1
+    b = _threads(monkeypatch, lambda: run(Model((12, 12, 3), NET, seed=2)))
+    _same(a, b)
 
 
 def test_arrays_the_model_was_given_between_steps_reach_the_workers(rng, monkeypatch):

@@ -38,15 +38,23 @@ def _step(model, x, labels, loss):
     return value, probs, {k: g.copy() for k, _, g in model.named_params()}
 
 
-@pytest.mark.parametrize("labels_kind", ["plain", "mixed"])
+@pytest.mark.parametrize("labels_kind", ["plain", "mixed", "multi-label", "binary"])
 def test_a_sharded_step_equals_the_layer_by_layer_step(rng, monkeypatch, labels_kind):
+    """Each shard takes its part of the loss (the whole batch's normaliser): every head, class
+    weights, smoothing and mixed labels give the one-thread step's loss, probabilities and gradients."""
     x = rng.standard_normal((11, 32, 32, 3)).astype(np.float32)
     y = np.arange(11) % 4
+    net, loss = NET, Loss("softmax", smoothing=0.1, class_weights=[1.0, 2.0, 0.5, 1.5])
     labels = y if labels_kind == "plain" else Mixed(y, (y + 1) % 4, rng.uniform(0, 1, 11).astype(np.float32))
-    loss = Loss("softmax", smoothing=0.1, class_weights=[1.0, 2.0, 0.5, 1.5])
-    sharded = Model((32, 32, 3), NET, seed=4)
+    if labels_kind == "multi-label":
+        net = NET[:-1] + [("dense", {"units": 4, "activation": "sigmoid"})]
+        labels, loss = (rng.uniform(0, 1, (11, 4)) > 0.5).astype(np.float32), Loss("multilabel", 0.1, [1.0, 2.0, 0.5, 3.0])
+    elif labels_kind == "binary":
+        net = NET[:-1] + [("dense", {"units": 1, "activation": "sigmoid"})]
+        labels, loss = y % 2, Loss("sigmoid", 0.1, [0.7, 1.6])
+    sharded = Model((32, 32, 3), net, seed=4)
     assert sharded.layers[2].algorithm == "winograd" and sharded.shards.usable(11, sharded.context(training=True))
-    plain = Model((32, 32, 3), NET, seed=4)
+    plain = Model((32, 32, 3), net, seed=4)
     _layer_by_layer(plain, monkeypatch)
     a, b = _step(sharded, x, labels, loss), _step(plain, x, labels, loss)
     assert a[0] == pytest.approx(b[0], rel=1e-6)
@@ -83,13 +91,19 @@ def test_sharded_inference_equals_one_thread(rng, monkeypatch):
     np.testing.assert_allclose(split, m.predict_proba(x), rtol=1e-6, atol=1e-7)
 
 
-def test_a_diverged_sharded_step_stops_before_backward(rng):
+def test_a_diverged_sharded_step_changes_no_weight(rng):
+    """Each shard goes from its part of the loss to its backward without waiting for the others:
+    the step raises Diverged after the backward, and no weight changes (the optimizer never runs)."""
+    from cnncli.engine.optim import SGD
+
     m = Model((32, 32, 3), NET, seed=0)
+    before = {k: p.copy() for k, p, _ in m.named_params()}
     x = rng.standard_normal((4, 32, 32, 3)).astype(np.float32)
     x[2, 3, 3, 0] = np.nan
-    with pytest.raises(Diverged):
-        m.gradients(x, np.arange(4) % 4, Loss("softmax"))
-    assert all(not g.any() for _, _, g in m.named_params())
+    with pytest.raises(Diverged), np.errstate(invalid="ignore", over="ignore"):
+        m.train_step(x, np.arange(4) % 4, Loss("softmax"), SGD(m.named_params(), 0.1, momentum=0.9))
+    for k, p, _ in m.named_params():
+        np.testing.assert_array_equal(p, before[k], err_msg=k)
 
 
 def test_inside_a_shard_kernels_split_nothing_further():

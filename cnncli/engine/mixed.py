@@ -19,6 +19,10 @@ class Mixed:
     def __len__(self):
         return len(self.first)
 
+    def __getitem__(self, rows):
+        """The labels of some rows (a slice: a shard's images)."""
+        return Mixed(self.first[rows], self.second[rows], self.weight[rows])
+
     def dominant(self):
         """(N,) the class with the larger share (the own class on a tie): what accuracy counts."""
         return np.where(self.weight >= 0.5, self.first, self.second)

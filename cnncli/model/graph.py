@@ -331,8 +331,10 @@ class Model:
 
     def gradients(self, x, labels, loss, rngs=None, reduce=None):
         """Zero the gradients, forward, fused loss, finite check, backward -> (loss, probabilities).
-        Raises Diverged (before backward) when the loss is NaN or infinite. Where parallel/threads.py says
-        so, each thread runs its share of the batch through the whole network.
+        Raises Diverged when the loss is NaN or infinite: before backward on one thread; where
+        parallel/threads.py says so, each thread runs its share of the batch through the whole
+        network and its part of the loss, and the check follows their backward (before any
+        optimizer step either way).
         rngs: {layer index: Generator} for the random layers (default: the model's own);
         reduce: batchnorm's sum over the processes sharing the batch (MPI), else None."""
         self._plans.pop(None, None)   # the parameters are about to change: no folded copies kept meanwhile
@@ -342,6 +344,7 @@ class Model:
         if self.shards.usable(len(x), ctx):
             return self.shards.gradients(x, labels, loss, _check_finite, ctx, plan)
         value, dlogits, probs = loss(self.forward(x, ctx=ctx, plan=plan), labels)
+        value = loss.finish(value, probs, labels)
         _check_finite(value)
         self.backward(dlogits, ctx=ctx)
         return value, probs

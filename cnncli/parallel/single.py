@@ -83,10 +83,12 @@ def fingerprint(**what):
 
 
 class ShareLoss:
-    """The loss over this process's share of a batch as the weighted SUM of its images' losses
-    (the share's weighted mean times its weight). The model sees the value 0.0: the real one
-    travels in the step's all-reduce, so a NaN on one process is found by all at the sum, after
-    a backward that everyone made (batchnorm's sums are joined by all or none)."""
+    """The loss over this process's share of a batch as the weighted SUM of its images' losses:
+    the loss with the normaliser 1 in place of the batch's (Loss.total), so the gradient rows are
+    those of the sum. finish() keeps the share's weight, summed loss, correct and images for the
+    step's all-reduce, and the model sees the value 0.0: the real one travels in the all-reduce,
+    so a NaN on one process is found by all at the sum, after a backward that everyone made
+    (batchnorm's sums are joined by all or none)."""
 
     def __init__(self, loss):
         self.loss = loss
@@ -96,14 +98,18 @@ class ShareLoss:
         self.weight = self.value = 0.0
         self.correct = self.images = 0
 
-    def __call__(self, logits, labels):
-        value, dlogits, probs = self.loss(logits, labels)
-        weights = self.loss.class_weights
-        self.weight = float(weights[labels].sum()) if weights is not None else float(len(labels))
-        self.value = value * self.weight
+    def total(self, labels):
+        return 1.0
+
+    def __call__(self, logits, labels, total=1.0):
+        return self.loss(logits, labels, total)
+
+    def finish(self, value, probs, labels):
+        self.weight = self.loss.total(labels)
+        self.value = value
         self.correct = count_correct(probs, labels)
         self.images = len(labels)
-        return 0.0, dlogits * dlogits.dtype.type(self.weight), probs
+        return 0.0
 
 
 class Agreed:

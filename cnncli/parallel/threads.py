@@ -102,8 +102,10 @@ class Shards:
         return logits
 
     def gradients(self, x, labels, loss, diverged, ctx, plan=None):
-        """Model.gradients by shards -> (loss, probabilities). diverged(value) raises before
-        backward. plan: the model's frozen_plan(). ctx: the step's Context; each shard gets its own, with its slice of the batch's
+        """Model.gradients by shards -> (loss, probabilities). Each shard takes its part of the
+        loss (with the whole batch's normaliser: losses.py) and goes on to its backward without
+        waiting for the others' logits; diverged(value) raises after, before the shards'
+        gradients are added. plan: the model's frozen_plan(). ctx: the step's Context; each shard gets its own, with its slice of the batch's
         random draws (dropout masks, drawn for the whole batch as one thread would), the Winograd
         tiles computed once for all, and batchnorm's sums over the shards."""
         from ..kernels.parallel import chunks, n_threads, run_chunks, serial
@@ -131,19 +133,17 @@ class Shards:
             for shard in shards[1:]:      # shard 0's are the model's own, zeroed already
                 shard.zero_grad()
 
-            def forward(lo, hi):
-                with serial(), sums.guard():
-                    return shards[index[lo]].forward(x[lo:hi], ctx=ctxs[index[lo]], plan=plan)
+            whole = loss.total(labels)
 
-            value, dlogits, probs = loss(np.concatenate(run_chunks(len(x), forward)), labels)
+            def step(lo, hi):
+                k = index[lo]
+                with serial(), sums.guard():
+                    value, dlogits, probs = loss(shards[k].forward(x[lo:hi], ctx=ctxs[k], plan=plan), labels[lo:hi], whole)
+                    shards[k].backward(np.ascontiguousarray(dlogits), ctx=ctxs[k])
+                return value, probs
+
+            value, probs = processes.joined(run_chunks(len(x), step), loss, labels)
             diverged(value)
-            dlogits = np.ascontiguousarray(dlogits)
-
-            def backward(lo, hi):
-                with serial(), sums.guard():
-                    shards[index[lo]].backward(dlogits[lo:hi], ctx=ctxs[index[lo]])
-
-            run_chunks(len(x), backward)
             for i, layer in enumerate(model.layers):
                 for name, g in layer.grads.items():
                     for shard in shards[1:]:  # onto shard 0's, in shard order: the same bits every run
