@@ -96,8 +96,9 @@ def multilabel_binary_cross_entropy(logits, target, pos_weight=None, total=None)
     softplus_neg = np.maximum(-z, 0) + np.log1p(np.exp(-np.abs(z)))   # -log sigmoid(z)
     per = (1.0 - t) * z + lw * softplus_neg
     p = sigmoid(z)
-    grad = (lw * p - c * t) / (z.size if total is None else total)
-    return float(per.mean() if total is None else per.sum() / total), grad.astype(logits.dtype), p.astype(logits.dtype)
+    n = z.size if total is None else total
+    grad = (lw * p - c * t) / n
+    return float(per.mean() if total is None else per.sum() / n), grad.astype(logits.dtype), p.astype(logits.dtype)
 
 
 LOSSES = {"softmax": softmax_cross_entropy, "sigmoid": sigmoid_binary_cross_entropy}

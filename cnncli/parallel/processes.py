@@ -14,10 +14,12 @@ arrays stay where they are (the optimizer, EMA and a warm-up net hold them), at 
 copy of the parameters a step (LeNet-5: 62 k values). Each worker's gradients, and its part of
 the batch, are shared memory too; its labels (and the loss, when it is another), its part of the
 loss and its probabilities, dropout masks and batchnorm's sums go by pipe. A worker takes its
-part of the loss itself and goes on to its backward (threads.py): sending its logits for the
-training process to take the loss over the whole batch, and waiting for dL/dlogits, kept both
-processes waiting ~0.2 ms a LeNet-5 step (2.8 -> 2.6 ms, batch 64, in a probe). Shard k's work and the order of every sum are the threads' (threads.ThreadTotal's order
-for batchnorm, shard order for the gradients), so a step gives the same bits either way. The
+part of the loss itself and goes on to its backward (shard_step): sending its logits for the
+training process to take the loss over the whole batch, and waiting for dL/dlogits, kept the
+training process waiting 144 us and the worker 240 us of a 2.9 ms LeNet-5 step (batch 64);
+training images/s went up 3-4% (bench_trees, session 17). Shard k's work and the order of every
+sum are the threads' (threads.ThreadTotal's order for batchnorm, shard order for the
+gradients), so a step gives the same bits either way. The
 workers are started again when what they copied changes (the layers, their arrays' shapes, the
 frozen layers, a larger part of the batch) and after a step that failed anywhere. They end with
 the model's shards (freeze makes new ones), with the process, or at EOF on their pipe.
@@ -98,7 +100,8 @@ class Workers:
 
         try:
             self._ready(model, shards, pieces, x, ctx.frozen)
-            whole, new_loss = loss.total(labels), None if loss is self._loss else loss
+            whole = loss.total(labels)
+            new_loss = None if loss is self._loss else loss    # the workers keep the one they were sent
             for (lo, hi), xb, (_, conn), m in zip(pieces[1:], self._x, self._procs, masks[1:]):
                 xb[:hi - lo] = x[lo:hi]
                 conn.send(("forward", hi - lo, m, np.geterr(), new_loss, labels[lo:hi], whole))
@@ -106,9 +109,8 @@ class Workers:
             lo, hi = pieces[0]
             ctx = ctx.but(masks=masks[0], tiles=model.step_tiles(), reduce=self._total, keeps_running=True)
             with serial():
-                value, dlogits, probs = loss(shards[0].forward(x[lo:hi], ctx=ctx, plan=plan), labels[lo:hi], whole)
-                shards[0].backward(np.ascontiguousarray(dlogits), ctx=ctx)
-            parts = [(value, probs)] + [_expect(conn, "done")[1:] for _, conn in self._procs]
+                parts = [shard_step(shards[0], x[lo:hi], labels[lo:hi], loss, whole, ctx, plan)]
+            parts += [_expect(conn, "done")[1:] for _, conn in self._procs]
             value, probs = joined(parts, loss, labels)
             diverged(value)
             for grads in self._grads:     # onto the model's, in shard order (as threads.py adds them)
@@ -172,6 +174,15 @@ class Workers:
                         os._exit(code)
                 theirs.close()
                 self._procs.append((pid, mine))
+
+
+def shard_step(shard, x, labels, loss, whole, ctx, plan):
+    """One shard's forward, its part of the loss (whole: the batch's normaliser, Loss.total) and
+    backward, with no wait for the other shards' logits -> (the part's loss, its probabilities).
+    In a thread, the training process, or a worker."""
+    value, dlogits, probs = loss(shard.forward(x, ctx=ctx, plan=plan), labels, whole)
+    shard.backward(np.ascontiguousarray(dlogits), ctx=ctx)
+    return value, probs
 
 
 def joined(parts, loss, labels):
@@ -267,10 +278,7 @@ def _serve(conn, shard, xb, copies):
 
 
 def _step(conn, shard, x, masks, total, loss, labels, whole):
-    """One step of the worker's shard: forward, its part of the loss (whole: the batch's
-    normaliser), backward -> ("done", the part's loss, its probabilities)."""
+    """The worker's shard_step -> ("done", the part's loss, its probabilities)."""
     ctx = shard.context(training=True).but(masks=masks, tiles=shard.step_tiles(), reduce=total, keeps_running=False)
     shard.zero_grad()
-    value, dlogits, probs = loss(shard.forward(x, ctx=ctx, plan=shard.frozen_plan()), labels, whole)
-    shard.backward(np.ascontiguousarray(dlogits), ctx=ctx)
-    conn.send(("done", value, probs))
+    conn.send(("done",) + shard_step(shard, x, labels, loss, whole, ctx, shard.frozen_plan()))

@@ -104,10 +104,11 @@ class Shards:
     def gradients(self, x, labels, loss, diverged, ctx, plan=None):
         """Model.gradients by shards -> (loss, probabilities). Each shard takes its part of the
         loss (with the whole batch's normaliser: losses.py) and goes on to its backward without
-        waiting for the others' logits; diverged(value) raises after, before the shards'
-        gradients are added. plan: the model's frozen_plan(). ctx: the step's Context; each shard gets its own, with its slice of the batch's
-        random draws (dropout masks, drawn for the whole batch as one thread would), the Winograd
-        tiles computed once for all, and batchnorm's sums over the shards."""
+        waiting for the others' logits (processes.shard_step); diverged(value) raises after,
+        before the shards' gradients are added. plan: the model's frozen_plan(). ctx: the step's
+        Context; each shard gets its own, with its slice of the batch's random draws (dropout
+        masks, drawn for the whole batch as one thread would), the Winograd tiles computed once
+        for all, and batchnorm's sums over the shards."""
         from ..kernels.parallel import chunks, n_threads, run_chunks, serial
 
         model = self.model
@@ -138,9 +139,7 @@ class Shards:
             def step(lo, hi):
                 k = index[lo]
                 with serial(), sums.guard():
-                    value, dlogits, probs = loss(shards[k].forward(x[lo:hi], ctx=ctxs[k], plan=plan), labels[lo:hi], whole)
-                    shards[k].backward(np.ascontiguousarray(dlogits), ctx=ctxs[k])
-                return value, probs
+                    return processes.shard_step(shards[k], x[lo:hi], labels[lo:hi], loss, whole, ctxs[k], plan)
 
             value, probs = processes.joined(run_chunks(len(x), step), loss, labels)
             diverged(value)
