@@ -130,11 +130,17 @@ def test_the_helper_starts_before_the_kernels_load_and_imports_matplotlib_first(
     took a core from the training step (viz/live.py)."""
     import cnncli.commands.train as train_module
 
-    order, warm_up = [], train_module._warm_up
-    started = live.LiveCurves.start
-    monkeypatch.setattr(live.LiveCurves, "start", lambda self: (order.append("helper"), started(self))[1])
-    monkeypatch.setattr(train_module, "_prepare", lambda *a, prepare=train_module._prepare: (order.append("data"), prepare(*a))[1])
-    monkeypatch.setattr(train_module, "_warm_up", lambda *a: (order.append("kernels"), warm_up(*a))[1])
+    order = []
+
+    def recorded(name, fn):
+        def call(*a):
+            order.append(name)
+            return fn(*a)
+        return call
+
+    monkeypatch.setattr(live.LiveCurves, "start", recorded("helper", live.LiveCurves.start))
+    monkeypatch.setattr(train_module, "_prepare", recorded("data", train_module._prepare))
+    monkeypatch.setattr(train_module, "_warm_up", recorded("kernels", train_module._warm_up))
     res = train(write_config(tmp_path), reporter=QuietReporter())
     assert order[:3] == ["helper", "data", "kernels"]
     assert (res.output / "curves.png").exists()

@@ -55,7 +55,7 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
         report.message(f"warning: {note}")
     if frozen:
         report.message(frozen)
-    curves = _early_curves(cfg, report, comm)
+    curves = live_curves(cfg.output, cfg.train.epochs, report, comm)
     try:
         data, weights = _prepare(cfg, model, report, comm)
         comm.broadcast_model(model)
@@ -74,14 +74,6 @@ def train(config_path=None, overrides=(), force=False, resume=None, init=None, r
             unlock(lock)
     finally:
         curves.close()   # stops a helper that drew nothing (the run failed before an epoch ended)
-
-
-def _early_curves(cfg, report, comm):
-    """The curves.png helper, started now: it imports matplotlib (0.5 s of CPU) while this process
-    decodes the data and loads its kernels, not during the first epochs (viz/live.py)."""
-    curves = live_curves(cfg.output, cfg.train.epochs, report, comm)
-    curves.start()
-    return curves
 
 
 # Settings each process of a job may hold its own way: paths (machines mount a shared folder in
@@ -352,7 +344,7 @@ def _resume_locked(run_dir, last, arrays, meta, overrides, report, comm):
         model.load_state_dict(arrays)
         # normalise exactly as the run did (and skip recomputing the statistics)
         cfg.data.mean, cfg.data.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
-    curves = _early_curves(cfg, report, comm)
+    curves = live_curves(cfg.output, cfg.train.epochs, report, comm)
     try:
         return _resume_training(run_dir, last, arrays, meta, (cfg, model, state, schedule_note), report, comm, curves)
     finally:

@@ -95,8 +95,8 @@ class Result:
 
 class Trainer:
     def __init__(self, cfg, data, reporter, output, model, state=None, class_weights=None, dist=None, whole=None,
-                 images=None, curves=None):
-        """curves: the run's live_curves, started early (else made here and started by run()).
+                 images=None, *, curves):
+        """curves: the run's live_curves, started by the caller before it prepared the data.
         model: what each step trains; whole: the network checkpoints hold, when model is only
         the layers after a frozen-feature cache's boundary (engine/features.py), sharing its arrays;
         data then holds the cached features and images the image batches (for what runs the whole
@@ -124,7 +124,7 @@ class Trainer:
         self.stop_requested = 0
         self.validating = False   # Ctrl-C says what it waits for
         self.saved = None  # what last.npz holds, for messages
-        self.curves = curves or live_curves(output, t.epochs, reporter, self.dist)
+        self.curves = curves
         self.val_scores = None    # multi-label: the last validation's (probabilities, targets)
         if data.multilabel and self.dist.size > 1:
             raise CnnError("multi-label training runs in one process: drop --processes / mpiexec")
@@ -196,7 +196,6 @@ class Trainer:
         n_batches = len(self.data.train)
         previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_sigint)
-        self.curves.start()
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # divergence shows as a NaN loss
                 self.score_start()
@@ -367,9 +366,12 @@ class Trainer:
 
 
 def live_curves(output, epochs, reporter, dist):
-    """The run's curves.png helper (viz/live.py), not started yet; rank 0 alone writes."""
+    """The run's curves.png helper (viz/live.py), started now: `cnncli train` makes it before it
+    decodes the data and loads the kernels, so that the helper's import of matplotlib (0.5 s of
+    CPU) overlaps them, not the first epochs. Rank 0 alone writes."""
     curves = LiveCurves(Path(output) / "curves.png", str(Path(output)), epochs, warn=reporter.message)
     curves.enabled = curves.enabled and dist.root
+    curves.start()
     return curves
 
 
